@@ -1,0 +1,29 @@
+"""`pd-ingest` / `python -m services.ingest`: run the ingest API with settings from the env."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from shared.logging import configure_logging
+
+from .api import create_app
+from .settings import IngestSettings
+
+
+def main() -> None:
+    settings = IngestSettings()
+    configure_logging("ingest", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.ingest_port,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # one line per event at thousands/s is noise; metrics count requests
+        log_config=None,  # keep our JSON logging
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from shared.events import EVENT_TYPES, Source
+from shared.metrics import LATENCY_BUCKETS
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "pd_ingest_events",
+            "Events received, by source, type and outcome "
+            "(accepted, duplicate, invalid, forbidden, unavailable)",
+            ["source", "type", "outcome"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "pd_ingest_request_seconds",
+            "Time to answer an ingest request",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+    def count(self, source: object, event_type: object, outcome: str, n: int = 1) -> None:
+        self.events.labels(_source_label(source), _type_label(event_type), outcome).inc(n)
+
+
+# Labels stay bounded whatever a client sends: unknown values collapse into one label.
+_SOURCES = {s.value for s in Source}
+
+
+def _source_label(source: object) -> str:
+    return source if isinstance(source, str) and source in _SOURCES else "unknown"
+
+
+def _type_label(event_type: object) -> str:
+    if isinstance(event_type, str):
+        if event_type in EVENT_TYPES:
+            return event_type
+        if event_type.startswith("custom."):
+            return "custom"
+    return "unknown"

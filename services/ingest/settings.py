@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import ServiceSettings
+
+
+class IngestSettings(ServiceSettings):
+    ingest_port: int = 8001
+    # Touchpoint key -> the sources it may write ("*" for all). Env INGEST_API_KEYS, JSON.
+    ingest_api_keys: dict[str, list[str]] = Field(default={"local-touchpoint-key": ["*"]})
+    # Secret salt of phone hashes. Set your own in every real deployment, and never change it:
+    # a new salt gives every phone a new identity.
+    phone_hash_salt: str = "local-dev-salt-change-me"
+    default_phone_region: str = "CN"
+    dedupe_ttl_s: int = Field(default=8 * 24 * 3600, ge=7 * 24 * 3600, description="at least 7 days")
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_batch_events: int = 500
+    produce_timeout_s: float = 5.0
+    max_queued_events: int = 50_000

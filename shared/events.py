@@ -1,0 +1,188 @@
+"""The touchpoint event envelope (`touchpoint.events.v1`) and the event-type registry.
+
+`TouchpointEvent` is what a touchpoint sends; `IngestedEvent` is what ingest publishes
+(the same envelope plus `customer_id`, `received_at` and the id of the key used).
+`validate_event` is the one entry point for untrusted input: it checks the envelope, the
+per-type required properties and the ingest-time rules, and reports field-level errors.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+
+SCHEMA_VERSION = 1
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+
+class Source(StrEnum):
+    """The touchpoint an event came from (DOMAIN.md's vocabulary)."""
+
+    wecom = "wecom"
+    official_account = "official_account"
+    mini_program = "mini_program"
+    video_channel = "video_channel"
+    live_stream = "live_stream"
+    app = "app"
+    dealer_store = "dealer_store"
+    ad = "ad"
+    call_center = "call_center"
+    mall = "mall"
+
+
+class IdentityType(StrEnum):
+    """One identifier of a person in one channel."""
+
+    wecom_external_userid = "wecom_external_userid"
+    unionid = "unionid"
+    openid = "openid"
+    phone = "phone"
+    app_user_id = "app_user_id"
+    device_id = "device_id"
+    dealer_lead_id = "dealer_lead_id"
+
+
+# Event type -> properties it requires. `custom.<name>` types take free properties.
+EVENT_TYPES: dict[str, tuple[str, ...]] = {
+    "ad.click": (),
+    "ad.lead_form": (),
+    "wecom.friend_added": (),
+    "wecom.message_in": (),
+    "wecom.group_joined": (),
+    "content.view": ("content_id",),
+    "content.click": ("content_id",),
+    "content.favorite": ("content_id",),
+    "content.share": ("content_id",),
+    "live.watch": ("duration_s",),
+    "live.comment": (),
+    "mini_program.visit": (),
+    "config.build": ("vehicle_model",),
+    "quote.requested": ("vehicle_model",),
+    "test_drive.booked": ("vehicle_model",),
+    "test_drive.completed": ("vehicle_model",),
+    "store.visit": ("dealer_id",),
+    "dealer.followup": ("dealer_id",),
+    "order.placed": ("vehicle_model",),
+    "vehicle.delivered": ("vehicle_model",),
+    "lead.defeated": ("reason",),
+    "service.maintenance": ("amount",),
+    "mall.purchase": ("amount",),
+    "coupon.claimed": (),
+    "referral.made": (),
+    "community.post": (),
+    "survey.answered": (),
+    "consent.granted": ("channel",),
+    "consent.revoked": ("channel",),
+    "campaign.delivered": ("action_id",),
+    "campaign.opened": ("action_id",),
+    "campaign.clicked": ("action_id",),
+}
+CUSTOM_TYPE = re.compile(r"^custom\.[a-z0-9][a-z0-9_.-]{0,63}$")
+
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class KnownProperties(BaseModel):
+    """Types of the properties the contract names; any other property passes through as sent."""
+
+    model_config = ConfigDict(extra="allow", strict=False)
+
+    content_id: Label | None = None
+    vehicle_model: Label | None = None
+    dealer_id: Label | None = None
+    reason: Label | None = None
+    channel: Label | None = None
+    action_id: Label | None = None
+    duration_s: NonNegative | None = None
+    amount: NonNegative | None = None
+    value_point: Literal["rational", "emotional"] | None = None
+    topics: list[Label] | None = None
+    price_related: bool | None = None
+
+
+IdentityValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+
+
+class TouchpointEvent(BaseModel):
+    """One interaction, as a touchpoint sends it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event_id: UUID
+    type: str
+    source: Source
+    occurred_at: AwareDatetime
+    identities: dict[IdentityType, IdentityValue] = Field(min_length=1)
+    properties: dict[str, Any] = Field(default_factory=dict)
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value not in EVENT_TYPES and not CUSTOM_TYPE.match(value):
+            raise ValueError(f"unknown event type {value!r}: use a contract type or custom.<name>")
+        return value
+
+
+class IngestedEvent(TouchpointEvent):
+    """The envelope as published on `touchpoint.events.v1`: resolved, hashed, stamped."""
+
+    customer_id: str
+    received_at: AwareDatetime
+    api_key_id: str = Field(description="fingerprint of the touchpoint key used; never the key")
+
+
+class InvalidEvent(ValueError):
+    """Raised by `validate_event`, carrying field-level errors in FastAPI's shape."""
+
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__(f"{len(errors)} validation error(s)")
+        self.errors = errors
+
+
+def _field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[dict[str, Any]]:
+    return [
+        {"loc": [*prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        for e in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+
+
+def event_rule_errors(event: TouchpointEvent, now: datetime) -> list[dict[str, Any]]:
+    """What the envelope's types cannot say: per-type properties and the future-skew rule."""
+    errors: list[dict[str, Any]] = [
+        {"loc": ["properties", name], "msg": f"required for {event.type}", "type": "missing"}
+        for name in EVENT_TYPES.get(event.type, ())
+        if event.properties.get(name) is None
+    ]
+    try:
+        KnownProperties.model_validate(event.properties)
+    except ValidationError as error:
+        errors += _field_errors(error, ("properties",))
+    if event.occurred_at - now > MAX_FUTURE_SKEW:
+        errors.append({"loc": ["occurred_at"], "msg": "more than 5 minutes in the future", "type": "future"})
+    return errors
+
+
+def validate_event(raw: Any, now: datetime) -> TouchpointEvent:
+    """Validate one untrusted event completely; raise InvalidEvent with field-level errors."""
+    try:
+        event = TouchpointEvent.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidEvent(_field_errors(error)) from None
+    if errors := event_rule_errors(event, now):
+        raise InvalidEvent(errors)
+    return event

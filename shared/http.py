@@ -1,0 +1,64 @@
+"""What every HTTP process serves (/healthz, /readyz, /metrics) and the ops-token check."""
+
+import asyncio
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+
+from shared.metrics import CONTENT_TYPE, render
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+
+def operations_router(
+    registry: CollectorRegistry, checks: dict[str, ReadinessCheck], timeout_s: float = 2.0
+) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="The process can reach its broker and Redis")
+    async def readyz(response: Response) -> dict[str, object]:
+        results = await asyncio.gather(*(_check(check, timeout_s) for check in checks.values()))
+        report = dict(zip(checks, results, strict=True))
+        ready = all(result == "ok" for result in results)
+        response.status_code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"status": "ready" if ready else "not_ready", "checks": report}
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(render(registry), media_type=CONTENT_TYPE)
+
+    return router
+
+
+async def _check(check: ReadinessCheck, timeout_s: float) -> str:
+    try:
+        await asyncio.wait_for(check(), timeout_s)
+    except Exception as error:  # any failure means "not ready"; say which
+        return f"failed: {type(error).__name__}: {error}"[:200]
+    return "ok"
+
+
+def require_ops_token(tokens: Iterable[str]) -> Callable[..., Awaitable[None]]:
+    """A dependency answering 401 unless the request carries one of `tokens` as a bearer token."""
+    allowed = tuple(tokens)
+    bearer = HTTPBearer(auto_error=False, description="ops token")
+
+    async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        given = credentials.credentials if credentials else ""
+        # Compare against every token in constant time, so timing does not reveal a prefix.
+        if not given or not any(secrets.compare_digest(given, token) for token in allowed):
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing or invalid ops token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+
+    return check

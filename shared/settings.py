@@ -1,0 +1,31 @@
+"""Settings every process shares. Each service extends `ServiceSettings` with its own fields.
+
+Values come from the environment (names are the upper-cased field names, e.g.
+`KAFKA_BOOTSTRAP_SERVERS`). Settings are built in entrypoints, never at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    kafka_bootstrap_servers: str = "localhost:9092"
+    redis_url: str = "redis://localhost:6379/0"
+    topic_partitions: int = Field(default=3, ge=1, description="partitions of the topics we create")
+    log_level: str = "INFO"
+    http_host: str = "127.0.0.1"
+    # Bearer tokens for the ops APIs; env OPS_TOKENS is comma-separated.
+    ops_tokens: Annotated[tuple[str, ...], NoDecode] = ("local-ops-token",)
+
+    @field_validator("ops_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(token.strip() for token in value.split(",") if token.strip())
+        return value

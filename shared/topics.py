@@ -1,0 +1,45 @@
+"""Topic names from the design contract, and `pd-topics`, which creates them."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+
+TOUCHPOINT_EVENTS = "touchpoint.events.v1"
+IDENTITY_MERGES = "identity.merges.v1"
+INTENT_SCORES = "intent.scores.v1"
+PROFILE_TAGS = "profile.tags.v1"
+CAMPAIGN_ACTIONS = "campaign.actions.v1"
+
+MAIN_TOPICS = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, CAMPAIGN_ACTIONS)
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Where a worker puts messages of `topic` it cannot parse."""
+    return f"{topic}.dlq"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: tuple[tuple[str, str], ...] = ()
+
+
+def contract_topics(partitions: int) -> list[TopicSpec]:
+    """Every topic the contract names, with its dead-letter topic (one partition is plenty)."""
+    week_ms = str(7 * 24 * 3600 * 1000)
+    specs = [TopicSpec(name, partitions, (("retention.ms", week_ms),)) for name in MAIN_TOPICS]
+    specs += [TopicSpec(dead_letter_topic(name), 1) for name in MAIN_TOPICS]
+    return specs
+
+
+def main() -> None:
+    from shared.kafka import ensure_topics
+    from shared.settings import ServiceSettings
+
+    parser = argparse.ArgumentParser(description="Create the contract's topics (idempotent).")
+    parser.parse_args()
+    settings = ServiceSettings()
+    created = ensure_topics(settings.kafka_bootstrap_servers, contract_topics(settings.topic_partitions))
+    print(f"topics ready on {settings.kafka_bootstrap_servers}; created: {created or 'none'}")
