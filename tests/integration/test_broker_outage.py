@@ -1,0 +1,93 @@
+"""Nothing is acknowledged that is not on the topic: 503 while the broker is away, 202 after.
+
+Uses a broker of its own, paused (SIGSTOP: connections hang) and killed outright.
+"""
+
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from redis import Redis
+
+from tests.conftest import TOUCHPOINT_KEY, Backends, ingest_env
+from tests.factories import event
+from tests.harness import Process, eventually, free_port, start_service, start_tansu
+from tests.topic_reader import TopicReader
+
+
+@pytest.fixture
+def own_broker(log_dir: Path):
+    port = free_port()
+    broker = start_tansu(port, log_dir)
+    yield port, broker
+    broker.stop()
+
+
+@pytest.fixture
+def outage_stack(own_broker, backends: Backends, log_dir: Path):
+    broker_port, broker = own_broker
+    mine = Backends(f"127.0.0.1:{broker_port}", backends.redis_url)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = ingest_env(mine, port, PRODUCE_TIMEOUT_S="1.5")
+    ingest = start_service("ingest-outage", "services.ingest", env, f"{url}/readyz", log_dir)
+    with httpx.Client(base_url=url, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=15) as client:
+        yield client, broker, mine
+    ingest.stop()
+
+
+def seen_key(sent: dict) -> str:
+    return f"pd:seen:{sent['event_id']}"
+
+
+def test_paused_broker_means_503_and_nothing_marked_seen_then_202(outage_stack) -> None:
+    client, broker, backends = outage_stack
+    redis = Redis.from_url(backends.redis_url)
+    assert client.post("/v1/events", json=event()).status_code == 202
+
+    broker.signal(signal.SIGSTOP)
+    try:
+        sent = event()
+        response = client.post("/v1/events", json=sent)
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert not redis.exists(seen_key(sent))  # a failed produce leaves the id unseen
+        assert client.get("/readyz").status_code == 503
+    finally:
+        broker.signal(signal.SIGCONT)
+
+    retried = eventually(lambda: _accepted(client, sent), timeout=30)
+    assert retried["duplicate"] is False  # processed now, as it was never acknowledged before
+    assert redis.exists(seen_key(sent))
+    reader = TopicReader(backends.kafka_bootstrap_servers, "touchpoint.events.v1", "event_id")
+    try:
+        reader.wait_for([sent["event_id"]])
+    finally:
+        reader.close()
+
+
+def test_killed_broker_means_503_then_202_once_a_broker_is_back(outage_stack, log_dir: Path) -> None:
+    client, broker, backends = outage_stack
+    port = int(backends.kafka_bootstrap_servers.rsplit(":", 1)[1])
+    broker.stop()
+    sent = event()
+    assert client.post("/v1/events", json=sent).status_code == 503
+    assert client.post("/v1/events/batch", json={"events": [event(), event()]}).status_code == 503
+
+    replacement: Process = start_tansu(port, log_dir)  # in-memory: starts empty, topics auto-created
+    try:
+        eventually(lambda: _accepted(client, sent), timeout=60, interval=0.2)
+        reader = TopicReader(backends.kafka_bootstrap_servers, "touchpoint.events.v1", "event_id")
+        try:
+            reader.wait_for([sent["event_id"]], timeout=30)
+        finally:
+            reader.close()
+    finally:
+        replacement.stop()
+
+
+def _accepted(client: httpx.Client, sent: dict) -> dict:
+    response = client.post("/v1/events", json=sent)
+    assert response.status_code == 202, response.text
+    return response.json()["results"][0]

@@ -1,0 +1,217 @@
+"""DESIGN.md's ingest contract, over HTTP against a real ingest process, broker and Redis."""
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+import httpx
+import orjson
+import pytest
+
+from services.ingest.identities import phone_identity
+from tests.conftest import OPS_TOKEN, WECOM_ONLY_KEY
+from tests.factories import event, unique
+
+OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
+
+def test_an_accepted_event_is_on_the_topic_keyed_by_its_customer(client, events_topic) -> None:
+    sent = event(identities={"unionid": unique("u")})
+    response = client.post("/v1/events", json=sent)
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 1
+    [result] = body["results"]
+    assert (result["event_id"], result["duplicate"]) == (sent["event_id"], False)
+
+    [(key, record, _)] = events_topic.wait_for([sent["event_id"]])[sent["event_id"]]
+    assert key == result["customer_id"].encode()
+    assert record["customer_id"] == result["customer_id"]
+    assert record["received_at"] and record["api_key_id"].startswith("key_")
+    same_instant = datetime.fromisoformat(record.pop("occurred_at")) == datetime.fromisoformat(
+        sent["occurred_at"]
+    )
+    assert same_instant and {k: record[k] for k in sent if k != "occurred_at"} == {
+        k: v for k, v in sent.items() if k != "occurred_at"
+    }
+
+
+def test_a_repeated_event_is_acknowledged_as_duplicate_and_published_once(client, events_topic) -> None:
+    identities = {"wecom_external_userid": unique("wm")}
+    sent = event(identities=identities)
+    first = client.post("/v1/events", json=sent).json()["results"][0]
+    again = client.post("/v1/events", json=sent).json()["results"][0]
+    assert again == {**first, "duplicate": True}
+    # A later event of the same customer lands on the same partition after any second copy.
+    marker = event(identities=identities)
+    assert client.post("/v1/events", json=marker).status_code == 202
+    events_topic.wait_for([marker["event_id"]])
+    assert len(events_topic.records[sent["event_id"]]) == 1
+
+
+def test_raw_phone_numbers_never_reach_the_topic(client, events_topic) -> None:
+    sent = event(
+        type="ad.lead_form",
+        source="ad",
+        properties={"phone": "139 0013 9000"},
+        identities={"phone": "+86 138-0013-8000", "device_id": unique("d")},
+    )
+    assert client.post("/v1/events", json=sent).status_code == 202
+    [(_, record, _)] = events_topic.wait_for([sent["event_id"]])[sent["event_id"]]
+    raw = orjson.dumps(record).decode()
+    assert "13800138000" not in raw and "13900139000" not in raw
+    assert record["identities"]["phone"] == phone_identity("13800138000", "test-salt")
+    assert record["properties"]["phone"] == phone_identity("13900139000", "test-salt")
+
+
+def test_missing_or_unknown_key_is_401_and_a_forbidden_source_403(client) -> None:
+    assert client.post("/v1/events", json=event(), headers={"X-Api-Key": ""}).status_code == 401
+    assert client.post("/v1/events", json=event(), headers={"X-Api-Key": "nope"}).status_code == 401
+    limited = {"X-Api-Key": WECOM_ONLY_KEY}
+    assert client.post("/v1/events", json=event(source="wecom"), headers=limited).status_code == 202
+    assert client.post("/v1/events", json=event(source="app"), headers=limited).status_code == 403
+
+
+def test_bad_input_is_422_with_field_level_errors(client) -> None:
+    response = client.post(
+        "/v1/events", json=event(type="store.visit", properties={}, occurred_at="2026-01-01")
+    )
+    assert response.status_code == 422
+    locs = {tuple(error["loc"]) for error in response.json()["detail"]}
+    assert ("body", "occurred_at") in locs
+    response = client.post("/v1/events", json=event(type="store.visit", properties={}))
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "properties", "dealer_id"]]
+    response = client.post("/v1/events", json=event(identities={"phone": "12345"}))
+    assert [e["loc"] for e in response.json()["detail"]] == [["body", "identities", "phone"]]
+    assert (
+        client.post(
+            "/v1/events", content=b"{not json", headers={"content-type": "application/json"}
+        ).status_code
+        == 422
+    )
+
+
+def test_bodies_over_the_limit_are_413_declared_or_chunked(client) -> None:
+    big = event(properties={"content_id": "c", "blob": "x" * 300_000})
+    assert client.post("/v1/events", json=big).status_code == 413
+
+    def chunks():
+        yield orjson.dumps(big)
+
+    assert (
+        client.post("/v1/events", content=chunks(), headers={"content-type": "application/json"}).status_code
+        == 413
+    )
+
+
+def test_a_batch_accepts_the_good_events_and_lists_the_rejected(client, events_topic) -> None:
+    good = [event(), event(type="live.watch", source="live_stream", properties={"duration_s": 120})]
+    bad = event(type="quote.requested", properties={})
+    response = client.post("/v1/events/batch", json={"events": [good[0], bad, "junk", good[1]]})
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 2
+    assert [(r["index"], r["event_id"]) for r in body["results"]] == [
+        (0, good[0]["event_id"]),
+        (3, good[1]["event_id"]),
+    ]
+    assert [r["index"] for r in body["rejected"]] == [1, 2]
+    assert body["rejected"][0]["errors"][0]["loc"] == ["properties", "vehicle_model"]
+    events_topic.wait_for([e["event_id"] for e in good])
+    assert bad["event_id"] not in events_topic.records
+
+
+def test_a_batch_rejects_forbidden_sources_per_event(client) -> None:
+    response = client.post(
+        "/v1/events/batch",
+        headers={"X-Api-Key": WECOM_ONLY_KEY},
+        json={"events": [event(source="wecom"), event(source="ad", type="ad.click")]},
+    )
+    body = response.json()
+    assert response.status_code == 202 and body["accepted"] == 1
+    assert body["rejected"][0]["errors"][0]["type"] == "forbidden_source"
+
+
+def test_a_batch_with_nothing_acceptable_or_out_of_bounds_is_422(client) -> None:
+    assert client.post("/v1/events/batch", json={"events": [{"type": "x"}]}).status_code == 422
+    assert client.post("/v1/events/batch", json={"events": []}).status_code == 422
+    too_many = [event() for _ in range(501)]
+    assert client.post("/v1/events/batch", json={"events": too_many}).status_code == 422
+
+
+def test_a_batch_of_500_goes_through_in_one_request(client, events_topic) -> None:
+    batch = [event() for _ in range(500)]
+    response = client.post("/v1/events/batch", json={"events": batch})
+    assert response.status_code == 202 and response.json()["accepted"] == 500
+    events_topic.wait_for([e["event_id"] for e in batch])
+
+
+def test_lookup_finds_the_survivor_by_any_identifier_and_needs_the_ops_token(client, merges_topic) -> None:
+    union, wecom, phone = unique("u"), unique("wm"), "13700137000"
+    older = client.post("/v1/events", json=event(identities={"unionid": union, "phone": phone})).json()
+    newer = client.post("/v1/events", json=event(identities={"wecom_external_userid": wecom})).json()
+    linked = client.post(
+        "/v1/events", json=event(identities={"wecom_external_userid": wecom, "unionid": union})
+    ).json()
+    survivor = older["results"][0]["customer_id"]
+    merged = newer["results"][0]["customer_id"]
+    assert linked["results"][0]["customer_id"] == survivor != merged
+
+    for path in (f"/v1/identities/wecom_external_userid/{wecom}", "/v1/identities/phone/+86 137 0013 7000"):
+        response = client.get(path, headers=OPS)
+        assert response.status_code == 200
+        assert response.json()["customer_id"] == survivor
+    assert set(response.json()["identities"]) == {"unionid", "wecom_external_userid", "phone"}
+
+    assert client.get(f"/v1/identities/unionid/{union}").status_code == 401
+    assert (
+        client.get(f"/v1/identities/unionid/{union}", headers={"Authorization": "Bearer x"}).status_code
+        == 401
+    )
+    assert client.get(f"/v1/identities/unionid/{unique('nobody')}", headers=OPS).status_code == 404
+    assert client.get("/v1/identities/email/a@b.c", headers=OPS).status_code == 422
+
+    [(key, record, _)] = merges_topic.wait_for([merged])[merged]
+    assert key == merged.encode()
+    assert (record["survivor_customer_id"], record["merge_id"]) == (survivor, f"{merged}>{survivor}")
+    assert record["identities"] == {"wecom_external_userid": [wecom]}
+
+
+def test_requests_racing_to_link_the_same_identifiers_make_one_customer(ingest) -> None:
+    workers = 16
+    barrier = threading.Barrier(workers)
+
+    def post(pair: tuple[str, str], flip: bool) -> str:
+        identities = {"unionid": pair[0], "openid": pair[1]}
+        if flip:
+            identities = dict(reversed(identities.items()))
+        with httpx.Client(base_url=ingest.url, headers={"X-Api-Key": "test-touchpoint-key"}) as http:
+            barrier.wait(timeout=10)
+            response = http.post("/v1/events", json=event(identities=identities))
+        assert response.status_code == 202
+        return response.json()["results"][0]["customer_id"]
+
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in range(5):
+            pair = (unique("u"), unique("o"))
+            customers = list(pool.map(lambda i, p=pair: post(p, i % 2 == 1), range(workers)))
+            assert len(set(customers)) == 1, customers
+
+
+def test_operations_endpoints(client) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"kafka": "ok", "redis": "ok"}
+    client.post("/v1/events", json=event())
+    metrics = client.get("/metrics").text
+    assert 'pd_ingest_events_total{outcome="accepted",source="wecom",type="content.click"}' in metrics
+    assert "pd_ingest_request_seconds_bucket" in metrics
+    assert "process_resident_memory_bytes" in metrics
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/events", "/v1/events/batch", "/v1/identities/{identity_type}/{value}"} <= set(spec["paths"])
+    assert client.get("/docs").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/events/batch"])
+def test_wrong_content_is_422_not_500(client, path: str) -> None:
+    assert client.post(path, json=[1, 2]).status_code == 422

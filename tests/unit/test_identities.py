@@ -1,0 +1,66 @@
+import pytest
+
+from services.ingest.identities import (
+    api_key_id,
+    hash_phone,
+    normalise_phone,
+    phone_identity,
+    protect_event,
+)
+from shared.events import IdentityType, InvalidEvent, TouchpointEvent
+from tests.factories import event
+
+
+@pytest.mark.parametrize("raw", ["13800138000", "138 0013 8000", "+86 138-0013-8000", "+8613800138000"])
+def test_chinese_mobiles_normalise_to_e164_with_86_by_default(raw: str) -> None:
+    assert normalise_phone(raw) == "+8613800138000"
+
+
+def test_foreign_numbers_keep_their_country() -> None:
+    assert normalise_phone("+49 30 901820") == "+4930901820"
+
+
+@pytest.mark.parametrize("raw", ["123", "not a phone", "", "+86 1"])
+def test_invalid_numbers_are_refused(raw: str) -> None:
+    with pytest.raises(ValueError):
+        normalise_phone(raw)
+
+
+def test_hash_is_salted_sha256_hex() -> None:
+    digest = hash_phone("+8613800138000", "salt-a")
+    assert len(digest) == 64 and int(digest, 16) >= 0
+    assert digest == hash_phone("+8613800138000", "salt-a")
+    assert digest != hash_phone("+8613800138000", "salt-b")
+    assert "13800138000" not in digest
+
+
+def test_every_spelling_of_a_number_is_one_identity_and_a_hash_passes_through() -> None:
+    hashed = phone_identity("138 0013 8000", "s")
+    assert phone_identity("+86 13800138000", "s") == hashed
+    assert phone_identity(hashed, "s") == hashed
+
+
+def test_protect_event_hashes_phone_identities_and_phone_properties() -> None:
+    raw = event(
+        type="ad.lead_form",
+        identities={"phone": "13800138000", "unionid": "u1"},
+        properties={"mobile": "13900139000", "campaign": "spring"},
+    )
+    identities, properties = protect_event(TouchpointEvent.model_validate(raw), "s")
+    assert identities[IdentityType.phone] == phone_identity("13800138000", "s")
+    assert identities[IdentityType.unionid] == "u1"
+    assert properties == {"mobile": phone_identity("13900139000", "s"), "campaign": "spring"}
+    assert "13800138000" not in repr((identities, properties))
+
+
+def test_protect_event_reports_bad_phones_by_field() -> None:
+    raw = event(identities={"phone": "12"}, properties={"content_id": "c", "phone": 5})
+    with pytest.raises(InvalidEvent) as caught:
+        protect_event(TouchpointEvent.model_validate(raw), "s")
+    assert [e["loc"] for e in caught.value.errors] == [["identities", "phone"], ["properties", "phone"]]
+
+
+def test_api_key_id_names_a_key_without_revealing_it() -> None:
+    assert api_key_id("local-touchpoint-key") == api_key_id("local-touchpoint-key")
+    assert "touchpoint" not in api_key_id("local-touchpoint-key")
+    assert api_key_id("a") != api_key_id("b")

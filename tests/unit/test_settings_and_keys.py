@@ -1,0 +1,36 @@
+import pytest
+
+from services.ingest.api_keys import ApiKeys
+from services.ingest.settings import IngestSettings
+
+
+def test_defaults_are_the_local_keys() -> None:
+    settings = IngestSettings()
+    assert settings.ingest_api_keys == {"local-touchpoint-key": ["*"]}
+    assert settings.ops_tokens == ("local-ops-token",)
+    assert settings.ingest_port == 8001
+
+
+def test_env_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INGEST_API_KEYS", '{"k1": ["wecom", "app"]}')
+    monkeypatch.setenv("OPS_TOKENS", "a, b,")
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka:9092")
+    settings = IngestSettings()
+    assert settings.ingest_api_keys == {"k1": ["wecom", "app"]}
+    assert settings.ops_tokens == ("a", "b")
+    assert settings.kafka_bootstrap_servers == "kafka:9092"
+
+
+def test_dedupe_window_cannot_be_set_below_seven_days(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEDUPE_TTL_S", "3600")
+    with pytest.raises(ValueError):
+        IngestSettings()
+
+
+def test_keys_grant_sources() -> None:
+    keys = ApiKeys({"all": ["*"], "wecom": ["wecom"]})
+    assert keys.sources_for(None) is None
+    assert keys.sources_for("unknown") is None
+    assert keys.may_write(keys.sources_for("all"), "ad")
+    assert keys.may_write(keys.sources_for("wecom"), "wecom")
+    assert not keys.may_write(keys.sources_for("wecom"), "ad")
