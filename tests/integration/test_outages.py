@@ -1,6 +1,7 @@
-"""Nothing is acknowledged that is not on the topic: 503 while the broker is away, 202 after.
+"""Nothing is acknowledged that is not on the topic: 503 while the broker or Redis is away,
+202 once it is back.
 
-Uses a broker of its own, paused (SIGSTOP: connections hang) and killed outright.
+Each test uses a broker or Redis of its own: paused (SIGSTOP: connections hang) or killed.
 """
 
 import signal
@@ -12,7 +13,7 @@ from redis import Redis
 
 from tests.conftest import TOUCHPOINT_KEY, Backends, ingest_env
 from tests.factories import event
-from tests.harness import Process, eventually, free_port, start_service, start_tansu
+from tests.harness import Process, eventually, free_port, start_redis, start_service, start_tansu
 from tests.topic_reader import TopicReader
 
 
@@ -91,3 +92,27 @@ def _accepted(client: httpx.Client, sent: dict) -> dict:
     response = client.post("/v1/events", json=sent)
     assert response.status_code == 202, response.text
     return response.json()["results"][0]
+
+
+def test_redis_away_means_503_and_not_ready_then_202_once_it_is_back(
+    backends: Backends, log_dir: Path
+) -> None:
+    redis_port = free_port()
+    redis = start_redis(redis_port, log_dir)
+    mine = Backends(backends.kafka_bootstrap_servers, f"redis://127.0.0.1:{redis_port}/0")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ingest = start_service(
+        "ingest-redis-outage", "services.ingest", ingest_env(mine, port), f"{url}/readyz", log_dir
+    )
+    try:
+        with httpx.Client(base_url=url, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=15) as client:
+            redis.stop()
+            sent = event()
+            assert client.post("/v1/events", json=sent).status_code == 503
+            assert client.get("/readyz").status_code == 503
+            redis = start_redis(redis_port, log_dir)
+            assert eventually(lambda: _accepted(client, sent), timeout=30)["duplicate"] is False
+    finally:
+        ingest.stop()
+        redis.stop()
