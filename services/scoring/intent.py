@@ -1,0 +1,163 @@
+"""How intent is computed: one customer's score state, and what one event does to it.
+
+Pure: no Kafka, Faust, Redis or HTTP. A score is a sum of behaviour weights, each decaying
+exponentially with the plan's half-life. The state keeps the sum as of `score_at`; because decay
+is exponential, an event older than `score_at` is simply added at its decayed weight, so the
+result does not depend on the order events arrive in (except where a negative weight meets the
+floor at zero).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.events import IngestedEvent
+
+from .plan import ScoringPlan
+
+DAY_S = 86_400.0
+
+
+class Band(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+    hot = "hot"
+
+
+class Activity(StrEnum):
+    active_7d = "active_7d"
+    active_30d = "active_30d"
+    dormant = "dormant"
+
+
+class CustomerScore(BaseModel):
+    """A customer's scoring state. Decayed sums are as of `score_at`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    intent_score: float = 0.0
+    model_scores: dict[str, float] = {}
+    score_at: datetime | None = None
+    points: int = 0
+    growth: int = 0
+    last_interaction_at: datetime | None = None
+
+
+def decay_factor(from_time: datetime, to_time: datetime, half_life_days: float) -> float:
+    """How much of a weight at `from_time` is left at `to_time` (above 1 when going back)."""
+    return 2.0 ** (-(to_time - from_time).total_seconds() / (half_life_days * DAY_S))
+
+
+def intent_pct(score: float, plan: ScoringPlan) -> float:
+    return 100.0 * (1.0 - math.exp(-max(score, 0.0) / plan.pct_scale))
+
+
+def band_of(pct: float, plan: ScoringPlan) -> Band:
+    if pct >= plan.bands.hot:
+        return Band.hot
+    if pct >= plan.bands.high:
+        return Band.high
+    if pct >= plan.bands.medium:
+        return Band.medium
+    return Band.low
+
+
+def level_of(growth: int, plan: ScoringPlan) -> str:
+    reached = [name for name, minimum in plan.levels.items() if growth >= minimum]
+    return reached[-1]
+
+
+def activity_of(state: CustomerScore, now: datetime, plan: ScoringPlan) -> Activity:
+    if state.last_interaction_at is None:
+        return Activity.dormant
+    idle_days = (now - state.last_interaction_at).total_seconds() / DAY_S
+    if idle_days <= plan.activity.active_7d_days:
+        return Activity.active_7d
+    if idle_days <= plan.activity.active_30d_days:
+        return Activity.active_30d
+    return Activity.dormant
+
+
+def score_at(state: CustomerScore, now: datetime, plan: ScoringPlan) -> float:
+    """The decayed intent score as of `now`."""
+    if state.score_at is None:
+        return 0.0
+    return state.intent_score * decay_factor(state.score_at, now, plan.half_life_days)
+
+
+def apply_event(state: CustomerScore, event: IngestedEvent, plan: ScoringPlan) -> CustomerScore:
+    """The state after one event. Dedupe by event_id is the caller's job."""
+    at = event.occurred_at
+    reference = max(state.score_at, at) if state.score_at else at
+    carried = decay_factor(state.score_at, reference, plan.half_life_days) if state.score_at else 1.0
+    added = (
+        plan.weights.get(event.type, 0.0)
+        * plan.source_multipliers.get(event.source, 1.0)
+        * decay_factor(at, reference, plan.half_life_days)
+    )
+
+    model_scores = {model: score * carried for model, score in state.model_scores.items()}
+    model = event.properties.get("vehicle_model")
+    if isinstance(model, str) and model and added > 0:
+        model_scores[model] = model_scores.get(model, 0.0) + added
+
+    interacted = event.type not in plan.activity.not_interactions
+    last_interaction = state.last_interaction_at
+    if interacted and (last_interaction is None or at > last_interaction):
+        last_interaction = at
+
+    return state.model_copy(
+        update={
+            "intent_score": max(state.intent_score * carried + added, 0.0),
+            "model_scores": model_scores,
+            "score_at": reference,
+            "points": state.points + plan.points.get(event.type, 0),
+            "growth": state.growth + plan.growth.get(event.type, 0),
+            "last_interaction_at": last_interaction,
+        }
+    )
+
+
+def merge_states(survivor: CustomerScore, merged: CustomerScore, plan: ScoringPlan) -> CustomerScore:
+    """Fold a merged-away customer's state into the survivor's (identity.merged)."""
+    times = [t for t in (survivor.score_at, merged.score_at) if t is not None]
+    if not times:
+        return survivor.model_copy(
+            update={"points": survivor.points + merged.points, "growth": survivor.growth + merged.growth}
+        )
+    reference = max(times)
+
+    def carried(state: CustomerScore) -> float:
+        return decay_factor(state.score_at, reference, plan.half_life_days) if state.score_at else 0.0
+
+    models: dict[str, float] = {}
+    for state in (survivor, merged):
+        for model, score in state.model_scores.items():
+            models[model] = models.get(model, 0.0) + score * carried(state)
+    interactions = [t for t in (survivor.last_interaction_at, merged.last_interaction_at) if t]
+    return survivor.model_copy(
+        update={
+            "intent_score": survivor.intent_score * carried(survivor) + merged.intent_score * carried(merged),
+            "model_scores": models,
+            "score_at": reference,
+            "points": survivor.points + merged.points,
+            "growth": survivor.growth + merged.growth,
+            "last_interaction_at": max(interactions) if interactions else None,
+        }
+    )
+
+
+def should_emit(previous_pct: float | None, pct: float, plan: ScoringPlan) -> bool:
+    """Publish to intent.scores.v1 on a band change or a move of at least emit_min_pct_change."""
+    if previous_pct is None:
+        return True
+    return (
+        band_of(previous_pct, plan) != band_of(pct, plan)
+        or abs(pct - previous_pct) >= plan.emit_min_pct_change
+    )

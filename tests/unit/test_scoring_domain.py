@@ -1,0 +1,178 @@
+"""Scoring domain: the paper's calibration, bands, decay, per-model interest, membership."""
+
+from datetime import UTC, datetime, timedelta
+from itertools import permutations
+
+import pytest
+from pydantic import ValidationError
+
+from services.scoring.intent import (
+    Activity,
+    Band,
+    CustomerScore,
+    activity_of,
+    apply_event,
+    band_of,
+    intent_pct,
+    level_of,
+    merge_states,
+    score_at,
+    should_emit,
+)
+from services.scoring.plan import ScoringPlan, default_plan
+from shared.events import IngestedEvent
+from tests.factories import event
+
+PLAN = default_plan()
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def ingested(event_type: str, at: datetime, source: str = "wecom", **properties: object) -> IngestedEvent:
+    raw = event(type=event_type, source=source, occurred_at=at.isoformat(), properties=properties)
+    return IngestedEvent(**raw, customer_id="cus_1", received_at=at, api_key_id="key_x")
+
+
+def replay(events: list[IngestedEvent], plan: ScoringPlan = PLAN) -> CustomerScore:
+    state = CustomerScore(customer_id="cus_1")
+    for one in events:
+        state = apply_event(state, one, plan)
+    return state
+
+
+def pct_now(state: CustomerScore, now: datetime) -> float:
+    return intent_pct(score_at(state, now, PLAN), PLAN)
+
+
+def test_paper_calibration_five_clicks_and_a_favourite_in_a_day_is_70_percent() -> None:
+    day = [ingested("content.click", T0 + timedelta(hours=2 * i), content_id=f"c{i}") for i in range(5)]
+    day.append(ingested("content.favorite", T0 + timedelta(hours=11), content_id="c4"))
+    state = replay(day)
+    for read_at in (T0 + timedelta(hours=12), T0 + timedelta(days=1)):
+        assert 65 <= pct_now(state, read_at) <= 75
+    assert band_of(pct_now(state, T0 + timedelta(hours=12)), PLAN) is Band.high
+
+
+@pytest.mark.parametrize("history", [[], ["content.view"], ["lead.defeated"], ["content.click"] * 10])
+def test_a_test_drive_booking_takes_any_customer_to_hot(history: list[str]) -> None:
+    before = [ingested(t, T0 + timedelta(minutes=i), content_id="c") for i, t in enumerate(history)]
+    booked = T0 + timedelta(hours=1)
+    state = replay([*before, ingested("test_drive.booked", booked, vehicle_model="id4")])
+    assert pct_now(state, booked) >= 85
+    assert band_of(pct_now(state, booked), PLAN) is Band.hot
+
+
+def test_intent_decays_with_a_14_day_half_life() -> None:
+    state = replay([ingested("quote.requested", T0, vehicle_model="id4")])
+    now = score_at(state, T0, PLAN)
+    assert score_at(state, T0 + timedelta(days=14), PLAN) == pytest.approx(now / 2)
+    assert score_at(state, T0 + timedelta(days=42), PLAN) == pytest.approx(now / 8)
+    faded = pct_now(state, T0 + timedelta(days=70))
+    assert faded < 5 and band_of(faded, PLAN) is Band.low
+
+
+def test_the_order_events_arrive_in_does_not_change_the_score() -> None:
+    events = [
+        ingested("content.click", T0, content_id="a"),
+        ingested("config.build", T0 + timedelta(days=3), vehicle_model="id4"),
+        ingested("content.favorite", T0 + timedelta(days=9), content_id="b"),
+    ]
+    read_at = T0 + timedelta(days=10)
+    scores = {round(score_at(replay(list(order)), read_at, PLAN), 9) for order in permutations(events)}
+    assert len(scores) == 1
+
+
+def test_defeat_lowers_intent_but_never_below_zero() -> None:
+    state = replay(
+        [ingested("content.click", T0, content_id="a"), ingested("lead.defeated", T0, reason="price")]
+    )
+    assert state.intent_score == 0.0
+    assert pct_now(state, T0) == 0.0
+
+
+def test_source_multipliers_weigh_in_person_above_paid_traffic() -> None:
+    store = replay([ingested("content.click", T0, source="dealer_store", content_id="a")])
+    ad = replay([ingested("content.click", T0, source="ad", content_id="a")])
+    app = replay([ingested("content.click", T0, source="app", content_id="a")])
+    assert store.intent_score > app.intent_score > ad.intent_score
+
+
+def test_model_interest_follows_vehicle_models() -> None:
+    state = replay(
+        [
+            ingested("config.build", T0, vehicle_model="id4"),
+            ingested("test_drive.booked", T0, vehicle_model="id6"),
+            ingested("content.click", T0, content_id="a"),
+        ]
+    )
+    assert set(state.model_scores) == {"id4", "id6"}
+    assert state.model_scores["id6"] > state.model_scores["id4"]
+
+
+def test_points_and_growth_accumulate_and_growth_sets_the_level() -> None:
+    state = replay(
+        [
+            ingested("referral.made", T0),
+            ingested("community.post", T0),
+            ingested("content.view", T0, content_id="c"),
+        ]
+    )
+    assert (state.points, state.growth) == (55, 110)
+    assert level_of(state.growth, PLAN) == "silver"
+    assert level_of(0, PLAN) == "member"
+    assert level_of(5000, PLAN) == "platinum"
+
+
+def test_activity_from_the_last_own_interaction() -> None:
+    state = replay(
+        [
+            ingested("content.view", T0, content_id="c"),
+            ingested("campaign.delivered", T0 + timedelta(days=20), action_id="a1"),
+        ]
+    )
+    assert state.last_interaction_at == T0  # a delivered campaign is not the customer's doing
+    assert activity_of(state, T0 + timedelta(days=6), PLAN) is Activity.active_7d
+    assert activity_of(state, T0 + timedelta(days=29), PLAN) is Activity.active_30d
+    assert activity_of(state, T0 + timedelta(days=31), PLAN) is Activity.dormant
+    assert activity_of(CustomerScore(customer_id="x"), T0, PLAN) is Activity.dormant
+
+
+def test_merging_adds_the_decayed_scores_and_membership() -> None:
+    one = replay([ingested("content.click", T0, content_id="a"), ingested("referral.made", T0)])
+    other = replay([ingested("config.build", T0 + timedelta(days=14), vehicle_model="id4")])
+    merged = merge_states(one, other, PLAN)
+    read_at = T0 + timedelta(days=14)
+    assert score_at(merged, read_at, PLAN) == pytest.approx(
+        score_at(one, read_at, PLAN) + score_at(other, read_at, PLAN)
+    )
+    assert (merged.points, merged.growth) == (one.points + other.points, one.growth + other.growth)
+    assert merged.model_scores == other.model_scores
+
+
+def test_emits_on_band_change_or_a_five_point_move() -> None:
+    assert should_emit(None, 10, PLAN)
+    assert not should_emit(40, 44, PLAN)
+    assert should_emit(40, 45, PLAN)
+    assert should_emit(58, 61, PLAN)  # medium -> high
+    assert not should_emit(61, 58 + 3.5, PLAN)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"half_life_days": 0}, "half_life_days"),
+        ({"bands": {"medium": 60, "high": 30, "hot": 85}}, "bands"),
+        ({"weights": {"content.clicked": 1}}, "weights"),
+        ({"levels": {"member": 10}}, "levels"),
+        ({"source_multipliers": {"tiktok": 1}}, "source_multipliers"),
+    ],
+)
+def test_bad_plans_are_refused_with_the_field_named(change: dict, field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        ScoringPlan.model_validate(PLAN.model_dump() | change)
+    assert caught.value.errors()[0]["loc"][0] == field
+
+
+def test_the_default_plan_weights_every_contract_type() -> None:
+    from shared.events import EVENT_TYPES
+
+    assert set(EVENT_TYPES) <= set(PLAN.weights)
