@@ -1,0 +1,40 @@
+# One entry point for developers and CI. `make test` works on a clean clone as the only command.
+VENV  := .venv
+PY    := $(VENV)/bin/python
+STACK := $(VENV)/bin/pd-stack
+STAMP := $(VENV)/.installed
+SEED  ?= 7
+
+.PHONY: install up down status demo test bench lint
+
+install: $(STAMP)
+	@$(PY) -m stack.prereqs
+
+# Reinstall only when the dependency pins change (the stamp is older than them).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[local,dev]"
+	touch $@
+
+up: install
+	@$(STACK) up
+
+down: $(STAMP)
+	@$(STACK) down
+
+status: $(STAMP)
+	@$(STACK) status
+
+demo: install
+	@$(STACK) demo --seed $(SEED)
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) bench/ingest.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .

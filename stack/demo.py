@@ -1,0 +1,36 @@
+"""`pd-stack demo`: bring the stack up, post ~300 customers' journeys through ingest, summarise."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import httpx
+
+from .layout import Layout
+from .lifecycle import say, up
+from .posting import RetryLater, post_events, progress_printer
+from .processes import BOOTSTRAP_SERVERS, OPS_TOKEN, SERVICES, TOUCHPOINT_KEY
+from .summary import DemoRun, summary
+from .traffic import CHINA, flawed_events, in_time_order, journeys
+
+
+def demo(layout: Layout, customers: int, seed: int) -> int:
+    if (code := up(layout)) != 0:
+        return code
+    ingest = next(service for service in SERVICES if service.name == "ingest")
+    now = datetime.now(CHINA)
+    batch = journeys(customers, seed, now)
+    # A few flawed events first, as real touchpoints send now and then: they show rejection.
+    events = flawed_events(seed, now) + in_time_order(batch)
+    say(f"\ndemo traffic: {len(batch)} customer journeys, {len(events)} events (seed {seed})")
+    try:
+        with httpx.Client(base_url=ingest.url, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=30) as client:
+            report = post_events(client, events, progress_printer("  posting"))
+    except (httpx.HTTPError, RetryLater, RuntimeError) as error:
+        say(f"\nerror: posting failed: {error!r} (ingest's log: .run/logs/ingest.log)")
+        return 1
+    run = DemoRun(ingest.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report)
+    say("")
+    say(summary(run))
+    say("\nthe stack stays up: make status to check it, make down to stop it")
+    return 0

@@ -1,0 +1,92 @@
+"""What the stack runs, as plain data. Adding a service process is one entry in `SERVICES`.
+
+Infrastructure (broker, Redis) is started first and probed by its own protocol; services are
+started once topics exist and are ready when their `/readyz` answers 200.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HOST = "127.0.0.1"
+BROKER_PORT = 9092
+REDIS_PORT = 6380  # 6379 is usually taken by a system Redis on dev machines
+BOOTSTRAP_SERVERS = f"{HOST}:{BROKER_PORT}"
+REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/0"
+TOPIC_PARTITIONS = 3
+
+TOUCHPOINT_KEY = "local-touchpoint-key"
+OPS_TOKEN = "local-ops-token"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service process: a console script of the venv, its port and its own settings."""
+
+    name: str
+    script: str  # console script in the venv's bin/ (declared in pyproject.toml)
+    port: int  # the port /readyz (and /metrics) answer on
+    env: Mapping[str, str] = field(default_factory=dict)
+    api: bool = False  # an HTTP API worth showing (with /docs), not just a metrics port
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def ready_url(self) -> str:
+        return f"{self.url}/readyz"
+
+
+SERVICES: tuple[Service, ...] = (Service("ingest", "pd-ingest", 8001, {"INGEST_PORT": "8001"}, api=True),)
+
+
+@dataclass(frozen=True)
+class Program:
+    """A supervised process as supervisord sees it."""
+
+    name: str
+    command: tuple[str, ...]
+    port: int
+    env: Mapping[str, str] = field(default_factory=dict)
+    priority: int = 100  # supervisord stops higher priorities first: services before infrastructure
+
+
+def common_service_env() -> dict[str, str]:
+    """Settings every service gets: where the broker and Redis are, and the local credentials."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP_SERVERS,
+        "REDIS_URL": REDIS_URL,
+        "TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
+        "HTTP_HOST": HOST,
+        # Explicit, so the keys printed by `up` hold even if the caller's shell sets others.
+        "INGEST_API_KEYS": json.dumps({TOUCHPOINT_KEY: ["*"]}),
+        "OPS_TOKENS": OPS_TOKEN,
+        "LOG_LEVEL": "INFO",
+        "PYTHONUNBUFFERED": "1",  # log lines reach .run/logs/ as they happen
+    }
+
+
+def broker_program(tansu_bin: str) -> Program:
+    url = f"tcp://{BOOTSTRAP_SERVERS}"
+    # Memory storage named explicitly, so a STORAGE_ENGINE in the caller's env cannot change it.
+    command = (tansu_bin, "broker", "--listener-url", url, "--advertised-listener-url", url)
+    command += ("--storage-engine", "memory://tansu/", "--silent")
+    return Program("tansu", command, BROKER_PORT, {}, priority=10)
+
+
+def redis_program(redis_bin: str) -> Program:
+    command = (redis_bin, "--port", str(REDIS_PORT), "--bind", HOST, "--save", "", "--appendonly", "no")
+    return Program("redis", command, REDIS_PORT, {}, priority=10)
+
+
+def service_program(service: Service, bin_dir: Path) -> Program:
+    return Program(
+        service.name,
+        (str(bin_dir / service.script),),
+        service.port,
+        {**common_service_env(), **service.env},
+    )

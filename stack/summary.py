@@ -1,0 +1,172 @@
+"""The demo's closing summary, as a list of sections.
+
+Each section is a function of the finished run returning its lines; later services add theirs
+(scores, tags, campaign stats) as one more function in `SECTIONS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import httpx
+
+from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
+
+from .posting import PostingReport
+from .topic_tail import Record, TopicTail
+from .traffic import Journey
+
+MERGES_TIMEOUT_S = 20.0  # merges reach their topic through ingest's outbox relay, a moment later
+
+
+@dataclass
+class DemoRun:
+    """What one demo run sent and was answered; sections read the rest from the running stack."""
+
+    ingest_url: str
+    bootstrap_servers: str
+    ops_token: str
+    journeys: list[Journey]
+    report: PostingReport
+    extras: dict[str, object] = field(default_factory=dict)  # for sections to share what they read
+
+    def customers_of(self, journey: Journey) -> list[str]:
+        """Customer ids ingest answered for the journey's events, in order."""
+        return [
+            self.report.customer_of[e["event_id"]]
+            for e in journey.events
+            if e["event_id"] in self.report.customer_of
+        ]
+
+    @cached_property
+    def merged_in_responses(self) -> set[str]:
+        """Customers this run saw merged away: a journey's ids other than its last (the survivor)."""
+        merged: set[str] = set()
+        for journey in self.journeys:
+            if ids := self.customers_of(journey):
+                merged |= set(ids) - {ids[-1]}
+        return merged
+
+
+Section = Callable[[DemoRun], list[str]]
+
+
+def posting_section(run: DemoRun) -> list[str]:
+    r = run.report
+    rate = r.posted / r.seconds if r.seconds else 0.0
+    lines = [
+        f"posted {r.posted} events in {r.batches} batches, {r.seconds:.1f}s ({rate:.0f} events/s)",
+        f"  accepted {r.accepted} (new {r.new}, duplicates {r.duplicates}), rejected {len(r.rejected)}",
+    ]
+    for rejected in r.rejected:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in rejected.errors)
+        lines.append(f"    rejected {rejected.event.get('type')}: {errors}")
+    finals = {ids[-1] for journey in run.journeys if (ids := run.customers_of(journey))}
+    lines.append(
+        f"  {len(run.journeys)} journeys resolved to {len(finals)} customers; "
+        f"{len(run.merged_in_responses)} identity merges seen in this run's answers"
+    )
+    if r.duplicates and not r.new:
+        lines.append(
+            "  (every event id was sent before: same seed as an earlier run; try --seed N for new ones)"
+        )
+    return lines
+
+
+def topics_section(run: DemoRun) -> list[str]:
+    with TopicTail(run.bootstrap_servers, [TOUCHPOINT_EVENTS, IDENTITY_MERGES]) as tail:
+        records = tail.read_to_end()
+        # Wait (with a deadline) until this run's merges are on their topic too.
+        deadline = time.monotonic() + MERGES_TIMEOUT_S
+        while run.merged_in_responses - _merged_ids(records) and time.monotonic() < deadline:
+            time.sleep(0.1)  # poll interval
+            records += tail.read_to_end()
+    events = [r for r in records if r.topic == TOUCHPOINT_EVENTS]
+    merges = [r for r in records if r.topic == IDENTITY_MERGES]
+    run.extras["topic_records"] = records
+    return [
+        f"on the broker ({run.bootstrap_servers}), read from the beginning:",
+        *_events_lines(events, _merged_ids(merges)),
+        *_merges_lines(merges, run),
+    ]
+
+
+def _merged_ids(records: list[Record]) -> set[str]:
+    return {
+        str(r.value["merged_customer_id"])
+        for r in records
+        if r.topic == IDENTITY_MERGES and r.value and "merged_customer_id" in r.value
+    }
+
+
+def _events_lines(events: list[Record], merged: set[str]) -> list[str]:
+    values = [r.value for r in events if r.value is not None]
+    partitions = Counter(r.partition for r in events)
+    keyed = sum(1 for r in events if r.value and r.key == str(r.value.get("customer_id")).encode())
+    by_type = Counter(str(v.get("type")) for v in values).most_common()
+    lines = [
+        f"  {TOUCHPOINT_EVENTS}: {len(events)} records, partitions "
+        + ", ".join(f"p{p}: {n}" for p, n in sorted(partitions.items()))
+        + f"; keyed by customer_id: {keyed}/{len(events)}",
+    ]
+    width = max((len(t) for t, _ in by_type), default=0)
+    cells = [f"{t:<{width}} {n:>5}" for t, n in by_type]
+    lines += ["    " + "   ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
+    customers = {str(v.get("customer_id")) for v in values}
+    lines.append(
+        f"    distinct customer_ids: {len(customers)}; once merges are applied: {len(customers - merged)}"
+    )
+    return lines
+
+
+def _merges_lines(merges: list[Record], run: DemoRun) -> list[str]:
+    values = [r.value for r in merges if r.value is not None]
+    merge_ids = {str(v.get("merge_id")) for v in values}
+    missing = run.merged_in_responses - _merged_ids(merges)
+    lines = [f"  {IDENTITY_MERGES}: {len(merges)} merge records ({len(merge_ids)} distinct merge_ids)"]
+    if missing:
+        lines.append(
+            f"    not on the topic after {MERGES_TIMEOUT_S:.0f}s: {len(missing)} of this run's merges"
+        )
+    return lines
+
+
+def lookup_section(run: DemoRun) -> list[str]:
+    """One identity lookup through the ops API: the survivor of a merged journey, all its ids."""
+    merged = [j for j in run.journeys if len(set(run.customers_of(j))) > 1] or run.journeys
+    # Prefer a journey that also left a phone: the lookup then shows every kind of identifier.
+    merged = sorted(merged, key=lambda j: not any("phone" in e["identities"] for e in j.events))
+    wecom = next(
+        (
+            e["identities"]["wecom_external_userid"]
+            for j in merged
+            for e in j.events
+            if "wecom_external_userid" in e["identities"]
+        ),
+        None,
+    )
+    if wecom is None:
+        return []
+    path = f"/v1/identities/wecom_external_userid/{wecom}"
+    try:
+        response = httpx.get(
+            run.ingest_url + path, headers={"Authorization": f"Bearer {run.ops_token}"}, timeout=5
+        )
+    except httpx.HTTPError as error:
+        return [f"  lookup GET {path}: {error}"]
+    if response.status_code != 200:
+        return [f"  lookup GET {path}: {response.status_code}"]
+    found = response.json()
+    kinds = ", ".join(f"{kind} ×{len(values)}" for kind, values in found["identities"].items())
+    return [f"identity lookup: GET {path}", f"  → {found['customer_id']} with {kinds}"]
+
+
+SECTIONS: tuple[Section, ...] = (posting_section, topics_section, lookup_section)
+
+
+def summary(run: DemoRun, sections: tuple[Section, ...] = SECTIONS) -> str:
+    return "\n".join(line for section in sections for line in section(run))
