@@ -1,0 +1,1 @@
+"""Benchmarks run against a live local stack (not tests): see bench/ingest.py."""
