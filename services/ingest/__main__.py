@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import uvicorn
 
 from shared.logging import configure_logging
@@ -12,9 +14,14 @@ from .settings import IngestSettings
 
 def main() -> None:
     settings = IngestSettings()
+    # Ingest allocates many short-lived objects per event; collecting the young generation less
+    # often, and never rescanning what startup loaded, saves a measurable share of CPU.
+    gc.set_threshold(50_000, 20, 100)
     configure_logging("ingest", settings.log_level)
+    app = create_app(settings)
+    gc.freeze()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.http_host,
         port=settings.ingest_port,
         loop="uvloop",

@@ -4,23 +4,23 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Body, Depends, FastAPI, HTTPException, Path, Request, Security, status
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Path, Request, Security, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field, WithJsonSchema
+from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from shared.events import (
     IdentityType,
-    IngestedEvent,
     InvalidEvent,
     TouchpointEvent,
-    event_rule_errors,
     validate_event,
 )
 from shared.http import operations_router, require_ops_token
@@ -29,7 +29,6 @@ from shared.redis import create_redis
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics
 
 from .api_keys import ApiKeys
-from .body_limit import BodyLimit
 from .broker import BrokerLink
 from .identities import api_key_id, identity_key, phone_identity, protect_event
 from .identity_store import IdentityStore
@@ -65,14 +64,91 @@ class BatchResponse(BaseModel):
     rejected: list[Rejection]
 
 
-class BatchRequest(BaseModel):
-    # Each event is validated on its own, so one bad event does not sink the batch.
-    events: list[Annotated[Any, WithJsonSchema({"$ref": "#/components/schemas/TouchpointEvent"})]]
+# The batch body, for the docs only: each event is parsed and validated on its own, so that one
+# bad event does not sink the batch.
+BATCH_SCHEMA = {
+    "type": "object",
+    "required": ["events"],
+    "properties": {
+        "events": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 500,
+            "items": {"$ref": "#/components/schemas/TouchpointEvent"},
+        }
+    },
+}
 
 
 class IdentityLookup(BaseModel):
     customer_id: str
     identities: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated touchpoint: the sources its key may write and the key's fingerprint."""
+
+    sources: frozenset[str]
+    key_id: str
+
+
+def _json_body(body: bytes) -> Any:
+    # Bodies are parsed here with orjson rather than by FastAPI: cheaper per event, and a batch
+    # must validate each event on its own.
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as error:
+        raise RequestValidationError(
+            [{"loc": ["body"], "msg": f"invalid JSON: {error}", "type": "json_invalid"}]
+        ) from None
+
+
+def _json_request_body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+def _document_envelope(app: FastAPI) -> None:
+    """Put TouchpointEvent (and what it refers to) in the OpenAPI components for /docs."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = generate()  # also caches it as app.openapi_schema
+            envelope = TouchpointEvent.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(envelope.pop("$defs", {}))
+            schemas["TouchpointEvent"] = envelope
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _batch_events(body: bytes, max_events: int) -> list[Any]:
+    """The `events` of a batch body; 422 for anything else."""
+    batch = _json_body(body)
+    events = batch.get("events") if isinstance(batch, dict) else None
+    if not isinstance(events, list):
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["body", "events"],
+                    "msg": "a batch is an object with a list of events",
+                    "type": "missing",
+                }
+            ]
+        )
+    if not 1 <= len(events) <= max_events:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ["body", "events"],
+                    "type": "batch_size",
+                    "msg": f"a batch holds 1 to {max_events} events, not {len(events)}",
+                }
+            ]
+        )
+    return events
 
 
 class _Services:
@@ -131,8 +207,10 @@ def create_app(
         f"`{TOUCHPOINT_EVENTS}`, keyed by the resolved customer.",
         version="1",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,  # 413 before anything parses, declared or chunked
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
     )
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    _document_envelope(app)
 
     async def redis_ready() -> None:
         await redis.ping()
@@ -141,37 +219,52 @@ def create_app(
 
     touchpoint_key = APIKeyHeader(name="X-Api-Key", auto_error=False, description="touchpoint key")
 
-    def allowed_sources(key: str | None = Security(touchpoint_key)) -> frozenset[str]:
+    async def authenticate(key: Annotated[str | None, Security(touchpoint_key)]) -> Caller:
+        # async: a plain def would run on a worker thread for every request.
         sources = keys.sources_for(key)
-        if sources is None:
+        if key is None or sources is None:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown X-Api-Key")
-        return sources
+        return Caller(sources, api_key_id(key))
 
-    def pending(event: TouchpointEvent, key: str, received_at: datetime) -> PendingEvent:
+    def pending(event: TouchpointEvent, key_id: str, received_at: str) -> PendingEvent:
         """Protect PII and stamp the event; raises InvalidEvent for a bad phone."""
         identities, properties = protect_event(event, settings.phone_hash_salt, settings.default_phone_region)
-        record = IngestedEvent.model_construct(
-            **{**event.__dict__, "identities": identities, "properties": properties},
-            customer_id="",
-            received_at=received_at,
-            api_key_id=api_key_id(key),
-        )
-        return PendingEvent(record, sorted(identity_key(k.value, v) for k, v in identities.items()))
+        event_id = str(event.event_id)
+        record = {  # an IngestedEvent, JSON-ready (tests check it parses as one)
+            "event_id": event_id,
+            "type": event.type,
+            "source": event.source.value,
+            "occurred_at": event.occurred_at.isoformat(),
+            "identities": {kind.value: value for kind, value in identities.items()},
+            "properties": properties,
+            "schema_version": event.schema_version,
+            "received_at": received_at,
+            "api_key_id": key_id,
+        }
+        return PendingEvent(event_id, record, sorted(identity_key(k.value, v) for k, v in identities.items()))
 
     async def submit(events: list[PendingEvent]) -> list[Acknowledged]:
         try:
             acknowledged = await services.pipeline.submit(events)
         except (BrokerUnavailable, Overloaded, RedisError) as error:
-            for p in events:
-                metrics.count(p.event.source, p.event.type, "unavailable")
+            metrics.count_all([(p.record["source"], p.record["type"], "unavailable") for p in events])
             raise HTTPException(
                 status.HTTP_503_SERVICE_UNAVAILABLE,
                 f"not accepted, retry: {error}",
                 headers={"Retry-After": "1"},
             ) from error
-        for p, ack in zip(events, acknowledged, strict=True):
-            metrics.count(p.event.source, p.event.type, "duplicate" if ack.duplicate else "accepted")
+        metrics.count_all(
+            [
+                (p.record["source"], p.record["type"], "duplicate" if ack.duplicate else "accepted")
+                for p, ack in zip(events, acknowledged, strict=True)
+            ]
+        )
         return acknowledged
+
+    def accepted_json(results: list[dict[str, Any]], status_code: int = 202, **extra: Any) -> Response:
+        # Serialised here with orjson: a response model would validate every result again.
+        body = {"accepted": len(results), "results": results, **extra}
+        return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
 
     @app.post(
         "/v1/events",
@@ -179,29 +272,31 @@ def create_app(
         response_model=IngestResponse,
         tags=["events"],
         responses={401: {}, 403: {}, 413: {}, 422: {}, 503: {}},
+        openapi_extra=_json_request_body({"$ref": "#/components/schemas/TouchpointEvent"}),
     )
-    async def post_event(
-        request: Request,
-        event: Annotated[TouchpointEvent, Body()],
-        sources: Annotated[frozenset[str], Depends(allowed_sources)],
-    ) -> IngestResponse:
+    async def post_event(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> Response:
         """Accept one event."""
         started = time.perf_counter()
-        if not keys.may_write(sources, event.source):
-            metrics.count(event.source, event.type, "forbidden")
+        now = clock()
+        try:
+            event = validate_event(_json_body(await request.body()), now)
+        except InvalidEvent as invalid:
+            raise RequestValidationError(
+                [{**e, "loc": ["body", *e["loc"]]} for e in invalid.errors]
+            ) from None
+        if not keys.may_write(caller.sources, event.source):
+            metrics.count_all([(event.source, event.type, "forbidden")])
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key may not write source {event.source!r}")
         try:
-            if errors := event_rule_errors(event, clock()):
-                raise InvalidEvent(errors)
-            one = pending(event, request.headers["x-api-key"], clock())
+            one = pending(event, caller.key_id, now.isoformat())
         except InvalidEvent as invalid:
-            metrics.count(event.source, event.type, "invalid")
+            metrics.count_all([(event.source, event.type, "invalid")])
             raise RequestValidationError(
                 [{**e, "loc": ["body", *e["loc"]]} for e in invalid.errors]
             ) from None
         [ack] = await submit([one])
         metrics.request_seconds.labels("event").observe(time.perf_counter() - started)
-        return IngestResponse(accepted=1, results=[EventResult(**ack.__dict__)])
+        return accepted_json([ack.__dict__])
 
     @app.post(
         "/v1/events/batch",
@@ -209,65 +304,50 @@ def create_app(
         response_model=BatchResponse,
         tags=["events"],
         responses={401: {}, 413: {}, 422: {"description": "every event was rejected"}, 503: {}},
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": BATCH_SCHEMA}},
+            }
+        },
     )
-    async def post_batch(
-        request: Request,
-        batch: BatchRequest,
-        sources: Annotated[frozenset[str], Depends(allowed_sources)],
-    ) -> Any:
+    async def post_batch(request: Request, caller: Annotated[Caller, Depends(authenticate)]) -> Response:
         """Accept up to 500 events; invalid or forbidden ones are listed in `rejected`."""
         started = time.perf_counter()
-        if not 1 <= len(batch.events) <= settings.max_batch_events:
-            raise RequestValidationError(
-                [
-                    {
-                        "loc": ["body", "events"],
-                        "type": "batch_size",
-                        "msg": f"a batch holds 1 to {settings.max_batch_events} events,"
-                        f" not {len(batch.events)}",
-                    }
-                ]
-            )
+        events = _batch_events(await request.body(), settings.max_batch_events)
         now = clock()
-        key = request.headers["x-api-key"]
+        received_at = now.isoformat()
         accepted: list[tuple[int, PendingEvent]] = []
-        rejected: list[Rejection] = []
-        for index, raw in enumerate(batch.events):
+        rejected: list[dict[str, Any]] = []
+        outcomes: list[tuple[object, object, str]] = []
+        for index, raw in enumerate(events):
             try:
                 event = validate_event(raw, now)
-                if not keys.may_write(sources, event.source):
-                    metrics.count(event.source, event.type, "forbidden")
+                if not keys.may_write(caller.sources, event.source):
+                    outcomes.append((event.source, event.type, "forbidden"))
                     rejected.append(
-                        Rejection(
-                            index=index,
-                            errors=[
+                        {
+                            "index": index,
+                            "errors": [
                                 {
                                     "loc": ["source"],
                                     "type": "forbidden_source",
                                     "msg": f"this key may not write source {event.source!r}",
                                 }
                             ],
-                        )
+                        }
                     )
                     continue
-                accepted.append((index, pending(event, key, now)))
+                accepted.append((index, pending(event, caller.key_id, received_at)))
             except InvalidEvent as invalid:
                 fields = raw if isinstance(raw, dict) else {}
-                metrics.count(fields.get("source"), fields.get("type"), "invalid")
-                rejected.append(Rejection(index=index, errors=invalid.errors))
+                outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
+                rejected.append({"index": index, "errors": invalid.errors})
+        metrics.count_all(outcomes)
         acknowledged = await submit([p for _, p in accepted]) if accepted else []
-        response = BatchResponse(
-            accepted=len(acknowledged),
-            results=[
-                BatchResult(index=i, **ack.__dict__)
-                for (i, _), ack in zip(accepted, acknowledged, strict=True)
-            ],
-            rejected=rejected,
-        )
+        results = [{"index": i, **ack.__dict__} for (i, _), ack in zip(accepted, acknowledged, strict=True)]
         metrics.request_seconds.labels("batch").observe(time.perf_counter() - started)
-        if not accepted:
-            return JSONResponse(response.model_dump(), status_code=422)
-        return response
+        return accepted_json(results, 202 if accepted else 422, rejected=rejected)
 
     @app.get(
         "/v1/identities/{identity_type}/{value}",

@@ -5,6 +5,7 @@ Pure functions; no Redis or Kafka here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -43,6 +44,7 @@ def phone_identity(raw: str, salt: str, default_region: str = "CN") -> str:
     return hash_phone(normalise_phone(raw, default_region), salt)
 
 
+@functools.lru_cache(maxsize=1024)
 def api_key_id(key: str) -> str:
     """A fingerprint naming a touchpoint key in published events without revealing it."""
     return "key_" + hashlib.sha256(key.encode()).hexdigest()[:12]

@@ -32,7 +32,8 @@ class IdentityStore:
     def __init__(self, redis: Redis, seen_ttl_s: int) -> None:
         self._redis = redis
         self._seen_ttl_s = seen_ttl_s
-        self._resolve = redis.register_script(files(__package__).joinpath("resolve.lua").read_text())
+        self._resolve = redis.register_script(_script("resolve.lua"))
+        self._mark_seen = redis.register_script(_script("mark_seen.lua"))
 
     async def resolve(self, claims: list[Claim], now: datetime) -> tuple[list[Resolution], int]:
         """One round trip: dedupe and resolve every claim. Returns resolutions and merge count."""
@@ -44,10 +45,8 @@ class IdentityStore:
 
     async def mark_seen(self, seen: list[tuple[str, str]]) -> None:
         """Remember (event_id, customer_id) pairs the broker acknowledged. One round trip."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for event_id, customer_id in seen:
-                pipe.set(f"pd:seen:{event_id}", customer_id, ex=self._seen_ttl_s)
-            await pipe.execute()
+        if seen:
+            await self._mark_seen(args=[self._seen_ttl_s, *(value for pair in seen for value in pair)])
 
     async def lookup(self, identity_key: str) -> tuple[str, dict[str, list[str]]] | None:
         """The customer owning an identifier, and all of that customer's identifiers."""
@@ -66,6 +65,10 @@ class IdentityStore:
     async def drop_merges(self, entry_ids: list[bytes]) -> None:
         if entry_ids:
             await self._redis.xdel(OUTBOX, *entry_ids)
+
+
+def _script(name: str) -> str:
+    return files(__package__).joinpath(name).read_text()
 
 
 def _merge_record(fields: dict[bytes, bytes]) -> IdentityMerged:

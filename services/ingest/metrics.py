@@ -1,6 +1,9 @@
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from collections import Counter
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import Counter as CounterMetric
 
 from shared.events import EVENT_TYPES, Source
 from shared.metrics import LATENCY_BUCKETS
@@ -8,7 +11,7 @@ from shared.metrics import LATENCY_BUCKETS
 
 class IngestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.events = Counter(
+        self.events = CounterMetric(
             "pd_ingest_events",
             "Events received, by source, type and outcome "
             "(accepted, duplicate, invalid, forbidden, unavailable)",
@@ -23,8 +26,10 @@ class IngestMetrics:
             registry=registry,
         )
 
-    def count(self, source: object, event_type: object, outcome: str, n: int = 1) -> None:
-        self.events.labels(_source_label(source), _type_label(event_type), outcome).inc(n)
+    def count_all(self, outcomes: list[tuple[object, object, str]]) -> None:
+        """Count (source, type, outcome) triples; one increment per distinct label set."""
+        for (source, event_type, outcome), n in Counter(outcomes).items():
+            self.events.labels(_source_label(source), _type_label(event_type), outcome).inc(n)
 
 
 # Labels stay bounded whatever a client sends: unknown values collapse into one label.

@@ -16,8 +16,9 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from shared.events import IngestedEvent
+import orjson
 
 from .identity_store import Claim, IdentityStore, Resolution
 
@@ -31,7 +32,10 @@ SendRecord = Callable[[bytes, bytes], Awaitable[asyncio.Future[object]]]
 class PendingEvent:
     """A validated event with its identities protected, waiting for a customer id."""
 
-    event: IngestedEvent  # customer_id is filled in by the pipeline
+    event_id: str
+    # What goes on the topic (an IngestedEvent as JSON-ready dict) but for `customer_id`, which
+    # the pipeline adds. A plain dict: serialising it with orjson is the cheapest path per event.
+    record: dict[str, Any]
     identity_keys: list[str]
 
 
@@ -67,6 +71,7 @@ class IngestPipeline:
         produce_timeout_s: float,
         max_queued_events: int,
         max_group_events: int = 2_000,
+        max_groups_in_flight: int = 4,
     ) -> None:
         self._store = store
         self._send = send
@@ -75,6 +80,7 @@ class IngestPipeline:
         self._produce_timeout_s = produce_timeout_s
         self._max_queued_events = max_queued_events
         self._max_group_events = max_group_events
+        self._max_groups_in_flight = max_groups_in_flight
         self._queue: deque[_Submission] = deque()
         self._queued_events = 0
         self._wakeup = asyncio.Event()
@@ -90,19 +96,30 @@ class IngestPipeline:
         return await submission.done
 
     async def run(self) -> None:
-        """The single consumer of the queue; runs for the life of the app."""
+        """The single consumer of the queue; runs for the life of the app.
+
+        Groups are resolved and sent strictly one after the other (so identity resolution and
+        each partition's order follow arrival), but up to `max_groups_in_flight` groups wait for
+        their acks at once, so the broker's round trip does not idle the process.
+        """
+        slots = asyncio.Semaphore(self._max_groups_in_flight)
+        finishing: set[asyncio.Task[None]] = set()
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._queue:
+                await slots.acquire()
                 group = self._take_group()
                 try:
-                    await self._publish_group(group)
+                    sent = await self._send_group(group)
                 except Exception as error:  # Redis down, or a bug: fail the group, keep serving
-                    log.warning("ingest group of %d requests failed: %r", len(group), error)
-                    for submission in group:
-                        if not submission.done.done():
-                            submission.done.set_exception(error)
+                    slots.release()
+                    _fail(group, error)
+                    continue
+                task = asyncio.create_task(self._finish_group(sent))
+                finishing.add(task)
+                task.add_done_callback(finishing.discard)
+                task.add_done_callback(lambda _: slots.release())
 
     def _take_group(self) -> list[_Submission]:
         group = [self._queue.popleft()]
@@ -113,63 +130,71 @@ class IngestPipeline:
         self._queued_events -= size
         return group
 
-    async def _publish_group(self, group: list[_Submission]) -> None:
+    async def _send_group(self, group: list[_Submission]) -> _SentGroup:
+        """Dedupe and resolve the group in one Redis round trip, then queue its new events."""
         # The same event id twice in one group is resolved and published once.
         first: dict[str, int] = {}
         unique: list[PendingEvent] = []
         for submission in group:
             for pending in submission.events:
-                event_id = str(pending.event.event_id)
-                if event_id not in first:
-                    first[event_id] = len(unique)
+                if pending.event_id not in first:
+                    first[pending.event_id] = len(unique)
                     unique.append(pending)
 
-        claims = [Claim(str(p.event.event_id), p.identity_keys) for p in unique]
+        claims = [Claim(p.event_id, p.identity_keys) for p in unique]
         resolutions, merges = await self._store.resolve(claims, self._clock())
         if merges:
             self._on_merges()
-        acked = await self._produce(unique, resolutions)
-        await self._store.mark_seen(
-            [
-                (claim.event_id, resolution.customer_id)
-                for claim, resolution, ok in zip(claims, resolutions, acked, strict=True)
-                if ok and not resolution.duplicate
-            ]
-        )
 
-        answered: set[str] = set()
-        for submission in group:
-            results: list[Acknowledged] = []
-            for pending in submission.events:
-                event_id = str(pending.event.event_id)
-                resolution = resolutions[first[event_id]]
-                repeat = event_id in answered
-                answered.add(event_id)
-                results.append(Acknowledged(event_id, resolution.customer_id, resolution.duplicate or repeat))
-            if all(acked[first[r.event_id]] for r in results):
-                submission.done.set_result(results)
-            else:
-                submission.done.set_exception(BrokerUnavailable("broker did not acknowledge in time"))
-
-    async def _produce(self, events: list[PendingEvent], resolutions: list[Resolution]) -> list[bool]:
-        """Send every new event; True per event once acknowledged (duplicates count as done)."""
-        acked = [resolution.duplicate for resolution in resolutions]
         deadline = asyncio.get_running_loop().time() + self._produce_timeout_s
         waiting: dict[int, asyncio.Future[object]] = {}
         try:
             async with asyncio.timeout_at(deadline):  # send() itself waits while metadata is missing
-                for index, (pending, resolution) in enumerate(zip(events, resolutions, strict=True)):
+                for index, (pending, resolution) in enumerate(zip(unique, resolutions, strict=True)):
                     if not resolution.duplicate:
-                        record = pending.event.model_copy(update={"customer_id": resolution.customer_id})
-                        waiting[index] = await self._send(
-                            resolution.customer_id.encode(), record.model_dump_json().encode()
-                        )
+                        customer_id = resolution.customer_id
+                        record = orjson.dumps({**pending.record, "customer_id": customer_id})
+                        waiting[index] = await self._send(customer_id.encode(), record)
         except (TimeoutError, BrokerUnavailable) as error:
             log.warning("stopped sending: %r", error)
-        if waiting:
-            remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-            await asyncio.wait(waiting.values(), timeout=remaining)
-        for index, future in waiting.items():
+        return _SentGroup(group, first, claims, resolutions, waiting, deadline)
+
+    async def _finish_group(self, sent: _SentGroup) -> None:
+        """Wait for the acks, mark what was acknowledged as seen, answer every request."""
+        try:
+            acked = await self._acknowledged(sent)
+            await self._store.mark_seen(
+                [
+                    (claim.event_id, resolution.customer_id)
+                    for claim, resolution, ok in zip(sent.claims, sent.resolutions, acked, strict=True)
+                    if ok and not resolution.duplicate
+                ]
+            )
+        except Exception as error:
+            _fail(sent.group, error)
+            return
+
+        answered: set[str] = set()
+        for submission in sent.group:
+            results: list[Acknowledged] = []
+            for pending in submission.events:
+                event_id = pending.event_id
+                resolution = sent.resolutions[sent.first[event_id]]
+                repeat = event_id in answered
+                answered.add(event_id)
+                results.append(Acknowledged(event_id, resolution.customer_id, resolution.duplicate or repeat))
+            if all(acked[sent.first[r.event_id]] for r in results):
+                submission.done.set_result(results)
+            else:
+                submission.done.set_exception(BrokerUnavailable("broker did not acknowledge in time"))
+
+    async def _acknowledged(self, sent: _SentGroup) -> list[bool]:
+        """True per unique event once acknowledged (duplicates count as done)."""
+        acked = [resolution.duplicate for resolution in sent.resolutions]
+        if sent.waiting:
+            remaining = max(0.0, sent.deadline - asyncio.get_running_loop().time())
+            await asyncio.wait(sent.waiting.values(), timeout=remaining)
+        for index, future in sent.waiting.items():
             if not future.done():
                 future.add_done_callback(_ignore_late_outcome)
             elif future.cancelled() or future.exception() is not None:
@@ -184,6 +209,25 @@ class IngestPipeline:
                 self._produce_timeout_s,
             )
         return acked
+
+
+@dataclass
+class _SentGroup:
+    """A group whose new events are queued on the producer, waiting for their acks."""
+
+    group: list[_Submission]
+    first: dict[str, int]  # event id -> index of its first occurrence among the claims
+    claims: list[Claim]
+    resolutions: list[Resolution]
+    waiting: dict[int, asyncio.Future[object]]  # claim index -> the broker's ack
+    deadline: float
+
+
+def _fail(group: list[_Submission], error: Exception) -> None:
+    log.warning("ingest group of %d requests failed: %r", len(group), error)
+    for submission in group:
+        if not submission.done.done():
+            submission.done.set_exception(error)
 
 
 def _ignore_late_outcome(future: asyncio.Future[object]) -> None:

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from services.ingest.identities import phone_identity
+from shared.events import IngestedEvent
 from tests.conftest import OPS_TOKEN, WECOM_ONLY_KEY
 from tests.factories import event, unique
 
@@ -28,6 +29,7 @@ def test_an_accepted_event_is_on_the_topic_keyed_by_its_customer(client, events_
     assert key == result["customer_id"].encode()
     assert record["customer_id"] == result["customer_id"]
     assert record["received_at"] and record["api_key_id"].startswith("key_")
+    assert IngestedEvent.model_validate(record).customer_id == result["customer_id"]  # the contract's schema
     same_instant = datetime.fromisoformat(record.pop("occurred_at")) == datetime.fromisoformat(
         sent["occurred_at"]
     )

@@ -3,11 +3,12 @@
 import asyncio
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 
 from services.ingest.identity_store import Claim, Resolution
 from services.ingest.pipeline import BrokerUnavailable, IngestPipeline, Overloaded, PendingEvent
-from shared.events import IngestedEvent, validate_event
+from shared.events import validate_event
 from tests.factories import event
 
 NOW = datetime.now(UTC)
@@ -47,10 +48,10 @@ class FakeBroker:
 
 
 def pending(**changes: object) -> PendingEvent:
-    parsed = validate_event(event(**changes), NOW)
-    record = IngestedEvent.model_construct(**parsed.__dict__, customer_id="", received_at=NOW, api_key_id="k")
-    key = next(iter(parsed.identities.values()))
-    return PendingEvent(record, [key])
+    raw = event(**changes)
+    validate_event(raw, NOW)
+    key = next(iter(raw["identities"].values()))
+    return PendingEvent(raw["event_id"], raw, [key])
 
 
 @pytest.fixture
@@ -70,7 +71,8 @@ async def test_acknowledged_events_are_published_keyed_by_customer_and_marked_se
     [ack] = await pipeline.submit([one])
     assert not ack.duplicate
     assert broker.sent[0][0] == ack.customer_id.encode()
-    assert store.seen == {str(one.event.event_id): ack.customer_id}
+    assert store.seen == {one.event_id: ack.customer_id}
+    assert orjson.loads(broker.sent[0][1]) == {**one.record, "customer_id": ack.customer_id}
 
 
 async def test_a_seen_event_is_acknowledged_as_duplicate_and_not_sent_again(setup) -> None:
