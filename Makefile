@@ -33,7 +33,9 @@ test: install
 	$(VENV)/bin/pytest
 
 bench: install
-	$(PY) bench/ingest.py
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
+		|| { echo "bench needs wrk: sudo apt-get install wrk"; exit 1; }
+	$(PY) -m bench.ingest
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
