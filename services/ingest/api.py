@@ -227,10 +227,10 @@ def create_app(
 
     def authenticate(request: Request) -> Caller:
         # Called in the handler rather than as a FastAPI dependency: solving dependencies was a
-        # tenth of a single post's CPU. /docs learns of the header from TOUCHPOINT_KEY_SECURITY.
+        # tenth of a single post's CPU. /docs learns of the header from _json_request_body.
         key = request.headers.get("x-api-key")
         sources = keys.sources_for(key)
-        if key is None or sources is None:
+        if sources is None:  # also when the header is missing
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown X-Api-Key")
         return Caller(sources, api_key_id(key))
 
