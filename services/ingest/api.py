@@ -287,9 +287,12 @@ def create_app(
         started = time.perf_counter()
         caller = authenticate(request)
         now = clock()
+        raw = _json_body(await request.body())
         try:
-            event = validate_event(_json_body(await request.body()), now)
+            event = validate_event(raw, now)
         except InvalidEvent as invalid:
+            fields = raw if isinstance(raw, dict) else {}
+            metrics.count_all([(fields.get("source"), fields.get("type"), "invalid")])
             raise RequestValidationError(
                 [{**e, "loc": ["body", *e["loc"]]} for e in invalid.errors]
             ) from None

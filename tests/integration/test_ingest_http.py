@@ -208,6 +208,10 @@ def test_operations_endpoints(client) -> None:
     metrics = client.get("/metrics").text
     assert 'pd_ingest_events_total{outcome="accepted",source="wecom",type="content.click"}' in metrics
     assert "pd_ingest_request_seconds_bucket" in metrics
+    client.post("/v1/events", json=event(type="live.watch", source="live_stream", properties={}))
+    assert (
+        _sample(client.get("/metrics").text, 'outcome="invalid",source="live_stream",type="live.watch"') >= 1
+    )
     assert "process_resident_memory_bytes" in metrics
     spec = client.get("/openapi.json").json()
     assert {"/v1/events", "/v1/events/batch", "/v1/identities/{identity_type}/{value}"} <= set(spec["paths"])
@@ -217,3 +221,10 @@ def test_operations_endpoints(client) -> None:
 @pytest.mark.parametrize("path", ["/v1/events", "/v1/events/batch"])
 def test_wrong_content_is_422_not_500(client, path: str) -> None:
     assert client.post(path, json=[1, 2]).status_code == 422
+
+
+def _sample(metrics: str, labels: str) -> float:
+    line = next(
+        line for line in metrics.splitlines() if line.startswith(f"pd_ingest_events_total{{{labels}}}")
+    )
+    return float(line.rsplit(" ", 1)[1])
