@@ -15,8 +15,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.events import IngestedEvent
-
+from .inputs import ScoringEvent
 from .plan import ScoringPlan
 
 DAY_S = 86_400.0
@@ -91,7 +90,15 @@ def score_at(state: CustomerScore, now: datetime, plan: ScoringPlan) -> float:
     return state.intent_score * decay_factor(state.score_at, now, plan.half_life_days)
 
 
-def apply_event(state: CustomerScore, event: IngestedEvent, plan: ScoringPlan) -> CustomerScore:
+def model_interest(state: CustomerScore, now: datetime, plan: ScoringPlan) -> dict[str, float]:
+    """intent_pct per vehicle model, as of `now`."""
+    if state.score_at is None:
+        return {}
+    carried = decay_factor(state.score_at, now, plan.half_life_days)
+    return {model: round(intent_pct(score * carried, plan), 2) for model, score in state.model_scores.items()}
+
+
+def apply_event(state: CustomerScore, event: ScoringEvent, plan: ScoringPlan) -> CustomerScore:
     """The state after one event. Dedupe by event_id is the caller's job."""
     at = event.occurred_at
     reference = max(state.score_at, at) if state.score_at else at
@@ -103,8 +110,8 @@ def apply_event(state: CustomerScore, event: IngestedEvent, plan: ScoringPlan) -
     )
 
     model_scores = {model: score * carried for model, score in state.model_scores.items()}
-    model = event.properties.get("vehicle_model")
-    if isinstance(model, str) and model and added > 0:
+    model = event.vehicle_model
+    if model and added > 0:
         model_scores[model] = model_scores.get(model, 0.0) + added
 
     interacted = event.type not in plan.activity.not_interactions

@@ -6,6 +6,7 @@ from itertools import permutations
 import pytest
 from pydantic import ValidationError
 
+from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import (
     Activity,
     Band,
@@ -20,19 +21,18 @@ from services.scoring.intent import (
     should_emit,
 )
 from services.scoring.plan import ScoringPlan, default_plan
-from shared.events import IngestedEvent
 from tests.factories import event
 
 PLAN = default_plan()
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
-def ingested(event_type: str, at: datetime, source: str = "wecom", **properties: object) -> IngestedEvent:
+def ingested(event_type: str, at: datetime, source: str = "wecom", **properties: object) -> ScoringEvent:
     raw = event(type=event_type, source=source, occurred_at=at.isoformat(), properties=properties)
-    return IngestedEvent(**raw, customer_id="cus_1", received_at=at, api_key_id="key_x")
+    return ScoringEvent.model_validate(raw | {"customer_id": "cus_1", "received_at": at})
 
 
-def replay(events: list[IngestedEvent], plan: ScoringPlan = PLAN) -> CustomerScore:
+def replay(events: list[ScoringEvent], plan: ScoringPlan = PLAN) -> CustomerScore:
     state = CustomerScore(customer_id="cus_1")
     for one in events:
         state = apply_event(state, one, plan)

@@ -1,0 +1,227 @@
+"""The scoring agent: decode a batch, call the domain (batch.score_batch), write the effects.
+
+Order matters for "nothing lost, nothing doubled": the read model is written first, then the
+table row and its changelog record and the outputs are queued with no await in between, and only
+then does the agent ack the batch. Faust flushes the producer before it commits offsets. A crash
+anywhere before the commit means a replay, which each customer's ledger turns into no-ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from time import perf_counter
+
+import faust
+import orjson
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from shared.identity import IdentityMerged
+from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
+from shared.worker_metrics import WorkerMetrics
+
+from . import read_model
+from .batch import BatchOutcome, CustomerRecord, Delivery, Handover, Payload, score_batch
+from .inputs import ScoringEvent
+from .plan_store import VersionedPlan, load_plan
+from .topics import ScoringTopics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DeadLetter:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    partition: int
+    offset: int
+
+    def encode(self) -> bytes:
+        value = self.value.decode("utf-8", "replace") if self.value is not None else None
+        return orjson.dumps(
+            {
+                "error": self.reason,
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+                "value": value,
+            }
+        )
+
+
+class PlanHolder:
+    """The plan in force; replaced by `refresh_plan` when ops put a new one."""
+
+    def __init__(self, current: VersionedPlan) -> None:
+        self.current = current
+
+
+class Scorer:
+    def __init__(
+        self,
+        *,
+        table: faust.Table,
+        topics: ScoringTopics,
+        redis: Redis,
+        plans: PlanHolder,
+        metrics: WorkerMetrics,
+        highwater: Callable[[faust.types.TP], int | None],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._table = table
+        self._topics = topics
+        self._redis = redis
+        self._plans = plans
+        self._metrics = metrics
+        self._highwater = highwater
+        self._clock = clock
+        self._decoders: dict[str, Callable[[bytes], Payload]] = {
+            TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
+            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+        }
+
+    async def score(self, events: Sequence[faust.EventT]) -> None:
+        started = perf_counter()
+        deliveries, partitions, dead = self._decode(events)
+        now = self._clock()
+        outcome = self._score(deliveries, now, dead)
+        await self._write_read_model(outcome, now)
+        # From here to the return: no await, so a cancellation cannot split the effects.
+        data = self._table.data
+        for customer_id, record in outcome.records.items():
+            data[customer_id] = record
+            self._table.send_changelog(partitions[customer_id], customer_id, record)
+        for score in outcome.scores:
+            self._topics.scores.send_soon(
+                key=score.customer_id.encode(), value=score.model_dump_json().encode()
+            )
+        for handover in outcome.handovers:
+            self._topics.handovers.send_soon(
+                key=handover.customer_id.encode(), value=handover.model_dump_json(exclude_none=True).encode()
+            )
+        for letter in dead:
+            self._topics.dead_letters[letter.topic].send_soon(key=letter.key, value=letter.encode())
+        self._observe(events, deliveries, outcome, len(dead), started, now)
+
+    def _decode(
+        self, events: Sequence[faust.EventT]
+    ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
+        deliveries: list[Delivery] = []
+        partitions: dict[str, int] = {}
+        dead: list[DeadLetter] = []
+        for event in events:
+            message = event.message
+            decode = self._decoders.get(message.topic, Handover.model_validate_json)
+            try:
+                if message.value is None:
+                    raise ValueError("empty message")
+                payload = decode(message.value)
+            except (ValidationError, ValueError) as error:
+                reason = f"{type(error).__name__}: {error}"[:2000]
+                dead.append(
+                    DeadLetter(
+                        message.topic, message.key, message.value, reason, message.partition, message.offset
+                    )
+                )
+                continue
+            delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
+            deliveries.append(delivery)
+            partitions[delivery.customer_id] = message.partition
+        return deliveries, partitions, dead
+
+    def _score(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
+        plan = self._plans.current.plan
+        try:
+            return score_batch(deliveries, self._record_of, plan, now)
+        except Exception:
+            log.exception("a batch failed to score; retrying its inputs one by one")
+        # One input that breaks the domain must not hold up the rest: find it, dead-letter it.
+        outcome = BatchOutcome()
+        records: dict[str, CustomerRecord] = {}
+
+        def record_of(customer_id: str) -> CustomerRecord | None:
+            return records.get(customer_id) or self._record_of(customer_id)
+
+        for delivery in deliveries:
+            try:
+                one = score_batch([delivery], record_of, plan, now)
+            except Exception as error:
+                topic, _, partition = delivery.partition.rpartition("/")
+                value = delivery.payload.model_dump_json().encode()
+                reason = f"scoring failed: {type(error).__name__}: {error}"[:2000]
+                dead.append(
+                    DeadLetter(
+                        topic, delivery.customer_id.encode(), value, reason, int(partition), delivery.offset
+                    )
+                )
+                continue
+            records.update(one.records)
+            outcome.records.update(one.records)
+            outcome.scores += one.scores
+            outcome.handovers += one.handovers
+            for name, n in one.counts.items():
+                outcome.counts[name] = outcome.counts.get(name, 0) + n
+        return outcome
+
+    def _record_of(self, customer_id: str) -> CustomerRecord | None:
+        return self._table.data.get(customer_id)
+
+    async def _write_read_model(self, outcome: BatchOutcome, now: datetime) -> None:
+        if not outcome.records:
+            return
+        plan = self._plans.current.plan
+        # Redis away: hold the batch (unacked) and keep trying; nothing is lost, lag grows.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((RedisError, OSError)),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            before_sleep=lambda state: log.warning(
+                "redis write failed, retrying: %r", state.outcome.exception()
+            ),
+        ):
+            with attempt:
+                await read_model.write_records(self._redis, outcome.records.values(), plan, now)
+
+    def _observe(
+        self,
+        events: Sequence[faust.EventT],
+        deliveries: list[Delivery],
+        outcome: BatchOutcome,
+        dead: int,
+        started: float,
+        now: datetime,
+    ) -> None:
+        metrics = self._metrics
+        metrics.count(outcome.counts | ({"dead_lettered": dead} if dead else {}))
+        metrics.batch_seconds.labels(metrics.service).observe(perf_counter() - started)
+        event_seconds = metrics.event_seconds.labels(metrics.service)
+        for delivery in deliveries:
+            if isinstance(delivery.payload, ScoringEvent):
+                event_seconds.observe((now - delivery.payload.received_at).total_seconds())
+        last_offsets: dict[faust.types.TP, int] = {}
+        for event in events:
+            last_offsets[event.message.tp] = event.message.offset
+        for tp, offset in last_offsets.items():
+            highwater = self._highwater(tp)
+            if highwater is not None:
+                metrics.set_lag(tp.topic, tp.partition, highwater - offset - 1)
+
+
+async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> None:
+    """Apply a plan ops replaced; re-rank the read model if the half-life changed."""
+    latest = await load_plan(redis)
+    current = plans.current
+    if latest.version == current.version:
+        return
+    plans.current = latest
+    log.info("scoring plan %d in force (was %d)", latest.version, current.version)
+    if latest.plan.half_life_days != current.plan.half_life_days:
+        scores = [record.score for record in table.data.values() if record.merged_into is None]
+        count = await read_model.rewrite_ranks(redis, scores, latest.plan)
+        log.info("re-ranked %d customers for half-life %.1f days", count, latest.plan.half_life_days)

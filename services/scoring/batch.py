@@ -1,0 +1,207 @@
+"""One batch of scoring inputs in, new customer records and outputs out. Pure: no Kafka or Redis.
+
+Inputs reach the worker on three co-partitioned topics, all keyed by the customer they concern:
+touchpoint events, identity merges (keyed by the merged customer) and handovers, the worker's
+own topic for moving things to a survivor's partition. A merged customer's state is handed over
+to the survivor; inputs that still name the merged customer afterwards are handed on too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.identity import IdentityMerged
+from shared.scores import IntentScoreChanged
+
+from .inputs import ScoringEvent
+from .intent import (
+    CustomerScore,
+    activity_of,
+    apply_event,
+    band_of,
+    intent_pct,
+    level_of,
+    merge_states,
+    model_interest,
+    score_at,
+    should_emit,
+)
+from .ledger import Ledger, LedgerEntry
+from .plan import ScoringPlan
+
+
+class CustomerRecord(BaseModel):
+    """A customer's row in the worker's table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    score: CustomerScore
+    ledger: Ledger = Ledger()
+    emitted_pct: float | None = None  # intent_pct last published on intent.scores.v1
+    merged_into: str | None = None  # set once this customer was merged away
+
+
+class Handover(BaseModel):
+    """Something for the survivor of a merge: the merged state, or an input that came late."""
+
+    model_config = ConfigDict(frozen=True)
+
+    handover_id: str  # the merge_id or event_id: what the receiver's ledger dedupes by
+    customer_id: str  # the receiver
+    from_customer_id: str
+    merged_score: CustomerScore | None = None
+    event: ScoringEvent | None = None
+    schema_version: int = 1
+
+
+Payload = ScoringEvent | IdentityMerged | Handover
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One decoded input and where it was read: `partition` is "topic/partition"."""
+
+    partition: str
+    offset: int
+    payload: Payload
+
+    @property
+    def customer_id(self) -> str:
+        payload = self.payload
+        if isinstance(payload, IdentityMerged):
+            return payload.merged_customer_id
+        return payload.customer_id
+
+    @property
+    def input_id(self) -> str:
+        payload = self.payload
+        if isinstance(payload, ScoringEvent):
+            return payload.event_id
+        if isinstance(payload, IdentityMerged):
+            return payload.merge_id
+        return payload.handover_id
+
+
+@dataclass
+class BatchOutcome:
+    records: dict[str, CustomerRecord] = field(default_factory=dict)  # changed rows
+    scores: list[IntentScoreChanged] = field(default_factory=list)  # for intent.scores.v1
+    handovers: list[Handover] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # inputs by outcome
+
+    def count(self, outcome: str) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+
+
+def score_batch(
+    deliveries: Iterable[Delivery],
+    record_of: Callable[[str], CustomerRecord | None],
+    plan: ScoringPlan,
+    now: datetime,
+) -> BatchOutcome:
+    """Apply a batch; each customer's inputs in the order they were read."""
+    by_customer: dict[str, list[Delivery]] = {}
+    for delivery in deliveries:
+        by_customer.setdefault(delivery.customer_id, []).append(delivery)
+
+    outcome = BatchOutcome()
+    for customer_id, inputs in by_customer.items():
+        record = record_of(customer_id) or CustomerRecord(score=CustomerScore(customer_id=customer_id))
+        updated = _apply_inputs(record, inputs, plan, outcome)
+        if updated is not record:
+            updated = _maybe_emit(updated, inputs, plan, now, outcome)
+            outcome.records[customer_id] = updated
+    return outcome
+
+
+def _apply_inputs(
+    record: CustomerRecord, inputs: list[Delivery], plan: ScoringPlan, outcome: BatchOutcome
+) -> CustomerRecord:
+    ledger = LedgerEntry(record.ledger)
+    score = record.score
+    merged_into = record.merged_into
+    admitted = False
+    for delivery in inputs:
+        if not ledger.admit(delivery.partition, delivery.offset, delivery.input_id):
+            outcome.count("duplicate")
+            continue
+        admitted = True
+        payload = delivery.payload
+        if merged_into is not None:
+            outcome.handovers.append(_hand_on(payload, score.customer_id, merged_into))
+            outcome.count("handed_over")
+        elif isinstance(payload, IdentityMerged):
+            merged_into = payload.survivor_customer_id
+            outcome.handovers.append(
+                Handover(
+                    handover_id=payload.merge_id,
+                    customer_id=merged_into,
+                    from_customer_id=score.customer_id,
+                    merged_score=score,
+                )
+            )
+            score = CustomerScore(customer_id=score.customer_id)
+            outcome.count("merged")
+        elif isinstance(payload, Handover):
+            if payload.merged_score is not None:
+                score = merge_states(score, payload.merged_score, plan)
+            if payload.event is not None:
+                score = apply_event(score, payload.event, plan)
+            outcome.count("processed")
+        else:
+            score = apply_event(score, payload, plan)
+            outcome.count("processed")
+    if not admitted:
+        return record
+    return record.model_copy(update={"score": score, "ledger": ledger.freeze(), "merged_into": merged_into})
+
+
+def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
+    """An input for a customer already merged away goes on to the survivor, unchanged."""
+    if isinstance(payload, Handover):
+        return payload.model_copy(update={"customer_id": survivor})
+    if isinstance(payload, IdentityMerged):  # merged twice: nothing left to hand over
+        return Handover(handover_id=payload.merge_id, customer_id=survivor, from_customer_id=customer_id)
+    return Handover(
+        handover_id=payload.event_id,
+        customer_id=survivor,
+        from_customer_id=customer_id,
+        event=payload.model_copy(update={"customer_id": survivor}),
+    )
+
+
+def _maybe_emit(
+    record: CustomerRecord, inputs: list[Delivery], plan: ScoringPlan, now: datetime, outcome: BatchOutcome
+) -> CustomerRecord:
+    if record.merged_into is not None:
+        return record
+    score = record.score
+    at = max(now, score.score_at) if score.score_at else now
+    pct = intent_pct(score_at(score, at, plan), plan)
+    if not should_emit(record.emitted_pct, pct, plan):
+        return record
+    last = inputs[-1].payload
+    previous = record.emitted_pct
+    outcome.scores.append(
+        IntentScoreChanged(
+            event_id=inputs[-1].input_id,
+            customer_id=score.customer_id,
+            intent_score=score_at(score, at, plan),
+            intent_pct=round(pct, 2),
+            band=band_of(pct, plan),
+            previous_pct=previous,
+            previous_band=band_of(previous, plan) if previous is not None else None,
+            model_interest=model_interest(score, at, plan),
+            points=score.points,
+            growth=score.growth,
+            level=level_of(score.growth, plan),
+            activity=activity_of(score, at, plan),
+            scored_at=now,
+            received_at=last.received_at if isinstance(last, ScoringEvent) else None,
+        )
+    )
+    return record.model_copy(update={"emitted_pct": round(pct, 2)})
