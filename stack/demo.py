@@ -29,7 +29,8 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
     except (httpx.HTTPError, RetryLater, RuntimeError) as error:
         say(f"\nerror: posting failed: {error!r} (ingest's log: .run/logs/ingest.log)")
         return 1
-    run = DemoRun(ingest.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report)
+    scoring = next(service for service in SERVICES if service.name == "scoring-api")
+    run = DemoRun(ingest.url, scoring.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report)
     say("")
     say(summary(run))
     say("\nthe stack stays up: make status to check it, make down to stop it")

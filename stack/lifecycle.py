@@ -221,10 +221,13 @@ def _undo(startup: _Startup) -> None:
 
 def _print_ready() -> None:
     say("\nthe local stack is up:")
+    width = max(len(service.name) for service in SERVICES)
     for service in SERVICES:
         if service.api:
-            say(f"  {service.name:<8} {service.url}   (API docs: {service.url}/docs)")
-    say(f"  broker   {BOOTSTRAP_SERVERS} (Tansu, in memory)   redis {REDIS_URL}")
+            say(f"  {service.name:<{width}} {service.url}   (API docs: {service.url}/docs)")
+        else:
+            say(f"  {service.name:<{width}} {service.url}/metrics")
+    say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, in memory)   redis {REDIS_URL}")
     say(f"  touchpoint key: {TOUCHPOINT_KEY}   (header X-Api-Key)")
     say(f"  ops token:      {OPS_TOKEN}        (header Authorization: Bearer {OPS_TOKEN})")
     say("  logs:  .run/logs/<name>.log  (tansu, redis, " + ", ".join(s.name for s in SERVICES) + ")")

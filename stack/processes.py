@@ -41,7 +41,11 @@ class Service:
         return f"{self.url}/readyz"
 
 
-SERVICES: tuple[Service, ...] = (Service("ingest", "pd-ingest", 8001, {"INGEST_PORT": "8001"}, api=True),)
+SERVICES: tuple[Service, ...] = (
+    Service("ingest", "pd-ingest", 8001, {"INGEST_PORT": "8001"}, api=True),
+    Service("scoring-worker", "pd-scoring-worker", 9102, {"SCORING_METRICS_PORT": "9102"}),
+    Service("scoring-api", "pd-scoring-api", 8002, {"SCORING_PORT": "8002"}, api=True),
+)
 
 
 @dataclass(frozen=True)

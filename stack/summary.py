@@ -28,6 +28,7 @@ class DemoRun:
     """What one demo run sent and was answered; sections read the rest from the running stack."""
 
     ingest_url: str
+    scoring_url: str
     bootstrap_servers: str
     ops_token: str
     journeys: list[Journey]
@@ -165,7 +166,53 @@ def lookup_section(run: DemoRun) -> list[str]:
     return [f"identity lookup: GET {path}", f"  → {found['customer_id']} with {kinds}"]
 
 
-SECTIONS: tuple[Section, ...] = (posting_section, topics_section, lookup_section)
+def scoring_section(run: DemoRun) -> list[str]:
+    """The lead concentration matrix and the hottest leads, once scoring has seen this run."""
+    survivors = sorted({ids[-1] for journey in run.journeys if (ids := run.customers_of(journey))})
+    headers = {"Authorization": f"Bearer {run.ops_token}"}
+    with httpx.Client(base_url=run.scoring_url, headers=headers, timeout=5) as api:
+        try:
+            unscored = _wait_until_scored(api, survivors)
+            matrix = api.get("/v1/matrix").raise_for_status().json()
+            hot = api.get("/v1/leads", params={"band": "hot", "limit": 5}).raise_for_status().json()
+        except httpx.HTTPError as error:
+            return [f"scoring: {error} (logs: .run/logs/scoring-worker.log, scoring-api.log)"]
+    lines = [f"lead concentration matrix (GET {run.scoring_url}/v1/matrix), customers per cell:"]
+    activities = matrix["activities"]
+    lines.append("  " + f"{'band':<8}" + "".join(f"{a:>12}" for a in activities) + f"{'total':>8}")
+    for band in reversed(matrix["bands"]):
+        row = matrix["cells"][band]
+        lines.append(
+            "  " + f"{band:<8}" + "".join(f"{row[a]:>12}" for a in activities) + f"{sum(row.values()):>8}"
+        )
+    if unscored:
+        lines.append(f"  ({unscored} of this run's customers not scored yet after {SCORING_TIMEOUT_S:.0f}s)")
+    lines.append("hottest leads (GET /v1/leads?band=hot):")
+    width = max((len(lead["customer_id"]) for lead in hot["leads"]), default=0)
+    for lead in hot["leads"]:
+        model = max(lead["model_interest"].items(), key=lambda m: m[1], default=("-", 0))
+        lines.append(
+            f"  {lead['customer_id']:<{width}}  intent {lead['intent_pct']:5.1f}%  {lead['activity']:<10}  "
+            f"model {model[0]} {model[1]:.0f}%  points {lead['points']}  level {lead['level']}"
+        )
+    return lines
+
+
+SCORING_TIMEOUT_S = 30.0
+
+
+def _wait_until_scored(api: httpx.Client, customers: list[str]) -> int:
+    """Poll (with a deadline) until every customer has a score; return how many still have none."""
+    waiting = list(customers)
+    deadline = time.monotonic() + SCORING_TIMEOUT_S
+    while waiting and time.monotonic() < deadline:
+        waiting = [c for c in waiting if api.get(f"/v1/customers/{c}/score").status_code == 404]
+        if waiting:
+            time.sleep(0.2)  # poll interval
+    return len(waiting)
+
+
+SECTIONS: tuple[Section, ...] = (posting_section, topics_section, lookup_section, scoring_section)
 
 
 def summary(run: DemoRun, sections: tuple[Section, ...] = SECTIONS) -> str:

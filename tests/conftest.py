@@ -118,3 +118,27 @@ def merges_topic(backends: Backends) -> Iterator[TopicReader]:
     reader = TopicReader(backends.kafka_bootstrap_servers, IDENTITY_MERGES, "merged_customer_id")
     yield reader
     reader.close()
+
+
+@dataclass(frozen=True)
+class RunningScoring:
+    api_url: str
+    metrics_url: str
+    worker: Process
+    api: Process
+
+
+@pytest.fixture(scope="session")
+def scoring(backends: Backends, log_dir: Path, ingest: RunningIngest) -> Iterator[RunningScoring]:
+    """One scoring worker and API for the session, on the session's broker and Redis."""
+    from tests.scoring_worker import scoring_env
+
+    metrics_port, api_port = free_port(), free_port()
+    env = scoring_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
+    env |= {"SCORING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "PLAN_POLL_INTERVAL_S": "0.2"}
+    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
+    worker = start_service("scoring-worker", "services.scoring.worker", env, f"{metrics_url}/readyz", log_dir)
+    api = start_service("scoring-api", "services.scoring.api", env, f"{api_url}/readyz", log_dir)
+    yield RunningScoring(api_url, metrics_url, worker, api)
+    api.stop()
+    worker.stop()

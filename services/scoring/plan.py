@@ -27,12 +27,12 @@ class Bands(BaseModel):
 
     @model_validator(mode="after")
     def _ascending(self) -> Bands:
-        if not 0 < self.medium < self.high < self.hot <= 100:
-            raise ValueError("bands must ascend: 0 < medium < high < hot <= 100")
+        if not 0 < self.medium < self.high < self.hot < 100:
+            raise ValueError("bands must ascend: 0 < medium < high < hot < 100")
         return self
 
 
-class Activity(BaseModel):
+class ActivityWindows(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     not_interactions: frozenset[str] = frozenset()
@@ -52,7 +52,7 @@ class ScoringPlan(BaseModel):
     points: dict[str, Annotated[int, Field(ge=0)]] = {}
     growth: dict[str, Annotated[int, Field(ge=0)]] = {}
     levels: dict[str, Annotated[int, Field(ge=0)]]
-    activity: Activity = Activity()
+    activity: ActivityWindows = ActivityWindows()
 
     @field_validator("weights", "points", "growth")
     @classmethod

@@ -103,8 +103,9 @@ async def read_scores(redis: Redis, customer_ids: Sequence[str]) -> list[ScoreSn
 
 async def ranked(redis: Redis, low: float, high: float, offset: int, count: int) -> list[tuple[str, float]]:
     """Customers with rank key in [low, high), highest first."""
-    top = "+inf" if math.isinf(high) else f"({high!r}"
-    bottom = "-inf" if math.isinf(low) else repr(low)
+    # Only the open ends are unbounded: a +inf floor (a band no score can reach) must match nothing.
+    top = "+inf" if high == math.inf else f"({high!r}"
+    bottom = "-inf" if low == -math.inf else repr(low)
     rows = await redis.zrevrangebyscore(RANK, top, bottom, start=offset, num=count, withscores=True)
     return [(member.decode(), score) for member, score in rows]
 

@@ -6,13 +6,34 @@ from dataclasses import dataclass
 
 import faust
 
-from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS, dead_letter_topic
+from shared.topics import (
+    IDENTITY_MERGES,
+    INTENT_SCORES,
+    TOUCHPOINT_EVENTS,
+    TopicSpec,
+    dead_letter_topic,
+)
 
 from .settings import ScoringSettings
 
 
 def handovers_topic_name(settings: ScoringSettings) -> str:
     return f"{settings.scoring_app_id}-handovers"
+
+
+def changelog_topic_name(settings: ScoringSettings) -> str:
+    return f"{settings.scoring_app_id}-customers-changelog"
+
+
+def worker_owned_topics(settings: ScoringSettings) -> list[TopicSpec]:
+    """Created before Faust starts: a broker that auto-creates topics on first mention (Tansu
+    does) would otherwise pick its own partition count, and keys would land off their partition."""
+    partitions = settings.topic_partitions
+    return [
+        TopicSpec(handovers_topic_name(settings), partitions),
+        TopicSpec(dead_letter_topic(handovers_topic_name(settings)), 1),
+        TopicSpec(changelog_topic_name(settings), partitions, (("cleanup.policy", "compact"),)),
+    ]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,208 @@
+"""Scoring HTTP API (port 8002): scores, the lead concentration matrix, leads and the scoring plan.
+
+Stateless: every answer is read from the Redis read model the worker writes and decayed to now
+with the plan in force, so nothing here goes stale between events. `python -m services.scoring.api`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Histogram
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from shared.http import operations_router, require_ops_token
+from shared.logging import configure_logging
+from shared.metrics import LATENCY_BUCKETS, process_registry
+from shared.redis import create_redis
+
+from . import read_model
+from .intent import Activity, Band
+from .plan import ScoringPlan
+from .plan_store import VersionedPlan, load_plan, save_plan
+from .ranking import band_key_range
+from .settings import ScoringSettings
+from .views import ScoreView, activity_at, matrix, score_view
+
+log = logging.getLogger(__name__)
+
+# Rank entries fetched per round trip while filtering leads by activity.
+LEADS_PAGE = 500
+
+
+class MatrixView(BaseModel):
+    as_of: datetime
+    plan_version: int
+    bands: list[Band] = list(Band)
+    activities: list[Activity] = list(Activity)
+    cells: dict[Band, dict[Activity, int]] = Field(description="customers per band x activity")
+    total: int
+
+
+class LeadsView(BaseModel):
+    band: Band | None
+    activity: Activity | None
+    leads: list[ScoreView] = Field(description="highest intent first")
+
+
+def create_app(
+    settings: ScoringSettings,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> FastAPI:
+    registry = registry if registry is not None else process_registry()
+    request_seconds = Histogram(
+        "pd_scoring_api_request_seconds",
+        "Scoring API request latency",
+        ["route", "status"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    redis = create_redis(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Scoring",
+        description="Customers' intent scores, decayed to the moment of the request, the lead "
+        "concentration matrix (band x activity), the leads in a cell, and the scoring plan.",
+        version="1",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
+    )
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(_: Request, error: RedisError) -> JSONResponse:
+        # Everything here is a Redis read or write: an outage is the caller's cue to retry.
+        return JSONResponse(
+            {"detail": f"read model unavailable, retry: {type(error).__name__}: {error}"[:300]},
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The route template, not the path, so customer ids do not explode the label set.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    async def redis_ready() -> None:
+        await redis.ping()
+
+    app.include_router(operations_router(registry, {"redis": redis_ready}))
+
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(require_ops_token(settings.ops_tokens))],
+        responses={401: {"description": "missing or invalid ops token"}, 503: {"description": "Redis down"}},
+    )
+
+    @v1.get(
+        "/customers/{customer_id}/score",
+        response_model=ScoreView,
+        tags=["scores"],
+        summary="A customer's score, decayed to now",
+        responses={404: {"description": "unknown customer"}},
+    )
+    async def get_score(customer_id: Annotated[str, Path(min_length=1, max_length=256)]) -> ScoreView:
+        """A merged-away customer answers with the survivor's score (and the survivor's id)."""
+        snapshot = await read_model.read_score(redis, customer_id)
+        if snapshot is None or snapshot.score is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        current = await load_plan(redis)
+        return score_view(snapshot.score, snapshot.updated_at, current.plan, clock())
+
+    @v1.get("/matrix", response_model=MatrixView, tags=["leads"], summary="The lead concentration matrix")
+    async def get_matrix() -> MatrixView:
+        """Customers per (band x activity) cell, as of now with the plan in force."""
+        now = clock()
+        current = await load_plan(redis)
+        rows = await read_model.all_ranks(redis)
+        return MatrixView(
+            as_of=now, plan_version=current.version, cells=matrix(rows, current.plan, now), total=len(rows)
+        )
+
+    @v1.get("/leads", response_model=LeadsView, tags=["leads"], summary="The customers in a matrix cell")
+    async def get_leads(
+        band: Band | None = None,
+        activity: Activity | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    ) -> LeadsView:
+        """Highest intent first. Leave `band` or `activity` out for all bands or all activities."""
+        now = clock()
+        plan = (await load_plan(redis)).plan
+        low, high = band_key_range(band, plan, now) if band else (-math.inf, math.inf)
+        picked: list[str] = []
+        offset = 0
+        while len(picked) < limit:
+            ranks = await read_model.ranked(redis, low, high, offset, LEADS_PAGE)
+            page = [customer for customer, _ in ranks]
+            if activity is not None and page:
+                lasts = await read_model.last_interactions(redis, page)
+                page = [
+                    c for c, last in zip(page, lasts, strict=True) if activity_at(last, plan, now) is activity
+                ]
+            picked.extend(page[: limit - len(picked)])
+            if len(ranks) < LEADS_PAGE:
+                break
+            offset += LEADS_PAGE
+        snapshots = await read_model.read_scores(redis, picked)
+        # A customer merged away between the two reads has no score of its own: leave it out.
+        leads = [score_view(s.score, s.updated_at, plan, now) for s in snapshots if s.score is not None]
+        return LeadsView(band=band, activity=activity, leads=leads)
+
+    @v1.get("/scoring-plan", response_model=VersionedPlan, tags=["plan"], summary="The scoring plan in force")
+    async def get_plan() -> VersionedPlan:
+        """Version 0 is the default plan from the repository."""
+        return await load_plan(redis)
+
+    @v1.put(
+        "/scoring-plan",
+        response_model=VersionedPlan,
+        tags=["plan"],
+        summary="Replace the scoring plan",
+        responses={422: {"description": "the plan is invalid; `detail` names each field and why"}},
+    )
+    async def put_plan(plan: ScoringPlan) -> VersionedPlan:
+        """Takes a new version; running workers apply it without a restart. Scores are decayed
+        and banded with it from the next read on."""
+        saved = await save_plan(redis, plan)
+        log.info("scoring plan replaced", extra={"plan_version": saved.version})
+        return saved
+
+    app.include_router(v1)
+    return app
+
+
+def main() -> None:
+    settings = ScoringSettings()
+    configure_logging("scoring-api", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.scoring_port,
+        log_config=None,  # keep our JSON logging
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

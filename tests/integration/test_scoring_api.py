@@ -1,0 +1,401 @@
+"""The scoring API (DESIGN.md "Scoring"), in-process against the real Redis on a DB of its own."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+
+from services.scoring import api, read_model
+from services.scoring.api import create_app
+from services.scoring.batch import CustomerRecord
+from services.scoring.inputs import ScoringEvent
+from services.scoring.intent import CustomerScore, apply_event, intent_pct
+from services.scoring.plan import ScoringPlan, default_plan
+from services.scoring.plan_store import PLAN_KEY
+from services.scoring.settings import ScoringSettings
+from tests.factories import unique
+from tests.harness import free_port
+
+TOKEN = "scoring-test-token"
+OPS = {"Authorization": f"Bearer {TOKEN}"}
+PLAN = default_plan()
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
+DAY = timedelta(days=1)
+SCORING_DB = 5  # apart from DB 0, which ingest and the other tests share
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Api:
+    http: httpx.AsyncClient
+    redis: Redis
+    clock: Clock
+    registry: CollectorRegistry
+
+
+@asynccontextmanager
+async def running(redis_url: str, clock: Clock) -> AsyncIterator[Api]:
+    registry = CollectorRegistry()
+    settings = ScoringSettings(redis_url=redis_url, ops_tokens=("other-token", TOKEN))
+    app = create_app(settings, registry, clock)
+    redis = Redis.from_url(redis_url)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://scoring") as http,
+    ):
+        yield Api(http, redis, clock, registry)
+    await redis.aclose()
+
+
+@pytest.fixture
+def scoring_redis_url(backends) -> str:
+    url, replaced = re.subn(r"/0$", f"/{SCORING_DB}", backends.redis_url)
+    assert replaced == 1, backends.redis_url
+    return url
+
+
+@pytest.fixture
+async def scoring(scoring_redis_url: str) -> AsyncIterator[Api]:
+    async with running(scoring_redis_url, Clock(T0)) as running_api:
+        await running_api.redis.flushdb()
+        yield running_api
+
+
+def event(customer_id: str, type_: str, at: datetime, **fields: Any) -> ScoringEvent:
+    return ScoringEvent(
+        event_id=unique("e"),
+        customer_id=customer_id,
+        type=type_,
+        source=fields.pop("source", "wecom"),
+        occurred_at=at,
+        received_at=at,
+        **fields,
+    )
+
+
+def customer(customer_id: str, *events: tuple[str, datetime]) -> CustomerScore:
+    state = CustomerScore(customer_id=customer_id)
+    for type_, at in events:
+        state = apply_event(state, event(customer_id, type_, at), PLAN)
+    return state
+
+
+async def seed(redis: Redis, *states: CustomerScore, merged: dict[str, str] | None = None) -> None:
+    records = [CustomerRecord(score=s) for s in states]
+    records += [
+        CustomerRecord(score=CustomerScore(customer_id=gone), merged_into=survivor)
+        for gone, survivor in (merged or {}).items()
+    ]
+    await read_model.write_records(redis, records, PLAN, T0)
+
+
+def plan_json(**changes: Any) -> dict[str, Any]:
+    return json.loads(PLAN.model_dump_json()) | changes
+
+
+async def test_every_v1_route_needs_an_ops_token(scoring: Api) -> None:
+    await seed(scoring.redis, customer("c1", ("content.click", T0)))
+    routes = [
+        ("GET", "/v1/customers/c1/score", None),
+        ("GET", "/v1/matrix", None),
+        ("GET", "/v1/leads", None),
+        ("GET", "/v1/scoring-plan", None),
+        ("PUT", "/v1/scoring-plan", plan_json(half_life_days=7.0)),
+    ]
+    for method, path, body in routes:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
+            response = await scoring.http.request(method, path, json=body, headers=headers)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+        other = await scoring.http.request(
+            method, path, json=body, headers={"Authorization": "Bearer other-token"}
+        )
+        assert other.status_code == 200, (method, path)
+    # A refused PUT changed nothing (the accepted one, with the other token, is version 1).
+    assert (await scoring.http.get("/v1/scoring-plan", headers=OPS)).json()["version"] == 1
+
+
+async def test_a_score_is_decayed_to_now(scoring: Api) -> None:
+    state = customer("c1", ("test_drive.booked", T0), ("content.share", T0 - DAY))
+    state = apply_event(state, event("c1", "config.build", T0 - DAY, vehicle_model="G6"), PLAN)
+    await seed(scoring.redis, state)
+
+    body = (await scoring.http.get("/v1/customers/c1/score", headers=OPS)).json()
+    assert set(body) == {
+        "customer_id",
+        "intent_score",
+        "intent_pct",
+        "band",
+        "activity",
+        "model_interest",
+        "points",
+        "growth",
+        "level",
+        "last_interaction_at",
+        "updated_at",
+    }
+    assert (body["customer_id"], body["band"], body["activity"]) == ("c1", "hot", "active_7d")
+    assert body["intent_pct"] == pytest.approx(intent_pct(state.intent_score, PLAN), abs=0.01)
+    assert (body["points"], body["growth"], body["level"]) == (5, 5, "member")
+    assert set(body["model_interest"]) == {"G6"}
+    assert datetime.fromisoformat(body["last_interaction_at"]) == T0
+    assert datetime.fromisoformat(body["updated_at"]) == T0
+
+    scoring.clock.now = T0 + 14 * DAY  # one half-life, nothing new
+    later = (await scoring.http.get("/v1/customers/c1/score", headers=OPS)).json()
+    assert later["intent_score"] == pytest.approx(body["intent_score"] / 2, rel=1e-3)
+    assert (later["band"], later["activity"]) == ("high", "active_30d")
+    assert later["model_interest"]["G6"] < body["model_interest"]["G6"]
+    assert (later["points"], later["growth"]) == (5, 5)
+
+
+async def test_an_unknown_customer_is_404(scoring: Api) -> None:
+    response = await scoring.http.get("/v1/customers/nobody/score", headers=OPS)
+    assert (response.status_code, response.json()) == (404, {"detail": "unknown customer"})
+
+
+async def test_a_merged_customer_answers_with_the_survivor(scoring: Api) -> None:
+    survivor = customer("survivor", ("store.visit", T0))
+    await seed(scoring.redis, survivor, merged={"gone": "survivor"})
+    direct = (await scoring.http.get("/v1/customers/survivor/score", headers=OPS)).json()
+    via_merged = await scoring.http.get("/v1/customers/gone/score", headers=OPS)
+    assert via_merged.status_code == 200
+    assert via_merged.json() == direct and direct["customer_id"] == "survivor"
+
+
+def cells_with_counts(body: dict[str, Any]) -> dict[tuple[str, str], int]:
+    return {(band, activity): n for band, row in body["cells"].items() for activity, n in row.items() if n}
+
+
+async def test_the_matrix_counts_customers_per_cell(scoring: Api) -> None:
+    await seed(
+        scoring.redis,
+        customer("hot-a", ("test_drive.booked", T0)),
+        customer("hot-b", ("order.placed", T0 - DAY)),
+        customer(
+            "high", *[(t, T0 - 10 * DAY) for t in ("quote.requested", "config.build", "test_drive.completed")]
+        ),
+        customer(
+            "medium", *[(t, T0 - 40 * DAY) for t in ("test_drive.booked", "test_drive.booked", "store.visit")]
+        ),
+        customer("low", ("content.view", T0)),
+        customer("defeated", ("lead.defeated", T0 - 3 * DAY)),  # zero score, but it was them
+        CustomerScore(customer_id="untouched"),  # only non-interactions so far
+        merged={"gone": "hot-a"},  # merged away: not a customer of its own any more
+    )
+    response = await scoring.http.get("/v1/matrix", headers=OPS)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["bands"], body["activities"]) == (
+        ["low", "medium", "high", "hot"],
+        ["active_7d", "active_30d", "dormant"],
+    )
+    assert (datetime.fromisoformat(body["as_of"]), body["plan_version"], body["total"]) == (T0, 0, 7)
+    assert cells_with_counts(body) == {
+        ("hot", "active_7d"): 2,
+        ("high", "active_30d"): 1,
+        ("medium", "dormant"): 1,
+        ("low", "active_7d"): 2,
+        ("low", "dormant"): 1,
+    }
+    assert sum(n for row in body["cells"].values() for n in row.values()) == body["total"]
+
+    scoring.clock.now = T0 + 10 * DAY  # decay moves people down and out of active_7d
+    later = cells_with_counts((await scoring.http.get("/v1/matrix", headers=OPS)).json())
+    assert later == {
+        ("high", "active_30d"): 3,  # both hot ones cooled to high, "high" stayed
+        ("medium", "dormant"): 1,
+        ("low", "active_30d"): 2,
+        ("low", "dormant"): 1,
+    }
+
+
+async def seed_leads(scoring: Api) -> list[str]:
+    """Six customers, highest intent first."""
+    states = [
+        customer("a", ("order.placed", T0), ("test_drive.booked", T0)),  # hot (99 %), active_7d
+        # hot (95 %), active_30d
+        customer(
+            "b", *[(t, T0 - 10 * DAY) for t in ("test_drive.booked", "test_drive.booked", "store.visit")]
+        ),
+        customer("c", ("test_drive.booked", T0 - DAY)),  # high (84 %), active_7d
+        customer("d", ("quote.requested", T0 - 2 * DAY)),  # medium, active_7d
+        customer("e", ("test_drive.booked", T0 - 45 * DAY)),  # low (19 %), dormant
+        customer("f", ("content.view", T0)),  # low (6 %), active_7d
+    ]
+    await seed(scoring.redis, *states)
+    return [s.customer_id for s in states]
+
+
+async def leads(scoring: Api, **params: Any) -> list[dict[str, Any]]:
+    response = await scoring.http.get("/v1/leads", params=params, headers=OPS)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["band"], body["activity"]) == (params.get("band"), params.get("activity"))
+    return body["leads"]
+
+
+async def test_leads_are_highest_intent_first_and_filtered_by_cell(scoring: Api) -> None:
+    order = await seed_leads(scoring)
+    everyone = await leads(scoring)
+    assert [lead["customer_id"] for lead in everyone] == order
+    pcts = [lead["intent_pct"] for lead in everyone]
+    assert pcts == sorted(pcts, reverse=True)
+    assert [lead["band"] for lead in everyone] == ["hot", "hot", "high", "medium", "low", "low"]
+
+    assert [x["customer_id"] for x in await leads(scoring, band="hot")] == ["a", "b"]
+    assert [x["customer_id"] for x in await leads(scoring, band="low")] == ["e", "f"]
+    assert [x["customer_id"] for x in await leads(scoring, activity="active_7d")] == ["a", "c", "d", "f"]
+    assert [x["customer_id"] for x in await leads(scoring, band="hot", activity="active_30d")] == ["b"]
+    assert [x["customer_id"] for x in await leads(scoring, band="low", activity="dormant")] == ["e"]
+    assert await leads(scoring, band="medium", activity="dormant") == []
+    assert [x["customer_id"] for x in await leads(scoring, limit=2)] == ["a", "b"]
+    assert all(
+        x["band"] == "hot" and set(x) >= {"intent_pct", "activity"} for x in await leads(scoring, band="hot")
+    )
+
+
+async def test_leads_page_through_the_ranking_until_the_limit(scoring: Api, monkeypatch) -> None:
+    monkeypatch.setattr(api, "LEADS_PAGE", 2)  # so six customers take several pages
+    await seed_leads(scoring)
+    assert [x["customer_id"] for x in await leads(scoring, activity="active_7d", limit=3)] == ["a", "c", "d"]
+    assert [x["customer_id"] for x in await leads(scoring, activity="active_7d")] == ["a", "c", "d", "f"]
+    assert [x["customer_id"] for x in await leads(scoring, activity="dormant")] == ["e"]
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"band": "warm"}, "band"),
+        ({"activity": "sleeping"}, "activity"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 1001}, "limit"),
+    ],
+)
+async def test_bad_lead_queries_are_422(scoring: Api, params: dict[str, Any], field: str) -> None:
+    response = await scoring.http.get("/v1/leads", params=params, headers=OPS)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", field]]
+
+
+async def test_the_plan_is_the_default_until_replaced(scoring: Api) -> None:
+    response = await scoring.http.get("/v1/scoring-plan", headers=OPS)
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["version"], body["updated_at"]) == (0, None)
+    assert ScoringPlan.model_validate(body["plan"]) == PLAN
+
+
+async def test_a_valid_plan_takes_a_new_version_and_applies_at_once(scoring: Api) -> None:
+    await seed(scoring.redis, customer("c1", ("test_drive.booked", T0)))
+    scoring.clock.now = T0 + 7 * DAY
+    before = (await scoring.http.get("/v1/customers/c1/score", headers=OPS)).json()
+
+    replaced = plan_json(half_life_days=7.0, bands={"medium": 20.0, "high": 50.0, "hot": 90.0})
+    put = await scoring.http.put("/v1/scoring-plan", json=replaced, headers=OPS)
+    assert put.status_code == 200, put.text
+    assert put.json()["version"] == 1 and put.json()["plan"] == replaced  # GET's shape round-trips
+    got = (await scoring.http.get("/v1/scoring-plan", headers=OPS)).json()
+    assert got == put.json()
+
+    # The next read decays with the new half-life: 45 booked a week ago is 22.5 now, not 31.8.
+    after = (await scoring.http.get("/v1/customers/c1/score", headers=OPS)).json()
+    assert before["intent_score"] == pytest.approx(45 / 2**0.5, rel=1e-3)
+    assert after["intent_score"] == pytest.approx(22.5, rel=1e-3)
+    assert (await scoring.http.get("/v1/matrix", headers=OPS)).json()["plan_version"] == 1
+
+    again = await scoring.http.put("/v1/scoring-plan", json=plan_json(), headers=OPS)
+    assert again.json()["version"] == 2
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"bands": {"medium": 60.0, "high": 30.0, "hot": 85.0}}, "bands"),
+        ({"weights": {"content.click": 4.0, "content.teleport": 9.0}}, "weights"),
+        ({"half_life_days": 0}, "half_life_days"),
+        ({"levels": {"member": 10, "gold": 5}}, "levels"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+async def test_an_invalid_plan_is_422_naming_the_field_and_changes_nothing(
+    scoring: Api, changes: dict[str, Any], field: str
+) -> None:
+    response = await scoring.http.put("/v1/scoring-plan", json=plan_json(**changes), headers=OPS)
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert [error["loc"] for error in detail] == [["body", field]]
+    assert detail[0]["msg"] and detail[0]["type"]
+    assert await scoring.redis.get(PLAN_KEY) is None
+    assert (await scoring.http.get("/v1/scoring-plan", headers=OPS)).json()["version"] == 0
+
+
+async def test_a_plan_no_one_could_reach_hot_with_is_refused(scoring: Api) -> None:
+    put = await scoring.http.put(
+        "/v1/scoring-plan", json=plan_json(bands={"medium": 30.0, "high": 60.0, "hot": 100.0}), headers=OPS
+    )
+    assert put.status_code == 422
+    assert [error["loc"] for error in put.json()["detail"]] == [["body", "bands"]]
+
+
+async def test_ready_and_metrics(scoring: Api) -> None:
+    ready = await scoring.http.get("/readyz")
+    assert (ready.status_code, ready.json()) == (200, {"status": "ready", "checks": {"redis": "ok"}})
+    assert (await scoring.http.get("/healthz")).status_code == 200
+    await scoring.http.get("/v1/customers/nobody/score", headers=OPS)
+    metrics = await scoring.http.get("/metrics")
+    assert metrics.status_code == 200
+    # Labelled by route template and status, so customer ids do not become series.
+    assert (
+        'pd_scoring_api_request_seconds_count{route="/v1/customers/{customer_id}/score",status="404"} 1.0'
+        in metrics.text
+    )
+
+
+async def test_redis_down_is_503_not_500(backends) -> None:
+    async with running(f"redis://127.0.0.1:{free_port()}/0", Clock(T0)) as down:
+        for path in ("/v1/customers/c1/score", "/v1/matrix", "/v1/leads", "/v1/scoring-plan"):
+            response = await down.http.get(path, headers=OPS)
+            assert response.status_code == 503, path
+            assert response.json()["detail"].startswith("read model unavailable, retry")
+            assert response.headers["retry-after"] == "1"
+        put = await down.http.put("/v1/scoring-plan", json=plan_json(), headers=OPS)
+        assert put.status_code == 503
+        assert (await down.http.get("/readyz")).status_code == 503
+
+
+async def test_the_docs_describe_every_route_with_bearer_auth(scoring: Api) -> None:
+    spec = (await scoring.http.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    v1 = {
+        (path, method): op
+        for path, ops in spec["paths"].items()
+        if path.startswith("/v1")
+        for method, op in ops.items()
+    }
+    assert set(v1) == {
+        ("/v1/customers/{customer_id}/score", "get"),
+        ("/v1/matrix", "get"),
+        ("/v1/leads", "get"),
+        ("/v1/scoring-plan", "get"),
+        ("/v1/scoring-plan", "put"),
+    }
+    assert all(op["summary"] and op["security"] == [{"HTTPBearer": []}] for op in v1.values())
+    assert (await scoring.http.get("/docs")).status_code == 200

@@ -1,0 +1,27 @@
+"""Replays after SIGKILL must not double any score, points or growth (issue 3, item 4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import crash
+from tests.scoring_worker import SCORING_WORKER, scoring_feed
+
+pytestmark = pytest.mark.timeout(400)
+
+
+def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_does(log_dir: Path) -> None:
+    feed = scoring_feed(seed=7, events=6000, customers=300, merges=12)
+    calm = crash.run(SCORING_WORKER, feed, log_dir, kills=0, seed=7)
+    crashed = crash.run(SCORING_WORKER, feed, log_dir, kills=2, seed=7)
+
+    assert len(calm.state) == 300, f"{len(calm.state)} customers scored"
+    merged = {c for c, snapshot in calm.state.items() if snapshot.get("merged_into")}
+    assert len(merged) == 12, f"{len(merged)} customers merged away"
+    assert crashed.state.keys() == calm.state.keys()
+    different = {
+        c: (calm.state[c], crashed.state[c]) for c in calm.state if calm.state[c] != crashed.state[c]
+    }
+    assert not different, f"{len(different)} customers differ, e.g. {next(iter(different.items()))}"

@@ -1,0 +1,132 @@
+"""The scoring worker end to end: events posted to ingest, read back from the scoring API."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from kafka import KafkaProducer
+
+from shared.topics import INTENT_SCORES, TOUCHPOINT_EVENTS, dead_letter_topic
+from tests.conftest import OPS_TOKEN
+from tests.factories import event, unique
+from tests.harness import eventually
+from tests.topic_reader import TopicReader
+
+OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def ops(scoring) -> httpx.Client:
+    with httpx.Client(base_url=scoring.api_url, headers=OPS, timeout=10) as http:
+        yield http
+
+
+def post(client: httpx.Client, identities: dict[str, str], event_type: str, **properties: Any) -> str:
+    response = client.post(
+        "/v1/events", json=event(type=event_type, identities=identities, properties=properties)
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["results"][0]["customer_id"]
+
+
+def score_of(ops: httpx.Client, customer_id: str, check: Any, timeout: float = 30) -> dict[str, Any]:
+    def scored() -> dict[str, Any]:
+        response = ops.get(f"/v1/customers/{customer_id}/score")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert check(body), body
+        return body
+
+    return eventually(scored, timeout=timeout, interval=0.1)
+
+
+def test_the_papers_calibration_holds_end_to_end(client, ops) -> None:
+    who = {"wecom_external_userid": unique("wm")}
+    for n in range(5):
+        customer = post(client, who, "content.click", content_id=f"c-{n}")
+    post(client, who, "content.favorite", content_id="c-4")
+    body = score_of(ops, customer, lambda b: b["points"] == 0 and b["intent_pct"] > 60)
+    assert 65 <= body["intent_pct"] <= 75 and body["band"] == "high"
+    assert body["activity"] == "active_7d"
+
+
+def test_a_booking_makes_a_hot_lead_and_publishes_the_change(client, ops, backends) -> None:
+    who = {"unionid": unique("u")}
+    customer = post(client, who, "test_drive.booked", vehicle_model="id6")
+    body = score_of(ops, customer, lambda b: b["band"] == "hot")
+    assert body["model_interest"]["id6"] >= 85
+    scores = TopicReader(backends.kafka_bootstrap_servers, INTENT_SCORES, "customer_id")
+    try:
+        [(key, record, _), *_] = scores.wait_for([customer])[customer]
+    finally:
+        scores.close()
+    assert key == customer.encode()
+    assert (record["band"], record["type"], record["schema_version"]) == ("hot", "intent.score_changed", 1)
+    leads = ops.get("/v1/leads", params={"band": "hot", "activity": "active_7d", "limit": 1000}).json()
+    assert customer in [lead["customer_id"] for lead in leads["leads"]]
+    matrix = ops.get("/v1/matrix").json()
+    assert matrix["cells"]["hot"]["active_7d"] >= 1
+
+
+def test_a_merged_customers_score_moves_to_the_survivor(client, ops) -> None:
+    phone, device = "+86 139 0000 " + str(uuid.uuid4().int % 10_000).zfill(4), unique("d")
+    older = post(client, {"phone": phone}, "config.build", vehicle_model="id4")
+    newer = post(client, {"device_id": device}, "quote.requested", vehicle_model="id4")
+    score_of(ops, newer, lambda b: b["intent_score"] > 0)
+    survivor = post(client, {"phone": phone, "device_id": device}, "content.view", content_id="c")
+    assert survivor == older
+    expected = 12.0 + 20.0 + 1.5  # config.build + quote.requested + content.view, barely decayed
+    body = score_of(ops, older, lambda b: b["intent_score"] > expected - 0.1)
+    assert body["intent_score"] == pytest.approx(expected, abs=0.1)
+    assert ops.get(f"/v1/customers/{newer}/score").json()["customer_id"] == older
+
+
+def test_a_message_that_does_not_parse_goes_to_the_dead_letter_topic(client, ops, backends) -> None:
+    poison = f"not an event {uuid.uuid4()}".encode()
+    producer = KafkaProducer(bootstrap_servers=backends.kafka_bootstrap_servers, acks="all")
+    producer.send(TOUCHPOINT_EVENTS, key=b"poison", value=poison)
+    producer.flush()
+    producer.close()
+    dead = TopicReader(backends.kafka_bootstrap_servers, dead_letter_topic(TOUCHPOINT_EVENTS), "value")
+    try:
+        [(_, letter, _), *_] = dead.wait_for([poison.decode()])[poison.decode()]
+    finally:
+        dead.close()
+    assert letter["topic"] == TOUCHPOINT_EVENTS and "json" in letter["error"].lower()
+    # ... and the worker carries on.
+    customer = post(client, {"unionid": unique("u")}, "content.click", content_id="c")
+    score_of(ops, customer, lambda b: b["intent_score"] > 0)
+
+
+def test_a_new_plan_applies_without_a_restart(client, ops) -> None:
+    plan = ops.get("/v1/scoring-plan").json()
+    weights = plan["plan"]["weights"] | {"custom.poll_vote": 30.0}
+    put = ops.put("/v1/scoring-plan", json=plan["plan"] | {"weights": weights})
+    assert put.status_code == 200 and put.json()["version"] == plan["version"] + 1
+    try:
+        # The worker polls the plan; keep posting until an event scored under the new one.
+        who = {"unionid": unique("u")}
+
+        def voted() -> None:
+            customer = post(client, who, "custom.poll_vote")
+            body = ops.get(f"/v1/customers/{customer}/score").json()
+            assert body.get("intent_score", 0) >= 30, body
+
+        eventually(voted, timeout=30, interval=0.3)
+    finally:
+        assert ops.put("/v1/scoring-plan", json=plan["plan"]).status_code == 200
+
+
+def test_the_worker_exposes_its_metrics(scoring) -> None:
+    def counted() -> str:
+        text = httpx.get(f"{scoring.metrics_url}/metrics").text
+        assert 'pd_events_processed_total{outcome="processed",service="scoring"}' in text
+        assert 'pd_consumer_lag{partition="0",service="scoring",topic="touchpoint.events.v1"}' in text
+        return text
+
+    text = eventually(counted)
+    assert "pd_event_processing_seconds_bucket" in text
+    assert httpx.get(f"{scoring.metrics_url}/healthz").json() == {"status": "ok"}

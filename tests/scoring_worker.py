@@ -1,0 +1,124 @@
+"""The scoring worker as tests run it: its environment, its input, and its state in Redis."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import redis
+
+from services.scoring.read_model import PREFIX, customer_key
+from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
+from tests.crash import Record, WorkerUnderTest
+
+# Short group timeouts: a killed worker's successor takes over in seconds, not the default minute.
+FAST_GROUP = {
+    "BROKER_SESSION_TIMEOUT_S": "6",
+    "BROKER_HEARTBEAT_INTERVAL_S": "0.5",
+    "BROKER_REBALANCE_TIMEOUT_S": "10",
+    "BROKER_COMMIT_INTERVAL_S": "0.5",
+}
+
+
+def scoring_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "SCORING_METRICS_PORT": str(metrics_port),
+        "TOPIC_PARTITIONS": "3",
+        "LOG_LEVEL": "INFO",
+        **FAST_GROUP,
+        **overrides,
+    }
+
+
+def read_scoring_state(redis_url: str) -> dict[str, Any]:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=customer_key("*"), count=1000))
+        values = client.mget(keys) if keys else []
+        return {
+            key.decode().removeprefix(f"{PREFIX}customer:"): _comparable(orjson.loads(value))
+            for key, value in zip(keys, values, strict=True)
+        }
+    finally:
+        client.close()
+
+
+def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Drop the write time; round sums whose float order differs between runs."""
+    snapshot.pop("updated_at", None)
+    score = snapshot.get("score")
+    if score:
+        score["intent_score"] = round(score.get("intent_score", 0.0), 6)
+        score["model_scores"] = {m: round(v, 6) for m, v in score.get("model_scores", {}).items()}
+    return snapshot
+
+
+SCORING_WORKER = WorkerUnderTest(
+    name="scoring-worker",
+    module="services.scoring.worker",
+    group="pd-scoring",
+    input_topics=(TOUCHPOINT_EVENTS, IDENTITY_MERGES, "pd-scoring-handovers"),
+    env=scoring_env,
+    read_state=read_scoring_state,
+)
+
+# Positive weights only: with the zero floor of a negative weight (lead.defeated), a survivor's
+# score would depend on when a handover meets its own events, which differs between any two runs.
+FEED_TYPES = [
+    ("content.view", {"content_id": "c-1"}),
+    ("content.click", {"content_id": "c-2"}),
+    ("content.favorite", {"content_id": "c-3"}),
+    ("content.share", {"content_id": "c-4"}),
+    ("config.build", {"vehicle_model": "id4"}),
+    ("test_drive.booked", {"vehicle_model": "id6"}),
+    ("community.post", {}),
+    ("referral.made", {}),
+    ("live.watch", {"duration_s": 300}),
+]
+
+
+def scoring_feed(seed: int, events: int, customers: int, merges: int) -> list[Record]:
+    """Touchpoint events as ingest publishes them, some republished, with merges among them."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    ids = [f"cus-{seed}-{n}" for n in range(customers)]
+    records: list[Record] = []
+    for _ in range(events):
+        customer = rng.choice(ids)
+        event_type, properties = rng.choice(FEED_TYPES)
+        at = (now - timedelta(minutes=rng.randint(1, 60 * 24 * 20))).isoformat()
+        body = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "type": event_type,
+            "source": rng.choice(["wecom", "app", "dealer_store", "ad"]),
+            "occurred_at": at,
+            "identities": {"wecom_external_userid": f"wm-{customer}"},
+            "properties": properties,
+            "schema_version": 1,
+            "customer_id": customer,
+            "received_at": at,
+            "api_key_id": "key-test",
+        }
+        record = Record(TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(body))
+        records.append(record)
+        if rng.random() < 0.01:  # a producer retry: the same event again
+            records.append(record)
+    for merged, survivor in zip(ids[:merges], ids[merges : 2 * merges], strict=True):
+        body = {
+            "type": "identity.merged",
+            "merge_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "merged_customer_id": merged,
+            "survivor_customer_id": survivor,
+            "identities": {"phone": ["h"]},
+            "merged_at": now.isoformat(),
+            "schema_version": 1,
+        }
+        records.insert(
+            rng.randrange(len(records)), Record(IDENTITY_MERGES, merged.encode(), orjson.dumps(body))
+        )
+    return records

@@ -1,0 +1,132 @@
+"""The batch step: ledger dedupe, merges handed over to the survivor, emissions."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, Handover, score_batch
+from services.scoring.inputs import ScoringEvent
+from services.scoring.ledger import RECENT_IDS
+from services.scoring.plan import default_plan
+from shared.identity import IdentityMerged
+
+PLAN = default_plan()
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+EVENTS = "touchpoint.events.v1/0"
+MERGES = "identity.merges.v1/0"
+HANDOVERS = "pd-scoring-handovers/0"
+
+
+def click(customer_id: str, event_id: str | None = None, minutes_ago: int = 1) -> ScoringEvent:
+    at = NOW - timedelta(minutes=minutes_ago)
+    return ScoringEvent(
+        event_id=event_id or str(uuid.uuid4()),
+        customer_id=customer_id,
+        type="content.click",
+        source="wecom",
+        occurred_at=at,
+        received_at=at,
+    )
+
+
+def merge(merged: str, survivor: str) -> IdentityMerged:
+    return IdentityMerged(
+        merge_id=str(uuid.uuid4()),
+        merged_customer_id=merged,
+        survivor_customer_id=survivor,
+        identities={"phone": ["h"]},
+        merged_at=NOW,
+    )
+
+
+class Table(dict[str, CustomerRecord]):
+    """The worker's table, as the batch step sees it."""
+
+    def run(self, deliveries: list[Delivery]) -> BatchOutcome:
+        outcome = score_batch(deliveries, self.get, PLAN, NOW)
+        self.update(outcome.records)
+        return outcome
+
+
+def test_redelivered_offsets_change_nothing() -> None:
+    table = Table()
+    batch = [Delivery(EVENTS, offset, click("c1")) for offset in range(3)]
+    table.run(batch)
+    replay = table.run(batch)
+    assert table["c1"].score.intent_score == 12.0
+    assert replay.counts == {"duplicate": 3}
+    assert replay.records == {} and replay.scores == []
+
+
+def test_a_republished_event_counts_once() -> None:
+    table = Table()
+    same = click("c1", event_id="e-1")
+    outcome = table.run(
+        [Delivery(EVENTS, 0, same), Delivery(EVENTS, 1, same), Delivery(EVENTS, 2, click("c1"))]
+    )
+    assert outcome.counts == {"processed": 2, "duplicate": 1}
+    assert table["c1"].score.intent_score == 8.0
+
+
+def test_the_ledger_keeps_a_bounded_number_of_ids() -> None:
+    table = Table()
+    table.run([Delivery(EVENTS, offset, click("c1")) for offset in range(RECENT_IDS * 3)])
+    assert len(table["c1"].ledger.recent_ids) == RECENT_IDS
+    assert table["c1"].ledger.offsets == {EVENTS: RECENT_IDS * 3 - 1}
+
+
+def test_a_merge_hands_the_state_to_the_survivor_exactly_once() -> None:
+    table = Table()
+    table.run(
+        [
+            Delivery(EVENTS, 0, click("old")),
+            Delivery(EVENTS, 1, click("new")),
+            Delivery(EVENTS, 2, click("new")),
+        ]
+    )
+    record = merge("new", "old")
+    first = table.run([Delivery(MERGES, 0, record)])
+    assert table["new"].merged_into == "old" and table["new"].score.intent_score == 0
+    [handover] = first.handovers
+    assert handover.customer_id == "old" and handover.merged_score.intent_score == 8.0
+    # The handover arrives twice (a replay of the merge before its row was durable).
+    table.run([Delivery(HANDOVERS, 0, handover), Delivery(HANDOVERS, 1, handover)])
+    assert table["old"].score.intent_score == 12.0
+
+
+def test_inputs_that_still_name_a_merged_customer_go_on_to_the_survivor() -> None:
+    table = Table()
+    table.run([Delivery(MERGES, 0, merge("new", "old"))])
+    late = table.run([Delivery(EVENTS, 5, click("new"))])
+    [handover] = late.handovers
+    assert handover.customer_id == "old" and handover.event is not None
+    assert late.counts == {"handed_over": 1}
+    # A survivor merged later passes what it receives on again.
+    table.run([Delivery(MERGES, 1, merge("old", "oldest"))])
+    onward = table.run([Delivery(HANDOVERS, 0, handover)])
+    assert [h.customer_id for h in onward.handovers] == ["oldest"]
+    table.run([Delivery(HANDOVERS, 1, onward.handovers[0])])
+    assert table["oldest"].score.intent_score == 4.0
+
+
+def test_a_handover_survives_the_wire() -> None:
+    handover = Handover(handover_id="e", customer_id="old", from_customer_id="new", event=click("new"))
+    assert Handover.model_validate_json(handover.model_dump_json()) == handover
+
+
+def test_one_emission_per_customer_and_batch_on_a_big_enough_move() -> None:
+    table = Table()
+    first = table.run([Delivery(EVENTS, offset, click("c1")) for offset in range(3)])
+    [score] = first.scores
+    assert score.customer_id == "c1" and score.band == "medium" and score.previous_pct is None
+    assert table["c1"].emitted_pct == score.intent_pct
+    view = ScoringEvent(**(click("c1").model_dump() | {"type": "content.view"}))
+    quiet = table.run([Delivery(EVENTS, 5, view)])
+    assert quiet.scores == []  # 40% -> 44%: same band, less than 5 points
+    booked = ScoringEvent(
+        **(click("c1").model_dump() | {"type": "test_drive.booked", "vehicle_model": "id4"})
+    )
+    hot = table.run([Delivery(EVENTS, 6, booked)])
+    assert [(s.band, s.previous_band, s.event_id) for s in hot.scores] == [("hot", "medium", booked.event_id)]
+    assert hot.scores[0].model_interest["id4"] > 80
