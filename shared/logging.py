@@ -41,3 +41,17 @@ def configure_logging(service: str, level: str = "INFO") -> None:
     quiet = logging.CRITICAL if level.upper() != "DEBUG" else logging.DEBUG
     logging.getLogger("aiokafka").setLevel(quiet)
     logging.getLogger("kafka").setLevel(max(logging.WARNING, root.level))
+
+
+def logging_dict_config(service: str, level: str = "INFO") -> dict[str, object]:
+    """The same JSON logging as a dictConfig, for runners that configure logging themselves (Faust)."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter, "service": service}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        },
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {"aiokafka": {"level": "CRITICAL"}, "kafka": {"level": "WARNING"}},
+    }

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 
 from shared.kafka import ensure_topics
@@ -24,6 +25,7 @@ from shared.topics import contract_topics
 from tests.harness import Process, eventually, free_port, start_redis, start_service, start_tansu
 
 PARTITIONS = 3
+PROCESSED = "pd_events_processed_total{"  # the count every worker exposes (shared/worker_metrics.py)
 
 
 @dataclass(frozen=True)
@@ -83,9 +85,13 @@ def run(
         kill_points = sorted(rng.sample(range(chunks), min(kills, chunks)))
         feeder = _Feeder(bootstrap, records, feed_chunk, kill_points)
         feeder.start()
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         for point in kill_points:
-            # The kill lands at a random place in the input, while the worker is consuming.
+            # The kill lands at a random place in the input, once this worker process has taken a
+            # random share of what was sent so far: with state to lose and input still arriving.
             assert feeder.reached[point].wait(timeout_s), "the feeder stalled"
+            share = rng.randint(1, (point + 1) * feed_chunk)
+            eventually(lambda s=share: _assert_taken(metrics_url, s), timeout=timeout_s, interval=0.02)
             process.signal(signal.SIGKILL)
             assert process.popen is not None
             process.popen.wait(10)
@@ -123,6 +129,13 @@ class _Feeder(threading.Thread):
             producer.close()
         except BaseException as error:  # reported by the test thread
             self.error = error
+
+
+def _assert_taken(metrics_url: str, at_least: int) -> None:
+    """The worker's pd_events_processed_total, every outcome, has reached `at_least`."""
+    text = httpx.get(metrics_url, timeout=2).text
+    taken = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(PROCESSED))
+    assert taken >= at_least, f"taken {taken:.0f} of {at_least}"
 
 
 def _wait_caught_up(bootstrap: str, group: str, topics: Sequence[str], timeout_s: float) -> None:

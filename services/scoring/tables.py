@@ -6,6 +6,8 @@ that takes over a partition rebuilds them by reading the changelog.
 
 from __future__ import annotations
 
+from typing import Any
+
 import faust
 from faust.serializers import codecs
 
@@ -23,10 +25,21 @@ class _RecordCodec(codecs.Codec):
         return CustomerRecord.model_validate_json(raw)
 
 
+class CustomersTable(faust.Table):
+    # Faust derives a table's serializers (and its changelog topic's) from the key and value
+    # types while it builds the table; this is the one place to say which codecs to use.
+    def _serializer_from_type(self, typ: Any) -> str:
+        return "raw" if typ is str else RECORD_CODEC
+
+
 def customers_table(app: faust.App, settings: ScoringSettings) -> faust.Table:
     codecs.register(RECORD_CODEC, _RecordCodec())
-    table = app.Table("customers", key_type=str, partitions=settings.topic_partitions, help="scoring state")
-    # Faust derives serializers from types; ours are set before the store is first built.
-    table.key_serializer = "raw"
-    table.value_serializer = RECORD_CODEC
-    return table
+    table = CustomersTable(
+        app,
+        name="customers",
+        key_type=str,
+        partitions=settings.topic_partitions,
+        beacon=app.tables.beacon,
+        help="scoring state",
+    )
+    return app.tables.add(table)

@@ -7,7 +7,7 @@ from pathlib import Path
 import faust
 
 from shared.kafka import ensure_topics
-from shared.logging import configure_logging
+from shared.logging import configure_logging, logging_dict_config
 from shared.topics import contract_topics
 
 from .app import create_app
@@ -22,7 +22,9 @@ def main() -> None:
     ensure_topics(settings.kafka_bootstrap_servers, topics)
     Path(settings.table_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir must exist
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), loop=None)
+    # Faust sets logging up again when it starts: hand it ours.
+    logging_config = logging_dict_config("scoring-worker", settings.log_level)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), logging_config=logging_config)
     worker.execute_from_commandline()
 
 
