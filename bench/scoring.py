@@ -3,16 +3,18 @@
 Method. The bench starts its own Tansu broker and redis-server on free ports (a running `make up`
 stack is never touched; logs stay in a temp dir it prints), creates the contract topics with 3
 partitions and pre-loads touchpoint.events.v1 with N contract-valid ingested events over C
-customers, keyed by customer_id. Then it starts ONE scoring worker (`python -m
-services.scoring.worker`, a fresh consumer group and changelog per run, the tests' short group
-timeouts) and lets it work through the backlog, polling its /metrics every 0.2 s:
-- throughput: inputs taken (pd_events_processed_total, summed over outcomes) between the first
-  poll that saw any and the poll that saw all of them, divided by the time between those two
-  polls; startup (process start to /readyz 200, and to the first input taken) is reported apart;
-- worker CPU seconds over the same window (/proc/<pid>/stat), hence events per CPU-second: Tansu
-  and Redis share the 2 cores, so on a busy machine that is the figure to compare over time;
-- Redis memory per customer: used_memory after the run minus before (an empty Redis), divided
-  by the customers in pd:scoring:rank, with a breakdown by key kind.
+customers, keyed by customer_id. Then, one process at a time, each with a fresh consumer group,
+it lets a worker work through that backlog and polls its /metrics every 0.2 s:
+- bare: bench/bare_worker.py, Faust taking the raw bytes in batches with no state (the issue's
+  second reference), so that on a shared or noisy machine scoring/bare is the figure to compare;
+- scoring: ONE `python -m services.scoring.worker`, with the tests' short group timeouts.
+For each: throughput = inputs taken (pd_events_processed_total, summed over outcomes) between the
+first poll that saw any and the poll that saw all, divided by the time between those two polls,
+so neither startup nor the poll interval counts (startup to /readyz and to the first input taken
+is printed apart); worker CPU seconds over the same window (/proc/<pid>/stat), hence events per
+CPU-second, next to the CPU of Tansu + Redis and of the rest of the machine. After the scoring
+run: Redis memory per customer = used_memory after minus before (an empty Redis) divided by the
+customers in pd:scoring:rank, with the changelog and intent.scores.v1 records it wrote.
 
 Events: every contract type with its required properties, weighted like private-domain traffic
 (many content views and WeCom messages, few orders), occurred_at within the last 30 days in
@@ -26,16 +28,19 @@ raw bytes in batches with no state, ~9,800 events/s.
 
 Usage (from the repository root):
     .venv/bin/python -m bench.scoring [--events 100000] [--customers 10000] [--batch-max-events N]
-        [--profile /tmp/scoring.prof]   # the worker under cProfile: slower, for its hot spots
+        [--no-bare] [--profile /tmp/scoring.prof]   # --profile: the scoring worker under cProfile
+The worker's other settings come from the environment as usual (e.g. BATCH_WITHIN_S=0.5).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import platform
 import random
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -54,12 +59,16 @@ if __package__ in (None, ""):  # run as a file (python bench/scoring.py): make `
 
 import orjson
 import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
+from kafka import KafkaConsumer, TopicPartition
 
 from bench import cpu
+from bench.cpu import CpuProbe
 from services.scoring.read_model import LAST_INTERACTION, RANK, customer_key
 from services.scoring.settings import ScoringSettings
-from shared.events import IngestedEvent, event_rule_errors
+from shared.events import EVENT_TYPES, IngestedEvent, event_rule_errors
 from shared.kafka import ensure_topics
 from shared.topics import INTENT_SCORES, TOUCHPOINT_EVENTS, contract_topics, dead_letter_topic
 from tests.harness import Process, free_port, start_redis, start_tansu
@@ -117,18 +126,9 @@ PROPERTIES: dict[str, Callable[[random.Random], Any]] = {
     "duration_s": lambda rng: rng.randint(20, 3600),
     "amount": lambda rng: round(rng.uniform(30, 5000), 2),
 }
-REQUIRED: dict[str, tuple[str, ...]] = {  # shared.events.EVENT_TYPES, restated to keep the mix readable
-    "content.view": ("content_id",), "content.click": ("content_id",), "content.favorite": ("content_id",),
-    "content.share": ("content_id",), "live.watch": ("duration_s",), "config.build": ("vehicle_model",),
-    "quote.requested": ("vehicle_model",), "test_drive.booked": ("vehicle_model",),
-    "test_drive.completed": ("vehicle_model",), "store.visit": ("dealer_id",),
-    "dealer.followup": ("dealer_id",), "order.placed": ("vehicle_model",),
-    "vehicle.delivered": ("vehicle_model",), "lead.defeated": ("reason",),
-    "service.maintenance": ("amount",), "mall.purchase": ("amount",), "consent.granted": ("channel",),
-    "consent.revoked": ("channel",), "campaign.delivered": ("action_id",),
-    "campaign.opened": ("action_id",), "campaign.clicked": ("action_id",),
-}  # fmt: skip
 
+RATE = "events/s (first to last input taken)"
+PER_CPU = "events per worker CPU-second"
 _SAMPLE = re.compile(rb"^(pd_events_processed_total|pd_worker_batch_seconds_count)\{([^}]*)\} (\S+)$", re.M)
 
 
@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.scoring",
         description="Scoring worker throughput on a pre-loaded topic, and Redis memory per customer. "
-        "Starts its own broker, Redis and one worker; needs no running stack.",
+        "Starts its own broker, Redis and workers (one at a time); needs no running stack.",
     )
     add = parser.add_argument
     add("--events", type=int, default=100_000, help="events pre-loaded (default %(default)s)")
@@ -146,7 +146,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--seed", type=int, default=7, help="seed of the generated events (default %(default)s)")
     add("--poll", type=float, default=0.2, help="seconds between /metrics polls (default %(default)s)")
     add("--stall", type=float, default=60, help="give up after this many seconds without progress")
-    add("--profile", metavar="PATH", help="run the worker under cProfile, writing its stats to PATH")
+    add("--no-bare", action="store_true", help="measure the scoring worker only, without the bare reference")
+    add("--profile", metavar="PATH", help="run the scoring worker under cProfile, writing its stats to PATH")
     args = parser.parse_args(argv)
     if not 0 < args.customers <= args.events:
         parser.error("need 0 < --customers <= --events (every customer gets at least one event)")
@@ -181,7 +182,7 @@ def generate(events: int, customers: int, seed: int) -> list[tuple[bytes, bytes]
             "source": rng.choice(sources),
             "occurred_at": occurred.astimezone(CHINA).isoformat(timespec="milliseconds"),
             "identities": identities[index],
-            "properties": {name: PROPERTIES[name](rng) for name in REQUIRED.get(event_type, ())},
+            "properties": {name: PROPERTIES[name](rng) for name in EVENT_TYPES[event_type]},
             "schema_version": 1,
             "customer_id": ids[index],
             "received_at": received.isoformat(),
@@ -197,21 +198,47 @@ def generate(events: int, customers: int, seed: int) -> list[tuple[bytes, bytes]
 
 
 def preload(bootstrap: str, records: list[tuple[bytes, bytes]]) -> int:
-    """Produce the records onto touchpoint.events.v1; returns how many the broker acknowledged."""
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024, max_request_size=4 << 20
-    )
+    """Produce the records onto touchpoint.events.v1, keyed; returns how many the broker acknowledged.
+
+    aiokafka record batches built by hand, partitioned as every producer here does (murmur2 of
+    the key): ten times faster than kafka-python's per-record `send`, which costs ~160 us a record.
+    """
+    return asyncio.run(_preload(bootstrap, records))
+
+
+async def _preload(bootstrap: str, records: list[tuple[bytes, bytes]]) -> int:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=512 * 1024)
+    await producer.start()
     try:
+        partitions = sorted(await producer.partitions_for(TOUCHPOINT_EVENTS))
+        choose = DefaultPartitioner()
+        filling: dict[int, BatchBuilder] = {}
+        sent: list[tuple[int, asyncio.Future[Any]]] = []  # (records in the batch, its delivery)
+
+        async def send(partition: int) -> None:
+            batch = filling.pop(partition)
+            future = await producer.send_batch(batch, TOUCHPOINT_EVENTS, partition=partition)
+            sent.append((batch.record_count(), future))
+
         step = max(1, len(records) // 5)
-        sent = []
         for n, (key, value) in enumerate(records, 1):
-            sent.append(producer.send(TOUCHPOINT_EVENTS, key=key, value=value))
+            partition = choose(key, partitions, partitions)
+            if partition not in filling:
+                filling[partition] = producer.create_batch()
+            if filling[partition].append(key=key, value=value, timestamp=None) is None:  # full
+                await send(partition)
+                filling[partition] = producer.create_batch()
+                filling[partition].append(key=key, value=value, timestamp=None)
             if n % step == 0:
                 print(f"    {n:>9,} / {len(records):,} sent", flush=True)
-        producer.flush()
-        return sum(1 for future in sent if future.succeeded())
+        for partition in list(filling):
+            await send(partition)
+        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        return sum(
+            n for (n, _), result in zip(sent, results, strict=True) if not isinstance(result, BaseException)
+        )
     finally:
-        producer.close()
+        await producer.stop()
 
 
 def topic_counts(bootstrap: str, topics: list[str], timeout_s: float = 10) -> dict[str, int]:
@@ -238,7 +265,13 @@ def topic_counts(bootstrap: str, topics: list[str], timeout_s: float = 10) -> di
         consumer.close()
 
 
-# -- the worker -----------------------------------------------------------------------------------
+# -- the workers ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Worker:
+    name: str  # "scoring" or "bare": also its log file and the `service` label of its metrics
+    command: list[str]
 
 
 @dataclass(frozen=True)
@@ -259,8 +292,31 @@ class Run:
     machine_busy_s: float  # all cores, over first..last
     others_cpu_s: float | None  # Tansu + Redis, over first..last
 
+    @property
+    def seconds(self) -> float:
+        return self.last.at - self.first.at
 
-def scrape(base_url: str) -> tuple[dict[str, int], int] | None:
+    @property
+    def events(self) -> int:
+        return self.last.inputs - self.first.inputs
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def cpu_s(self) -> float | None:
+        first, last = self.first.cpu_s, self.last.cpu_s
+        return None if first is None or last is None else last - first
+
+    @property
+    def per_cpu(self) -> float | None:
+        """Events per worker CPU-second."""
+        return self.events / self.cpu_s if self.cpu_s else None
+
+
+def scrape(base_url: str, service: str) -> tuple[dict[str, int], int] | None:
+    """Inputs taken by outcome, and batches done, from the worker's /metrics; None if unreachable."""
     try:
         with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as answer:
             text = answer.read()
@@ -269,7 +325,7 @@ def scrape(base_url: str) -> tuple[dict[str, int], int] | None:
     outcomes: dict[str, int] = {}
     batches = 0
     for name, labels, value in _SAMPLE.findall(text):
-        if b'service="scoring"' not in labels:
+        if f'service="{service}"'.encode() not in labels:
             continue
         if name == b"pd_worker_batch_seconds_count":
             batches = int(float(value))
@@ -287,53 +343,73 @@ def is_ready(base_url: str) -> bool:
 
 
 def watch(
-    worker: Process, base_url: str, expected: int, args: argparse.Namespace, others: list[cpu.CpuProbe]
+    worker: Worker, process: Process, base_url: str, expected: int, args: argparse.Namespace, others: CpuProbe
 ) -> Run:
-    """Start the worker and poll it until it took `expected` inputs; stop on its exit or a stall."""
+    """Start the process and poll it until it took `expected` inputs; give up on its exit or a stall."""
     started = time.monotonic()
-    worker.start()
-    worker_cpu = cpu.pid_probe(worker.pid)
+    process.start()
+    worker_cpu = cpu.pid_probe(process.pid)
     ready_at: float | None = None
     first: Sample | None = None
-    machine0 = others0 = 0.0
+    machine0, others0 = 0.0, None
     progress_at = last_change = started
     seen = -1
     while True:
-        if worker.popen is None or worker.popen.poll() is not None:
-            raise SystemExit(f"the worker exited:\n{worker.log_tail()}")
+        if process.popen is None or process.popen.poll() is not None:
+            raise SystemExit(f"the {worker.name} worker exited:\n{process.log_tail()}")
         if ready_at is None and is_ready(base_url):
             ready_at = time.monotonic()
-        scraped = scrape(base_url)
+        scraped = scrape(base_url, worker.name)
         now = time.monotonic()
         if scraped is not None:
             outcomes, batches = scraped
             sample = Sample(now, sum(outcomes.values()), batches, worker_cpu(), outcomes)
             if first is None and sample.inputs > 0:
-                first, machine0, others0 = sample, cpu.machine_busy_s(), _sum(others)
+                first, machine0, others0 = sample, cpu.machine_busy_s(), others()
             if sample.inputs != seen:
                 seen, last_change = sample.inputs, now
-            if first is not None and sample.inputs >= expected and ready_at is not None:
-                others1 = _sum(others)
-                return Run(
-                    started,
-                    ready_at,
-                    first,
-                    sample,
-                    cpu.machine_busy_s() - machine0,
-                    None if others1 is None or others0 is None else others1 - others0,
-                )
+            if first is not None and ready_at is not None and sample.inputs >= expected:
+                others1 = others()
+                spent = None if others0 is None or others1 is None else others1 - others0
+                return Run(started, ready_at, first, sample, cpu.machine_busy_s() - machine0, spent)
             if first is not None and now - progress_at >= 2:
                 rate = (sample.inputs - first.inputs) / max(now - first.at, 1e-9)
                 print(f"    {now - started:>5.1f} s  {sample.inputs:>9,} inputs  {rate:>7,.0f}/s", flush=True)
                 progress_at = now
         if now - last_change > args.stall:
-            raise SystemExit(f"no progress for {args.stall:.0f} s (at {seen} inputs):\n{worker.log_tail()}")
+            raise SystemExit(f"{worker.name}: no progress for {args.stall:.0f} s at {seen:,} inputs")
         time.sleep(args.poll)
 
 
-def _sum(probes: list[cpu.CpuProbe]) -> float | None:
-    values = [probe() for probe in probes]
-    return None if any(v is None for v in values) else sum(v for v in values if v is not None)
+def measure(
+    worker: Worker,
+    env: dict[str, str],
+    expected: int,
+    args: argparse.Namespace,
+    log_dir: Path,
+    others: CpuProbe,
+) -> Run:
+    """One worker process through the pre-loaded topic; stopped (SIGTERM, producer flushed) after."""
+    log = log_dir / f"{worker.name}-worker.log"
+    print(f"\n== {worker.name} worker ({env['SCORING_APP_ID']}), log {log} ==", flush=True)
+    process = Process(f"{worker.name}-worker", worker.command, log, env)
+    try:
+        run = watch(
+            worker, process, f"http://127.0.0.1:{env['SCORING_METRICS_PORT']}", expected, args, others
+        )
+    finally:
+        process.stop(timeout=60 if args.profile else 10)  # cProfile writes its stats on the way out
+    per_cpu = f"{run.per_cpu:,.0f}" if run.per_cpu else "n/a"
+    print(f"  {worker.name}: {run.rate:,.0f} events/s, {per_cpu} per worker CPU-second", flush=True)
+    return run
+
+
+def cpu_sum(probes: list[CpuProbe]) -> CpuProbe:
+    def probe() -> float | None:
+        values = [p() for p in probes]
+        return None if None in values else sum(v for v in values if v is not None)
+
+    return probe
 
 
 # -- Redis ----------------------------------------------------------------------------------------
@@ -343,10 +419,12 @@ def _sum(probes: list[cpu.CpuProbe]) -> float | None:
 class Memory:
     used_bytes: int  # used_memory after minus before
     customers: int  # ZCARD rank
-    customer_keys: int
-    customer_key_bytes: float  # MEMORY USAGE, mean over a sample
-    rank_bytes: int
-    last_interaction_bytes: int
+    customer_key_bytes: float  # MEMORY USAGE of pd:scoring:customer:*, mean over a sample
+    zset_bytes: int  # MEMORY USAGE of the rank and last_interaction sorted sets
+
+    @property
+    def per_customer(self) -> float:
+        return self.used_bytes / self.customers if self.customers else float("nan")
 
 
 def redis_used(client: redis.Redis) -> int:
@@ -357,90 +435,106 @@ def memory(client: redis.Redis, baseline: int) -> Memory:
     keys = list(client.scan_iter(match=customer_key("*"), count=5000))
     sample = random.Random(1).sample(keys, min(500, len(keys)))
     sizes = [int(client.memory_usage(key) or 0) for key in sample]
+    zsets = [int(client.memory_usage(key, samples=0) or 0) for key in (RANK, LAST_INTERACTION)]
     return Memory(
-        used_bytes=redis_used(client) - baseline,
-        customers=int(client.zcard(RANK)),
-        customer_keys=len(keys),
-        customer_key_bytes=sum(sizes) / max(len(sizes), 1),
-        rank_bytes=int(client.memory_usage(RANK, samples=0) or 0),
-        last_interaction_bytes=int(client.memory_usage(LAST_INTERACTION, samples=0) or 0),
+        redis_used(client) - baseline, int(client.zcard(RANK)), sum(sizes) / max(len(sizes), 1), sum(zsets)
     )
 
 
 # -- report ---------------------------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, run: Run, mem: Memory, counts: dict[str, int], app_id: str) -> str:
-    first, last = run.first, run.last
-    seconds = last.at - first.at
-    events = last.inputs - first.inputs
-    rate = events / seconds if seconds > 0 else float("nan")
-    cpu_s = None if first.cpu_s is None or last.cpu_s is None else last.cpu_s - first.cpu_s
-    per_cpu = f"{events / cpu_s:,.0f}" if cpu_s else "n/a"
-    worker_pct = f"{100 * cpu_s / seconds:.0f} %" if cpu_s is not None and seconds > 0 else "n/a"
-    others_pct = f"{100 * run.others_cpu_s / seconds:.0f} %" if run.others_cpu_s is not None else "n/a"
-    batches = last.batches - first.batches
+def pct(seconds: float | None, of: float) -> str:
+    return "n/a" if seconds is None or of <= 0 else f"{100 * seconds / of:.0f} %"
+
+
+def run_rows(run: Run) -> list[tuple[str, str]]:
+    rest = None
+    if run.cpu_s is not None and run.others_cpu_s is not None:
+        rest = run.machine_busy_s - run.cpu_s - run.others_cpu_s
+    batches = run.last.batches - run.first.batches
+    return [
+        (RATE, f"{run.rate:,.0f}"),
+        ("measured window", f"{run.events:,} inputs in {run.seconds:.2f} s"),
+        (PER_CPU, f"{run.per_cpu:,.0f}" if run.per_cpu else "n/a"),
+        ("worker CPU (% of one core)", pct(run.cpu_s, run.seconds)),
+        ("Tansu + Redis CPU (% of one core)", pct(run.others_cpu_s, run.seconds)),
+        ("rest of the machine, this bench too (% of one core)", pct(rest, run.seconds)),
+        ("process start to /readyz 200", f"{run.ready_at - run.started:.1f} s"),
+        ("process start to first input taken", f"{run.first.at - run.started:.1f} s"),
+        ("batches, mean inputs per batch", f"{batches:,}, {run.events / batches:,.0f}" if batches else "n/a"),
+    ]
+
+
+def report(
+    args: argparse.Namespace, runs: dict[str, Run], mem: Memory, counts: dict[str, int], changelog_topic: str
+) -> str:
+    scoring, bare = runs["scoring"], runs.get("bare")
+    if bare is None:
+        rows = ["| figure | scoring worker |", "| --- | ---: |"]
+        rows += [f"| {name} | {value} |" for name, value in run_rows(scoring)]
+    else:
+        ratios = {RATE: scoring.rate / bare.rate}
+        if scoring.per_cpu and bare.per_cpu:
+            ratios[PER_CPU] = scoring.per_cpu / bare.per_cpu
+        rows = ["| figure | scoring worker | bare Faust | scoring/bare |", "| --- | ---: | ---: | ---: |"]
+        for (name, mine), (_, theirs) in zip(run_rows(scoring), run_rows(bare), strict=True):
+            ratio = f"{ratios[name]:.2f}" if name in ratios else ""
+            rows.append(f"| {name} | {mine} | {theirs} | {ratio} |")
     batch_setting = args.batch_max_events or ScoringSettings.model_fields["batch_max_events"].default
-    per_customer = mem.used_bytes / mem.customers if mem.customers else float("nan")
-    zsets = (mem.rank_bytes + mem.last_interaction_bytes) / max(mem.customers, 1)
-    per_batch = f"{batches:,}, {events / batches:,.0f}" if batches else "n/a"
-    rows = [
-        ("events pre-loaded", f"{args.events:,}"),
+    changelog = counts.get(changelog_topic, 0)
+    scores = counts.get(INTENT_SCORES, 0)
+    zsets = mem.zset_bytes / max(mem.customers, 1)
+    only_scoring = [
+        ("target, events/s (ratio to it)", f"{TARGET:,} ({scoring.rate / TARGET:.2f})"),
+        ("BATCH_MAX_EVENTS", f"{batch_setting:,}"),
         ("customers (scored: ZCARD pd:scoring:rank)", f"{args.customers:,} ({mem.customers:,})"),
-        ("throughput, events/s (first to last input taken)", f"{rate:,.0f}"),
-        ("target, events/s", f"{TARGET:,}"),
-        ("throughput / target", f"{rate / TARGET:.2f}"),
-        ("measured window", f"{events:,} inputs in {seconds:.2f} s"),
-        ("worker CPU (% of one core)", worker_pct),
-        ("events per worker CPU-second", per_cpu),
-        ("Tansu + Redis CPU (% of one core)", others_pct),
-        ("machine CPU (% of all cores)", f"{100 * run.machine_busy_s / seconds:.0f} %" if seconds else "n/a"),
-        ("startup: process start to /readyz 200", f"{run.ready_at - run.started:.1f} s"),
-        ("startup: process start to first input taken", f"{first.at - run.started:.1f} s"),
-        ("BATCH_MAX_EVENTS (worker setting)", f"{batch_setting:,}"),
-        ("batches in window, mean inputs per batch", per_batch),
-        ("Redis bytes per customer (used_memory delta)", f"{per_customer:,.0f}"),
-        ("  of which customer JSON key (mean MEMORY USAGE)", f"{mem.customer_key_bytes:,.0f}"),
-        ("  of which rank + last_interaction zsets", f"{zsets:,.0f}"),
-        ("changelog records (per event)", _per(counts.get(f"{app_id}-customers-changelog", 0), args.events)),
-        ("intent.scores.v1 records (per event)", _per(counts.get(INTENT_SCORES, 0), args.events)),
+        ("Redis bytes per customer (used_memory delta)", f"{mem.per_customer:,.0f}"),
+        ("  customer JSON key, mean MEMORY USAGE", f"{mem.customer_key_bytes:,.0f}"),
+        ("  rank + last_interaction sorted sets, per customer", f"{zsets:,.0f}"),
+        ("changelog records (per event)", f"{changelog:,} ({changelog / args.events:.2f})"),
+        ("intent.scores.v1 records (per event)", f"{scores:,} ({scores / args.events:.2f})"),
         ("dead-lettered events", f"{counts.get(dead_letter_topic(TOUCHPOINT_EVENTS), 0):,}"),
     ]  # fmt: skip
-    outcomes = ", ".join(f"{name} {n:,}" for name, n in sorted(last.outcomes.items()))
-    table = ["| figure | value |", "| --- | ---: |", *(f"| {name} | {value} |" for name, value in rows)]
+    empty = "" if bare is None else " | |"
+    rows += [f"| {name} | {value} |{empty}" for name, value in only_scoring]
+    outcomes = ", ".join(f"{name} {n:,}" for name, n in sorted(scoring.last.outcomes.items()))
     setup = [
-        f"Inputs by outcome: {outcomes}.",
+        f"Scoring inputs by outcome: {outcomes}.",
         f"Measured with `python -m bench.scoring`: {args.events:,} events over {args.customers:,} customers "
-        f"pre-loaded on {args.partitions} partitions, one worker on its own Tansu and Redis, /metrics "
-        f"polled every {args.poll} s.",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
-        "Issue target for one worker process on 2 cores: >= 8,000 events/s (naive Faust agent with one "
-        "table update per event ~3,100; raw-bytes batches without state ~9,800).",
+        f"pre-loaded on {args.partitions} partitions, one worker process at a time on its own Tansu and "
+        f"Redis, /metrics polled every {args.poll} s.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. Issue "
+        "target for one worker process on 2 cores: >= 8,000 events/s; measured there, a naive Faust agent "
+        "with one table update per event ~3,100, Faust taking raw bytes in batches without state (the "
+        "bare worker here) ~9,800.",
     ]
     if args.profile:
-        setup.append(f"!! the worker ran under cProfile (stats in {args.profile}): rates are not comparable.")
-    return "\n".join([*table, "", *setup])
-
-
-def _per(n: int, events: int) -> str:
-    return f"{n:,} ({n / events:.2f})"
+        setup.append(
+            f"!! the scoring worker ran under cProfile ({args.profile}): its rates are not comparable."
+        )
+    return "\n".join([*rows, "", *setup])
 
 
 # -- main -----------------------------------------------------------------------------------------
 
 
-def worker_command(profile: str | None) -> list[str]:
-    profiler = ["-m", "cProfile", "-o", profile] if profile else []
-    return [sys.executable, *profiler, "-m", "services.scoring.worker"]
+def workers(args: argparse.Namespace) -> list[Worker]:
+    profiler = ["-m", "cProfile", "-o", args.profile] if args.profile else []
+    scoring = Worker("scoring", [sys.executable, *profiler, "-m", "services.scoring.worker"])
+    return (
+        [scoring] if args.no_bare else [Worker("bare", [sys.executable, "-m", "bench.bare_worker"]), scoring]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed bench still stops what it started
     log_dir = Path(tempfile.mkdtemp(prefix="pd-bench-scoring-"))
     print(f"logs: {log_dir}", flush=True)
     try:
         with ExitStack() as stack:
-            kafka_port, redis_port, metrics_port = free_port(), free_port(), free_port()
+            kafka_port, redis_port = free_port(), free_port()
             tansu = start_tansu(kafka_port, log_dir)
             stack.callback(tansu.stop)
             redis_server = start_redis(redis_port, log_dir)
@@ -456,33 +550,34 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             loaded = preload(bootstrap, records)
             on_topic = topic_counts(bootstrap, [TOUCHPOINT_EVENTS])[TOUCHPOINT_EVENTS]
-            seconds = time.monotonic() - started
-            print(f"  {loaded:,} acknowledged, {on_topic:,} on the topic, in {seconds:.1f} s", flush=True)
+            print(
+                f"  {loaded:,} acknowledged, {on_topic:,} on the topic, {time.monotonic() - started:.1f} s",
+                flush=True,
+            )
             del records
 
             client = redis.Redis.from_url(redis_url)
             stack.callback(client.close)
             baseline = redis_used(client)
-            app_id = f"pd-scoring-bench-{uuid.uuid4().hex[:8]}"
-            overrides = {"SCORING_APP_ID": app_id, "TABLE_DIR": str(log_dir / "tables")}
-            if args.batch_max_events:
-                overrides["BATCH_MAX_EVENTS"] = str(args.batch_max_events)
-            env = scoring_env(bootstrap, redis_url, metrics_port, **overrides)
-            print(f"starting the worker ({app_id}, log {log_dir / 'scoring-worker.log'}) ...", flush=True)
-            worker = Process(
-                "scoring-worker", worker_command(args.profile), log_dir / "scoring-worker.log", env
-            )
-            # SIGTERM lets Faust stop cleanly, and cProfile write its stats; give it time for that.
-            stack.callback(lambda: worker.stop(timeout=60 if args.profile else 10))
-            others = [cpu.pid_probe(tansu.pid), cpu.pid_probe(redis_server.pid)]
-            run = watch(worker, f"http://127.0.0.1:{metrics_port}", loaded, args, others)
-            mem = memory(client, baseline)
-            changelog = f"{app_id}-customers-changelog"
+            others = cpu_sum([cpu.pid_probe(tansu.pid), cpu.pid_probe(redis_server.pid)])
+            runs: dict[str, Run] = {}
+            app_ids: dict[str, str] = {}
+            for worker in workers(args):
+                app_id = app_ids[worker.name] = (
+                    f"pd-{worker.name}-bench-{uuid.uuid4().hex[:8]}"  # fresh group
+                )
+                overrides = {"SCORING_APP_ID": app_id, "TABLE_DIR": str(log_dir / app_id)}
+                if args.batch_max_events:
+                    overrides["BATCH_MAX_EVENTS"] = str(args.batch_max_events)
+                env = scoring_env(bootstrap, redis_url, free_port(), **overrides)
+                runs[worker.name] = measure(worker, env, on_topic, args, log_dir, others)
+            mem = memory(client, baseline)  # the bare worker writes nothing to Redis
+            changelog = f"{app_ids['scoring']}-customers-changelog"
             counts = topic_counts(bootstrap, [changelog, INTENT_SCORES, dead_letter_topic(TOUCHPOINT_EVENTS)])
     except KeyboardInterrupt:
         print("\ninterrupted; every process started here was stopped", file=sys.stderr)
         return 130
-    print("\n" + report(args, run, mem, counts, app_id))
+    print("\n" + report(args, runs, mem, counts, changelog))
     if args.profile:
         print(f"\nprofile: .venv/bin/python -c \"import pstats; pstats.Stats('{args.profile}')"
               ".sort_stats('cumulative').print_stats(40)\"")  # fmt: skip

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -44,3 +46,51 @@ def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafk
         request_timeout_ms=int(request_timeout_s * 1000),
         retry_backoff_ms=100,
     )
+
+
+@dataclass(frozen=True)
+class OutgoingRecord:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None  # None: by key, with the default partitioner (as ingest does)
+
+
+class BulkSender:
+    """Sends a worker's outputs for one batch together and waits until the broker has them all.
+
+    Records are handed to the producer back to back, so its accumulator packs them into one
+    record batch per partition, where sending them one at a time (as Faust's own buffer does)
+    costs a batch and often a request per record.
+    """
+
+    def __init__(self, bootstrap_servers: str, request_timeout_s: float = 30.0) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._request_timeout_s = request_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _started(self) -> AIOKafkaProducer:
+        # Built on first use: aiokafka binds to the running event loop.
+        if self._producer is None:
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._bootstrap_servers,
+                acks="all",
+                linger_ms=0,
+                max_batch_size=1024 * 1024,
+                request_timeout_ms=int(self._request_timeout_s * 1000),
+                retry_backoff_ms=100,
+            )
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def send_all(self, records: Iterable[OutgoingRecord]) -> None:
+        producer = await self._started()
+        pending = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

@@ -1,8 +1,8 @@
 """The scoring agent: decode a batch, call the domain (batch.score_batch), write the effects.
 
-Order matters for "nothing lost, nothing doubled": the read model is written first, then the
-table row and its changelog record and the outputs are queued with no await in between, and only
-then does the agent ack the batch. Faust flushes the producer before it commits offsets. A crash
+Order matters for "nothing lost, nothing doubled": the read model is written, the table rows
+set, and the rows' changelog records and the batch's outputs sent and acknowledged by the
+broker; only then does the agent ack the batch, so its offsets can be committed. A crash
 anywhere before the commit means a replay, which each customer's ledger turns into no-ops.
 """
 
@@ -16,12 +16,14 @@ from time import perf_counter
 
 import faust
 import orjson
+from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.identity import IdentityMerged
+from shared.kafka import BulkSender, OutgoingRecord
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -29,6 +31,7 @@ from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Delivery, Handover, Payload, score_batch
 from .inputs import ScoringEvent
 from .plan_store import VersionedPlan, load_plan
+from .tables import encode_record
 from .topics import ScoringTopics
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ class Scorer:
         table: faust.Table,
         topics: ScoringTopics,
         redis: Redis,
+        sender: BulkSender,
         plans: PlanHolder,
         metrics: WorkerMetrics,
         highwater: Callable[[faust.types.TP], int | None],
@@ -78,6 +82,7 @@ class Scorer:
         self._table = table
         self._topics = topics
         self._redis = redis
+        self._sender = sender
         self._plans = plans
         self._metrics = metrics
         self._highwater = highwater
@@ -93,22 +98,48 @@ class Scorer:
         now = self._clock()
         outcome = self._score(deliveries, now, dead)
         await self._write_read_model(outcome, now)
-        # From here to the return: no await, so a cancellation cannot split the effects.
         data = self._table.data
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
-            self._table.send_changelog(partitions[customer_id], customer_id, record)
-        for score in outcome.scores:
-            self._topics.scores.send_soon(
-                key=score.customer_id.encode(), value=score.model_dump_json().encode()
-            )
-        for handover in outcome.handovers:
-            self._topics.handovers.send_soon(
-                key=handover.customer_id.encode(), value=handover.model_dump_json(exclude_none=True).encode()
-            )
-        for letter in dead:
-            self._topics.dead_letters[letter.topic].send_soon(key=letter.key, value=letter.encode())
+        await self._send(self._outputs(outcome, partitions, dead))
         self._observe(events, deliveries, outcome, len(dead), started, now)
+
+    def _outputs(
+        self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
+    ) -> list[OutgoingRecord]:
+        topics = self._topics
+        records = [
+            # The row goes to the changelog partition of the input partition it was read from.
+            OutgoingRecord(
+                topics.changelog, customer_id.encode(), encode_record(record), partitions[customer_id]
+            )
+            for customer_id, record in outcome.records.items()
+        ]
+        records += [
+            OutgoingRecord(topics.scores, score.customer_id.encode(), score.model_dump_json().encode())
+            for score in outcome.scores
+        ]
+        records += [
+            OutgoingRecord(
+                topics.handovers,
+                handover.customer_id.encode(),
+                handover.model_dump_json(exclude_none=True).encode(),
+            )
+            for handover in outcome.handovers
+        ]
+        records += [OutgoingRecord(topics.dead_letters[d.topic], d.key, d.encode()) for d in dead]
+        return records
+
+    async def _send(self, records: list[OutgoingRecord]) -> None:
+        # Broker away: hold the batch (unacked) and keep trying; a resend may duplicate records,
+        # which the ledger (handovers), the changelog (last row wins) and consumers (event_id) absorb.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((KafkaError, OSError)),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            before_sleep=lambda state: log.warning("send failed, retrying: %r", state.outcome.exception()),
+        ):
+            with attempt:
+                await self._sender.send_all(records)
 
     def _decode(
         self, events: Sequence[faust.EventT]

@@ -13,6 +13,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from shared.kafka import BulkSender
 from shared.metrics import CONTENT_TYPE, process_registry, render
 from shared.redis import create_redis
 from shared.worker_metrics import WorkerMetrics
@@ -71,10 +72,12 @@ def create_app(
     def highwater(tp: faust.types.TP) -> int | None:
         return app.consumer.highwater(tp)
 
+    sender = BulkSender(settings.kafka_bootstrap_servers)
     scorer = Scorer(
         table=table,
         topics=topics,
         redis=redis,
+        sender=sender,
         plans=plans,
         metrics=metrics,
         highwater=highwater,

@@ -34,13 +34,12 @@ from .ledger import Ledger, LedgerEntry
 from .plan import ScoringPlan
 
 
-class CustomerRecord(BaseModel):
-    """A customer's row in the worker's table."""
-
-    model_config = ConfigDict(frozen=True)
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    """A customer's row in the worker's table (encoded by tables.py)."""
 
     score: CustomerScore
-    ledger: Ledger = Ledger()
+    ledger: Ledger = field(default_factory=Ledger)
     emitted_pct: float | None = None  # intent_pct last published on intent.scores.v1
     merged_into: str | None = None  # set once this customer was merged away
 
@@ -157,7 +156,9 @@ def _apply_inputs(
             outcome.count("processed")
     if not admitted:
         return record
-    return record.model_copy(update={"score": score, "ledger": ledger.freeze(), "merged_into": merged_into})
+    return CustomerRecord(
+        score=score, ledger=ledger.freeze(), emitted_pct=record.emitted_pct, merged_into=merged_into
+    )
 
 
 def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
@@ -187,7 +188,10 @@ def _maybe_emit(
     last = inputs[-1].payload
     previous = record.emitted_pct
     outcome.scores.append(
-        IntentScoreChanged(
+        # Built from validated state; model_construct skips validating it again, per customer.
+        IntentScoreChanged.model_construct(
+            type="intent.score_changed",
+            schema_version=1,
             event_id=inputs[-1].input_id,
             customer_id=score.customer_id,
             intent_score=score_at(score, at, plan),
@@ -204,4 +208,6 @@ def _maybe_emit(
             received_at=last.received_at if isinstance(last, ScoringEvent) else None,
         )
     )
-    return record.model_copy(update={"emitted_pct": round(pct, 2)})
+    return CustomerRecord(
+        score=score, ledger=record.ledger, emitted_pct=round(pct, 2), merged_into=record.merged_into
+    )

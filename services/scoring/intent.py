@@ -10,10 +10,9 @@ floor at zero).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-
-from pydantic import BaseModel, ConfigDict
 
 from .inputs import ScoringEvent
 from .plan import ScoringPlan
@@ -34,14 +33,18 @@ class Activity(StrEnum):
     dormant = "dormant"
 
 
-class CustomerScore(BaseModel):
-    """A customer's scoring state. Decayed sums are as of `score_at`."""
+@dataclass(frozen=True, slots=True)
+class CustomerScore:
+    """A customer's scoring state. Decayed sums are as of `score_at`.
 
-    model_config = ConfigDict(frozen=True)
+    A plain dataclass, not a pydantic model: the worker builds one per event, and pydantic
+    (which still validates and serialises it as a field of the models around it) would cost
+    several times the arithmetic.
+    """
 
     customer_id: str
     intent_score: float = 0.0
-    model_scores: dict[str, float] = {}
+    model_scores: dict[str, float] = field(default_factory=dict)
     score_at: datetime | None = None
     points: int = 0
     growth: int = 0
@@ -119,15 +122,14 @@ def apply_event(state: CustomerScore, event: ScoringEvent, plan: ScoringPlan) ->
     if interacted and (last_interaction is None or at > last_interaction):
         last_interaction = at
 
-    return state.model_copy(
-        update={
-            "intent_score": max(state.intent_score * carried + added, 0.0),
-            "model_scores": model_scores,
-            "score_at": reference,
-            "points": state.points + plan.points.get(event.type, 0),
-            "growth": state.growth + plan.growth.get(event.type, 0),
-            "last_interaction_at": last_interaction,
-        }
+    return CustomerScore(
+        customer_id=state.customer_id,
+        intent_score=max(state.intent_score * carried + added, 0.0),
+        model_scores=model_scores,
+        score_at=reference,
+        points=state.points + plan.points.get(event.type, 0),
+        growth=state.growth + plan.growth.get(event.type, 0),
+        last_interaction_at=last_interaction,
     )
 
 
@@ -135,8 +137,8 @@ def merge_states(survivor: CustomerScore, merged: CustomerScore, plan: ScoringPl
     """Fold a merged-away customer's state into the survivor's (identity.merged)."""
     times = [t for t in (survivor.score_at, merged.score_at) if t is not None]
     if not times:
-        return survivor.model_copy(
-            update={"points": survivor.points + merged.points, "growth": survivor.growth + merged.growth}
+        return replace(
+            survivor, points=survivor.points + merged.points, growth=survivor.growth + merged.growth
         )
     reference = max(times)
 
@@ -148,15 +150,14 @@ def merge_states(survivor: CustomerScore, merged: CustomerScore, plan: ScoringPl
         for model, score in state.model_scores.items():
             models[model] = models.get(model, 0.0) + score * carried(state)
     interactions = [t for t in (survivor.last_interaction_at, merged.last_interaction_at) if t]
-    return survivor.model_copy(
-        update={
-            "intent_score": survivor.intent_score * carried(survivor) + merged.intent_score * carried(merged),
-            "model_scores": models,
-            "score_at": reference,
-            "points": survivor.points + merged.points,
-            "growth": survivor.growth + merged.growth,
-            "last_interaction_at": max(interactions) if interactions else None,
-        }
+    return replace(
+        survivor,
+        intent_score=survivor.intent_score * carried(survivor) + merged.intent_score * carried(merged),
+        model_scores=models,
+        score_at=reference,
+        points=survivor.points + merged.points,
+        growth=survivor.growth + merged.growth,
+        last_interaction_at=max(interactions) if interactions else None,
     )
 
 

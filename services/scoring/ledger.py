@@ -12,15 +12,14 @@ Two ways the same input comes back (at-least-once delivery, DESIGN.md):
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass, field
 
 RECENT_IDS = 32
 
 
-class Ledger(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    offsets: dict[str, int] = {}
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    offsets: dict[str, int] = field(default_factory=dict)
     recent_ids: tuple[str, ...] = ()
 
 

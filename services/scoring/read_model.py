@@ -14,7 +14,8 @@ import math
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+import orjson
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 from redis.asyncio import Redis
 
 from shared.redis import KEY_PREFIX
@@ -28,6 +29,7 @@ PREFIX = f"{KEY_PREFIX}scoring:"
 RANK = f"{PREFIX}rank"
 LAST_INTERACTION = f"{PREFIX}last_interaction"
 MAX_MERGE_HOPS = 8
+_SCORE = TypeAdapter(CustomerScore)
 
 
 def customer_key(customer_id: str) -> str:
@@ -46,23 +48,29 @@ async def write_records(
     redis: Redis, records: Iterable[CustomerRecord], plan: ScoringPlan, now: datetime
 ) -> None:
     """Write changed customers in one round trip. Idempotent: a replay writes the same rows."""
-    pipe = redis.pipeline(transaction=False)
+    # Snapshots are assembled from their parts' JSON: the same bytes ScoreSnapshot would write,
+    # at a fraction of the cost of building one model per customer.
+    updated_at = b'"updated_at":' + orjson.dumps(now) + b"}"
+    snapshots: dict[str, bytes] = {}
     ranks: dict[str, float] = {}
     interactions: dict[str, float] = {}
     gone: list[str] = []
     for record in records:
         score = record.score
         customer_id = score.customer_id
-        snapshot = ScoreSnapshot(
-            score=None if record.merged_into else score, merged_into=record.merged_into, updated_at=now
-        )
-        pipe.set(customer_key(customer_id), snapshot.model_dump_json(exclude_none=True))
         if record.merged_into:
+            snapshots[customer_key(customer_id)] = (
+                b'{"merged_into":' + orjson.dumps(record.merged_into) + b"," + updated_at
+            )
             gone.append(customer_id)
             continue
+        snapshots[customer_key(customer_id)] = b'{"score":' + _SCORE.dump_json(score) + b"," + updated_at
         ranks[customer_id] = rank_key(score, plan)
         if score.last_interaction_at is not None:
             interactions[customer_id] = score.last_interaction_at.timestamp()
+    pipe = redis.pipeline(transaction=False)
+    if snapshots:
+        pipe.mset(snapshots)
     if ranks:
         pipe.zadd(RANK, ranks)
     if interactions:

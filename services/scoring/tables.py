@@ -1,7 +1,8 @@
 """The worker's table: one `CustomerRecord` per customer, backed by a changelog topic.
 
-Rows are kept as objects in memory and written to the changelog as pydantic JSON, so a worker
-that takes over a partition rebuilds them by reading the changelog.
+Rows are kept as objects in memory. The agent writes their changelog records itself, in bulk
+with the batch's other outputs (agents.py), as `encode_record` bytes keyed by the raw customer
+id; Faust reads them back with the same codecs when a worker takes over a partition.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 import faust
 from faust.serializers import codecs
+from pydantic import TypeAdapter
 
 from .batch import CustomerRecord
 from .settings import ScoringSettings
@@ -17,12 +19,23 @@ from .settings import ScoringSettings
 RECORD_CODEC = "scoring-customer-record"
 
 
+_RECORD = TypeAdapter(CustomerRecord)
+
+
+def encode_record(record: CustomerRecord) -> bytes:
+    return _RECORD.dump_json(record, exclude_defaults=True)
+
+
+def decode_record(raw: bytes) -> CustomerRecord:
+    return _RECORD.validate_json(raw)
+
+
 class _RecordCodec(codecs.Codec):
     def _dumps(self, record: CustomerRecord) -> bytes:
-        return record.model_dump_json(exclude_defaults=True).encode()
+        return encode_record(record)
 
     def _loads(self, raw: bytes) -> CustomerRecord:
-        return CustomerRecord.model_validate_json(raw)
+        return decode_record(raw)
 
 
 class CustomersTable(faust.Table):

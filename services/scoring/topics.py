@@ -39,23 +39,19 @@ def worker_owned_topics(settings: ScoringSettings) -> list[TopicSpec]:
 @dataclass(frozen=True)
 class ScoringTopics:
     inputs: faust.TopicT  # events, merges and handovers: one stream, all keyed by customer
-    scores: faust.TopicT
-    handovers: faust.TopicT
-    dead_letters: dict[str, faust.TopicT]  # input topic -> its .dlq
-
-    @property
-    def input_names(self) -> tuple[str, ...]:
-        return tuple(self.inputs.topics)
+    scores: str
+    handovers: str
+    changelog: str
+    dead_letters: dict[str, str]  # input topic -> its .dlq
 
 
 def scoring_topics(app: faust.App, settings: ScoringSettings) -> ScoringTopics:
-    raw = {"key_serializer": "raw", "value_serializer": "raw"}
     handovers = handovers_topic_name(settings)
     inputs = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, handovers)
     return ScoringTopics(
-        inputs=app.topic(*inputs, **raw),
-        scores=app.topic(INTENT_SCORES, **raw),
-        # Internal: the worker creates it, with as many partitions as its inputs.
-        handovers=app.topic(handovers, internal=True, partitions=settings.topic_partitions, **raw),
-        dead_letters={name: app.topic(dead_letter_topic(name), **raw) for name in inputs},
+        inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
+        scores=INTENT_SCORES,
+        handovers=handovers,
+        changelog=changelog_topic_name(settings),
+        dead_letters={name: dead_letter_topic(name) for name in inputs},
     )

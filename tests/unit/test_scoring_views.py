@@ -2,6 +2,7 @@
 
 import math
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -51,9 +52,7 @@ def test_order_by_rank_key_is_order_by_current_score_at_any_time(now: datetime) 
 
 def test_rank_key_does_not_change_as_an_untouched_score_decays() -> None:
     state = CustomerScore(customer_id="c", intent_score=40.0, score_at=NOW)
-    later = state.model_copy(
-        update={"intent_score": score_at(state, NOW + 30 * DAY, PLAN), "score_at": NOW + 30 * DAY}
-    )
+    later = replace(state, intent_score=score_at(state, NOW + 30 * DAY, PLAN), score_at=NOW + 30 * DAY)
     assert later.intent_score < state.intent_score / 4  # two half-lives and more have passed
     assert rank_key(later, PLAN) == pytest.approx(rank_key(state, PLAN), abs=1e-9)
 
