@@ -36,6 +36,7 @@ bench: install
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
 		|| { echo "bench needs wrk: sudo apt-get install wrk"; exit 1; }
 	$(PY) -m bench.ingest
+	$(PY) -m bench.scoring
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

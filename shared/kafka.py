@@ -84,11 +84,36 @@ class BulkSender:
             self._producer = producer
         return self._producer
 
-    async def send_all(self, records: Iterable[OutgoingRecord]) -> None:
+    async def send_all(
+        self, records: Iterable[OutgoingRecord], *, last_alone: frozenset[str] = frozenset()
+    ) -> None:
+        """Send `records` and wait for every ack.
+
+        `last_alone`: topics whose last record per partition is sent on its own, after the rest.
+        Tansu (0.6) reports a partition's end offset as the start of its last record batch + 1,
+        so a consumer that reads "to the end" (Faust restoring a table from its changelog) would
+        stop inside a multi-record last batch and miss the records after its first. A last
+        batch of one record keeps the reported end exact, on any broker.
+        """
+        held: dict[tuple[str, int], OutgoingRecord] = {}
+        bulk: list[OutgoingRecord] = []
+        for record in records:
+            if record.topic in last_alone and record.partition is not None:
+                earlier = held.get((record.topic, record.partition))
+                if earlier is not None:
+                    bulk.append(earlier)
+                held[(record.topic, record.partition)] = record
+            else:
+                bulk.append(record)
+        await self._send(bulk)
+        await self._send(list(held.values()))
+
+    async def _send(self, records: list[OutgoingRecord]) -> None:
+        if not records:
+            return
         producer = await self._started()
         pending = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
-        if pending:
-            await asyncio.gather(*pending)
+        await asyncio.gather(*pending)
 
     async def stop(self) -> None:
         if self._producer is not None:

@@ -83,6 +83,7 @@ class Scorer:
         self._topics = topics
         self._redis = redis
         self._sender = sender
+        self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
         self._plans = plans
         self._metrics = metrics
         self._highwater = highwater
@@ -139,7 +140,7 @@ class Scorer:
             before_sleep=lambda state: log.warning("send failed, retrying: %r", state.outcome.exception()),
         ):
             with attempt:
-                await self._sender.send_all(records)
+                await self._sender.send_all(records, last_alone=self._last_alone)
 
     def _decode(
         self, events: Sequence[faust.EventT]

@@ -12,10 +12,13 @@ from tests.scoring_worker import SCORING_WORKER, scoring_feed
 pytestmark = pytest.mark.timeout(400)
 
 
-def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_does(log_dir: Path) -> None:
-    feed = scoring_feed(seed=7, events=6000, customers=300, merges=12)
-    calm = crash.run(SCORING_WORKER, feed, log_dir, kills=0, seed=7)
-    crashed = crash.run(SCORING_WORKER, feed, log_dir, kills=2, seed=7)
+@pytest.mark.parametrize("seed", [7, 11])
+def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_does(
+    log_dir: Path, seed: int
+) -> None:
+    feed = scoring_feed(seed=seed, events=6000, customers=300, merges=12)
+    calm = crash.run(SCORING_WORKER, feed, log_dir, kills=0, seed=seed)
+    crashed = crash.run(SCORING_WORKER, feed, log_dir, kills=2, seed=seed, expect=calm.state)
 
     assert len(calm.state) == 300, f"{len(calm.state)} customers scored"
     merged = {c for c, snapshot in calm.state.items() if snapshot.get("merged_into")}
@@ -25,3 +28,6 @@ def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_doe
         c: (calm.state[c], crashed.state[c]) for c in calm.state if calm.state[c] != crashed.state[c]
     }
     assert not different, f"{len(different)} customers differ, e.g. {next(iter(different.items()))}"
+    # Not a failure, but worth seeing in the log: on Tansu a restarted worker's group sometimes
+    # leaves a merge or handover partition uncommitted, so it would be read again (harmlessly).
+    print(f"after the crashes, partitions not fully committed: {crashed.uncommitted or 'none'}")
