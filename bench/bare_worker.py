@@ -13,6 +13,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from services.scoring.app import faust_config
 from services.scoring.settings import ScoringSettings
 from shared.metrics import CONTENT_TYPE, render
 from shared.topics import TOUCHPOINT_EVENTS
@@ -24,27 +25,7 @@ SERVICE = "bare"
 def create_app(settings: ScoringSettings) -> faust.App:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(SERVICE, registry)
-    app = faust.App(
-        settings.scoring_app_id,
-        broker=";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")),
-        store="memory://",
-        datadir=settings.table_dir,
-        topic_partitions=settings.topic_partitions,
-        broker_session_timeout=settings.broker_session_timeout_s,
-        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
-        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
-        broker_commit_interval=settings.broker_commit_interval_s,
-        consumer_auto_offset_reset="earliest",
-        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_events),
-        web_enabled=True,
-        web_bind=settings.http_host,
-        web_host=settings.http_host,
-        web_port=settings.scoring_metrics_port,
-        web_stats_enabled=False,
-        web_graph_enabled=False,
-        web_tables_enabled=False,
-        web_router_enabled=False,
-    )
+    app = faust.App(settings.scoring_app_id, **faust_config(settings))  # the scoring worker's own
     events = app.topic(TOUCHPOINT_EVENTS, key_serializer="raw", value_serializer="raw")
 
     @app.agent(events, name="bare")

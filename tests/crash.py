@@ -96,12 +96,20 @@ def run(
         feeder = _Feeder(bootstrap, records, feed_chunk, kill_points)
         feeder.start()
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        taken_before = 0.0  # inputs taken by the processes killed so far
         for point in kill_points:
-            # The kill lands at a random place in the input, once this worker process has taken a
-            # random share of what was sent so far: with state to lose and input still arriving.
+            # The kill lands at a random place in the input, once the worker has taken a random
+            # share of what was sent so far: with state to lose and input still arriving. (A
+            # restarted process takes again what its predecessor had not committed, so the sum
+            # over processes always gets there.)
             assert feeder.reached[point].wait(timeout_s), "the feeder stalled"
             share = rng.randint(1, (point + 1) * feed_chunk)
-            eventually(lambda s=share: _assert_taken(metrics_url, s), timeout=timeout_s, interval=0.02)
+            eventually(
+                lambda s=share, b=taken_before: _assert_taken(metrics_url, s - b),
+                timeout=timeout_s,
+                interval=0.02,
+            )
+            taken_before += _taken(metrics_url)
             process.signal(signal.SIGKILL)
             assert process.popen is not None
             process.popen.wait(10)
@@ -159,11 +167,15 @@ class _Feeder(threading.Thread):
             self.error = error
 
 
-def _assert_taken(metrics_url: str, at_least: int) -> None:
-    """The worker's pd_events_processed_total, every outcome, has reached `at_least`."""
+def _taken(metrics_url: str) -> float:
+    """The worker process's pd_events_processed_total, every outcome."""
     text = httpx.get(metrics_url, timeout=2).text
-    taken = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(PROCESSED))
-    assert taken >= at_least, f"taken {taken:.0f} of {at_least}"
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(PROCESSED))
+
+
+def _assert_taken(metrics_url: str, at_least: float) -> None:
+    taken = _taken(metrics_url)
+    assert taken >= at_least, f"taken {taken:.0f} of {at_least:.0f}"
 
 
 def _assert_state(worker: WorkerUnderTest, redis_url: str, expect: dict[str, Any]) -> None:

@@ -30,39 +30,42 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def faust_config(settings: ScoringSettings) -> dict[str, Any]:
+    """The worker's Faust settings (bench/bare_worker.py runs its reference with the same)."""
+    return {
+        "broker": ";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")),
+        "store": "memory://",
+        "datadir": settings.table_dir,
+        "topic_partitions": settings.topic_partitions,
+        "broker_session_timeout": settings.broker_session_timeout_s,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval_s,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,
+        "broker_commit_interval": settings.broker_commit_interval_s,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "stream_buffer_maxsize": max(4096, 2 * settings.batch_max_events),
+        "stream_recovery_delay": 0.0,
+        # The agent acks by hand, after effects are written; never on a failure.
+        "stream_ack_cancelled_tasks": False,
+        "stream_ack_exceptions": False,
+        "web_enabled": True,
+        "web_bind": settings.http_host,
+        "web_host": settings.http_host,
+        "web_port": settings.scoring_metrics_port,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+    }
+
+
 def create_app(
     settings: ScoringSettings,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], datetime] = _utc_now,
 ) -> faust.App:
     registry = registry or process_registry()
-    brokers = ";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(","))
-    app = faust.App(
-        settings.scoring_app_id,
-        broker=brokers,
-        store="memory://",
-        datadir=settings.table_dir,
-        topic_partitions=settings.topic_partitions,
-        broker_session_timeout=settings.broker_session_timeout_s,
-        broker_heartbeat_interval=settings.broker_heartbeat_interval_s,
-        broker_rebalance_timeout=settings.broker_rebalance_timeout_s,
-        broker_commit_interval=settings.broker_commit_interval_s,
-        consumer_auto_offset_reset="earliest",
-        producer_acks=-1,
-        stream_buffer_maxsize=max(4096, 2 * settings.batch_max_events),
-        stream_recovery_delay=0.0,
-        # The agent acks by hand, after effects are written; never on a failure.
-        stream_ack_cancelled_tasks=False,
-        stream_ack_exceptions=False,
-        web_enabled=True,
-        web_bind=settings.http_host,
-        web_host=settings.http_host,
-        web_port=settings.scoring_metrics_port,
-        web_stats_enabled=False,
-        web_graph_enabled=False,
-        web_tables_enabled=False,
-        web_router_enabled=False,
-    )
+    app = faust.App(settings.scoring_app_id, **faust_config(settings))
     topics = scoring_topics(app, settings)
     table = customers_table(app, settings)
     redis = create_redis(settings.redis_url)
