@@ -32,6 +32,12 @@ class WorkerMetrics:
             buckets=(*LATENCY_BUCKETS, 30, 60, 300),
             registry=registry,
         )
+        self.gaps = Counter(
+            "pd_input_gap_offsets",
+            "Input offsets skipped between two delivered records (should stay 0: inputs are not compacted)",
+            ["service", "topic"],
+            registry=registry,
+        )
         self.lag = Gauge(
             "pd_consumer_lag",
             "Messages behind the end of the partition",

@@ -88,6 +88,7 @@ class Scorer:
         self._metrics = metrics
         self._highwater = highwater
         self._clock = clock
+        self._read_up_to: dict[faust.types.TP, int] = {}  # the last offset read, per input partition
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
             IDENTITY_MERGES: IdentityMerged.model_validate_json,
@@ -238,7 +239,16 @@ class Scorer:
                 event_seconds.observe((now - delivery.payload.received_at).total_seconds())
         last_offsets: dict[faust.types.TP, int] = {}
         for event in events:
-            last_offsets[event.message.tp] = event.message.offset
+            tp, offset = event.message.tp, event.message.offset
+            previous = self._read_up_to.get(tp)
+            if previous is not None and offset > previous + 1:
+                # Our inputs are never compacted or transactional: a jump means records were not
+                # delivered (Tansu's notes report fetches that skip a batch). Faust would commit
+                # past them as a gap; say so loudly.
+                metrics.gaps.labels(metrics.service, tp.topic).inc(offset - previous - 1)
+                log.warning("offsets %d..%d of %s/%d were never delivered", previous + 1, offset - 1, *tp)
+            self._read_up_to[tp] = max(offset, previous if previous is not None else -1)
+            last_offsets[tp] = offset
         for tp, offset in last_offsets.items():
             highwater = self._highwater(tp)
             if highwater is not None:
