@@ -12,10 +12,11 @@ from tests.scoring_worker import SCORING_WORKER, scoring_feed
 pytestmark = pytest.mark.timeout(400)
 
 
-# Known, intermittent (about one crashed run in four, either seed): a few customers end with a
-# score other than the undisturbed run's, with no partition left uncommitted. Not yet explained;
-# see docs/scoring.md "Crash safety, tested". Kept running so every run shows XFAIL or XPASS.
-@pytest.mark.xfail(strict=False, reason="intermittent divergence after SIGKILL, under investigation")
+# Known, intermittent (about one crashed run in four, either seed): a restarted worker's first
+# fetch after seeking to its committed offsets sometimes misses records (logged as "never
+# delivered"), which Faust commits past. Suspected broker (Tansu) behaviour; see docs/scoring.md
+# "Crash safety, tested". Kept running so every run shows XFAIL or XPASS.
+@pytest.mark.xfail(strict=False, reason="restarted worker's first fetch can miss records on Tansu")
 @pytest.mark.parametrize("seed", [7, 11])
 def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_does(
     log_dir: Path, seed: int
