@@ -241,7 +241,9 @@ class Scorer:
         for event in events:
             tp, offset = event.message.tp, event.message.offset
             previous = self._read_up_to.get(tp)
-            if previous is not None and offset > previous + 1:
+            if previous is None:
+                log.info("first input read from %s/%d: offset %d", tp.topic, tp.partition, offset)
+            elif offset > previous + 1:
                 # Our inputs are never compacted or transactional: a jump means records were not
                 # delivered (Tansu's notes report fetches that skip a batch). Faust would commit
                 # past them as a gap; say so loudly.
