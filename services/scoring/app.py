@@ -75,9 +75,6 @@ def create_app(
     def highwater(tp: faust.types.TP) -> int | None:
         return app.consumer.highwater(tp)
 
-    async def rewind(tp: faust.types.TP, offset: int) -> None:
-        await app.consumer.seek(tp, offset)
-
     sender = BulkSender(settings.kafka_bootstrap_servers)
     scorer = Scorer(
         table=table,
@@ -87,7 +84,6 @@ def create_app(
         plans=plans,
         metrics=metrics,
         highwater=highwater,
-        rewind=rewind,
         clock=clock,
     )
 
@@ -95,7 +91,8 @@ def create_app(
     async def score(stream: faust.StreamT) -> None:
         # noack_take: events are acked below, only once their effects are written.
         async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_s):
-            for event in await scorer.score(events):
+            await scorer.score(events)
+            for event in events:
                 await stream.ack(event)
 
     @app.task

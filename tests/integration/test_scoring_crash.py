@@ -12,7 +12,7 @@ from tests.scoring_worker import SCORING_WORKER, scoring_feed
 pytestmark = pytest.mark.timeout(400)
 
 
-# Known, intermittent (about one crashed run in four before the rewind on holes): a restarted worker's first
+# Known, intermittent (about one crashed run in four): a restarted worker's first
 # fetch after seeking to its committed offsets sometimes misses records (logged as "never
 # delivered"), which Faust commits past. Suspected broker (Tansu) behaviour; see docs/scoring.md
 # "Crash safety, tested". Kept running so every run shows XFAIL or XPASS.
