@@ -122,3 +122,39 @@ def scoring_feed(seed: int, events: int, customers: int, merges: int) -> list[Re
             rng.randrange(len(records)), Record(IDENTITY_MERGES, merged.encode(), orjson.dumps(body))
         )
     return records
+
+
+def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
+    """The state the feed must lead to, computed by the domain alone, one input at a time."""
+    from datetime import UTC, datetime
+
+    from services.scoring.batch import Delivery, Handover, score_batch
+    from services.scoring.inputs import ScoringEvent
+    from services.scoring.plan import default_plan
+    from services.scoring.read_model import ScoreSnapshot
+    from shared.identity import IdentityMerged
+
+    plan, now, table = default_plan(), datetime.now(UTC), {}
+    pending: list[Handover] = []
+    inputs: list[Delivery] = []
+    for offset, record in enumerate(feed):
+        decode = ScoringEvent if record.topic == TOUCHPOINT_EVENTS else IdentityMerged
+        inputs.append(Delivery(f"{record.topic}/0", offset, decode.model_validate_json(record.value)))
+    for delivery in inputs:
+        outcome = score_batch([delivery], table.get, plan, now)
+        table.update(outcome.records)
+        pending += outcome.handovers
+    for offset, handover in enumerate(pending):  # grows while handovers are handed on
+        outcome = score_batch([Delivery("handovers/0", offset, handover)], table.get, plan, now)
+        table.update(outcome.records)
+        pending += outcome.handovers
+    return {
+        customer: _comparable(
+            orjson.loads(
+                ScoreSnapshot(
+                    score=None if row.merged_into else row.score, merged_into=row.merged_into, updated_at=now
+                ).model_dump_json(exclude_none=True)
+            )
+        )
+        for customer, row in table.items()
+    }
