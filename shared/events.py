@@ -146,6 +146,21 @@ class IngestedEvent(TouchpointEvent):
     api_key_id: str = Field(description="fingerprint of the touchpoint key used; never the key")
 
 
+class PublishedEventCore(BaseModel):
+    """The envelope fields every worker reads from `touchpoint.events.v1`; workers extend it
+    with what else they use and ignore the rest (cheaper to decode)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: str = Field(min_length=1)
+    customer_id: str = Field(min_length=1)
+    type: str = Field(min_length=1)
+    source: Source
+    occurred_at: AwareDatetime
+    received_at: AwareDatetime
+    schema_version: Literal[1] = SCHEMA_VERSION
+
+
 class InvalidEvent(ValueError):
     """Raised by `validate_event`, carrying field-level errors in FastAPI's shape."""
 

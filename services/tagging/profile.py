@@ -1,0 +1,218 @@
+"""How a customer's profile changes: one event, one score change, or a merge at a time.
+
+Pure: no Kafka, Faust, Redis or HTTP. A profile keeps the evidence (counts, weights, amounts,
+times) and the layer, whose value-ladder transitions depend on the path taken; orientation,
+stage and tags are derived from the evidence after every change (families.py, rules.py).
+
+Value ladder (DESIGN.md): `prospect` by default; `intent` at intent_pct >= 60 or on a quote,
+test-drive booking or store visit; `defeated` on `lead.defeated`; `owner` on an order or a
+delivery, for good. A defeated lead who re-engages (a score of 60+ computed from an input that
+arrived after the defeat, or a quote, test drive or store visit) is `intent` again and
+`recalled`, until defeated again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from shared.scores import IntentScoreChanged
+
+from .families import derive
+from .inputs import TaggingEvent
+from .rules import Evidence, Layer, Orientation, RuleSet, Stage, merge_evidence, record_hit
+from .thresholds import (
+    DEEP_ENGAGEMENT,
+    NOT_ENGAGEMENT,
+    PURCHASE_TYPES,
+    VALUE_POINT_WEIGHTS,
+    TaggingThresholds,
+)
+
+INTENT_EVENTS = frozenset({"quote.requested", "test_drive.booked", "store.visit"})
+OWNER_EVENTS = frozenset({"order.placed", "vehicle.delivered"})
+# Merging two profiles keeps the further layer along the ladder.
+LADDER_RANK = {Layer.prospect: 0, Layer.defeated: 1, Layer.intent: 2, Layer.owner: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    customer_id: str
+    # The path-dependent part.
+    layer: Layer = Layer.prospect
+    recalled: bool = False
+    defeated_received_at: datetime | None = None  # when the last defeat reached us
+    defeat_reason: str | None = None
+    # Evidence.
+    interactions: int = 0
+    deep_interactions: int = 0
+    value_points: dict[str, float] = field(default_factory=dict)  # rational/emotional -> weight
+    value_point_interactions: int = 0
+    topics: dict[str, int] = field(default_factory=dict)
+    price_interactions: int = 0  # price-related content and coupon claims
+    shares: int = 0
+    referrals: int = 0
+    purchases: int = 0
+    purchase_amount: float = 0.0
+    last_purchase_at: datetime | None = None
+    last_event_at: datetime | None = None  # the latest occurred_at: "now" for windows and recency
+    intent_pct: float | None = None  # from scoring's latest change
+    level: str | None = None  # membership level, from scoring's growth
+    evidence: dict[str, Evidence] = field(default_factory=dict)  # rule condition key -> evidence
+    # Derived after every change.
+    orientation: Orientation = Orientation.unknown
+    stage: Stage = Stage.newcomer
+    tags: tuple[str, ...] = ()  # sorted
+
+
+def apply_event(
+    profile: Profile, event: TaggingEvent, thresholds: TaggingThresholds, rules: RuleSet
+) -> Profile:
+    """The profile after one touchpoint event. Dedupe by event_id is the caller's job."""
+    kind = event.type
+    engaged = kind not in NOT_ENGAGEMENT
+    deep = kind in DEEP_ENGAGEMENT or (
+        kind == "live.watch" and event.number("duration_s") >= thresholds.deep_live_watch_s
+    )
+    value_points = profile.value_points
+    value_point_interactions = profile.value_point_interactions
+    value_point = event.text("value_point")
+    if value_point in (Orientation.rational, Orientation.emotional) and kind in VALUE_POINT_WEIGHTS:
+        value_points = dict(value_points)
+        value_points[value_point] = value_points.get(value_point, 0.0) + VALUE_POINT_WEIGHTS[kind]
+        value_point_interactions += 1
+    topics = profile.topics
+    if engaged and (event_topics := event.topics()):
+        topics = dict(topics)
+        for topic in event_topics:
+            topics[topic] = topics.get(topic, 0) + 1
+    price = kind == "coupon.claimed" or (engaged and event.properties.get("price_related") is True)
+    purchase = kind in PURCHASE_TYPES
+    last_purchase = profile.last_purchase_at
+    if purchase and (last_purchase is None or event.occurred_at > last_purchase):
+        last_purchase = event.occurred_at
+    last_event = profile.last_event_at
+    if last_event is None or event.occurred_at > last_event:
+        last_event = event.occurred_at
+
+    updated = replace(
+        profile,
+        interactions=profile.interactions + engaged,
+        deep_interactions=profile.deep_interactions + (engaged and deep),
+        value_points=value_points,
+        value_point_interactions=value_point_interactions,
+        topics=topics,
+        price_interactions=profile.price_interactions + price,
+        shares=profile.shares + (kind == "content.share"),
+        referrals=profile.referrals + (kind == "referral.made"),
+        purchases=profile.purchases + purchase,
+        purchase_amount=profile.purchase_amount + (event.number("amount") if purchase else 0.0),
+        last_purchase_at=last_purchase,
+        last_event_at=last_event,
+        evidence=_record_evidence(profile.evidence, event, rules),
+    )
+    return derive(_climb(updated, event), thresholds, rules)
+
+
+def _climb(profile: Profile, event: TaggingEvent) -> Profile:
+    """The value-ladder transition an event makes."""
+    kind, layer = event.type, profile.layer
+    if layer is Layer.owner:
+        return profile
+    if kind in OWNER_EVENTS:
+        return replace(profile, layer=Layer.owner, recalled=False)
+    if kind == "lead.defeated":
+        return replace(
+            profile,
+            layer=Layer.defeated,
+            recalled=False,
+            defeated_received_at=event.received_at,
+            defeat_reason=event.text("reason"),
+        )
+    if kind in INTENT_EVENTS:
+        if layer is Layer.defeated:
+            return replace(profile, layer=Layer.intent, recalled=True)
+        return replace(profile, layer=Layer.intent)
+    return profile
+
+
+def apply_score(
+    profile: Profile, score: IntentScoreChanged, thresholds: TaggingThresholds, rules: RuleSet
+) -> Profile:
+    """The profile after scoring published a new intent for the customer."""
+    updated = replace(profile, intent_pct=score.intent_pct, level=score.level)
+    if score.intent_pct >= thresholds.intent_pct:
+        if profile.layer is Layer.prospect:
+            updated = replace(updated, layer=Layer.intent)
+        elif profile.layer is Layer.defeated and _after_defeat(score, profile):
+            updated = replace(updated, layer=Layer.intent, recalled=True)
+    return derive(updated, thresholds, rules)
+
+
+def _after_defeat(score: IntentScoreChanged, profile: Profile) -> bool:
+    # Scores travel on another topic than the defeat: one computed before the defeat may arrive
+    # after it. Only a score moved by an input that reached us later is a re-engagement.
+    defeated = profile.defeated_received_at
+    return score.received_at is not None and (defeated is None or score.received_at > defeated)
+
+
+def merge_profiles(
+    survivor: Profile, merged: Profile, thresholds: TaggingThresholds, rules: RuleSet
+) -> Profile:
+    """Fold a merged-away customer's profile into the survivor's (identity.merged)."""
+    keep = survivor if LADDER_RANK[survivor.layer] >= LADDER_RANK[merged.layer] else merged
+    conditions = rules.conditions
+    evidence = dict(survivor.evidence)
+    for key, theirs in merged.evidence.items():
+        ours = evidence.get(key)
+        evidence[key] = merge_evidence(ours, theirs, conditions.get(key)) if ours else theirs
+    return derive(
+        replace(
+            survivor,
+            layer=keep.layer,
+            recalled=keep.recalled,
+            defeated_received_at=keep.defeated_received_at,
+            defeat_reason=keep.defeat_reason,
+            interactions=survivor.interactions + merged.interactions,
+            deep_interactions=survivor.deep_interactions + merged.deep_interactions,
+            value_points=_add(survivor.value_points, merged.value_points),
+            value_point_interactions=survivor.value_point_interactions + merged.value_point_interactions,
+            topics=_add(survivor.topics, merged.topics),
+            price_interactions=survivor.price_interactions + merged.price_interactions,
+            shares=survivor.shares + merged.shares,
+            referrals=survivor.referrals + merged.referrals,
+            purchases=survivor.purchases + merged.purchases,
+            purchase_amount=survivor.purchase_amount + merged.purchase_amount,
+            last_purchase_at=_latest(survivor.last_purchase_at, merged.last_purchase_at),
+            last_event_at=_latest(survivor.last_event_at, merged.last_event_at),
+            intent_pct=survivor.intent_pct if survivor.intent_pct is not None else merged.intent_pct,
+            level=survivor.level or merged.level,
+            evidence=evidence,
+        ),
+        thresholds,
+        rules,
+    )
+
+
+def _record_evidence(
+    evidence: dict[str, Evidence], event: TaggingEvent, rules: RuleSet
+) -> dict[str, Evidence]:
+    conditions = rules.conditions
+    matched = {key: c for key, c in conditions.items() if c.matches(event.type, event.properties)}
+    kept = {key: value for key, value in evidence.items() if key in conditions}  # drop deleted rules'
+    if not matched and len(kept) == len(evidence):
+        return evidence
+    for key, condition in matched.items():
+        kept[key] = record_hit(kept.get(key), event.occurred_at, condition)
+    return kept
+
+
+def _add(a: dict, b: dict) -> dict:
+    total = dict(a)
+    for key, value in b.items():
+        total[key] = total.get(key, 0) + value
+    return total
+
+
+def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
+    return max(t for t in (a, b) if t is not None) if (a or b) else None
