@@ -15,6 +15,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from shared.identity import IdentityMerged
+from shared.ledger import Ledger, LedgerEntry
 from shared.scores import IntentScoreChanged
 
 from .inputs import ScoringEvent
@@ -30,7 +31,6 @@ from .intent import (
     score_at,
     should_emit,
 )
-from .ledger import Ledger, LedgerEntry
 from .plan import ScoringPlan
 
 

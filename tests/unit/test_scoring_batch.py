@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, Handover, score_batch
 from services.scoring.inputs import ScoringEvent
-from services.scoring.ledger import RECENT_IDS
 from services.scoring.plan import default_plan
 from shared.identity import IdentityMerged
+from shared.ledger import RECENT_IDS
 
 PLAN = default_plan()
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)

@@ -1,5 +1,7 @@
 """The ledger: what has already been applied to a customer, so that nothing applies twice.
 
+Shared by the stream workers (scoring, tagging): each keeps one per customer in its table.
+
 Two ways the same input comes back (at-least-once delivery, DESIGN.md):
 - **Redelivery.** A worker restarted after a crash re-reads from its last committed offset, but
   the state it restores from the changelog may already include what came after. Every input of
