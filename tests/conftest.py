@@ -142,3 +142,27 @@ def scoring(backends: Backends, log_dir: Path, ingest: RunningIngest) -> Iterato
     yield RunningScoring(api_url, metrics_url, worker, api)
     api.stop()
     worker.stop()
+
+
+@dataclass(frozen=True)
+class RunningTagging:
+    api_url: str
+    metrics_url: str
+    worker: Process
+    api: Process
+
+
+@pytest.fixture(scope="session")
+def tagging(backends: Backends, log_dir: Path, scoring: RunningScoring) -> Iterator[RunningTagging]:
+    """One tagging worker and API for the session, after scoring (it reads scoring's output)."""
+    from tests.tagging_worker import tagging_env
+
+    metrics_port, api_port = free_port(), free_port()
+    env = tagging_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
+    env |= {"TAGGING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "RULES_POLL_INTERVAL_S": "0.2"}
+    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
+    worker = start_service("tagging-worker", "services.tagging.worker", env, f"{metrics_url}/readyz", log_dir)
+    api = start_service("tagging-api", "services.tagging.api", env, f"{api_url}/readyz", log_dir)
+    yield RunningTagging(api_url, metrics_url, worker, api)
+    api.stop()
+    worker.stop()

@@ -1,0 +1,227 @@
+"""The tagging agent: decode a batch, call the domain (batch.tag_batch), write the effects.
+
+Order matters for "nothing lost, nothing doubled": the read model is written, the table rows
+set, and the rows' changelog records and the batch's outputs sent and acknowledged by the
+broker; only then does the agent ack the batch, so its offsets can be committed. A crash
+anywhere before the commit means a replay, which each customer's ledger turns into no-ops.
+
+New tag rules are applied to every profile the worker holds, under the same lock as a batch,
+so a customer's row is never written by both at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from time import perf_counter
+
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.identity import IdentityMerged
+from shared.kafka import BulkSender, OutgoingRecord
+from shared.record_table import RecordCodec
+from shared.scores import IntentScoreChanged
+from shared.stream_worker import DeadLetter, InputWatch, retrying
+from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
+from shared.worker_metrics import WorkerMetrics
+
+from . import read_model
+from .batch import BatchOutcome, Delivery, Handover, Payload, ProfileRecord, Rules, rederive, tag_batch
+from .inputs import TaggingEvent
+from .rule_store import load_rules
+from .topics import TaggingTopics
+
+log = logging.getLogger(__name__)
+
+
+class Tagger:
+    def __init__(
+        self,
+        *,
+        table: faust.Table,
+        codec: RecordCodec[ProfileRecord],
+        topics: TaggingTopics,
+        redis: Redis,
+        sender: BulkSender,
+        rules: Rules,
+        metrics: WorkerMetrics,
+        watch: InputWatch,
+        partitions: int,
+        owned_partitions: Callable[[], set[int]],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.rules = rules
+        self._partitioner = DefaultPartitioner()
+        self._all_partitions = list(range(partitions))
+        self._owned_partitions = owned_partitions
+        self._table = table
+        self._codec = codec
+        self._topics = topics
+        self._redis = redis
+        self._sender = sender
+        self._metrics = metrics
+        self._watch = watch
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        # Rows restored from the changelog may predate the rules in force: the first call of
+        # apply_rules re-derives them all.
+        self._rederived_version: int | None = None
+        self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
+        self._decoders: dict[str, Callable[[bytes], Payload]] = {
+            TOUCHPOINT_EVENTS: TaggingEvent.model_validate_json,
+            INTENT_SCORES: IntentScoreChanged.model_validate_json,
+            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+        }
+
+    async def tag(self, events: Sequence[faust.EventT]) -> None:
+        async with self._lock:
+            started = perf_counter()
+            deliveries, partitions, dead = self._decode(events)
+            now = self._clock()
+            outcome = self._tag(deliveries, now, dead)
+            await self._write(outcome, partitions, dead, now)
+            self._observe(deliveries, outcome, len(dead), started, now)
+            self._watch.observe(events)
+
+    async def apply_rules(self) -> None:
+        """Take up rules ops changed, and re-derive every profile held under them."""
+        try:
+            latest = await load_rules(self._redis)
+        except (RedisError, OSError) as error:  # the next poll tries again
+            log.warning("could not read tag rules: %r", error)
+            return
+        except (ValidationError, ValueError) as error:  # e.g. two API calls raced into a cycle
+            log.error(
+                "tag rules in Redis are not usable, keeping version %d: %s", self.rules.rules.version, error
+            )
+            return
+        if latest.version == self._rederived_version:
+            return
+        async with self._lock:
+            self.rules = Rules(self.rules.thresholds, latest)
+            self._rederived_version = latest.version
+            now = self._clock()
+            # Only the rows of partitions this worker owns: standby rows are their owner's to write.
+            owned = self._owned_partitions()
+            partitions = {cid: self._partition_of(cid) for cid in self._table.data}
+            rows = [row for cid, row in self._table.data.items() if partitions[cid] in owned]
+            outcome = rederive(rows, self.rules, f"rules-{latest.version}", now)
+            await self._write(outcome, partitions, [], now)
+        log.info("tag rules version %d in force; %d profiles changed", latest.version, len(outcome.records))
+
+    def _partition_of(self, customer_id: str) -> int:
+        # Where the customer's inputs, and so its changelog records, go: keyed by customer id
+        # with the default partitioner, as ingest publishes them.
+        return self._partitioner(customer_id.encode(), self._all_partitions, self._all_partitions)
+
+    async def _write(
+        self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter], now: datetime
+    ) -> None:
+        data = self._table.data
+        before = {customer_id: data.get(customer_id) for customer_id in outcome.records}
+        if outcome.records:
+            await retrying(
+                "redis write", lambda: read_model.write_records(self._redis, outcome.records, before, now)
+            )
+        for customer_id, record in outcome.records.items():
+            data[customer_id] = record
+        records = self._outputs(outcome, partitions, dead)
+        await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))
+
+    def _outputs(
+        self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
+    ) -> list[OutgoingRecord]:
+        topics = self._topics
+        records = [
+            # The row goes to the changelog partition of the input partition it was read from.
+            OutgoingRecord(
+                topics.changelog, customer_id.encode(), self._codec.encode(record), partitions[customer_id]
+            )
+            for customer_id, record in outcome.records.items()
+        ]
+        records += [
+            OutgoingRecord(topics.changes, change.customer_id.encode(), change.model_dump_json().encode())
+            for change in outcome.changes
+        ]
+        records += [
+            OutgoingRecord(
+                topics.handovers,
+                handover.customer_id.encode(),
+                handover.model_dump_json(exclude_none=True).encode(),
+            )
+            for handover in outcome.handovers
+        ]
+        records += [OutgoingRecord(topics.dead_letters[d.topic], d.key, d.encode()) for d in dead]
+        return records
+
+    def _decode(
+        self, events: Sequence[faust.EventT]
+    ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
+        deliveries: list[Delivery] = []
+        partitions: dict[str, int] = {}
+        dead: list[DeadLetter] = []
+        for event in events:
+            message = event.message
+            decode = self._decoders.get(message.topic, Handover.model_validate_json)
+            try:
+                if message.value is None:
+                    raise ValueError("empty message")
+                payload = decode(message.value)
+            except (ValidationError, ValueError) as error:
+                dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
+                continue
+            delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
+            deliveries.append(delivery)
+            partitions[delivery.customer_id] = message.partition
+        return deliveries, partitions, dead
+
+    def _tag(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
+        try:
+            return tag_batch(deliveries, self._table.data.get, self.rules, now)
+        except Exception:
+            log.exception("a batch failed to tag; retrying its inputs one by one")
+        # One input that breaks the domain must not hold up the rest: find it, dead-letter it.
+        outcome = BatchOutcome()
+
+        def record_of(customer_id: str) -> ProfileRecord | None:
+            return outcome.records.get(customer_id) or self._table.data.get(customer_id)
+
+        for delivery in deliveries:
+            try:
+                one = tag_batch([delivery], record_of, self.rules, now)
+            except Exception as error:
+                topic, _, partition = delivery.partition.rpartition("/")
+                dead.append(
+                    DeadLetter(
+                        topic,
+                        delivery.customer_id.encode(),
+                        delivery.payload.model_dump_json().encode(),
+                        f"tagging failed: {type(error).__name__}: {error}"[:2000],
+                        int(partition),
+                        delivery.offset,
+                    )
+                )
+                continue
+            outcome.records.update(one.records)
+            outcome.changes += one.changes
+            outcome.handovers += one.handovers
+            for name, n in one.counts.items():
+                outcome.counts[name] = outcome.counts.get(name, 0) + n
+        return outcome
+
+    def _observe(
+        self, deliveries: list[Delivery], outcome: BatchOutcome, dead: int, started: float, now: datetime
+    ) -> None:
+        metrics = self._metrics
+        metrics.count(outcome.counts | ({"dead_lettered": dead} if dead else {}))
+        metrics.batch_seconds.labels(metrics.service).observe(perf_counter() - started)
+        event_seconds = metrics.event_seconds.labels(metrics.service)
+        for delivery in deliveries:
+            if isinstance(delivery.payload, TaggingEvent):
+                event_seconds.observe((now - delivery.payload.received_at).total_seconds())

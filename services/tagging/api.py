@@ -1,0 +1,249 @@
+"""Tagging HTTP API (port 8003): profiles, segment counts, the ladder matrix and tag rules.
+
+Stateless: every answer is read from the Redis read model the worker writes.
+`python -m services.tagging.api`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import uvicorn
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Histogram
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from shared.http import operations_router, require_ops_token
+from shared.logging import configure_logging
+from shared.metrics import LATENCY_BUCKETS, process_registry
+from shared.redis import create_redis
+
+from . import read_model
+from .read_model import ProfileView
+from .rule_store import RuleConflict, change_rule, load_rules
+from .rules import Layer, Orientation, RuleSet, Stage, TagRule
+from .settings import TaggingSettings
+
+log = logging.getLogger(__name__)
+
+CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
+TagName = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class SegmentCount(BaseModel):
+    count: int
+
+
+class LadderView(BaseModel):
+    cells: dict[Layer, dict[Orientation, int]] = Field(description="customers per layer x orientation")
+    total: int
+
+
+class TagCount(BaseModel):
+    tag: str
+    customers: int
+
+
+class RulesView(BaseModel):
+    version: int = Field(description="goes up with every change; workers apply it within seconds")
+    rules: list[TagRule] = Field(description="in evaluation order")
+
+
+def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+    registry = registry if registry is not None else process_registry()
+    request_seconds = Histogram(
+        "pd_tagging_api_request_seconds",
+        "Tagging API request latency",
+        ["route", "status"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    redis = create_redis(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Tagging",
+        description="Customers' profiles (value-ladder layer, orientation, journey stage, tags), "
+        "segment counts, the layer x orientation matrix, and the tag rules ops manage.",
+        version="1",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
+    )
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(_: Request, error: RedisError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"read model unavailable, retry: {type(error).__name__}: {error}"[:300]},
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    async def redis_ready() -> None:
+        await redis.ping()
+
+    app.include_router(operations_router(registry, {"redis": redis_ready}))
+
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(require_ops_token(settings.ops_tokens))],
+        responses={401: {"description": "missing or invalid ops token"}, 503: {"description": "Redis down"}},
+    )
+
+    @v1.get(
+        "/customers/{customer_id}/profile",
+        response_model=ProfileView,
+        tags=["profiles"],
+        summary="A customer's layer, orientation, stage and tags",
+        responses={404: {"description": "unknown customer"}},
+    )
+    async def get_profile(customer_id: CustomerId) -> ProfileView:
+        """A merged-away customer answers with the survivor's profile (and the survivor's id)."""
+        profile = await read_model.read_profile(redis, customer_id)
+        if profile is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        return profile
+
+    @v1.get("/segments/count", response_model=SegmentCount, tags=["segments"], summary="Count a segment")
+    async def count_segment(
+        layer: Layer | None = None,
+        orientation: Orientation | None = None,
+        stage: Stage | None = None,
+        tag: Annotated[list[str] | None, Query(description="repeat for several tags (AND)")] = None,
+    ) -> SegmentCount:
+        """Customers matching every filter given (AND); all customers without filters."""
+        filters = [("layer", layer), ("orientation", orientation), ("stage", stage)]
+        chosen = [(name, str(value)) for name, value in filters if value is not None]
+        chosen += [("tag", t) for t in tag or ()]
+        return SegmentCount(count=await read_model.count_segment(redis, chosen))
+
+    @v1.get("/segments/ladder", response_model=LadderView, tags=["segments"], summary="Layer x orientation")
+    async def get_ladder() -> LadderView:
+        """The multi-layer matrix: customers per value-ladder layer and emotional orientation."""
+        cells = await read_model.ladder(redis)
+        return LadderView(cells=cells, total=sum(sum(row.values()) for row in cells.values()))
+
+    @v1.get("/tags", response_model=list[TagCount], tags=["segments"], summary="The most common tags")
+    async def get_tags(limit: Annotated[int, Query(ge=1, le=1000)] = 20) -> list[TagCount]:
+        counts = await read_model.tag_counts(redis)
+        return [TagCount(tag=t, customers=n) for t, n in list(counts.items())[:limit]]
+
+    @v1.get("/tag-rules", response_model=RulesView, tags=["tag rules"], summary="The tag rules in force")
+    async def list_rules() -> RulesView:
+        rules = await load_rules(redis)
+        return RulesView(version=rules.version, rules=list(rules.rules))
+
+    async def validated_change(tag: str, rule: TagRule | None) -> None:
+        """422 if the rules after the change cannot be evaluated (a dependency cycle)."""
+        current = await load_rules(redis)
+        others = [r for r in current.rules if r.tag != tag]
+        try:
+            RuleSet.of(current.version + 1, [*others, *([rule] if rule else [])])
+        except ValueError as error:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{"msg": str(error)}]) from None
+
+    @v1.post(
+        "/tag-rules",
+        response_model=RulesView,
+        status_code=status.HTTP_201_CREATED,
+        tags=["tag rules"],
+        summary="Add a tag rule",
+        responses={409: {"description": "a rule for this tag exists"}, 422: {"description": "invalid"}},
+    )
+    async def create_rule(rule: TagRule) -> RulesView:
+        """Running workers apply it within seconds, to every profile they hold."""
+        await validated_change(rule.tag, rule)
+        try:
+            await change_rule(redis, "create", rule.tag, rule)
+        except RuleConflict:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"a rule for {rule.tag!r} exists: PUT to change it"
+            ) from None
+        log.info("tag rule added", extra={"tag": rule.tag})
+        return await list_rules()
+
+    @v1.get(
+        "/tag-rules/{tag}",
+        response_model=TagRule,
+        tags=["tag rules"],
+        summary="One tag rule",
+        responses={404: {"description": "no rule for this tag"}},
+    )
+    async def get_rule(tag: TagName) -> TagRule:
+        rules = await load_rules(redis)
+        for rule in rules.rules:
+            if rule.tag == tag:
+                return rule
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule for {tag!r}")
+
+    @v1.put(
+        "/tag-rules/{tag}",
+        response_model=RulesView,
+        tags=["tag rules"],
+        summary="Add or replace a tag rule",
+        responses={422: {"description": "invalid, or the body names another tag"}},
+    )
+    async def put_rule(tag: TagName, rule: Annotated[TagRule, Body()]) -> RulesView:
+        if rule.tag != tag:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"loc": ["body", "tag"], "msg": f"must be {tag!r}, the tag in the path"}],
+            )
+        await validated_change(tag, rule)
+        await change_rule(redis, "put", tag, rule)
+        log.info("tag rule put", extra={"tag": tag})
+        return await list_rules()
+
+    @v1.delete(
+        "/tag-rules/{tag}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["tag rules"],
+        summary="Delete a tag rule",
+        responses={404: {"description": "no rule for this tag"}},
+    )
+    async def delete_rule(tag: TagName) -> Response:
+        """Customers lose the tag as running workers apply the change."""
+        try:
+            await change_rule(redis, "delete", tag)
+        except RuleConflict:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule for {tag!r}") from None
+        log.info("tag rule deleted", extra={"tag": tag})
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    app.include_router(v1)
+    return app
+
+
+def main() -> None:
+    settings = TaggingSettings()
+    configure_logging("tagging-api", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.tagging_port,
+        log_config=None,  # keep our JSON logging
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The tagging read model in Redis: what the worker writes and the API reads.
+
+Keys (all under `pd:tagging:`):
+- `profile:{id}`        JSON `ProfileView` of the customer; for a merged-away customer only
+                        `{"merged_into": survivor, "updated_at"}`.
+- `seg:all`             set of every (not merged-away) customer;
+  `seg:layer:{layer}`, `seg:orientation:{orientation}`, `seg:stage:{stage}`, `seg:tag:{tag}`:
+                        a set per value, so a segment count is a SCARD or SINTERCARD of a few sets
+                        and never scans the customers.
+- `tags`                set of every tag that was ever given (for "the most common tags").
+Writes are set-valued (SET, SADD, SREM): a replayed batch writes the same state again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+
+from shared.redis import KEY_PREFIX
+
+from .batch import ProfileRecord
+from .profile import Profile
+from .rules import Layer, Orientation, Stage
+
+PREFIX = f"{KEY_PREFIX}tagging:"
+ALL = f"{PREFIX}seg:all"
+TAG_NAMES = f"{PREFIX}tags"
+MAX_MERGE_HOPS = 8
+DIMENSIONS: dict[str, tuple[str, ...]] = {
+    "layer": tuple(Layer),
+    "orientation": tuple(Orientation),
+    "stage": tuple(Stage),
+}
+
+
+def profile_key(customer_id: str) -> str:
+    return f"{PREFIX}profile:{customer_id}"
+
+
+def segment_key(dimension: str, value: str) -> str:
+    return f"{PREFIX}seg:{dimension}:{value}"
+
+
+class ProfileView(BaseModel):
+    """DESIGN.md's profile, plus where the customer's intent stood at the last change."""
+
+    model_config = ConfigDict(frozen=True)
+
+    customer_id: str
+    layer: Layer
+    orientation: Orientation
+    stage: Stage
+    tags: list[str] = Field(description="sorted")
+    intent_pct: float | None = None
+    updated_at: datetime
+
+
+class Snapshot(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    merged_into: str | None = None
+    updated_at: datetime
+
+
+def view_of(profile: Profile, updated_at: datetime) -> ProfileView:
+    return ProfileView(
+        customer_id=profile.customer_id,
+        layer=profile.layer,
+        orientation=profile.orientation,
+        stage=profile.stage,
+        tags=list(profile.tags),
+        intent_pct=profile.intent_pct,
+        updated_at=updated_at,
+    )
+
+
+def _visible(record: ProfileRecord | None) -> tuple[object, ...] | None:
+    if record is None:
+        return None
+    if record.merged_into is not None:
+        return ("merged", record.merged_into)
+    p = record.profile
+    return (p.layer, p.orientation, p.stage, p.tags, p.intent_pct)
+
+
+def _memberships(record: ProfileRecord | None) -> set[str]:
+    if record is None or record.merged_into is not None:
+        return set()
+    p = record.profile
+    return {
+        ALL,
+        segment_key("layer", p.layer),
+        segment_key("orientation", p.orientation),
+        segment_key("stage", p.stage),
+        *(segment_key("tag", tag) for tag in p.tags),
+    }
+
+
+async def write_records(
+    redis: Redis,
+    records: Mapping[str, ProfileRecord],
+    before: Mapping[str, ProfileRecord | None],
+    now: datetime,
+) -> None:
+    """Write the customers whose visible profile changed, in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    snapshots: dict[str, bytes] = {}
+    added: dict[str, list[str]] = {}
+    removed: dict[str, list[str]] = {}
+    tags: set[str] = set()
+    for customer_id, record in records.items():
+        old = before.get(customer_id)
+        if _visible(old) == _visible(record):
+            continue
+        if record.merged_into is not None:
+            snapshots[profile_key(customer_id)] = (
+                Snapshot(merged_into=record.merged_into, updated_at=now).model_dump_json().encode()
+            )
+        else:
+            snapshots[profile_key(customer_id)] = view_of(record.profile, now).model_dump_json().encode()
+            tags.update(record.profile.tags)
+        new_sets, old_sets = _memberships(record), _memberships(old)
+        if new_sets == old_sets:
+            continue
+        # Also leave every other value of each dimension: heals a membership written by a batch
+        # whose table rows were lost in a crash (the replay may take a different path).
+        stale = old_sets - new_sets
+        stale |= {segment_key(d, v) for d, values in DIMENSIONS.items() for v in values} - new_sets
+        if record.merged_into is not None:
+            stale.add(ALL)
+        for key in new_sets:
+            added.setdefault(key, []).append(customer_id)
+        for key in stale:
+            removed.setdefault(key, []).append(customer_id)
+    if not snapshots:
+        return
+    pipe.mset(snapshots)
+    for key, members in added.items():
+        pipe.sadd(key, *members)
+    for key, members in removed.items():
+        pipe.srem(key, *members)
+    if tags:
+        pipe.sadd(TAG_NAMES, *tags)
+    await pipe.execute()
+
+
+async def read_profile(redis: Redis, customer_id: str) -> ProfileView | None:
+    """The customer's profile, following merges to the survivor; None if unknown."""
+    for _ in range(MAX_MERGE_HOPS):
+        raw = await redis.get(profile_key(customer_id))
+        if raw is None:
+            return None
+        snapshot = Snapshot.model_validate_json(raw)
+        if snapshot.merged_into is None:
+            return ProfileView.model_validate_json(raw)
+        customer_id = snapshot.merged_into
+    return None
+
+
+async def count_segment(redis: Redis, filters: Iterable[tuple[str, str]]) -> int:
+    """Customers in every one of the segments (dimension, value); all customers without filters."""
+    keys = sorted({segment_key(dimension, value) for dimension, value in filters})
+    if not keys:
+        return int(await redis.scard(ALL))
+    if len(keys) == 1:
+        return int(await redis.scard(keys[0]))
+    return int(await redis.sintercard(len(keys), keys))
+
+
+async def ladder(redis: Redis) -> dict[str, dict[str, int]]:
+    """Customers per value-ladder layer x orientation: the multi-layer matrix's main view."""
+    pipe = redis.pipeline(transaction=False)
+    cells = [(layer, orientation) for layer in Layer for orientation in Orientation]
+    for layer, orientation in cells:
+        pipe.sintercard(2, [segment_key("layer", layer), segment_key("orientation", orientation)])
+    counts = await pipe.execute()
+    matrix: dict[str, dict[str, int]] = {layer: {} for layer in Layer}
+    for (layer, orientation), count in zip(cells, counts, strict=True):
+        matrix[layer][orientation] = int(count)
+    return matrix
+
+
+async def tag_counts(redis: Redis) -> dict[str, int]:
+    """Customers per tag, most common first."""
+    names = sorted(member.decode() for member in await redis.smembers(TAG_NAMES))
+    if not names:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.scard(segment_key("tag", name))
+    counts = await pipe.execute()
+    ranked = sorted(zip(names, counts, strict=True), key=lambda pair: (-pair[1], pair[0]))
+    return {name: int(count) for name, count in ranked if count}

@@ -1,0 +1,171 @@
+"""Plumbing every Faust stream worker shares (scoring, tagging, campaign).
+
+- `WorkerSettings`: group timeouts, batching and the table directory, from the environment.
+- `faust_config`: the Faust settings our workers run with.
+- `add_operations_pages`: /metrics, /healthz and /readyz on the worker's web port.
+- `DeadLetter`: what goes to `<topic>.dlq` for an input the worker cannot take.
+- `retrying`: keep trying a write while the broker or Redis is away (the batch stays unacked).
+- `InputWatch`: per input partition, offsets never delivered (gaps) and lag, into the metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+import orjson
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+from pydantic import Field
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from shared.metrics import CONTENT_TYPE, render
+from shared.settings import ServiceSettings
+from shared.worker_metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+class WorkerSettings(ServiceSettings):
+    # Inputs taken per batch, and how long to wait to fill one.
+    batch_max_events: int = Field(default=2000, ge=1)
+    batch_within_s: float = Field(default=0.05, gt=0)
+    # Group membership: short enough that a replacement worker takes over within seconds.
+    broker_session_timeout_s: float = 10.0
+    broker_heartbeat_interval_s: float = 1.0
+    broker_rebalance_timeout_s: float = 20.0
+    broker_commit_interval_s: float = 1.0
+
+
+def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str) -> dict[str, Any]:
+    """A worker's Faust settings: state in memory restored from changelogs, hand-acked inputs."""
+    return {
+        "broker": ";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")),
+        "store": "memory://",
+        "datadir": table_dir,
+        "topic_partitions": settings.topic_partitions,
+        "broker_session_timeout": settings.broker_session_timeout_s,
+        "broker_heartbeat_interval": settings.broker_heartbeat_interval_s,
+        "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,
+        "broker_commit_interval": settings.broker_commit_interval_s,
+        "consumer_auto_offset_reset": "earliest",
+        "producer_acks": -1,
+        "stream_buffer_maxsize": max(4096, 2 * settings.batch_max_events),
+        "stream_recovery_delay": 0.0,
+        # Agents ack by hand, after effects are written; never on a failure.
+        "stream_ack_cancelled_tasks": False,
+        "stream_ack_exceptions": False,
+        "web_enabled": True,
+        "web_bind": settings.http_host,
+        "web_host": settings.http_host,
+        "web_port": metrics_port,
+        "web_stats_enabled": False,
+        "web_graph_enabled": False,
+        "web_tables_enabled": False,
+        "web_router_enabled": False,
+    }
+
+
+def add_operations_pages(app: faust.App, registry: CollectorRegistry, redis: Redis) -> None:
+    """/metrics, /healthz and /readyz (Redis reachable and tables recovered) on the worker's port."""
+
+    @app.page("/metrics")
+    async def metrics_page(web: faust.web.View, request: faust.web.Request) -> Any:
+        # aiohttp takes the charset apart from the content type.
+        return web.bytes(render(registry), content_type=CONTENT_TYPE.split("; charset")[0])
+
+    @app.page("/healthz")
+    async def healthz(web: faust.web.View, request: faust.web.Request) -> Any:
+        return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: faust.web.View, request: faust.web.Request) -> Any:
+        checks = {"redis": "ok", "recovery": "ok"}
+        try:
+            await redis.ping()
+        except Exception as error:  # any failure means "not ready"; say which
+            checks["redis"] = f"failed: {type(error).__name__}: {error}"[:200]
+        if not app.tables.recovery.completed.is_set():
+            checks["recovery"] = "in progress"
+        ready = all(v == "ok" for v in checks.values())
+        return web.json(
+            {"status": "ready" if ready else "not_ready", "checks": checks}, status=200 if ready else 503
+        )
+
+
+@dataclass
+class DeadLetter:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    reason: str
+    partition: int
+    offset: int
+
+    def encode(self) -> bytes:
+        value = self.value.decode("utf-8", "replace") if self.value is not None else None
+        return orjson.dumps(
+            {
+                "error": self.reason,
+                "topic": self.topic,
+                "partition": self.partition,
+                "offset": self.offset,
+                "value": value,
+            }
+        )
+
+    @classmethod
+    def of(cls, message: Any, reason: str) -> DeadLetter:
+        """From a Faust message (anything with topic, key, value, partition, offset)."""
+        return cls(
+            message.topic, message.key, message.value, reason[:2000], message.partition, message.offset
+        )
+
+
+async def retrying(what: str, write: Callable[[], Awaitable[None]]) -> None:
+    """Call `write` until it succeeds, backing off while Kafka or Redis is away.
+
+    The batch stays unacked meanwhile: nothing is lost, lag grows. A retried send may duplicate
+    records, which the ledgers, the changelogs (last row wins) and consumers (event_id) absorb.
+    """
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((KafkaError, RedisError, OSError)),
+        wait=wait_exponential(multiplier=0.1, max=5),
+        before_sleep=lambda state: log.warning("%s failed, retrying: %r", what, state.outcome.exception()),
+    ):
+        with attempt:
+            await write()
+
+
+class InputWatch:
+    """Watches the offsets a worker takes, per input partition: holes and lag."""
+
+    def __init__(self, metrics: WorkerMetrics, highwater: Callable[[faust.types.TP], int | None]) -> None:
+        self._metrics = metrics
+        self._highwater = highwater
+        self._read_up_to: dict[faust.types.TP, int] = {}
+
+    def observe(self, events: Sequence[faust.EventT]) -> None:
+        metrics = self._metrics
+        last_offsets: dict[faust.types.TP, int] = {}
+        for event in events:
+            tp, offset = event.message.tp, event.message.offset
+            previous = self._read_up_to.get(tp)
+            if previous is None:
+                log.info("first input read from %s/%d: offset %d", tp.topic, tp.partition, offset)
+            elif offset > previous + 1:
+                # Our inputs are never compacted or transactional: a jump means records were not
+                # delivered. Faust would commit past them as a gap; say so loudly.
+                metrics.gaps.labels(metrics.service, tp.topic).inc(offset - previous - 1)
+                log.warning("offsets %d..%d of %s/%d were never delivered", previous + 1, offset - 1, *tp)
+            self._read_up_to[tp] = max(offset, previous if previous is not None else -1)
+            last_offsets[tp] = offset
+        for tp, offset in last_offsets.items():
+            highwater = self._highwater(tp)
+            if highwater is not None:
+                metrics.set_lag(tp.topic, tp.partition, highwater - offset - 1)

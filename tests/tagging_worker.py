@@ -1,0 +1,185 @@
+"""The tagging worker as tests run it: its environment, its input, and its state in Redis."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import redis
+
+from services.tagging.read_model import PREFIX, profile_key
+from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
+from tests.crash import Record, WorkerUnderTest
+from tests.scoring_worker import FAST_GROUP
+
+
+def tagging_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "TAGGING_METRICS_PORT": str(metrics_port),
+        "TOPIC_PARTITIONS": "3",
+        "LOG_LEVEL": "INFO",
+        "TABLE_DIR": f".run/test-tagging-tables-{metrics_port}",
+        **FAST_GROUP,
+        **overrides,
+    }
+
+
+def read_tagging_state(redis_url: str) -> dict[str, Any]:
+    """Every profile (without its write time) and the segment sets it is in."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=profile_key("*"), count=1000))
+        values = client.mget(keys) if keys else []
+        state: dict[str, Any] = {}
+        for key, value in zip(keys, values, strict=True):
+            snapshot = orjson.loads(value)
+            snapshot.pop("updated_at", None)
+            state[key.decode().removeprefix(f"{PREFIX}profile:")] = snapshot
+        for key in client.scan_iter(match=f"{PREFIX}seg:*", count=1000):
+            state[f"segment {key.decode()}"] = sorted(m.decode() for m in client.smembers(key))
+        return state
+    finally:
+        client.close()
+
+
+TAGGING_WORKER = WorkerUnderTest(
+    name="tagging-worker",
+    module="services.tagging.worker",
+    group="pd-tagging",
+    input_topics=(TOUCHPOINT_EVENTS, INTENT_SCORES, IDENTITY_MERGES, "pd-tagging-handovers"),
+    env=tagging_env,
+    read_state=read_tagging_state,
+)
+
+# Order-insensitive inputs only: the layer moves along the ladder (prospect -> intent -> owner)
+# and never back, so a survivor's profile does not depend on when a handover meets its events.
+FEED_TYPES = [
+    ("content.view", {"content_id": "c-1", "value_point": "rational", "topics": ["tech"]}),
+    ("content.click", {"content_id": "c-2", "value_point": "emotional", "topics": ["design"]}),
+    ("content.favorite", {"content_id": "c-3", "value_point": "rational", "price_related": True}),
+    ("content.share", {"content_id": "c-4", "value_point": "emotional", "topics": ["anime"]}),
+    ("live.watch", {"duration_s": 900, "topics": ["anime"]}),
+    ("coupon.claimed", {}),
+    ("community.post", {}),
+    ("store.visit", {"dealer_id": "d-1"}),
+    ("mall.purchase", {"amount": 800}),
+    ("mini_program.visit", {}),
+]
+
+
+def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: int) -> list[Record]:
+    """Touchpoint events as ingest publishes them, some republished, scores and merges among them."""
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    ids = [f"cus-{seed}-{n}" for n in range(customers)]
+    records: list[Record] = []
+
+    def envelope(customer: str, kind: str, properties: dict[str, Any], at: str) -> dict[str, Any]:
+        return {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "type": kind,
+            "source": rng.choice(["wecom", "app", "dealer_store", "mini_program"]),
+            "occurred_at": at,
+            "identities": {"wecom_external_userid": f"wm-{customer}"},
+            "properties": properties,
+            "schema_version": 1,
+            "customer_id": customer,
+            "received_at": at,
+            "api_key_id": "key-test",
+        }
+
+    for _ in range(events):
+        customer = rng.choice(ids)
+        at = (now - timedelta(minutes=rng.randint(1, 60 * 24 * 20))).isoformat()
+        # Scoring's view of the customer; not for merged customers and their survivors, whose
+        # intent_pct would depend on whether a handed-over score or their own arrives last.
+        if rng.random() < 0.1 and customer not in ids[: 2 * merges]:
+            body = {
+                "type": "intent.score_changed",
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "customer_id": customer,
+                "intent_score": 1.0,
+                "intent_pct": float(rng.choice([20, 45, 65, 90])),
+                "band": "low",
+                "previous_pct": None,
+                "previous_band": None,
+                "model_interest": {},
+                "points": 0,
+                "growth": 0,
+                "level": "member",  # constant: the last one would depend on arrival order
+                "activity": "active_7d",
+                "scored_at": at,
+                "received_at": at,
+                "schema_version": 1,
+            }
+            records.append(Record(INTENT_SCORES, customer.encode(), orjson.dumps(body)))
+            continue
+        kind, properties = rng.choice(FEED_TYPES)
+        record = Record(
+            TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(envelope(customer, kind, properties, at))
+        )
+        records.append(record)
+        if rng.random() < 0.01:  # a producer retry: the same event again
+            records.append(record)
+    for customer in rng.sample(ids[2 * merges :], owners):
+        at = (now - timedelta(days=1)).isoformat()
+        body = envelope(customer, "vehicle.delivered", {"vehicle_model": "id4"}, at)
+        records.insert(
+            rng.randrange(len(records)), Record(TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(body))
+        )
+    for merged, survivor in zip(ids[:merges], ids[merges : 2 * merges], strict=True):
+        body = {
+            "type": "identity.merged",
+            "merge_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "merged_customer_id": merged,
+            "survivor_customer_id": survivor,
+            "identities": {"phone": ["h"]},
+            "merged_at": now.isoformat(),
+            "schema_version": 1,
+        }
+        records.insert(
+            rng.randrange(len(records)), Record(IDENTITY_MERGES, merged.encode(), orjson.dumps(body))
+        )
+    return records
+
+
+def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
+    """The profiles the feed must lead to, by the domain alone, one input at a time."""
+    from services.tagging.batch import Delivery, Handover, Rules, tag_batch
+    from services.tagging.inputs import TaggingEvent
+    from services.tagging.read_model import view_of
+    from services.tagging.rules import RuleSet
+    from services.tagging.thresholds import TaggingThresholds
+    from shared.identity import IdentityMerged
+    from shared.scores import IntentScoreChanged
+
+    rules, now, table = Rules(TaggingThresholds(), RuleSet(version=0)), datetime.now(UTC), {}
+    decoders = {
+        TOUCHPOINT_EVENTS: TaggingEvent,
+        INTENT_SCORES: IntentScoreChanged,
+        IDENTITY_MERGES: IdentityMerged,
+    }
+    pending: list[Handover] = []
+    for offset, record in enumerate(feed):
+        payload = decoders[record.topic].model_validate_json(record.value)
+        outcome = tag_batch([Delivery(f"{record.topic}/0", offset, payload)], table.get, rules, now)
+        table.update(outcome.records)
+        pending += outcome.handovers
+    for offset, handover in enumerate(pending):  # grows while handovers are handed on
+        outcome = tag_batch([Delivery("handovers/0", offset, handover)], table.get, rules, now)
+        table.update(outcome.records)
+        pending += outcome.handovers
+    profiles: dict[str, Any] = {}
+    for customer, row in table.items():
+        if row.merged_into:
+            profiles[customer] = {"merged_into": row.merged_into}
+        else:
+            view = orjson.loads(view_of(row.profile, now).model_dump_json())
+            view.pop("updated_at")
+            profiles[customer] = view
+    return profiles
