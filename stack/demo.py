@@ -30,7 +30,8 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
         say(f"\nerror: posting failed: {error!r} (ingest's log: .run/logs/ingest.log)")
         return 1
     scoring = next(service for service in SERVICES if service.name == "scoring-api")
-    run = DemoRun(ingest.url, scoring.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report)
+    tagging = next(service for service in SERVICES if service.name == "tagging-api")
+    run = DemoRun(ingest.url, scoring.url, tagging.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report)
     say("")
     say(summary(run))
     say("\nthe stack stays up: make status to check it, make down to stop it")

@@ -45,6 +45,8 @@ SERVICES: tuple[Service, ...] = (
     Service("ingest", "pd-ingest", 8001, {"INGEST_PORT": "8001"}, api=True),
     Service("scoring-worker", "pd-scoring-worker", 9102, {"SCORING_METRICS_PORT": "9102"}),
     Service("scoring-api", "pd-scoring-api", 8002, {"SCORING_PORT": "8002"}, api=True),
+    Service("tagging-worker", "pd-tagging-worker", 9103, {"TAGGING_METRICS_PORT": "9103"}),
+    Service("tagging-api", "pd-tagging-api", 8003, {"TAGGING_PORT": "8003"}, api=True),
 )
 
 

@@ -22,6 +22,8 @@ from .traffic import Journey
 
 MERGES_TIMEOUT_S = 20.0  # merges reach their topic through ingest's outbox relay, a moment later
 
+CATCH_UP_TIMEOUT_S = 30.0  # for the workers to take in the demo's traffic
+
 
 @dataclass
 class DemoRun:
@@ -29,6 +31,7 @@ class DemoRun:
 
     ingest_url: str
     scoring_url: str
+    tagging_url: str
     bootstrap_servers: str
     ops_token: str
     journeys: list[Journey]
@@ -172,7 +175,7 @@ def scoring_section(run: DemoRun) -> list[str]:
     headers = {"Authorization": f"Bearer {run.ops_token}"}
     with httpx.Client(base_url=run.scoring_url, headers=headers, timeout=5) as api:
         try:
-            unscored = _wait_until_scored(api, survivors)
+            unscored = _wait_until_present(api, [f"/v1/customers/{c}/score" for c in survivors])
             matrix = api.get("/v1/matrix").raise_for_status().json()
             hot = api.get("/v1/leads", params={"band": "hot", "limit": 5}).raise_for_status().json()
         except httpx.HTTPError as error:
@@ -186,7 +189,7 @@ def scoring_section(run: DemoRun) -> list[str]:
             "  " + f"{band:<8}" + "".join(f"{row[a]:>12}" for a in activities) + f"{sum(row.values()):>8}"
         )
     if unscored:
-        lines.append(f"  ({unscored} of this run's customers not scored yet after {SCORING_TIMEOUT_S:.0f}s)")
+        lines.append(f"  ({unscored} of this run's customers not scored yet after {CATCH_UP_TIMEOUT_S:.0f}s)")
     lines.append("hottest leads (GET /v1/leads?band=hot):")
     width = max((len(lead["customer_id"]) for lead in hot["leads"]), default=0)
     for lead in hot["leads"]:
@@ -198,21 +201,55 @@ def scoring_section(run: DemoRun) -> list[str]:
     return lines
 
 
-SCORING_TIMEOUT_S = 30.0
+def tagging_section(run: DemoRun) -> list[str]:
+    """The value ladder x orientation matrix and the most common tags, once tagging has caught up."""
+    survivors = sorted({ids[-1] for journey in run.journeys if (ids := run.customers_of(journey))})
+    headers = {"Authorization": f"Bearer {run.ops_token}"}
+    with httpx.Client(base_url=run.tagging_url, headers=headers, timeout=5) as api:
+        try:
+            untagged = _wait_until_present(api, [f"/v1/customers/{c}/profile" for c in survivors])
+            ladder = api.get("/v1/segments/ladder").raise_for_status().json()
+            tags = api.get("/v1/tags", params={"limit": 12}).raise_for_status().json()
+        except httpx.HTTPError as error:
+            return [f"tagging: {error} (logs: .run/logs/tagging-worker.log, tagging-api.log)"]
+    lines = [f"value ladder x orientation (GET {run.tagging_url}/v1/segments/ladder), customers per cell:"]
+    orientations = ("rational", "emotional", "unknown")
+    lines.append("  " + f"{'layer':<10}" + "".join(f"{o:>11}" for o in orientations) + f"{'total':>8}")
+    for layer in ("prospect", "intent", "defeated", "owner"):
+        row = ladder["cells"][layer]
+        lines.append(
+            "  " + f"{layer:<10}" + "".join(f"{row[o]:>11}" for o in orientations) + f"{sum(row.values()):>8}"
+        )
+    if untagged:
+        lines.append(
+            f"  ({untagged} of this run's customers not profiled yet after {CATCH_UP_TIMEOUT_S:.0f}s)"
+        )
+    lines.append("most common tags (GET /v1/tags):")
+    lines += [f"  {row['tag']:<28} {row['customers']:>6}" for row in tags]
+    lines.append(
+        f"  count any segment: GET {run.tagging_url}/v1/segments/count?layer=intent&tag=price_sensitive"
+    )
+    return lines
 
 
-def _wait_until_scored(api: httpx.Client, customers: list[str]) -> int:
-    """Poll (with a deadline) until every customer has a score; return how many still have none."""
-    waiting = list(customers)
-    deadline = time.monotonic() + SCORING_TIMEOUT_S
+def _wait_until_present(api: httpx.Client, paths: list[str]) -> int:
+    """Poll (with a deadline) until every path answers; return how many still answer 404."""
+    waiting = list(paths)
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
     while waiting and time.monotonic() < deadline:
-        waiting = [c for c in waiting if api.get(f"/v1/customers/{c}/score").status_code == 404]
+        waiting = [path for path in waiting if api.get(path).status_code == 404]
         if waiting:
             time.sleep(0.2)  # poll interval
     return len(waiting)
 
 
-SECTIONS: tuple[Section, ...] = (posting_section, topics_section, lookup_section, scoring_section)
+SECTIONS: tuple[Section, ...] = (
+    posting_section,
+    topics_section,
+    lookup_section,
+    scoring_section,
+    tagging_section,
+)
 
 
 def summary(run: DemoRun, sections: tuple[Section, ...] = SECTIONS) -> str:
