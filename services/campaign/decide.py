@@ -1,0 +1,116 @@
+"""What happens when campaigns fire for a customer: an action, or a suppression with its reason.
+
+Checks, in order, for each campaign that fired (highest priority first, then by id):
+1. `already_entered` — the customer entered this campaign before (was acted on or held out) and
+   it does not allow re-entry;
+2. `holdout` — the customer is in the campaign's deterministic holdout group (measured, not sent);
+3. `no_consent` — the channel messages the customer, who has not consented to it;
+4. `frequency_cap` — the campaign already acted for the customer as often as allowed today;
+5. `priority` — a campaign of higher priority took the same channel for this trigger;
+6. `quiet_hours` — a message during quiet hours is deferred to their end, never dropped.
+Action ids are derived from (campaign, customer, trigger), so a replayed trigger decides the
+same ids and consumers can drop the repeat.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Literal
+
+from .definitions import ActionKind, Campaign, Channel
+from .targeting import CHINA, CustomerView, QuietHours, content_for, has_consent, in_holdout, variant_of
+
+ACTION_IDS = uuid.UUID("6f1c3e0a-5b8e-4d7a-9c41-2f6b8a0d9e17")
+HOLDOUT = "holdout"
+
+Outcome = Literal["sent", "deferred", "suppressed"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    """A customer's history with campaigns, as far as pacing needs it."""
+
+    entered: frozenset[str] = frozenset()  # campaigns the customer entered
+    sent_on: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # campaign -> (China date, count)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    action_id: str
+    campaign_id: str
+    customer_id: str
+    kind: ActionKind
+    channel: Channel
+    content_id: str | None
+    variant: str | None  # the A/B variant; "holdout" for the holdout group
+    outcome: Outcome
+    reason: str | None  # why suppressed or deferred
+    at: datetime
+    deliver_at: datetime | None = None  # deferred: when the action may go out
+    points: int | None = None
+
+
+def action_id(campaign_id: str, customer_id: str, trigger_id: str) -> str:
+    return str(uuid.uuid5(ACTION_IDS, f"{campaign_id}\x00{customer_id}\x00{trigger_id}"))
+
+
+def decide(
+    customer: CustomerView,
+    pacing: Pacing,
+    fired: Sequence[Campaign],
+    trigger_id: str,
+    now: datetime,
+    quiet: QuietHours,
+) -> tuple[Pacing, list[Decision]]:
+    """Decide every campaign that fired for the customer on one trigger."""
+    entered = set(pacing.entered)
+    sent_on = dict(pacing.sent_on)
+    today = now.astimezone(CHINA).date().isoformat()
+    taken: set[Channel] = set()
+    decisions: list[Decision] = []
+    for campaign in sorted(fired, key=lambda c: (-c.priority, c.id)):
+        action = campaign.action
+        variant = variant_of(campaign, customer.customer_id)
+        base = Decision(
+            action_id=action_id(campaign.id, customer.customer_id, trigger_id),
+            campaign_id=campaign.id,
+            customer_id=customer.customer_id,
+            kind=action.kind,
+            channel=action.channel,
+            content_id=content_for(campaign, variant, customer.orientation),
+            variant=variant,
+            outcome="sent",
+            reason=None,
+            at=now,
+            points=action.points,
+        )
+        day, count = sent_on.get(campaign.id, (today, 0))
+        count = count if day == today else 0
+        reason: str | None = None
+        if campaign.id in entered and not campaign.reentry:
+            reason = "already_entered"
+        elif in_holdout(campaign, customer.customer_id):
+            reason, base = HOLDOUT, replace(base, variant=HOLDOUT, content_id=None)
+        elif not has_consent(action.channel, customer):
+            reason = "no_consent"
+        elif count >= campaign.frequency_cap.per_customer_per_day:
+            reason = "frequency_cap"
+        elif action.channel in taken:
+            reason = "priority"
+        if reason in (None, HOLDOUT):  # acted on, or measured as holdout: the customer is in
+            entered.add(campaign.id)
+        if reason is not None:
+            decisions.append(replace(base, outcome="suppressed", reason=reason))
+            continue
+        taken.add(action.channel)
+        sent_on[campaign.id] = (today, count + 1)
+        if action.channel.messages_the_customer and campaign.respect_quiet_hours and quiet.contains(now):
+            decisions.append(
+                replace(base, outcome="deferred", reason="quiet_hours", deliver_at=quiet.over_at(now))
+            )
+        else:
+            decisions.append(base)
+    return Pacing(frozenset(entered), sent_on), decisions

@@ -1,0 +1,186 @@
+"""What a campaign is: trigger, audience, action, holdout, pacing. Validated, as data.
+
+Ops create campaigns through the API; an invalid definition is refused with a reason per field
+(422) and never reaches a worker. DESIGN.md's minimal definition is valid as it stands.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from shared.events import CUSTOM_TYPE, EVENT_TYPES
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class TriggerKind(StrEnum):
+    band_entered = "band_entered"
+    tag_added = "tag_added"
+    layer_entered = "layer_entered"
+    event = "event"
+
+
+class ActionKind(StrEnum):
+    send_content = "send_content"
+    invite_group = "invite_group"  # a 1vN WeCom group with a dealer consultant
+    assign_dealer = "assign_dealer"  # hand the lead to a dealer consultant
+    grant_points = "grant_points"
+
+
+class Channel(StrEnum):
+    wecom_1v1 = "wecom_1v1"
+    wecom_group = "wecom_group"
+    official_account = "official_account"
+    mini_program = "mini_program"
+    app_push = "app_push"
+    sms = "sms"
+    dealer = "dealer"  # a consultant's task list: not a message to the customer
+    membership = "membership"  # points on the customer's account: not a message either
+
+    @property
+    def messages_the_customer(self) -> bool:
+        """Messages are subject to consent and quiet hours; dealer tasks and points are not."""
+        return self not in (Channel.dealer, Channel.membership)
+
+    @property
+    def consent_by_wecom_friendship(self) -> bool:
+        return self in (Channel.wecom_1v1, Channel.wecom_group)
+
+
+BANDS = ("low", "medium", "high", "hot")
+LAYERS = ("prospect", "intent", "defeated", "owner")
+ORIENTATIONS = ("rational", "emotional", "unknown")
+STAGES = ("newcomer", "active_fan", "die_hard_fan")
+
+
+class Trigger(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on: TriggerKind
+    value: str = Field(min_length=1, max_length=128)
+    # Wait this long after the trigger before acting (e.g. recall defeated leads after a cooldown);
+    # the audience is checked again then.
+    delay_hours: float = Field(default=0, ge=0, le=24 * 365)
+
+    @model_validator(mode="after")
+    def _value_fits(self) -> Trigger:
+        allowed = {TriggerKind.band_entered: BANDS, TriggerKind.layer_entered: LAYERS}.get(self.on)
+        if allowed is not None and self.value not in allowed:
+            raise ValueError(f"{self.on} takes one of {', '.join(allowed)}, not {self.value!r}")
+        if (
+            self.on is TriggerKind.event
+            and self.value not in EVENT_TYPES
+            and not CUSTOM_TYPE.match(self.value)
+        ):
+            raise ValueError(f"unknown event type {self.value!r}")
+        return self
+
+
+class Audience(BaseModel):
+    """Who a campaign is for: every list given must match (empty lists match everyone)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    layers: list[Literal["prospect", "intent", "defeated", "owner"]] = Field(default_factory=list)
+    orientations: list[Literal["rational", "emotional", "unknown"]] = Field(default_factory=list)
+    stages: list[Literal["newcomer", "active_fan", "die_hard_fan"]] = Field(default_factory=list)
+    bands: list[Literal["low", "medium", "high", "hot"]] = Field(default_factory=list)
+    tags_all: list[str] = Field(default_factory=list)
+    tags_none: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Audience:
+        if both := set(self.tags_all) & set(self.tags_none):
+            raise ValueError(f"tags both required and excluded: {', '.join(sorted(both))}")
+        return self
+
+
+class Content(BaseModel):
+    """Content ids by orientation; `default` for customers of another or unknown orientation."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rational: str | None = None
+    emotional: str | None = None
+    default: str = Field(min_length=1, max_length=128)
+
+
+class Variant(BaseModel):
+    """An A/B variant: its share of the (non-holdout) audience and its own content."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    weight: float = Field(gt=0, le=100)
+    content: Content
+
+
+class Action(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ActionKind
+    channel: Channel
+    content: Content | None = None
+    variants: list[Variant] = Field(default_factory=list, max_length=10)
+    group_template: str | None = Field(default=None, max_length=128)  # invite_group: the group's template
+    points: int | None = Field(default=None, gt=0, le=1_000_000)  # grant_points
+    sla_hours: float = Field(default=24, gt=0, le=24 * 30)  # assign_dealer: time to a dealer.followup
+
+    @model_validator(mode="after")
+    def _complete(self) -> Action:
+        kind = self.kind
+        if kind in (ActionKind.send_content, ActionKind.invite_group):
+            if self.content is None and not self.variants:
+                raise ValueError(f"{kind} needs content (or variants with content)")
+            if self.content is not None and self.variants:
+                raise ValueError("give content or variants, not both")
+        if kind is ActionKind.grant_points:
+            if self.points is None:
+                raise ValueError("grant_points needs points")
+            if self.channel is not Channel.membership:
+                raise ValueError("grant_points goes through the membership channel")
+        if kind is ActionKind.assign_dealer and self.channel is not Channel.dealer:
+            raise ValueError("assign_dealer goes through the dealer channel")
+        if (
+            kind in (ActionKind.send_content, ActionKind.invite_group)
+            and not self.channel.messages_the_customer
+        ):
+            raise ValueError(f"{kind} needs a messaging channel, not {self.channel}")
+        if len({v.name for v in self.variants}) != len(self.variants):
+            raise ValueError("variant names must be unique")
+        return self
+
+
+class FrequencyCap(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    per_customer_per_day: int = Field(default=1, ge=1, le=100)
+
+
+class Campaign(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str = Field(min_length=1, max_length=200)
+    status: Literal["active", "paused"] = "active"
+    trigger: Trigger
+    audience: Audience = Audience()
+    action: Action
+    holdout_pct: Percent = 0
+    frequency_cap: FrequencyCap = FrequencyCap()
+    reentry: bool = False
+    priority: int = Field(default=0, ge=-1000, le=1000, description="higher first when several fire at once")
+    respect_quiet_hours: bool = True
+    schema_version: Literal[1] = 1
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not ID_PATTERN.match(value):
+            raise ValueError("ids are 1-64 of a-z 0-9 _ - and start with a letter or digit")
+        return value
