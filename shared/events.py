@@ -161,6 +161,17 @@ class PublishedEventCore(BaseModel):
     schema_version: Literal[1] = SCHEMA_VERSION
 
 
+class PublishedEvent(PublishedEventCore):
+    """The core fields and the free `properties`, for workers whose rules may test any of them."""
+
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    def text(self, name: str) -> str | None:
+        """A non-empty string property, else None."""
+        value = self.properties.get(name)
+        return value if isinstance(value, str) and value else None
+
+
 class InvalidEvent(ValueError):
     """Raised by `validate_event`, carrying field-level errors in FastAPI's shape."""
 

@@ -5,21 +5,11 @@ A message that does not decode goes to its topic's dead-letter topic.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import Field
-
-from shared.events import PublishedEventCore
+from shared.events import PublishedEvent
 
 
-class TaggingEvent(PublishedEventCore):
-    """The part of a `touchpoint.events.v1` envelope that tagging uses."""
-
-    properties: dict[str, Any] = Field(default_factory=dict)  # rules may test any of them
-
-    def text(self, name: str) -> str | None:
-        value = self.properties.get(name)
-        return value if isinstance(value, str) and value else None
+class TaggingEvent(PublishedEvent):
+    """The part of a `touchpoint.events.v1` envelope that tagging uses (rules may test any property)."""
 
     def number(self, name: str) -> float:
         value = self.properties.get(name)

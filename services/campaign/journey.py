@@ -1,0 +1,249 @@
+"""A customer's journey through the campaigns: what each input does, and what comes due later.
+
+Pure: no Kafka, Faust, Redis or HTTP. Inputs are score changes (band_entered), profile changes
+(layer_entered, tag_added, and the customer's layer, orientation, stage and tags), the
+customer's own touchpoint events (event triggers, consent, dealer and city, conversions,
+dealer follow-ups) and ticks of the clock, which release what was scheduled: messages deferred
+by quiet hours, triggers delayed by a cooldown, and SLA checks of leads handed to dealers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Literal
+
+from shared.profiles import ProfileTagsChanged
+from shared.scores import IntentScoreChanged
+
+from .consent import consents_after
+from .decide import HOLDOUT, Decision, Pacing, action_id, decide
+from .definitions import ActionKind, Campaign, TriggerKind
+from .inputs import CampaignEvent
+from .targeting import CustomerView, QuietHours, fires, in_audience
+
+CONVERSIONS = frozenset({"store.visit", "order.placed"})
+MAX_TOUCHES = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Scheduled:
+    due: datetime
+    kind: Literal["deliver", "trigger", "sla"]
+    campaign_id: str
+    trigger_id: str  # the input that fired the campaign (or the action id, for an SLA check)
+    decision: Decision | None = None  # deliver: the deferred action
+
+
+@dataclass(frozen=True, slots=True)
+class Touch:
+    """An action sent, or a holdout decision: what a later conversion is attributed to."""
+
+    campaign_id: str
+    variant: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    campaign_id: str
+    customer_id: str
+    group: str  # the variant, "holdout", or "default" for a campaign without variants
+    event_type: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    view: CustomerView
+    pacing: Pacing = field(default_factory=Pacing)
+    dealer_id: str | None = None
+    city: str | None = None
+    scheduled: tuple[Scheduled, ...] = ()
+    touches: tuple[Touch, ...] = ()
+    last_followup_at: datetime | None = None
+
+    @property
+    def next_due(self) -> datetime | None:
+        return min((s.due for s in self.scheduled), default=None)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every reaction needs besides the journey and the input."""
+
+    campaigns: Sequence[Campaign]
+    now: datetime
+    quiet: QuietHours = field(default_factory=QuietHours)
+    attribution_window: timedelta = timedelta(days=7)
+
+
+@dataclass
+class Reaction:
+    journey: Journey
+    decisions: list[Decision] = field(default_factory=list)
+    conversions: list[Conversion] = field(default_factory=list)
+    # Re-assignments of dealer leads whose SLA passed: (original action id, new decision).
+    reassignments: list[tuple[str, Decision]] = field(default_factory=list)
+
+
+def new_journey(customer_id: str) -> Journey:
+    return Journey(view=CustomerView(customer_id=customer_id))
+
+
+def on_score(journey: Journey, score: IntentScoreChanged, context: Context) -> Reaction:
+    journey = replace(journey, view=replace(journey.view, band=score.band))
+    if score.band == score.previous_band:
+        return Reaction(journey)
+    return _fire(journey, TriggerKind.band_entered, score.band, f"score:{score.event_id}", context)
+
+
+def on_profile(journey: Journey, change: ProfileTagsChanged, context: Context) -> Reaction:
+    view = replace(
+        journey.view,
+        layer=change.layer,
+        orientation=change.orientation,
+        stage=change.stage,
+        tags=frozenset(change.tags),
+    )
+    reaction = Reaction(replace(journey, view=view))
+    trigger_id = f"profile:{change.event_id}"
+    if change.layer != change.previous_layer:
+        _merge(
+            reaction, _fire(reaction.journey, TriggerKind.layer_entered, change.layer, trigger_id, context)
+        )
+    for tag in change.tags_added:
+        _merge(reaction, _fire(reaction.journey, TriggerKind.tag_added, tag, f"{trigger_id}:{tag}", context))
+    return reaction
+
+
+def on_event(journey: Journey, event: CampaignEvent, context: Context) -> Reaction:
+    view = journey.view
+    consents = consents_after(view.consents, event.type, event.text("channel"))
+    journey = replace(
+        journey,
+        view=replace(view, consents=consents) if consents != view.consents else view,
+        dealer_id=event.text("dealer_id") or journey.dealer_id,
+        city=event.text("city") or journey.city,
+        last_followup_at=event.occurred_at if event.type == "dealer.followup" else journey.last_followup_at,
+    )
+    reaction = Reaction(journey)
+    if event.type in CONVERSIONS:
+        reaction.conversions += _attribute(journey, event, context)
+    _merge(reaction, _fire(reaction.journey, TriggerKind.event, event.type, event.event_id, context))
+    return reaction
+
+
+def on_tick(journey: Journey, context: Context) -> Reaction:
+    """Release what is due: deferred messages, delayed triggers, SLA checks."""
+    now = context.now
+    due = [s for s in journey.scheduled if s.due <= now]
+    if not due:
+        return Reaction(journey)
+    reaction = Reaction(replace(journey, scheduled=tuple(s for s in journey.scheduled if s.due > now)))
+    by_id = {c.id: c for c in context.campaigns}
+    for item in sorted(due, key=lambda s: (s.due, s.campaign_id)):
+        campaign = by_id.get(item.campaign_id)
+        if item.kind == "deliver" and item.decision is not None:
+            # Deferred by quiet hours: goes out now, even if the campaign was paused since.
+            sent = replace(item.decision, outcome="sent", reason=None, at=now, deliver_at=None)
+            reaction.decisions.append(sent)
+            _touch(reaction, sent)
+        elif item.kind == "trigger" and campaign is not None and campaign.status == "active":
+            if in_audience(campaign.audience, reaction.journey.view):  # checked again after the delay
+                _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, context))
+        elif item.kind == "sla" and campaign is not None:
+            _check_sla(reaction, campaign, item, context)
+    return reaction
+
+
+def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, context: Context) -> Reaction:
+    fired = [c for c in context.campaigns if fires(c, kind, value) and in_audience(c.audience, journey.view)]
+    delayed = [c for c in fired if c.trigger.delay_hours > 0]
+    now = [c for c in fired if c.trigger.delay_hours <= 0]
+    if delayed:
+        later = tuple(
+            Scheduled(context.now + timedelta(hours=c.trigger.delay_hours), "trigger", c.id, trigger_id)
+            for c in delayed
+        )
+        journey = replace(journey, scheduled=journey.scheduled + later)
+    if not now:
+        return Reaction(journey)
+    return _decide(journey, now, trigger_id, context)
+
+
+def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
+    pacing, decisions = decide(journey.view, journey.pacing, fired, trigger_id, context.now, context.quiet)
+    reaction = Reaction(replace(journey, pacing=pacing), decisions)
+    by_id = {c.id: c for c in fired}
+    scheduled: list[Scheduled] = []
+    for decision in decisions:
+        if decision.outcome == "deferred" and decision.deliver_at is not None:
+            scheduled.append(
+                Scheduled(decision.deliver_at, "deliver", decision.campaign_id, trigger_id, decision)
+            )
+        if decision.outcome in ("sent",) or decision.reason == HOLDOUT:
+            _touch(reaction, decision)
+        if decision.outcome == "sent" and decision.kind is ActionKind.assign_dealer:
+            sla = timedelta(hours=by_id[decision.campaign_id].action.sla_hours)
+            scheduled.append(Scheduled(context.now + sla, "sla", decision.campaign_id, decision.action_id))
+    if scheduled:
+        reaction.journey = replace(reaction.journey, scheduled=reaction.journey.scheduled + tuple(scheduled))
+    return reaction
+
+
+def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context: Context) -> None:
+    journey = reaction.journey
+    assigned_at = item.due - timedelta(hours=campaign.action.sla_hours)
+    followed = journey.last_followup_at
+    if followed is not None and followed >= assigned_at:
+        return
+    again = Decision(
+        action_id=action_id(campaign.id, journey.view.customer_id, f"sla:{item.trigger_id}"),
+        campaign_id=campaign.id,
+        customer_id=journey.view.customer_id,
+        kind=ActionKind.assign_dealer,
+        channel=campaign.action.channel,
+        content_id=None,
+        variant=None,
+        outcome="sent",
+        reason="sla_missed",
+        at=context.now,
+    )
+    reaction.reassignments.append((item.trigger_id, again))
+    reaction.decisions.append(again)
+    next_check = Scheduled(
+        context.now + timedelta(hours=campaign.action.sla_hours), "sla", campaign.id, again.action_id
+    )
+    reaction.journey = replace(journey, scheduled=(*journey.scheduled, next_check))
+
+
+def _touch(reaction: Reaction, decision: Decision) -> None:
+    touches = (*reaction.journey.touches, Touch(decision.campaign_id, decision.variant, decision.at))
+    reaction.journey = replace(reaction.journey, touches=touches[-MAX_TOUCHES:])
+
+
+def _attribute(journey: Journey, event: CampaignEvent, context: Context) -> list[Conversion]:
+    """The conversion goes to the last touch within the window before it, if any."""
+    since = event.occurred_at - context.attribution_window
+    candidates = [t for t in journey.touches if since <= t.at <= event.occurred_at + timedelta(minutes=5)]
+    if not candidates:
+        return []
+    last = max(candidates, key=lambda t: t.at)
+    return [
+        Conversion(
+            last.campaign_id,
+            journey.view.customer_id,
+            last.variant or "default",
+            event.type,
+            event.occurred_at,
+        )
+    ]
+
+
+def _merge(into: Reaction, other: Reaction) -> None:
+    into.journey = other.journey
+    into.decisions += other.decisions
+    into.conversions += other.conversions
+    into.reassignments += other.reassignments
