@@ -6,6 +6,7 @@
 - `DeadLetter`: what goes to `<topic>.dlq` for an input the worker cannot take.
 - `retrying`: keep trying a write while the broker or Redis is away (the batch stays unacked).
 - `InputWatch`: per input partition, offsets never delivered (gaps) and lag, into the metrics.
+- `run_worker`: a worker process's entrypoint.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -24,8 +26,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from shared.kafka import ensure_topics
 from shared.metrics import CONTENT_TYPE, render
 from shared.settings import ServiceSettings
+from shared.topics import TopicSpec, contract_topics
 from shared.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -169,3 +173,22 @@ class InputWatch:
             highwater = self._highwater(tp)
             if highwater is not None:
                 metrics.set_lag(tp.topic, tp.partition, highwater - offset - 1)
+
+
+def run_worker(
+    service: str,
+    settings: WorkerSettings,
+    owned_topics: list[TopicSpec],
+    table_dir: str,
+    app: Callable[[], faust.App],
+) -> None:
+    """A worker's entrypoint: topics first (with the contract's partitions), then Faust."""
+    from shared.logging import configure_logging, logging_dict_config
+
+    configure_logging(service, settings.log_level)
+    ensure_topics(settings.kafka_bootstrap_servers, contract_topics(settings.topic_partitions) + owned_topics)
+    Path(table_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir must exist
+    # Faust sets logging up again when it starts: hand it ours.
+    logging_config = logging_dict_config(service, settings.log_level)
+    worker = faust.Worker(app(), loglevel=settings.log_level.lower(), logging_config=logging_config)
+    worker.execute_from_commandline()

@@ -166,3 +166,42 @@ def tagging(backends: Backends, log_dir: Path, scoring: RunningScoring) -> Itera
     yield RunningTagging(api_url, metrics_url, worker, api)
     api.stop()
     worker.stop()
+
+
+@dataclass(frozen=True)
+class RunningCampaign:
+    api_url: str
+    metrics_url: str
+    worker: Process
+    api: Process
+
+
+@pytest.fixture(scope="session")
+def campaign(backends: Backends, log_dir: Path, tagging: RunningTagging) -> Iterator[RunningCampaign]:
+    """One campaign worker and API for the session, after tagging (it reads both workers' output)."""
+    from tests.scoring_worker import FAST_GROUP
+
+    metrics_port, api_port = free_port(), free_port()
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": backends.kafka_bootstrap_servers,
+        "REDIS_URL": backends.redis_url,
+        "TOPIC_PARTITIONS": "3",
+        "CAMPAIGN_PORT": str(api_port),
+        "CAMPAIGN_METRICS_PORT": str(metrics_port),
+        "OPS_TOKENS": OPS_TOKEN,
+        "CAMPAIGNS_POLL_INTERVAL_S": "0.2",
+        "TICK_INTERVAL_S": "0.2",
+        "QUIET_HOURS_START": "00:00",  # no quiet hours: tests run at any time of day
+        "QUIET_HOURS_END": "00:00",
+        "CONSENT_GRACE_S": "3",
+        "TABLE_DIR": f".run/test-campaign-tables-{metrics_port}",
+        **FAST_GROUP,
+    }
+    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
+    worker = start_service(
+        "campaign-worker", "services.campaign.worker", env, f"{metrics_url}/readyz", log_dir
+    )
+    api = start_service("campaign-api", "services.campaign.api", env, f"{api_url}/readyz", log_dir)
+    yield RunningCampaign(api_url, metrics_url, worker, api)
+    api.stop()
+    worker.stop()

@@ -30,7 +30,7 @@ MAX_TOUCHES = 20
 @dataclass(frozen=True, slots=True)
 class Scheduled:
     due: datetime
-    kind: Literal["deliver", "trigger", "sla"]
+    kind: Literal["deliver", "trigger", "sla", "consent"]
     campaign_id: str
     trigger_id: str  # the input that fired the campaign (or the action id, for an SLA check)
     decision: Decision | None = None  # deliver: the deferred action
@@ -77,6 +77,10 @@ class Context:
     now: datetime
     quiet: QuietHours = field(default_factory=QuietHours)
     attribution_window: timedelta = timedelta(days=7)
+    # A trigger derived from the customer's events (a score, a profile change) reaches the worker
+    # on another topic than those events and may overtake the consent among them: a `no_consent`
+    # is decided only after this grace, in which the consent can still arrive.
+    consent_grace: timedelta = timedelta(seconds=60)
 
 
 @dataclass
@@ -155,6 +159,9 @@ def on_tick(journey: Journey, context: Context) -> Reaction:
                 _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, context))
         elif item.kind == "sla" and campaign is not None:
             _check_sla(reaction, campaign, item, context)
+        elif item.kind == "consent" and campaign is not None and campaign.status == "active":
+            final = replace(context, consent_grace=timedelta(0))  # no second grace
+            _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, final))
     return reaction
 
 
@@ -175,9 +182,16 @@ def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, cont
 
 def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
     pacing, decisions = decide(journey.view, journey.pacing, fired, trigger_id, context.now, context.quiet)
+    scheduled: list[Scheduled] = []
+    if context.consent_grace > timedelta(0):
+        waiting = [d for d in decisions if d.reason == "no_consent"]
+        scheduled += [
+            Scheduled(context.now + context.consent_grace, "consent", d.campaign_id, trigger_id)
+            for d in waiting
+        ]
+        decisions = [d for d in decisions if d.reason != "no_consent"]
     reaction = Reaction(replace(journey, pacing=pacing), decisions)
     by_id = {c.id: c for c in fired}
-    scheduled: list[Scheduled] = []
     for decision in decisions:
         if decision.outcome == "deferred" and decision.deliver_at is not None:
             scheduled.append(

@@ -23,10 +23,11 @@ from shared.http import operations_router, require_ops_token
 from shared.logging import configure_logging
 from shared.metrics import LATENCY_BUCKETS, process_registry
 from shared.redis import create_redis
+from shared.versioned_hash import VersionConflict
 
 from . import read_model
 from .read_model import ProfileView
-from .rule_store import RuleConflict, change_rule, load_rules
+from .rule_store import RULES, load_rules
 from .rules import Layer, Orientation, RuleSet, Stage, TagRule
 from .settings import TaggingSettings
 
@@ -173,8 +174,8 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
         """Running workers apply it within seconds, to every profile they hold."""
         await validated_change(rule.tag, rule)
         try:
-            await change_rule(redis, "create", rule.tag, rule)
-        except RuleConflict:
+            await RULES.change(redis, "create", rule.tag, rule.model_dump_json())
+        except VersionConflict:
             raise HTTPException(
                 status.HTTP_409_CONFLICT, f"a rule for {rule.tag!r} exists: PUT to change it"
             ) from None
@@ -209,7 +210,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
                 [{"loc": ["body", "tag"], "msg": f"must be {tag!r}, the tag in the path"}],
             )
         await validated_change(tag, rule)
-        await change_rule(redis, "put", tag, rule)
+        await RULES.change(redis, "put", tag, rule.model_dump_json())
         log.info("tag rule put", extra={"tag": tag})
         return await list_rules()
 
@@ -223,8 +224,8 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
     async def delete_rule(tag: TagName) -> Response:
         """Customers lose the tag as running workers apply the change."""
         try:
-            await change_rule(redis, "delete", tag)
-        except RuleConflict:
+            await RULES.change(redis, "delete", tag)
+        except VersionConflict:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule for {tag!r}") from None
         log.info("tag rule deleted", extra={"tag": tag})
         return Response(status_code=status.HTTP_204_NO_CONTENT)

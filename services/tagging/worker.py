@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import faust
-
-from shared.kafka import ensure_topics
-from shared.logging import configure_logging, logging_dict_config
 from shared.redis import create_redis
-from shared.topics import contract_topics
+from shared.stream_worker import run_worker
 
 from .app import create_app
 from .rule_store import load_rules
@@ -29,15 +24,14 @@ async def _rules_in_force(settings: TaggingSettings) -> RuleSet:
 
 def main() -> None:
     settings = TaggingSettings()
-    configure_logging("tagging-worker", settings.log_level)
-    topics = contract_topics(settings.topic_partitions) + worker_owned_topics(settings)
-    ensure_topics(settings.kafka_bootstrap_servers, topics)
-    Path(settings.table_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir must exist
-    app = create_app(settings, rules=asyncio.run(_rules_in_force(settings)))
-    # Faust sets logging up again when it starts: hand it ours.
-    logging_config = logging_dict_config("tagging-worker", settings.log_level)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), logging_config=logging_config)
-    worker.execute_from_commandline()
+    # The rules in force when the worker starts, so that replayed inputs see the same rules.
+    run_worker(
+        "tagging-worker",
+        settings,
+        worker_owned_topics(settings),
+        settings.table_dir,
+        lambda: create_app(settings, rules=asyncio.run(_rules_in_force(settings))),
+    )
 
 
 if __name__ == "__main__":

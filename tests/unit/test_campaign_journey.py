@@ -96,9 +96,18 @@ def test_xpeng_high_intent_wecom_friend_is_invited_to_a_group_then_handed_to_a_d
     assert any(s.kind == "sla" for s in hot.journey.scheduled)
 
 
-def test_without_a_wecom_friendship_the_group_invite_is_suppressed() -> None:
-    (invite,) = on_score(journey_of(), band("high", "medium"), context()).decisions
+def test_without_a_wecom_friendship_the_group_invite_is_suppressed_after_a_grace() -> None:
+    waiting = on_score(journey_of(), band("high", "medium"), context())
+    assert not waiting.decisions  # the consent may still be on its way, on another topic
+    (invite,) = on_tick(waiting.journey, context(DAY + timedelta(seconds=60))).decisions
     assert (invite.outcome, invite.reason) == ("suppressed", "no_consent")
+
+
+def test_a_consent_that_arrives_after_the_score_it_preceded_still_counts() -> None:
+    waiting = on_score(journey_of(), band("high", "medium"), context()).journey
+    friend = on_event(waiting, touch("wecom.friend_added", DAY - timedelta(seconds=5)), context()).journey
+    (invite,) = on_tick(friend, context(DAY + timedelta(seconds=60))).decisions
+    assert (invite.campaign_id, invite.outcome) == ("xpeng-high-intent-group", "sent")
 
 
 def test_a_lead_nobody_follows_up_is_reassigned_after_the_sla() -> None:

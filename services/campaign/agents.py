@@ -1,0 +1,291 @@
+"""The campaign agent: decode a batch, call the domain (batch.react_batch), write the effects.
+
+As in scoring and tagging, effects are written — dealer assignments, the Redis read model, the
+table rows, their changelog records and the outputs acknowledged by the broker — before the batch
+is acked. Actions are emitted with ids derived from their trigger, so a replay emits the same ids.
+The ticker turns due times in Redis into tick records on the worker's own topic, so that what is
+due is released inside the stream, in order with the customer's other inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timedelta
+from time import perf_counter
+
+import faust
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from shared.identity import IdentityMerged
+from shared.kafka import BulkSender, OutgoingRecord
+from shared.metrics import LATENCY_BUCKETS
+from shared.profiles import ProfileTagsChanged
+from shared.record_table import RecordCodec
+from shared.scores import IntentScoreChanged
+from shared.stream_worker import DeadLetter, InputWatch, retrying
+from shared.topics import IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, TOUCHPOINT_EVENTS
+from shared.worker_metrics import WorkerMetrics
+
+from . import read_model
+from .batch import BatchOutcome, Delivery, Handover, JourneyRecord, Payload, Tick, react_batch
+from .dealers import Consultant
+from .definitions import ActionKind, Campaign
+from .desk import assign_lead, assignment_of
+from .inputs import CampaignEvent
+from .journey import Context
+from .read_model import ActionRecord, record_of
+from .store import load_campaigns
+from .targeting import QuietHours
+from .topics import CampaignTopics
+
+log = logging.getLogger(__name__)
+TICK_AGAIN_S = 30.0  # a customer ticked but not yet released is ticked again after this
+
+
+class ActionMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.actions = Counter(
+            "pd_campaign_actions",
+            "Campaign decisions by campaign, action kind and outcome: sent, deferred, or why not",
+            ["campaign", "kind", "outcome"],
+            registry=registry,
+        )
+        self.version = Gauge(
+            "pd_campaigns_version",
+            "Version of the campaign definitions the worker applies",
+            registry=registry,
+        )
+        self.event_to_action = Histogram(
+            "pd_event_to_action_seconds",
+            "From ingest's received_at of the input that fired a campaign to its action emitted",
+            buckets=(*LATENCY_BUCKETS, 30, 60, 300),
+            registry=registry,
+        )
+
+
+class Campaigner:
+    def __init__(
+        self,
+        *,
+        table: faust.Table,
+        codec: RecordCodec[JourneyRecord],
+        topics: CampaignTopics,
+        redis: Redis,
+        sender: BulkSender,
+        metrics: WorkerMetrics,
+        action_metrics: ActionMetrics,
+        watch: InputWatch,
+        roster: list[Consultant],
+        attribution_window: timedelta,
+        quiet: QuietHours,
+        consent_grace: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.campaigns: list[Campaign] = []
+        self.campaigns_version = -1
+        self._table = table
+        self._codec = codec
+        self._topics = topics
+        self._redis = redis
+        self._sender = sender
+        self._metrics = metrics
+        self._action_metrics = action_metrics
+        self._watch = watch
+        self._roster = roster
+        self._window = attribution_window
+        self._quiet = quiet
+        self._consent_grace = consent_grace
+        self._clock = clock
+        self._ticked: dict[str, float] = {}  # customer -> monotonic time of the last tick sent
+        self._last_alone = frozenset({topics.changelog})
+        self._decoders: dict[str, Callable[[bytes], Payload]] = {
+            TOUCHPOINT_EVENTS: CampaignEvent.model_validate_json,
+            INTENT_SCORES: IntentScoreChanged.model_validate_json,
+            PROFILE_TAGS: ProfileTagsChanged.model_validate_json,
+            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+            topics.ticks: Tick.model_validate_json,
+            topics.handovers: Handover.model_validate_json,
+        }
+
+    async def react(self, events: Sequence[faust.EventT]) -> None:
+        started = perf_counter()
+        deliveries, partitions, dead = self._decode(events)
+        now = self._clock()
+        context = Context(self.campaigns, now, self._quiet, self._window, self._consent_grace)
+        outcome = self._react(deliveries, context, dead)
+        records = await self._assign_dealers(outcome, now)
+        due = {cid: record.journey.next_due for cid, record in outcome.records.items()}
+        await retrying(
+            "redis write", lambda: read_model.write_batch(self._redis, records, outcome.conversions, due)
+        )
+        data = self._table.data
+        for customer_id, record in outcome.records.items():
+            data[customer_id] = record
+        outputs = self._outputs(outcome, records, partitions, dead)
+        await retrying("send", lambda: self._sender.send_all(outputs, last_alone=self._last_alone))
+        self._observe(outcome, records, len(dead), started)
+        self._watch.observe(events)
+
+    async def refresh_campaigns(self) -> None:
+        try:
+            version, campaigns = await load_campaigns(self._redis)
+        except (RedisError, OSError, ValidationError) as error:
+            log.warning("could not read campaigns, keeping version %d: %r", self.campaigns_version, error)
+            return
+        if version != self.campaigns_version:
+            self.campaigns, self.campaigns_version = campaigns, version
+            self._action_metrics.version.set(version)
+            log.info("campaigns version %d in force: %d campaigns", version, len(campaigns))
+
+    async def tick(self) -> None:
+        """Send a tick to every customer with something due (at most every TICK_AGAIN_S each)."""
+        now = self._clock()
+        try:
+            due = await read_model.due_customers(self._redis, now)
+        except (RedisError, OSError) as error:
+            log.warning("could not read due customers: %r", error)
+            return
+        clock = time.monotonic()
+        fresh = [c for c in due if clock - self._ticked.get(c, -TICK_AGAIN_S) >= TICK_AGAIN_S]
+        if not fresh:
+            return
+        stamp = int(now.timestamp())
+        ticks = [
+            OutgoingRecord(
+                self._topics.ticks,
+                customer.encode(),
+                Tick(tick_id=f"tick:{customer}:{stamp}", customer_id=customer).model_dump_json().encode(),
+            )
+            for customer in fresh
+        ]
+        await self._sender.send_all(ticks)
+        self._ticked.update(dict.fromkeys(fresh, clock))
+        if len(self._ticked) > 100_000:  # forget old entries now and then
+            self._ticked = {c: t for c, t in self._ticked.items() if clock - t < TICK_AGAIN_S}
+
+    async def _assign_dealers(self, outcome: BatchOutcome, now: datetime) -> list[ActionRecord]:
+        """Every decision as a record; a dealer lead gets its consultant (or `no_capacity`)."""
+        records: list[ActionRecord] = []
+        reassigned = {decision.action_id: original for original, decision in outcome.reassignments}
+        for decision in outcome.decisions:
+            if decision.kind is not ActionKind.assign_dealer or decision.outcome != "sent":
+                records.append(record_of(decision))
+                continue
+            row = outcome.records.get(decision.customer_id)
+            journey = row.journey if row is not None else None
+            missed = None
+            if decision.action_id in reassigned:
+                missed = await assignment_of(self._redis, reassigned[decision.action_id])
+            consultant = await assign_lead(
+                self._redis,
+                self._roster,
+                decision.action_id,
+                journey.dealer_id if journey else None,
+                journey.city if journey else None,
+                now,
+                missed,
+            )
+            if consultant is None:
+                decision = replace(decision, outcome="suppressed", reason="no_capacity")
+            records.append(record_of(decision, consultant))
+        return records
+
+    def _outputs(
+        self,
+        outcome: BatchOutcome,
+        records: list[ActionRecord],
+        partitions: dict[str, int],
+        dead: list[DeadLetter],
+    ) -> list[OutgoingRecord]:
+        topics = self._topics
+        outputs = [
+            OutgoingRecord(topics.changelog, cid.encode(), self._codec.encode(record), partitions[cid])
+            for cid, record in outcome.records.items()
+        ]
+        outputs += [
+            OutgoingRecord(topics.actions, r.customer_id.encode(), r.model_dump_json().encode())
+            for r in records
+            if r.outcome == "sent"
+        ]
+        outputs += [
+            OutgoingRecord(
+                topics.handovers, h.customer_id.encode(), h.model_dump_json(exclude_none=True).encode()
+            )
+            for h in outcome.handovers
+        ]
+        outputs += [OutgoingRecord(topics.dead_letters[d.topic], d.key, d.encode()) for d in dead]
+        return outputs
+
+    def _decode(
+        self, events: Sequence[faust.EventT]
+    ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
+        deliveries: list[Delivery] = []
+        partitions: dict[str, int] = {}
+        dead: list[DeadLetter] = []
+        for event in events:
+            message = event.message
+            try:
+                if message.value is None:
+                    raise ValueError("empty message")
+                payload = self._decoders[message.topic](message.value)
+            except (ValidationError, ValueError) as error:
+                dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
+                continue
+            delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
+            deliveries.append(delivery)
+            partitions[delivery.customer_id] = message.partition
+        return deliveries, partitions, dead
+
+    def _react(self, deliveries: list[Delivery], context: Context, dead: list[DeadLetter]) -> BatchOutcome:
+        try:
+            return react_batch(deliveries, self._table.data.get, context)
+        except Exception:
+            log.exception("a batch failed; retrying its inputs one by one")
+        outcome = BatchOutcome()
+
+        def record_of_customer(customer_id: str) -> JourneyRecord | None:
+            return outcome.records.get(customer_id) or self._table.data.get(customer_id)
+
+        for delivery in deliveries:
+            try:
+                one = react_batch([delivery], record_of_customer, context)
+            except Exception as error:
+                topic, _, partition = delivery.partition.rpartition("/")
+                dead.append(
+                    DeadLetter(
+                        topic,
+                        delivery.customer_id.encode(),
+                        delivery.payload.model_dump_json().encode(),
+                        f"campaign failed: {type(error).__name__}: {error}"[:2000],
+                        int(partition),
+                        delivery.offset,
+                    )
+                )
+                continue
+            outcome.records.update(one.records)
+            outcome.decisions += one.decisions
+            outcome.conversions += one.conversions
+            outcome.reassignments += one.reassignments
+            outcome.handovers += one.handovers
+            outcome.received_at.update(one.received_at)
+            for name, n in one.counts.items():
+                outcome.counts[name] = outcome.counts.get(name, 0) + n
+        return outcome
+
+    def _observe(self, outcome: BatchOutcome, records: list[ActionRecord], dead: int, started: float) -> None:
+        metrics = self._metrics
+        metrics.count(outcome.counts | ({"dead_lettered": dead} if dead else {}))
+        metrics.batch_seconds.labels(metrics.service).observe(perf_counter() - started)
+        emitted = self._clock()
+        for record in records:
+            label = record.outcome if record.outcome != "suppressed" else record.reason or "suppressed"
+            self._action_metrics.actions.labels(record.campaign_id, record.kind, label).inc()
+            received = outcome.received_at.get(record.action_id)
+            if record.outcome == "sent" and received is not None:
+                self._action_metrics.event_to_action.observe((emitted - received).total_seconds())

@@ -1,0 +1,268 @@
+"""Campaign HTTP API (port 8004): campaign CRUD, a customer's actions, campaign stats.
+
+Stateless: definitions and figures live in Redis, written by this API and the worker.
+`python -m services.campaign.api`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Request, Response, status
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry, Histogram
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from shared.http import operations_router, require_ops_token
+from shared.logging import configure_logging
+from shared.metrics import LATENCY_BUCKETS, process_registry
+from shared.redis import create_redis
+from shared.versioned_hash import VersionConflict
+
+from . import read_model
+from .definitions import Campaign
+from .examples import example_campaigns
+from .read_model import ActionRecord
+from .settings import CampaignSettings
+from .store import CAMPAIGNS, load_campaigns
+
+log = logging.getLogger(__name__)
+
+CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
+
+
+class CampaignList(BaseModel):
+    version: int = Field(description="goes up with every change; workers apply it within seconds")
+    campaigns: list[Campaign]
+
+
+class GroupStats(BaseModel):
+    entered: int = Field(description="customers in the group (sent or deferred, or held out)")
+    converted: int = Field(description="of them, customers with an attributed store visit or order")
+    conversion_rate: float | None
+
+
+class CampaignStats(BaseModel):
+    campaign_id: str
+    triggered: int = Field(
+        description="decisions: every time the campaign fired for a customer in its audience"
+    )
+    sent: dict[str, int] = Field(description="actions sent per variant (`default` without variants)")
+    deferred: int = Field(description="held for quiet hours (sent later, counted in `sent` then)")
+    suppressed: dict[str, int] = Field(description="per reason")
+    groups: dict[str, GroupStats] = Field(description="per variant and the holdout: compare rates for lift")
+
+
+def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
+    def by_prefix(prefix: str) -> dict[str, int]:
+        return {name.removeprefix(prefix): n for name, n in figures.items() if name.startswith(prefix)}
+
+    entered, converted = by_prefix("entered:"), by_prefix("converted:")
+    groups = {
+        group: GroupStats(
+            entered=n,
+            converted=converted.get(group, 0),
+            conversion_rate=converted.get(group, 0) / n if n else None,
+        )
+        for group, n in sorted(entered.items())
+    }
+    return CampaignStats(
+        campaign_id=campaign_id,
+        triggered=figures.get("triggered", 0),
+        sent=by_prefix("sent:"),
+        deferred=figures.get("deferred", 0),
+        suppressed=by_prefix("suppressed:"),
+        groups=groups,
+    )
+
+
+def create_app(settings: CampaignSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+    registry = registry if registry is not None else process_registry()
+    request_seconds = Histogram(
+        "pd_campaign_api_request_seconds",
+        "Campaign API request latency",
+        ["route", "status"],
+        buckets=LATENCY_BUCKETS,
+        registry=registry,
+    )
+    redis = create_redis(settings.redis_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Campaign",
+        description="Campaigns that react to score and tag changes with the content meant for each "
+        "customer's layer and orientation; every action and suppression per customer; stats with "
+        "conversions per variant and for the holdout.",
+        version="1",
+        lifespan=lifespan,
+        telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
+    )
+
+    @app.exception_handler(RedisError)
+    async def redis_unavailable(_: Request, error: RedisError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"read model unavailable, retry: {type(error).__name__}: {error}"[:300]},
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
+        return response
+
+    async def redis_ready() -> None:
+        await redis.ping()
+
+    app.include_router(operations_router(registry, {"redis": redis_ready}))
+    v1 = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(require_ops_token(settings.ops_tokens))],
+        responses={401: {"description": "missing or invalid ops token"}, 503: {"description": "Redis down"}},
+    )
+
+    async def find(campaign_id: str) -> Campaign:
+        _, campaigns = await load_campaigns(redis)
+        for campaign in campaigns:
+            if campaign.id == campaign_id:
+                return campaign
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}")
+
+    @v1.get("/campaigns", response_model=CampaignList, tags=["campaigns"], summary="Every campaign")
+    async def list_campaigns() -> CampaignList:
+        version, campaigns = await load_campaigns(redis)
+        return CampaignList(version=version, campaigns=campaigns)
+
+    @v1.post(
+        "/campaigns",
+        response_model=Campaign,
+        status_code=status.HTTP_201_CREATED,
+        tags=["campaigns"],
+        summary="Create a campaign",
+        responses={409: {"description": "the id exists"}, 422: {"description": "invalid, with reasons"}},
+    )
+    async def create_campaign(campaign: Campaign) -> Campaign:
+        """Running workers take it up within seconds."""
+        try:
+            await CAMPAIGNS.change(redis, "create", campaign.id, campaign.model_dump_json())
+        except VersionConflict:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"campaign {campaign.id!r} exists: PUT to change it"
+            ) from None
+        log.info("campaign created", extra={"campaign": campaign.id})
+        return campaign
+
+    @v1.post(
+        "/campaigns/examples",
+        response_model=CampaignList,
+        tags=["campaigns"],
+        summary="Add the example campaigns (the paper's flows) that are not there yet",
+    )
+    async def add_examples() -> CampaignList:
+        for campaign in example_campaigns():
+            try:
+                await CAMPAIGNS.change(redis, "create", campaign.id, campaign.model_dump_json())
+            except VersionConflict:
+                continue
+        return await list_campaigns()
+
+    @v1.get(
+        "/campaigns/{campaign_id}",
+        response_model=Campaign,
+        tags=["campaigns"],
+        summary="One campaign",
+        responses={404: {"description": "no such campaign"}},
+    )
+    async def get_campaign(campaign_id: CampaignId) -> Campaign:
+        return await find(campaign_id)
+
+    @v1.put(
+        "/campaigns/{campaign_id}",
+        response_model=Campaign,
+        tags=["campaigns"],
+        summary="Change a campaign (pause and resume with `status`)",
+        responses={404: {"description": "no such campaign"}, 422: {"description": "invalid, or another id"}},
+    )
+    async def put_campaign(campaign_id: CampaignId, campaign: Campaign) -> Campaign:
+        if campaign.id != campaign_id:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                [{"loc": ["body", "id"], "msg": f"must be {campaign_id!r}, the id in the path"}],
+            )
+        try:
+            await CAMPAIGNS.change(redis, "replace", campaign_id, campaign.model_dump_json())
+        except VersionConflict:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}") from None
+        log.info("campaign changed", extra={"campaign": campaign_id, "status": campaign.status})
+        return campaign
+
+    @v1.delete(
+        "/campaigns/{campaign_id}",
+        status_code=status.HTTP_204_NO_CONTENT,
+        tags=["campaigns"],
+        summary="Delete a campaign (its figures stay readable)",
+        responses={404: {"description": "no such campaign"}},
+    )
+    async def delete_campaign(campaign_id: CampaignId) -> Response:
+        try:
+            await CAMPAIGNS.change(redis, "delete", campaign_id)
+        except VersionConflict:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}") from None
+        return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @v1.get(
+        "/campaigns/{campaign_id}/stats",
+        response_model=CampaignStats,
+        tags=["campaigns"],
+        summary="Triggered, sent, suppressed by reason, conversions per variant and holdout",
+    )
+    async def get_stats(campaign_id: CampaignId) -> CampaignStats:
+        figures = await read_model.campaign_figures(redis, campaign_id)
+        if not figures:
+            await find(campaign_id)  # 404 for an unknown campaign; zeros for a quiet one
+        return stats_of(campaign_id, figures)
+
+    @v1.get(
+        "/customers/{customer_id}/actions",
+        response_model=list[ActionRecord],
+        tags=["customers"],
+        summary="Every action and suppression for a customer, oldest first",
+    )
+    async def get_actions(
+        customer_id: Annotated[str, Path(min_length=1, max_length=256)],
+    ) -> list[ActionRecord]:
+        return await read_model.customer_actions(redis, customer_id)
+
+    app.include_router(v1)
+    return app
+
+
+def main() -> None:
+    settings = CampaignSettings()
+    configure_logging("campaign-api", settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.campaign_port,
+        log_config=None,  # keep our JSON logging
+        timeout_graceful_shutdown=10,
+    )
+
+
+if __name__ == "__main__":
+    main()

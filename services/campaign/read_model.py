@@ -1,0 +1,139 @@
+"""The campaign read model in Redis: what the worker writes and the API reads.
+
+Keys (all under `pd:campaign:`):
+- `customer:{id}:actions`  hash action id -> JSON `ActionRecord` (every action and suppression).
+- `stats:{campaign}:{figure}` sets whose sizes are the campaign's figures: `triggered`,
+  `sent:{group}`, `deferred`, `suppressed:{reason}` (action ids); `entered:{group}` and
+  `converted:{group}` (customer ids, per group: a variant, `default`, or `holdout`).
+- `stats:{campaign}:figures` set of the figure names the campaign has, so stats never scan.
+- `due`  sorted set customer -> epoch seconds of their next scheduled item (the ticker reads it).
+Every write sets state (HSET, SADD, ZADD): a replayed batch writes the same state again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from redis.asyncio import Redis
+
+from shared.redis import KEY_PREFIX
+
+from .decide import HOLDOUT, Decision
+from .journey import Conversion
+
+PREFIX = f"{KEY_PREFIX}campaign:"
+DUE = f"{PREFIX}due"
+
+
+def actions_key(customer_id: str) -> str:
+    return f"{PREFIX}customer:{customer_id}:actions"
+
+
+def stats_key(campaign_id: str, figure: str) -> str:
+    return f"{PREFIX}stats:{campaign_id}:{figure}"
+
+
+class ActionRecord(BaseModel):
+    """An action or a suppression, as the API lists them and `campaign.actions.v1` carries actions."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action_id: str
+    campaign_id: str
+    customer_id: str
+    kind: str
+    channel: str
+    content_id: str | None
+    variant: str | None
+    outcome: str  # sent | deferred | suppressed
+    reason: str | None
+    at: datetime
+    deliver_at: datetime | None = None
+    points: int | None = None
+    consultant_id: str | None = None  # assign_dealer
+    schema_version: int = 1
+
+
+def record_of(decision: Decision, consultant_id: str | None = None) -> ActionRecord:
+    return ActionRecord(
+        action_id=decision.action_id,
+        campaign_id=decision.campaign_id,
+        customer_id=decision.customer_id,
+        kind=decision.kind.value,
+        channel=decision.channel.value,
+        content_id=decision.content_id,
+        variant=decision.variant,
+        outcome=decision.outcome,
+        reason=decision.reason,
+        at=decision.at,
+        deliver_at=decision.deliver_at,
+        points=decision.points,
+        consultant_id=consultant_id,
+    )
+
+
+def group_of(variant: str | None) -> str:
+    return variant or "default"
+
+
+async def write_batch(
+    redis: Redis,
+    records: Iterable[ActionRecord],
+    conversions: Iterable[Conversion],
+    due: dict[str, datetime | None],
+) -> None:
+    """Record a batch's actions, suppressions, conversions and next due times in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    figures: dict[str, set[str]] = {}
+
+    def add(campaign_id: str, figure: str, member: str) -> None:
+        pipe.sadd(stats_key(campaign_id, figure), member)
+        figures.setdefault(campaign_id, set()).add(figure)
+
+    for record in records:
+        pipe.hset(actions_key(record.customer_id), record.action_id, record.model_dump_json())
+        add(record.campaign_id, "triggered", record.action_id)
+        group = group_of(record.variant)
+        if record.outcome == "suppressed":
+            add(record.campaign_id, f"suppressed:{record.reason}", record.action_id)
+            if record.reason == "holdout":
+                add(record.campaign_id, f"entered:{HOLDOUT}", record.customer_id)
+        else:
+            add(
+                record.campaign_id,
+                "deferred" if record.outcome == "deferred" else f"sent:{group}",
+                record.action_id,
+            )
+            add(record.campaign_id, f"entered:{group}", record.customer_id)
+    for conversion in conversions:
+        add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
+    for campaign_id, names in figures.items():
+        pipe.sadd(stats_key(campaign_id, "figures"), *names)
+    next_due = {c: at.timestamp() for c, at in due.items() if at is not None}
+    if next_due:
+        pipe.zadd(DUE, next_due)
+    if gone := [c for c, at in due.items() if at is None]:
+        pipe.zrem(DUE, *gone)
+    await pipe.execute()
+
+
+async def customer_actions(redis: Redis, customer_id: str) -> list[ActionRecord]:
+    raws = await redis.hvals(actions_key(customer_id))
+    return sorted((ActionRecord.model_validate_json(r) for r in raws), key=lambda r: (r.at, r.action_id))
+
+
+async def campaign_figures(redis: Redis, campaign_id: str) -> dict[str, int]:
+    names = sorted(n.decode() for n in await redis.smembers(stats_key(campaign_id, "figures")))
+    if not names:
+        return {}
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.scard(stats_key(campaign_id, name))
+    return dict(zip(names, (int(n) for n in await pipe.execute()), strict=True))
+
+
+async def due_customers(redis: Redis, now: datetime, limit: int = 5000) -> list[str]:
+    members = await redis.zrangebyscore(DUE, "-inf", now.timestamp(), start=0, num=limit)
+    return [m.decode() for m in members]

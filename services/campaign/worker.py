@@ -1,0 +1,24 @@
+"""`pd-campaign-worker` / `python -m services.campaign.worker`: run the campaign worker."""
+
+from __future__ import annotations
+
+from shared.stream_worker import run_worker
+
+from .app import create_app
+from .settings import CampaignSettings
+from .topics import worker_owned_topics
+
+
+def main() -> None:
+    settings = CampaignSettings()
+    run_worker(
+        "campaign-worker",
+        settings,
+        worker_owned_topics(settings),
+        settings.table_dir,
+        lambda: create_app(settings),
+    )
+
+
+if __name__ == "__main__":
+    main()
