@@ -18,6 +18,14 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
     if (code := up(layout)) != 0:
         return code
     ingest = next(service for service in SERVICES if service.name == "ingest")
+    campaign = next(service for service in SERVICES if service.name == "campaign-api")
+    try:
+        with httpx.Client(base_url=campaign.url, headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as api:
+            examples = api.post("/v1/campaigns/examples").raise_for_status().json()["campaigns"]
+    except httpx.HTTPError as error:
+        say(f"\nerror: could not add the example campaigns: {error!r} (log: .run/logs/campaign-api.log)")
+        return 1
+    say(f"\ncampaigns in force: {', '.join(c['id'] for c in examples)}")
     now = datetime.now(CHINA)
     batch = journeys(customers, seed, now)
     # A few flawed events first, as real touchpoints send now and then: they show rejection.
@@ -31,7 +39,9 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
         return 1
     scoring = next(service for service in SERVICES if service.name == "scoring-api")
     tagging = next(service for service in SERVICES if service.name == "tagging-api")
-    run = DemoRun(ingest.url, scoring.url, tagging.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report)
+    run = DemoRun(
+        ingest.url, scoring.url, tagging.url, campaign.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report
+    )
     say("")
     say(summary(run))
     say("\nthe stack stays up: make status to check it, make down to stop it")

@@ -47,6 +47,8 @@ SERVICES: tuple[Service, ...] = (
     Service("scoring-api", "pd-scoring-api", 8002, {"SCORING_PORT": "8002"}, api=True),
     Service("tagging-worker", "pd-tagging-worker", 9103, {"TAGGING_METRICS_PORT": "9103"}),
     Service("tagging-api", "pd-tagging-api", 8003, {"TAGGING_PORT": "8003"}, api=True),
+    Service("campaign-worker", "pd-campaign-worker", 9104, {"CAMPAIGN_METRICS_PORT": "9104"}),
+    Service("campaign-api", "pd-campaign-api", 8004, {"CAMPAIGN_PORT": "8004"}, api=True),
 )
 
 

@@ -32,6 +32,7 @@ class DemoRun:
     ingest_url: str
     scoring_url: str
     tagging_url: str
+    campaign_url: str
     bootstrap_servers: str
     ops_token: str
     journeys: list[Journey]
@@ -243,12 +244,47 @@ def _wait_until_present(api: httpx.Client, paths: list[str]) -> int:
     return len(waiting)
 
 
+def campaign_section(run: DemoRun) -> list[str]:
+    """Each campaign's figures: actions by variant, suppressions by reason, conversions vs holdout."""
+    headers = {"Authorization": f"Bearer {run.ops_token}"}
+    with httpx.Client(base_url=run.campaign_url, headers=headers, timeout=5) as api:
+        try:
+            campaigns = api.get("/v1/campaigns").raise_for_status().json()["campaigns"]
+            stats = {
+                c["id"]: api.get(f"/v1/campaigns/{c['id']}/stats").raise_for_status().json()
+                for c in campaigns
+            }
+        except httpx.HTTPError as error:
+            return [f"campaigns: {error} (logs: .run/logs/campaign-worker.log, campaign-api.log)"]
+    lines = [f"campaigns (GET {run.campaign_url}/v1/campaigns/{{id}}/stats):"]
+    for campaign in campaigns:
+        figures = stats[campaign["id"]]
+        kind = campaign["action"]["kind"]
+        sent = ", ".join(f"{variant} {n}" for variant, n in sorted(figures["sent"].items())) or "none"
+        lines.append(f"  {campaign['id']} ({kind}): triggered {figures['triggered']}, sent {sent}")
+        if figures["deferred"]:
+            lines.append(f"    deferred by quiet hours: {figures['deferred']} (sent when they end)")
+        if figures["suppressed"]:
+            reasons = ", ".join(f"{reason} {n}" for reason, n in sorted(figures["suppressed"].items()))
+            lines.append(f"    suppressed: {reasons}")
+        groups = [
+            f"{group} {g['converted']}/{g['entered']}"
+            + (f" ({100 * g['conversion_rate']:.0f} %)" if g["conversion_rate"] is not None else "")
+            for group, g in figures["groups"].items()
+        ]
+        if groups:
+            lines.append(f"    converted/entered: {', '.join(groups)}")
+    lines.append(f"  a customer's actions: GET {run.campaign_url}/v1/customers/{{customer_id}}/actions")
+    return lines
+
+
 SECTIONS: tuple[Section, ...] = (
     posting_section,
     topics_section,
     lookup_section,
     scoring_section,
     tagging_section,
+    campaign_section,
 )
 
 

@@ -175,11 +175,26 @@ def _apply_inputs(
 
 def _react(journey: Journey, payload: Payload, context: Context) -> list[tuple[Reaction, datetime | None]]:
     if isinstance(payload, CampaignEvent):
-        return [(on_event(journey, payload, context), payload.received_at)]
+        return [
+            (
+                on_event(journey, payload, replace(context, received_at=payload.received_at)),
+                payload.received_at,
+            )
+        ]
     if isinstance(payload, IntentScoreChanged):
-        return [(on_score(journey, payload, context), payload.received_at)]
+        return [
+            (
+                on_score(journey, payload, replace(context, received_at=payload.received_at)),
+                payload.received_at,
+            )
+        ]
     if isinstance(payload, ProfileTagsChanged):
-        return [(on_profile(journey, payload, context), payload.received_at)]
+        return [
+            (
+                on_profile(journey, payload, replace(context, received_at=payload.received_at)),
+                payload.received_at,
+            )
+        ]
     if isinstance(payload, Tick):
         return [(on_tick(journey, context), None)]
     reactions: list[tuple[Reaction, datetime | None]] = []

@@ -38,7 +38,7 @@ class Scheduled:
 
 @dataclass(frozen=True, slots=True)
 class Touch:
-    """An action sent, or a holdout decision: what a later conversion is attributed to."""
+    """An action sent or deferred, or a holdout decision: what a later conversion is attributed to."""
 
     campaign_id: str
     variant: str | None
@@ -81,6 +81,9 @@ class Context:
     # on another topic than those events and may overtake the consent among them: a `no_consent`
     # is decided only after this grace, in which the consent can still arrive.
     consent_grace: timedelta = timedelta(seconds=60)
+    # When the input being handled reached ingest: the time of the touches it leads to, so that
+    # conversions (by their own received_at) are attributed in ingest's order of things.
+    received_at: datetime | None = None
 
 
 @dataclass
@@ -153,7 +156,6 @@ def on_tick(journey: Journey, context: Context) -> Reaction:
             # Deferred by quiet hours: goes out now, even if the campaign was paused since.
             sent = replace(item.decision, outcome="sent", reason=None, at=now, deliver_at=None)
             reaction.decisions.append(sent)
-            _touch(reaction, sent)
         elif item.kind == "trigger" and campaign is not None and campaign.status == "active":
             if in_audience(campaign.audience, reaction.journey.view):  # checked again after the delay
                 _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, context))
@@ -197,8 +199,10 @@ def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: C
             scheduled.append(
                 Scheduled(decision.deliver_at, "deliver", decision.campaign_id, trigger_id, decision)
             )
-        if decision.outcome in ("sent",) or decision.reason == HOLDOUT:
-            _touch(reaction, decision)
+        # Conversions count for the group a customer was put in (intent to treat): a message
+        # deferred by quiet hours counts from the decision, like a holdout.
+        if decision.outcome in ("sent", "deferred") or decision.reason == HOLDOUT:
+            _touch(reaction, decision, context)
         if decision.outcome == "sent" and decision.kind is ActionKind.assign_dealer:
             sla = timedelta(hours=by_id[decision.campaign_id].action.sla_hours)
             scheduled.append(Scheduled(context.now + sla, "sla", decision.campaign_id, decision.action_id))
@@ -233,15 +237,16 @@ def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context:
     reaction.journey = replace(journey, scheduled=(*journey.scheduled, next_check))
 
 
-def _touch(reaction: Reaction, decision: Decision) -> None:
-    touches = (*reaction.journey.touches, Touch(decision.campaign_id, decision.variant, decision.at))
+def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
+    at = context.received_at or decision.at
+    touches = (*reaction.journey.touches, Touch(decision.campaign_id, decision.variant, at))
     reaction.journey = replace(reaction.journey, touches=touches[-MAX_TOUCHES:])
 
 
 def _attribute(journey: Journey, event: CampaignEvent, context: Context) -> list[Conversion]:
     """The conversion goes to the last touch within the window before it, if any."""
-    since = event.occurred_at - context.attribution_window
-    candidates = [t for t in journey.touches if since <= t.at <= event.occurred_at + timedelta(minutes=5)]
+    since = event.received_at - context.attribution_window
+    candidates = [t for t in journey.touches if since <= t.at <= event.received_at]
     if not candidates:
         return []
     last = max(candidates, key=lambda t: t.at)
