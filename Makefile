@@ -37,6 +37,7 @@ bench: install
 		|| { echo "bench needs wrk: sudo apt-get install wrk"; exit 1; }
 	$(PY) -m bench.ingest
 	$(PY) -m bench.scoring
+	$(PY) -m bench.tagging
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

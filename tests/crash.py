@@ -46,6 +46,11 @@ class WorkerUnderTest:
     env: Callable[[str, str, int], dict[str, str]]
     # redis url -> the final state to compare, by customer
     read_state: Callable[[str], dict[str, Any]]
+    # redis url -> None: what the worker needs in Redis before it starts (e.g. its definitions)
+    prepare: Callable[[str], None] = lambda redis_url: None
+    # redis url -> None, raising AssertionError while the worker still has work of its own to
+    # do after its input is all read (e.g. what it scheduled a few seconds ahead)
+    settle: Callable[[str], None] = lambda redis_url: None
 
 
 @dataclass
@@ -66,6 +71,7 @@ def run(
     feed_chunk: int = 100,
     timeout_s: float = 120,
     expect: dict[str, Any] | None = None,
+    warmup: int = 0,
 ) -> RunReport:
     """Feed `records` while the worker runs; SIGKILL and restart it `kills` times; read its state.
 
@@ -73,6 +79,10 @@ def run(
     With `expect` (the undisturbed run's state), it ends once the state equals it, or at the
     deadline with whatever state there is: the state is the criterion, and how far the group's
     commits still lag is reported apart (see `RunReport.uncommitted`).
+
+    `warmup`: the first records are fed, and taken by the worker, before the rest and before any
+    kill: for state a worker reads from several topics whose relative order no one controls (a
+    consent on one topic, a score on another), so that both runs start from the same state.
     """
     rng = random.Random(seed)
     run_dir = log_dir / f"{worker.name}-{'crash' if kills else 'calm'}-{seed}"
@@ -83,6 +93,7 @@ def run(
         stack.callback(start_redis(redis_port, run_dir).stop)
         bootstrap, redis_url = f"127.0.0.1:{kafka_port}", f"redis://127.0.0.1:{redis_port}/0"
         ensure_topics(bootstrap, contract_topics(PARTITIONS))
+        worker.prepare(redis_url)
         env = worker.env(bootstrap, redis_url, metrics_port)
         ready_url = f"http://127.0.0.1:{metrics_port}/readyz"
 
@@ -91,12 +102,17 @@ def run(
 
         process = start()
         stack.callback(lambda: process.stop())
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        warm_ends = _feed(bootstrap, records[:warmup]) if warmup else {}
+        if warmup:
+            eventually(lambda: _assert_taken(metrics_url, warmup), timeout=timeout_s, interval=0.05)
+        records = records[warmup:]
         chunks = max(1, len(records) // feed_chunk)
         kill_points = sorted(rng.sample(range(chunks), min(kills, chunks)))
         feeder = _Feeder(bootstrap, records, feed_chunk, kill_points)
         feeder.start()
-        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        taken_before = 0.0  # inputs taken by the processes killed so far
+        # Inputs taken by the processes killed so far, less the warmup (the shares count from it).
+        taken_before = -float(warmup)
         for point in kill_points:
             # The kill lands at a random place in the input, once the worker has taken a random
             # share of what was sent so far: with state to lose and input still arriving. (A
@@ -117,9 +133,14 @@ def run(
             process = start()
         feeder.join(timeout_s)
         assert feeder.error is None, feeder.error
-        ends = _Ends(bootstrap, worker.input_topics, feeder.ends)
+        fed = {tp: max(end, feeder.ends.get(tp, 0)) for tp, end in warm_ends.items()} | {
+            tp: end for tp, end in feeder.ends.items() if tp not in warm_ends
+        }
+        ends = _Ends(bootstrap, worker.input_topics, fed)
         try:
             if expect is None:
+                eventually(lambda: _assert_committed(ends, worker.group), timeout=timeout_s, interval=0.5)
+                eventually(lambda: worker.settle(redis_url), timeout=timeout_s, interval=0.5)
                 eventually(lambda: _assert_committed(ends, worker.group), timeout=timeout_s, interval=0.5)
             else:
                 with contextlib.suppress(AssertionError):  # the caller compares and shows the difference
@@ -129,6 +150,20 @@ def run(
             return RunReport(worker.read_state(redis_url), kills, ends.uncommitted(worker.group))
         finally:
             ends.close()
+
+
+def _feed(bootstrap: str, records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """Produce `records` at once; the end of each partition fed, from the broker's acks."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    sent = [producer.send(record.topic, key=record.key, value=record.value) for record in records]
+    producer.flush()
+    ends: dict[TopicPartition, int] = {}
+    for future in sent:
+        meta = future.get()
+        tp = TopicPartition(meta.topic, meta.partition)
+        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    producer.close()
+    return ends
 
 
 class _Feeder(threading.Thread):

@@ -22,3 +22,21 @@ def event(**changes: Any) -> dict[str, Any]:
         "schema_version": 1,
     }
     return base | changes
+
+
+def published(
+    event_id: str, customer_id: str, kind: str, source: str, at: str, properties: dict[str, Any]
+) -> dict[str, Any]:
+    """An event as ingest publishes it on touchpoint.events.v1 (for feeds written to the topic)."""
+    return {
+        "event_id": event_id,
+        "type": kind,
+        "source": source,
+        "occurred_at": at,
+        "identities": {"wecom_external_userid": f"wm-{customer_id}"},
+        "properties": properties,
+        "schema_version": 1,
+        "customer_id": customer_id,
+        "received_at": at,
+        "api_key_id": "key-test",
+    }

@@ -13,6 +13,7 @@ import redis
 from services.scoring.read_model import PREFIX, customer_key
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
+from tests.factories import published
 
 # Short group timeouts: a killed worker's successor takes over in seconds, not the default minute.
 FAST_GROUP = {
@@ -92,18 +93,9 @@ def scoring_feed(seed: int, events: int, customers: int, merges: int) -> list[Re
         customer = rng.choice(ids)
         event_type, properties = rng.choice(FEED_TYPES)
         at = (now - timedelta(minutes=rng.randint(1, 60 * 24 * 20))).isoformat()
-        body = {
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
-            "type": event_type,
-            "source": rng.choice(["wecom", "app", "dealer_store", "ad"]),
-            "occurred_at": at,
-            "identities": {"wecom_external_userid": f"wm-{customer}"},
-            "properties": properties,
-            "schema_version": 1,
-            "customer_id": customer,
-            "received_at": at,
-            "api_key_id": "key-test",
-        }
+        event_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        source = rng.choice(["wecom", "app", "dealer_store", "ad"])
+        body = published(event_id, customer, event_type, source, at, properties)
         record = Record(TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(body))
         records.append(record)
         if rng.random() < 0.01:  # a producer retry: the same event again

@@ -13,6 +13,7 @@ import redis
 from services.tagging.read_model import PREFIX, profile_key
 from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
+from tests.factories import published
 from tests.scoring_worker import FAST_GROUP
 
 
@@ -80,18 +81,9 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
     records: list[Record] = []
 
     def envelope(customer: str, kind: str, properties: dict[str, Any], at: str) -> dict[str, Any]:
-        return {
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
-            "type": kind,
-            "source": rng.choice(["wecom", "app", "dealer_store", "mini_program"]),
-            "occurred_at": at,
-            "identities": {"wecom_external_userid": f"wm-{customer}"},
-            "properties": properties,
-            "schema_version": 1,
-            "customer_id": customer,
-            "received_at": at,
-            "api_key_id": "key-test",
-        }
+        event_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        source = rng.choice(["wecom", "app", "dealer_store", "mini_program"])
+        return published(event_id, customer, kind, source, at, properties)
 
     for _ in range(events):
         customer = rng.choice(ids)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.kafka import BulkSender
 from shared.metrics import process_registry
+from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec, record_table
 from shared.redis import create_redis
 from shared.stream_worker import InputWatch, add_operations_pages, faust_config
@@ -40,6 +41,7 @@ def create_app(
     registry = registry or process_registry()
     config = faust_config(settings, metrics_port=settings.campaign_metrics_port, table_dir=settings.table_dir)
     app = faust.App(settings.campaign_app_id, **config)
+    hold_input_until_seeked(app)  # else input fetched while an assignment completes can be lost
     topics = campaign_topics(app, settings)
     codec = RecordCodec(JourneyRecord)
     table = record_table(app, "journeys", codec, settings.topic_partitions, help="campaign journeys")

@@ -245,8 +245,8 @@ class Scorer:
                 log.info("first input read from %s/%d: offset %d", tp.topic, tp.partition, offset)
             elif offset > previous + 1:
                 # Our inputs are never compacted or transactional: a jump means records were not
-                # delivered (Tansu's notes report fetches that skip a batch). Faust would commit
-                # past them as a gap; say so loudly.
+                # delivered (as Faust did when an assignment completed, see shared/rebalance.py).
+                # Faust may commit past them as a gap; say so loudly.
                 metrics.gaps.labels(metrics.service, tp.topic).inc(offset - previous - 1)
                 log.warning("offsets %d..%d of %s/%d were never delivered", previous + 1, offset - 1, *tp)
             self._read_up_to[tp] = max(offset, previous if previous is not None else -1)

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.kafka import BulkSender
 from shared.metrics import CONTENT_TYPE, process_registry, render
+from shared.rebalance import hold_input_until_seeked
 from shared.redis import create_redis
 from shared.worker_metrics import WorkerMetrics
 
@@ -66,6 +67,7 @@ def create_app(
 ) -> faust.App:
     registry = registry or process_registry()
     app = faust.App(settings.scoring_app_id, **faust_config(settings))
+    hold_input_until_seeked(app)  # else input fetched while an assignment completes can be lost
     topics = scoring_topics(app, settings)
     table = customers_table(app, settings)
     redis = create_redis(settings.redis_url)

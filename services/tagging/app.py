@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.kafka import BulkSender
 from shared.metrics import process_registry
+from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec
 from shared.redis import create_redis
 from shared.stream_worker import InputWatch, add_operations_pages, faust_config
@@ -41,6 +42,7 @@ def create_app(
     registry = registry or process_registry()
     config = faust_config(settings, metrics_port=settings.tagging_metrics_port, table_dir=settings.table_dir)
     app = faust.App(settings.tagging_app_id, **config)
+    hold_input_until_seeked(app)  # else input fetched while an assignment completes can be lost
     topics = tagging_topics(app, settings)
     codec = RecordCodec(ProfileRecord)
     table = profiles_table(app, settings, codec)

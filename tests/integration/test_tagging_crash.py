@@ -42,9 +42,6 @@ def test_an_undisturbed_worker_ends_where_the_domain_alone_does(undisturbed) -> 
     assert calm.state["segment pd:tagging:seg:layer:owner"] == owners
 
 
-# Same known broker-side hole as scoring's crash test (docs/scoring.md, "Crash safety, tested"):
-# kept running so every run shows XFAIL or XPASS; the test above stays strict.
-@pytest.mark.xfail(strict=False, reason="restarted worker's first fetch can miss records on Tansu")
 def test_a_killed_and_restarted_tagging_worker_ends_where_an_undisturbed_one_does(
     undisturbed, log_dir: Path
 ) -> None:

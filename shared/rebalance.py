@@ -1,0 +1,31 @@
+"""Keep a Faust worker from losing input it fetched while an assignment was being finished.
+
+faust-streaming (0.15) finishes every assignment, the first one after a start included, in
+`Recovery`: it resumes the input partitions, awaits `consumer.perform_seek()` (back to the
+committed offsets) and only then calls `app.flow_control.resume()`, which empties every stream's
+queue (their queues are `clear_on_resume`). When a table had a changelog to restore, the fetcher
+is already running and the flow is on, so during that seek it hands the streams input records;
+those still queued when the flow is resumed are thrown away without an ack. The seek also set the
+partitions' read offsets back to the committed ones, so the next record delivered looks like a
+jump, and Faust records the whole range as a gap it may commit past. The records are lost: a
+few offsets missing on every input partition at once, just after a restart.
+
+`hold_input_until_seeked(app)` stops the consumer's flow when the assignment is complete, which
+Faust signals just before it resumes the partitions and seeks. Nothing is fetched into the
+streams until Recovery itself resumes the flow, after the seek and after the queues were
+emptied; reading then starts at the committed offsets. Call it once, right after creating the
+app, in every Faust worker.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+
+def hold_input_until_seeked(app: faust.App) -> None:
+    @app.on_rebalance_complete.connect
+    async def _hold_input(sender: Any, **kwargs: Any) -> None:
+        # Recovery calls consumer.resume_flow() once the partitions are at their committed offsets.
+        app.consumer.stop_flow()

@@ -1,0 +1,185 @@
+"""The campaign worker as tests run it: its environment, its input, and its state in Redis."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import redis
+
+from services.campaign.examples import example_campaigns
+from services.campaign.read_model import DUE, PREFIX
+from services.campaign.store import CAMPAIGNS
+from shared.topics import IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, TOUCHPOINT_EVENTS
+from tests.crash import Record, WorkerUnderTest
+from tests.factories import published
+from tests.scoring_worker import FAST_GROUP
+
+BANDS = ("low", "medium", "high", "hot")
+
+
+def campaign_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "REDIS_URL": redis_url,
+        "CAMPAIGN_METRICS_PORT": str(metrics_port),
+        "TOPIC_PARTITIONS": "3",
+        "LOG_LEVEL": "INFO",
+        "QUIET_HOURS_START": "00:00",  # no quiet hours: a run must not depend on the time of day
+        "QUIET_HOURS_END": "00:00",
+        "CONSENT_GRACE_S": "2",
+        "TICK_INTERVAL_S": "0.2",
+        "TABLE_DIR": f".run/test-campaign-tables-{metrics_port}",
+        **FAST_GROUP,
+        **overrides,
+    }
+
+
+def add_example_campaigns(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for number, campaign in enumerate(example_campaigns(), start=1):
+            client.hset(CAMPAIGNS.key, campaign.id, campaign.model_dump_json())
+            client.set(CAMPAIGNS.version_key, number)
+    finally:
+        client.close()
+
+
+def read_campaign_state(redis_url: str) -> dict[str, Any]:
+    """Every customer's actions and suppressions (without processing times and consultants),
+    and every campaign figure with its members."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        state: dict[str, Any] = {}
+        for key in client.scan_iter(match=f"{PREFIX}customer:*:actions", count=1000):
+            records = [orjson.loads(v) for v in client.hvals(key)]
+            for record in records:
+                for varying in ("at", "deliver_at", "consultant_id"):
+                    record.pop(varying, None)
+            state[key.decode()] = sorted(records, key=lambda r: r["action_id"])
+        for key in client.scan_iter(match=f"{PREFIX}stats:*", count=1000):
+            state[key.decode()] = sorted(m.decode() for m in client.smembers(key))
+        return state
+    finally:
+        client.close()
+
+
+def nothing_due_soon(redis_url: str) -> None:
+    """Consent graces (seconds) have run out and their ticks were taken; cooldowns and SLAs
+    (hours away) stay scheduled."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        soon = datetime.now(UTC).timestamp() + 60
+        assert not client.zrangebyscore(DUE, "-inf", soon), "something is due within a minute"
+    finally:
+        client.close()
+
+
+CAMPAIGN_WORKER = WorkerUnderTest(
+    name="campaign-worker",
+    module="services.campaign.worker",
+    group="pd-campaign",
+    input_topics=(
+        TOUCHPOINT_EVENTS,
+        INTENT_SCORES,
+        PROFILE_TAGS,
+        IDENTITY_MERGES,
+        "pd-campaign-handovers",
+        "pd-campaign-ticks",
+    ),
+    env=campaign_env,
+    read_state=read_campaign_state,
+    prepare=add_example_campaigns,
+    settle=nothing_due_soon,
+)
+
+
+def campaign_feed(seed: int, customers: int, steps: int) -> tuple[list[Record], int]:
+    """The feed and its warmup. Per customer: a WeCom friendship (most of them) and a first
+    profile, then scores climbing
+    the bands, tags added, community posts, store visits and orders, interleaved across customers.
+
+    A customer's layer and orientation are set once, at the start: a later change on
+    profile.tags.v1 could overtake a score on intent.scores.v1 in one run and not in another,
+    and the content chosen would then differ for reasons that have nothing to do with crashes."""
+    rng = random.Random(seed)
+    base = datetime.now(UTC) - timedelta(hours=1)
+    clock = iter(base + timedelta(milliseconds=10 * n) for n in range(10**7))
+    ids = [f"cus-{seed}-{n}" for n in range(customers)]
+
+    def event(customer: str, kind: str, **properties: Any) -> Record:
+        at = next(clock).isoformat()
+        body = published(str(uuid.UUID(int=rng.getrandbits(128))), customer, kind, "wecom", at, properties)
+        return Record(TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(body))
+
+    records = [event(c, "wecom.friend_added") for c in ids if rng.random() < 0.8]
+    band = dict.fromkeys(ids, "low")
+    layer = {c: rng.choice(["prospect", "prospect", "intent", "owner"]) for c in ids}
+    orientation = {c: rng.choice(["rational", "emotional"]) for c in ids}
+    tags: dict[str, list[str]] = {c: [] for c in ids}
+
+    def profile(customer: str, added: list[str], previous: str | None) -> Record:
+        at = next(clock).isoformat()
+        body = {
+            "type": "profile.tags_changed",
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "customer_id": customer,
+            "layer": layer[customer],
+            "orientation": orientation[customer],
+            "stage": "newcomer",
+            "previous_layer": previous,
+            "previous_orientation": None,
+            "previous_stage": None,
+            "tags": tags[customer],
+            "tags_added": added,
+            "tags_removed": [],
+            "intent_pct": None,
+            "changed_at": at,
+            "received_at": at,
+            "schema_version": 1,
+        }
+        return Record(PROFILE_TAGS, customer.encode(), orjson.dumps(body))
+
+    records += [profile(c, [], None) for c in ids]
+    warmup = len(records)  # friendships and first profiles: to be taken before the rest
+    for _ in range(steps):
+        customer = rng.choice(ids)
+        roll = rng.random()
+        at = next(clock).isoformat()
+        if roll < 0.35 and band[customer] != "hot":
+            new = BANDS[BANDS.index(band[customer]) + 1]
+            body = {
+                "type": "intent.score_changed",
+                "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
+                "customer_id": customer,
+                "intent_score": 1.0,
+                "intent_pct": {"medium": 40.0, "high": 70.0, "hot": 90.0}[new],
+                "band": new,
+                "previous_pct": None,
+                "previous_band": band[customer],
+                "model_interest": {},
+                "points": 0,
+                "growth": 0,
+                "level": "member",
+                "activity": "active_7d",
+                "scored_at": at,
+                "received_at": at,
+                "schema_version": 1,
+            }
+            band[customer] = new
+            records.append(Record(INTENT_SCORES, customer.encode(), orjson.dumps(body)))
+        elif roll < 0.55:
+            added = rng.choice(["ripple", "price_sensitive", "interest:tech"])
+            fresh = [] if added in tags[customer] else [added]
+            tags[customer] = sorted({*tags[customer], added})
+            records.append(profile(customer, fresh, layer[customer]))
+        elif roll < 0.75:
+            records.append(event(customer, "community.post"))
+        elif roll < 0.9:
+            records.append(event(customer, "store.visit", dealer_id="d-sh-001", city="shanghai"))
+        else:
+            records.append(event(customer, "order.placed", vehicle_model="g6"))
+    return records, warmup
