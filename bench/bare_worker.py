@@ -13,9 +13,9 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from services.scoring.app import faust_config
 from services.scoring.settings import ScoringSettings
 from shared.metrics import CONTENT_TYPE, render
+from shared.stream_worker import faust_config
 from shared.topics import TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -25,7 +25,10 @@ SERVICE = "bare"
 def create_app(settings: ScoringSettings) -> faust.App:
     registry = CollectorRegistry()
     metrics = WorkerMetrics(SERVICE, registry)
-    app = faust.App(settings.scoring_app_id, **faust_config(settings))  # the scoring worker's own
+    app = faust.App(
+        settings.scoring_app_id,
+        **faust_config(settings, metrics_port=settings.scoring_metrics_port, table_dir=settings.table_dir),
+    )  # the scoring worker's own
     events = app.topic(TOUCHPOINT_EVENTS, key_serializer="raw", value_serializer="raw")
 
     @app.agent(events, name="bare")

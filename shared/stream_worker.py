@@ -6,7 +6,7 @@
 - `DeadLetter`: what goes to `<topic>.dlq` for an input the worker cannot take.
 - `retrying`: keep trying a write while the broker or Redis is away (the batch stays unacked).
 - `InputWatch`: per input partition, offsets never delivered (gaps) and lag, into the metrics.
-- `run_worker`: a worker process's entrypoint.
+- `run_worker`: a worker process's entrypoint; `stop_on_shutdown`: close its producer on the way out.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.kafka import ensure_topics
+from shared.kafka import BulkSender, ensure_topics
 from shared.metrics import CONTENT_TYPE, render
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, contract_topics
@@ -192,3 +192,11 @@ def run_worker(
     logging_config = logging_dict_config(service, settings.log_level)
     worker = faust.Worker(app(), loglevel=settings.log_level.lower(), logging_config=logging_config)
     worker.execute_from_commandline()
+
+
+def stop_on_shutdown(app: faust.App, sender: BulkSender) -> None:
+    """Close the worker's own producer when Faust stops (it flushes what is in flight)."""
+
+    @app.on_before_shutdown.connect
+    async def _stop_sender(app: faust.App, **kwargs: Any) -> None:
+        await sender.stop()

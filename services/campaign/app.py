@@ -18,7 +18,7 @@ from shared.metrics import process_registry
 from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec, record_table
 from shared.redis import create_redis
-from shared.stream_worker import InputWatch, add_operations_pages, faust_config
+from shared.stream_worker import InputWatch, add_operations_pages, faust_config, stop_on_shutdown
 from shared.worker_metrics import WorkerMetrics
 
 from .agents import ActionMetrics, Campaigner
@@ -87,5 +87,6 @@ def create_app(
         if app.tables.recovery.completed.is_set():
             await campaigner.tick()
 
+    stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)
     return app

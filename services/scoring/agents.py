@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter
 
 import faust
-import orjson
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
+from shared.record_table import RecordCodec
+from shared.stream_worker import DeadLetter, InputWatch, retrying
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -31,32 +28,9 @@ from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Delivery, Handover, Payload, score_batch
 from .inputs import ScoringEvent
 from .plan_store import VersionedPlan, load_plan
-from .tables import encode_record
 from .topics import ScoringTopics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class DeadLetter:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    reason: str
-    partition: int
-    offset: int
-
-    def encode(self) -> bytes:
-        value = self.value.decode("utf-8", "replace") if self.value is not None else None
-        return orjson.dumps(
-            {
-                "error": self.reason,
-                "topic": self.topic,
-                "partition": self.partition,
-                "offset": self.offset,
-                "value": value,
-            }
-        )
 
 
 class PlanHolder:
@@ -76,19 +50,20 @@ class Scorer:
         sender: BulkSender,
         plans: PlanHolder,
         metrics: WorkerMetrics,
-        highwater: Callable[[faust.types.TP], int | None],
+        watch: InputWatch,
         clock: Callable[[], datetime],
+        codec: RecordCodec[CustomerRecord],
     ) -> None:
         self._table = table
+        self._codec = codec
         self._topics = topics
         self._redis = redis
         self._sender = sender
         self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
         self._plans = plans
         self._metrics = metrics
-        self._highwater = highwater
+        self._watch = watch
         self._clock = clock
-        self._read_up_to: dict[faust.types.TP, int] = {}  # the last offset read, per input partition
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
             IDENTITY_MERGES: IdentityMerged.model_validate_json,
@@ -113,7 +88,7 @@ class Scorer:
         records = [
             # The row goes to the changelog partition of the input partition it was read from.
             OutgoingRecord(
-                topics.changelog, customer_id.encode(), encode_record(record), partitions[customer_id]
+                topics.changelog, customer_id.encode(), self._codec.encode(record), partitions[customer_id]
             )
             for customer_id, record in outcome.records.items()
         ]
@@ -133,15 +108,7 @@ class Scorer:
         return records
 
     async def _send(self, records: list[OutgoingRecord]) -> None:
-        # Broker away: hold the batch (unacked) and keep trying; a resend may duplicate records,
-        # which the ledger (handovers), the changelog (last row wins) and consumers (event_id) absorb.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((KafkaError, OSError)),
-            wait=wait_exponential(multiplier=0.1, max=5),
-            before_sleep=lambda state: log.warning("send failed, retrying: %r", state.outcome.exception()),
-        ):
-            with attempt:
-                await self._sender.send_all(records, last_alone=self._last_alone)
+        await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))
 
     def _decode(
         self, events: Sequence[faust.EventT]
@@ -157,12 +124,7 @@ class Scorer:
                     raise ValueError("empty message")
                 payload = decode(message.value)
             except (ValidationError, ValueError) as error:
-                reason = f"{type(error).__name__}: {error}"[:2000]
-                dead.append(
-                    DeadLetter(
-                        message.topic, message.key, message.value, reason, message.partition, message.offset
-                    )
-                )
+                dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
                 continue
             delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
             deliveries.append(delivery)
@@ -210,16 +172,9 @@ class Scorer:
         if not outcome.records:
             return
         plan = self._plans.current.plan
-        # Redis away: hold the batch (unacked) and keep trying; nothing is lost, lag grows.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((RedisError, OSError)),
-            wait=wait_exponential(multiplier=0.1, max=5),
-            before_sleep=lambda state: log.warning(
-                "redis write failed, retrying: %r", state.outcome.exception()
-            ),
-        ):
-            with attempt:
-                await read_model.write_records(self._redis, outcome.records.values(), plan, now)
+        await retrying(
+            "redis write", lambda: read_model.write_records(self._redis, outcome.records.values(), plan, now)
+        )
 
     def _observe(
         self,
@@ -237,24 +192,7 @@ class Scorer:
         for delivery in deliveries:
             if isinstance(delivery.payload, ScoringEvent):
                 event_seconds.observe((now - delivery.payload.received_at).total_seconds())
-        last_offsets: dict[faust.types.TP, int] = {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
-            previous = self._read_up_to.get(tp)
-            if previous is None:
-                log.info("first input read from %s/%d: offset %d", tp.topic, tp.partition, offset)
-            elif offset > previous + 1:
-                # Our inputs are never compacted or transactional: a jump means records were not
-                # delivered (as Faust did when an assignment completed, see shared/rebalance.py).
-                # Faust may commit past them as a gap; say so loudly.
-                metrics.gaps.labels(metrics.service, tp.topic).inc(offset - previous - 1)
-                log.warning("offsets %d..%d of %s/%d were never delivered", previous + 1, offset - 1, *tp)
-            self._read_up_to[tp] = max(offset, previous if previous is not None else -1)
-            last_offsets[tp] = offset
-        for tp, offset in last_offsets.items():
-            highwater = self._highwater(tp)
-            if highwater is not None:
-                metrics.set_lag(tp.topic, tp.partition, highwater - offset - 1)
+        self._watch.observe(events)
 
 
 async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> None:

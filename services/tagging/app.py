@@ -17,7 +17,7 @@ from shared.metrics import process_registry
 from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec
 from shared.redis import create_redis
-from shared.stream_worker import InputWatch, add_operations_pages, faust_config
+from shared.stream_worker import InputWatch, add_operations_pages, faust_config, stop_on_shutdown
 from shared.worker_metrics import WorkerMetrics
 
 from .agents import Tagger
@@ -52,12 +52,13 @@ def create_app(
     def highwater(tp: faust.types.TP) -> int | None:
         return app.consumer.highwater(tp)
 
+    sender = BulkSender(settings.kafka_bootstrap_servers)
     tagger = Tagger(
         table=table,
         codec=codec,
         topics=topics,
         redis=redis,
-        sender=BulkSender(settings.kafka_bootstrap_servers),
+        sender=sender,
         # The rules in force when the worker starts (worker.py loads them), so that a restarted
         # worker replays its inputs under the same rules as before.
         rules=Rules(TaggingThresholds(), rules or RuleSet(version=0)),
@@ -81,5 +82,6 @@ def create_app(
         if app.tables.recovery.completed.is_set():  # re-derive only a complete table
             await tagger.apply_rules()
 
+    stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)
     return app
