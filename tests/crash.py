@@ -59,6 +59,8 @@ class RunReport:
     kills: int
     # "topic/partition" -> (committed, end) where the group's commits are short of the end
     uncommitted: dict[str, tuple[int | None, int]]
+    # the last process's inputs taken and lag, from its /metrics (to tell a stall from a difference)
+    progress: str = ""
 
 
 def run(
@@ -147,7 +149,9 @@ def run(
                     eventually(
                         lambda: _assert_state(worker, redis_url, expect), timeout=timeout_s, interval=0.5
                     )
-            return RunReport(worker.read_state(redis_url), kills, ends.uncommitted(worker.group))
+            return RunReport(
+                worker.read_state(redis_url), kills, ends.uncommitted(worker.group), _progress(metrics_url)
+            )
         finally:
             ends.close()
 
@@ -206,6 +210,17 @@ def _taken(metrics_url: str) -> float:
     """The worker process's pd_events_processed_total, every outcome."""
     text = httpx.get(metrics_url, timeout=2).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(PROCESSED))
+
+
+def _progress(metrics_url: str) -> str:
+    try:
+        text = httpx.get(metrics_url, timeout=2).text
+    except httpx.HTTPError as error:
+        return f"metrics unavailable: {error!r}"
+    wanted = (PROCESSED, "pd_consumer_lag{", "pd_input_gap_offsets_total{")
+    return "; ".join(
+        line for line in text.splitlines() if line.startswith(wanted) and not line.endswith(" 0.0")
+    )
 
 
 def _assert_taken(metrics_url: str, at_least: float) -> None:

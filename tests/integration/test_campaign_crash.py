@@ -36,4 +36,7 @@ def test_a_killed_and_restarted_campaign_worker_decides_exactly_the_same(undistu
     different = {
         k: (calm.state[k], crashed.state[k]) for k in calm.state if calm.state[k] != crashed.state[k]
     }
-    assert not different, f"{len(different)} differ, e.g. {next(iter(different.items()))}"
+    assert not different, (
+        f"{len(different)} differ, e.g. {next(iter(different.items()))}; "
+        f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
+    )

@@ -43,6 +43,9 @@ def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_doe
     different = {
         c: (calm.state[c], crashed.state[c]) for c in calm.state if calm.state[c] != crashed.state[c]
     }
-    assert not different, f"{len(different)} customers differ, e.g. {next(iter(different.items()))}"
+    assert not different, (
+        f"{len(different)} customers differ, e.g. {next(iter(different.items()))}; "
+        f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
+    )
     # Worth seeing in the log: commits may still lag at the moment the states match.
     print(f"after the crashes, partitions not fully committed: {crashed.uncommitted or 'none'}")

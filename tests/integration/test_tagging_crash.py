@@ -51,4 +51,7 @@ def test_a_killed_and_restarted_tagging_worker_ends_where_an_undisturbed_one_doe
     different = {
         k: (calm.state[k], crashed.state[k]) for k in calm.state if calm.state[k] != crashed.state[k]
     }
-    assert not different, f"{len(different)} differ, e.g. {next(iter(different.items()))}"
+    assert not different, (
+        f"{len(different)} differ, e.g. {next(iter(different.items()))}; "
+        f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
+    )
