@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Histogram
+from fastapi import FastAPI, HTTPException, Path, Query, status
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
-from shared.http import operations_router, require_ops_token
 from shared.logging import configure_logging
-from shared.metrics import LATENCY_BUCKETS, process_registry
+from shared.metrics import process_registry
+from shared.ops_api import ops_api
 from shared.redis import create_redis
 
 from . import read_model
@@ -61,58 +57,15 @@ def create_app(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> FastAPI:
     registry = registry if registry is not None else process_registry()
-    request_seconds = Histogram(
-        "pd_scoring_api_request_seconds",
-        "Scoring API request latency",
-        ["route", "status"],
-        buckets=LATENCY_BUCKETS,
-        registry=registry,
-    )
     redis = create_redis(settings.redis_url)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await redis.aclose()
-
-    app = FastAPI(
+    app, v1 = ops_api(
+        service="scoring",
         title="Scoring",
         description="Customers' intent scores, decayed to the moment of the request, the lead "
         "concentration matrix (band x activity), the leads in a cell, and the scoring plan.",
-        version="1",
-        lifespan=lifespan,
-        telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
-    )
-
-    @app.exception_handler(RedisError)
-    async def redis_unavailable(_: Request, error: RedisError) -> JSONResponse:
-        # Everything here is a Redis read or write: an outage is the caller's cue to retry.
-        return JSONResponse(
-            {"detail": f"read model unavailable, retry: {type(error).__name__}: {error}"[:300]},
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "1"},
-        )
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        # The route template, not the path, so customer ids do not explode the label set.
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
-        return response
-
-    async def redis_ready() -> None:
-        await redis.ping()
-
-    app.include_router(operations_router(registry, {"redis": redis_ready}))
-
-    v1 = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(require_ops_token(settings.ops_tokens))],
-        responses={401: {"description": "missing or invalid ops token"}, 503: {"description": "Redis down"}},
+        settings=settings,
+        registry=registry,
+        redis=redis,
     )
 
     @v1.get(

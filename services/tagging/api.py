@@ -7,21 +7,16 @@ Stateless: every answer is read from the Redis read model the worker writes.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from typing import Annotated
 
 import uvicorn
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request, Response, status
-from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Histogram
+from fastapi import Body, FastAPI, HTTPException, Path, Query, Response, status
+from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
 
-from shared.http import operations_router, require_ops_token
 from shared.logging import configure_logging
-from shared.metrics import LATENCY_BUCKETS, process_registry
+from shared.metrics import process_registry
+from shared.ops_api import ops_api
 from shared.redis import create_redis
 from shared.versioned_hash import VersionConflict
 
@@ -58,56 +53,15 @@ class RulesView(BaseModel):
 
 def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = None) -> FastAPI:
     registry = registry if registry is not None else process_registry()
-    request_seconds = Histogram(
-        "pd_tagging_api_request_seconds",
-        "Tagging API request latency",
-        ["route", "status"],
-        buckets=LATENCY_BUCKETS,
-        registry=registry,
-    )
     redis = create_redis(settings.redis_url)
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await redis.aclose()
-
-    app = FastAPI(
+    app, v1 = ops_api(
+        service="tagging",
         title="Tagging",
         description="Customers' profiles (value-ladder layer, orientation, journey stage, tags), "
         "segment counts, the layer x orientation matrix, and the tag rules ops manage.",
-        version="1",
-        lifespan=lifespan,
-        telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
-    )
-
-    @app.exception_handler(RedisError)
-    async def redis_unavailable(_: Request, error: RedisError) -> JSONResponse:
-        return JSONResponse(
-            {"detail": f"read model unavailable, retry: {type(error).__name__}: {error}"[:300]},
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            headers={"Retry-After": "1"},
-        )
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
-        return response
-
-    async def redis_ready() -> None:
-        await redis.ping()
-
-    app.include_router(operations_router(registry, {"redis": redis_ready}))
-
-    v1 = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(require_ops_token(settings.ops_tokens))],
-        responses={401: {"description": "missing or invalid ops token"}, 503: {"description": "Redis down"}},
+        settings=settings,
+        registry=registry,
+        redis=redis,
     )
 
     @v1.get(
