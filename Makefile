@@ -38,6 +38,7 @@ bench: install
 	$(PY) -m bench.ingest
 	$(PY) -m bench.scoring
 	$(PY) -m bench.tagging
+	$(PY) -m bench.pipeline
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -129,7 +129,8 @@ class Campaigner:
             data[customer_id] = record
         outputs = self._outputs(outcome, records, partitions, dead)
         await retrying("send", lambda: self._sender.send_all(outputs, last_alone=self._last_alone))
-        self._observe(outcome, records, len(dead), started)
+        events_received = [d.payload.received_at for d in deliveries if isinstance(d.payload, CampaignEvent)]
+        self._observe(outcome, records, events_received, len(dead), started)
         self._watch.observe(events)
 
     async def refresh_campaigns(self) -> None:
@@ -278,11 +279,21 @@ class Campaigner:
                 outcome.counts[name] = outcome.counts.get(name, 0) + n
         return outcome
 
-    def _observe(self, outcome: BatchOutcome, records: list[ActionRecord], dead: int, started: float) -> None:
+    def _observe(
+        self,
+        outcome: BatchOutcome,
+        records: list[ActionRecord],
+        received_at_of_events: list[datetime],
+        dead: int,
+        started: float,
+    ) -> None:
         metrics = self._metrics
         metrics.count(outcome.counts | ({"dead_lettered": dead} if dead else {}))
         metrics.batch_seconds.labels(metrics.service).observe(perf_counter() - started)
         emitted = self._clock()
+        event_seconds = metrics.event_seconds.labels(metrics.service)
+        for received in received_at_of_events:
+            event_seconds.observe((emitted - received).total_seconds())
         for record in records:
             label = record.outcome if record.outcome != "suppressed" else record.reason or "suppressed"
             self._action_metrics.actions.labels(record.campaign_id, record.kind, label).inc()
