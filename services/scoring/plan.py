@@ -10,7 +10,7 @@ import tomllib
 from importlib.resources import files
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 from shared.events import CUSTOM_TYPE, EVENT_TYPES, Source
 
@@ -38,6 +38,11 @@ class ActivityWindows(BaseModel):
     not_interactions: frozenset[str] = frozenset()
     active_7d_days: Positive = 7
     active_30d_days: Positive = 30
+
+    @field_serializer("not_interactions")
+    def _in_order(self, types: frozenset[str]) -> list[str]:
+        # A set's order depends on the process's hash seed: the JSON must not.
+        return sorted(types)
 
 
 class ScoringPlan(BaseModel):
