@@ -1,6 +1,7 @@
 """What every HTTP process serves (/healthz, /readyz, /metrics) and the ops-token check."""
 
 import asyncio
+import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
@@ -12,11 +13,16 @@ from prometheus_client import CollectorRegistry
 from shared.metrics import CONTENT_TYPE, render
 
 ReadinessCheck = Callable[[], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 def operations_router(
-    registry: CollectorRegistry, checks: dict[str, ReadinessCheck], timeout_s: float = 2.0
+    registry: CollectorRegistry,
+    checks: dict[str, ReadinessCheck],
+    timeout_s: float = 2.0,
+    before_metrics: Callable[[], Awaitable[None]] | None = None,
 ) -> APIRouter:
+    """`before_metrics`: brings gauges computed from the read model up to date before a scrape."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="The process is alive")
@@ -33,6 +39,11 @@ def operations_router(
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def metrics() -> Response:
+        if before_metrics is not None:
+            try:
+                await asyncio.wait_for(before_metrics(), timeout_s)
+            except Exception:  # the process's own metrics still matter when Redis does not answer
+                log.warning("could not update read-model gauges before a scrape", exc_info=True)
         return Response(render(registry), media_type=CONTENT_TYPE)
 
     return router

@@ -28,6 +28,7 @@ def ops_api(
     settings: ServiceSettings,
     registry: CollectorRegistry,
     redis: Redis,
+    before_metrics: Callable[[], Awaitable[None]] | None = None,
 ) -> tuple[FastAPI, APIRouter]:
     """The app and its `/v1` router; the app closes `redis` when it stops."""
     request_seconds = Histogram(
@@ -74,7 +75,7 @@ def ops_api(
     async def redis_ready() -> None:
         await redis.ping()
 
-    app.include_router(operations_router(registry, {"redis": redis_ready}))
+    app.include_router(operations_router(registry, {"redis": redis_ready}, before_metrics=before_metrics))
     v1 = APIRouter(
         prefix="/v1",
         dependencies=[Depends(require_ops_token(settings.ops_tokens))],

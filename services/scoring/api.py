@@ -14,7 +14,7 @@ from typing import Annotated
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Path, Query, status
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
 from shared.logging import configure_logging
@@ -58,6 +58,20 @@ def create_app(
 ) -> FastAPI:
     registry = registry if registry is not None else process_registry()
     redis = create_redis(settings.redis_url)
+    matrix_customers = Gauge(
+        "pd_lead_matrix_customers",
+        "The lead concentration matrix: customers per band and activity, as of the scrape",
+        ["band", "activity"],
+        registry=registry,
+    )
+
+    async def update_matrix() -> None:
+        current = await load_plan(redis)
+        cells = matrix(await read_model.all_ranks(redis), current.plan, clock())
+        for band, row in cells.items():
+            for activity, count in row.items():
+                matrix_customers.labels(band.value, activity.value).set(count)
+
     app, v1 = ops_api(
         service="scoring",
         title="Scoring",
@@ -66,6 +80,7 @@ def create_app(
         settings=settings,
         registry=registry,
         redis=redis,
+        before_metrics=update_matrix,
     )
 
     @v1.get(

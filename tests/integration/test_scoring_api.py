@@ -399,3 +399,25 @@ async def test_the_docs_describe_every_route_with_bearer_auth(scoring: Api) -> N
     }
     assert all(op["summary"] and op["security"] == [{"HTTPBearer": []}] for op in v1.values())
     assert (await scoring.http.get("/docs")).status_code == 200
+
+
+async def test_metrics_carry_the_lead_concentration_matrix(scoring: Api) -> None:
+    await seed(scoring.redis, customer("m1", ("test_drive.booked", T0)), customer("m2", ("ad.click", T0)))
+    scoring.clock.now = T0 + DAY / 24  # an hour later: the booking is still hot
+    text = (await scoring.http.get("/metrics")).text
+    cells: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if line.startswith("pd_lead_matrix_customers{"):
+            labels = dict(pair.split("=") for pair in line.split("{", 1)[1].split("}", 1)[0].split(","))
+            cells[labels["band"].strip('"'), labels["activity"].strip('"')] = float(line.rsplit(" ", 1)[1])
+    assert cells[("hot", "active_7d")] >= 1, cells
+    assert cells[("low", "active_7d")] >= 1, cells
+    assert len(cells) == 12
+    matrix = (await scoring.http.get("/v1/matrix", headers=OPS)).json()
+    assert sum(cells.values()) == matrix["total"]
+
+
+async def test_metrics_answer_when_redis_does_not(backends) -> None:
+    async with running(f"redis://127.0.0.1:{free_port()}/0", Clock(T0)) as down:
+        metrics = await down.http.get("/metrics")
+        assert metrics.status_code == 200 and "pd_scoring_api_request_seconds" in metrics.text
