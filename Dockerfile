@@ -1,4 +1,5 @@
-# One image for every process; the command picks it (pd-ingest, pd-topics, ...).
+# One image for every process; the command picks it: ingest, scoring-worker, scoring-api,
+# tagging-worker, tagging-api, campaign-worker, campaign-api, topics (services/__main__.py).
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml constraints.txt ./
@@ -13,4 +14,5 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir --no-index /wheels/*.whl && rm -rf /wheels
 USER app
 ENV PYTHONUNBUFFERED=1 HTTP_HOST=0.0.0.0
-CMD ["pd-ingest"]
+ENTRYPOINT ["pd"]
+CMD ["ingest"]
