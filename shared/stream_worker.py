@@ -15,13 +15,13 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import faust
 import orjson
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry
-from pydantic import Field
+from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
@@ -200,3 +200,61 @@ def stop_on_shutdown(app: faust.App, sender: BulkSender) -> None:
     @app.on_before_shutdown.connect
     async def _stop_sender(app: faust.App, **kwargs: Any) -> None:
         await sender.stop()
+
+
+class Delivered(Protocol):
+    """What every worker's Delivery has: where it was read, and what it is about."""
+
+    partition: str  # "topic/partition"
+    offset: int
+
+    @property
+    def customer_id(self) -> str: ...
+
+    @property
+    def payload(self) -> BaseModel: ...
+
+
+D = TypeVar("D", bound=Delivered)
+P = TypeVar("P")
+
+
+def decode_inputs(
+    events: Sequence[faust.EventT],
+    decoder_for: Callable[[str], Callable[[bytes], P]],
+    delivery: Callable[[str, int, P], D],
+) -> tuple[list[D], dict[str, int], list[DeadLetter]]:
+    """Decode a batch: the deliveries, each customer's input partition, and what does not decode."""
+    deliveries: list[D] = []
+    partitions: dict[str, int] = {}
+    dead: list[DeadLetter] = []
+    for event in events:
+        message = event.message
+        try:
+            if message.value is None:
+                raise ValueError("empty message")
+            payload = decoder_for(message.topic)(message.value)
+        except (ValidationError, ValueError) as error:
+            dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
+            continue
+        decoded = delivery(f"{message.topic}/{message.partition}", message.offset, payload)
+        deliveries.append(decoded)
+        partitions[decoded.customer_id] = message.partition
+    return deliveries, partitions, dead
+
+
+def one_at_a_time(
+    deliveries: Sequence[D], run: Callable[[list[D]], None], dead: list[DeadLetter], what: str
+) -> None:
+    """After a batch failed in the domain: run its inputs one by one and dead-letter those that
+    fail on their own, so one input that breaks the domain does not hold up the rest."""
+    for one in deliveries:
+        try:
+            run([one])
+        except Exception as error:  # the domain's bug, not the input's format: keep it for a replay
+            topic, _, partition = one.partition.rpartition("/")
+            reason = f"{what} failed: {type(error).__name__}: {error}"
+            value = one.payload.model_dump_json().encode()
+            dead.append(
+                DeadLetter(topic, one.customer_id.encode(), value, reason[:2000], int(partition), one.offset)
+            )

@@ -28,7 +28,7 @@ from shared.metrics import LATENCY_BUCKETS
 from shared.profiles import ProfileTagsChanged
 from shared.record_table import RecordCodec
 from shared.scores import IntentScoreChanged
-from shared.stream_worker import DeadLetter, InputWatch, retrying
+from shared.stream_worker import DeadLetter, InputWatch, decode_inputs, one_at_a_time, retrying
 from shared.topics import IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -226,22 +226,7 @@ class Campaigner:
     def _decode(
         self, events: Sequence[faust.EventT]
     ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        deliveries: list[Delivery] = []
-        partitions: dict[str, int] = {}
-        dead: list[DeadLetter] = []
-        for event in events:
-            message = event.message
-            try:
-                if message.value is None:
-                    raise ValueError("empty message")
-                payload = self._decoders[message.topic](message.value)
-            except (ValidationError, ValueError) as error:
-                dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
-                continue
-            delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
-            deliveries.append(delivery)
-            partitions[delivery.customer_id] = message.partition
-        return deliveries, partitions, dead
+        return decode_inputs(events, self._decoders.__getitem__, Delivery)
 
     def _react(self, deliveries: list[Delivery], context: Context, dead: list[DeadLetter]) -> BatchOutcome:
         try:
@@ -250,33 +235,13 @@ class Campaigner:
             log.exception("a batch failed; retrying its inputs one by one")
         outcome = BatchOutcome()
 
-        def record_of_customer(customer_id: str) -> JourneyRecord | None:
-            return outcome.records.get(customer_id) or self._table.data.get(customer_id)
+        def run(one: list[Delivery]) -> None:
+            def record_of(customer_id: str) -> JourneyRecord | None:
+                return outcome.records.get(customer_id) or self._table.data.get(customer_id)
 
-        for delivery in deliveries:
-            try:
-                one = react_batch([delivery], record_of_customer, context)
-            except Exception as error:
-                topic, _, partition = delivery.partition.rpartition("/")
-                dead.append(
-                    DeadLetter(
-                        topic,
-                        delivery.customer_id.encode(),
-                        delivery.payload.model_dump_json().encode(),
-                        f"campaign failed: {type(error).__name__}: {error}"[:2000],
-                        int(partition),
-                        delivery.offset,
-                    )
-                )
-                continue
-            outcome.records.update(one.records)
-            outcome.decisions += one.decisions
-            outcome.conversions += one.conversions
-            outcome.reassignments += one.reassignments
-            outcome.handovers += one.handovers
-            outcome.received_at.update(one.received_at)
-            for name, n in one.counts.items():
-                outcome.counts[name] = outcome.counts.get(name, 0) + n
+            outcome.absorb(react_batch(one, record_of, context))
+
+        one_at_a_time(deliveries, run, dead, "campaign")
         return outcome
 
     def _observe(

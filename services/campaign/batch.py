@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger, LedgerEntry
+from shared.outcome import BatchOutcomeBase
 from shared.profiles import ProfileTagsChanged
 from shared.scores import IntentScoreChanged
 
@@ -99,7 +100,7 @@ class Delivery:
 
 
 @dataclass
-class BatchOutcome:
+class BatchOutcome(BatchOutcomeBase):
     records: dict[str, JourneyRecord] = field(default_factory=dict)  # changed rows
     decisions: list[Decision] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
@@ -107,10 +108,6 @@ class BatchOutcome:
     handovers: list[Handover] = field(default_factory=list)
     # The input each decision answers, for event-to-action latency: action id -> received_at.
     received_at: dict[str, datetime] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
 
 def react_batch(

@@ -14,13 +14,12 @@ from datetime import datetime
 from time import perf_counter
 
 import faust
-from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
-from shared.stream_worker import DeadLetter, InputWatch, retrying
+from shared.stream_worker import DeadLetter, InputWatch, decode_inputs, one_at_a_time, retrying
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -113,23 +112,9 @@ class Scorer:
     def _decode(
         self, events: Sequence[faust.EventT]
     ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        deliveries: list[Delivery] = []
-        partitions: dict[str, int] = {}
-        dead: list[DeadLetter] = []
-        for event in events:
-            message = event.message
-            decode = self._decoders.get(message.topic, Handover.model_validate_json)
-            try:
-                if message.value is None:
-                    raise ValueError("empty message")
-                payload = decode(message.value)
-            except (ValidationError, ValueError) as error:
-                dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
-                continue
-            delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
-            deliveries.append(delivery)
-            partitions[delivery.customer_id] = message.partition
-        return deliveries, partitions, dead
+        return decode_inputs(
+            events, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
+        )
 
     def _score(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
         plan = self._plans.current.plan
@@ -137,32 +122,15 @@ class Scorer:
             return score_batch(deliveries, self._record_of, plan, now)
         except Exception:
             log.exception("a batch failed to score; retrying its inputs one by one")
-        # One input that breaks the domain must not hold up the rest: find it, dead-letter it.
         outcome = BatchOutcome()
-        records: dict[str, CustomerRecord] = {}
 
-        def record_of(customer_id: str) -> CustomerRecord | None:
-            return records.get(customer_id) or self._record_of(customer_id)
+        def run(one: list[Delivery]) -> None:
+            def record_of(customer_id: str) -> CustomerRecord | None:
+                return outcome.records.get(customer_id) or self._table.data.get(customer_id)
 
-        for delivery in deliveries:
-            try:
-                one = score_batch([delivery], record_of, plan, now)
-            except Exception as error:
-                topic, _, partition = delivery.partition.rpartition("/")
-                value = delivery.payload.model_dump_json().encode()
-                reason = f"scoring failed: {type(error).__name__}: {error}"[:2000]
-                dead.append(
-                    DeadLetter(
-                        topic, delivery.customer_id.encode(), value, reason, int(partition), delivery.offset
-                    )
-                )
-                continue
-            records.update(one.records)
-            outcome.records.update(one.records)
-            outcome.scores += one.scores
-            outcome.handovers += one.handovers
-            for name, n in one.counts.items():
-                outcome.counts[name] = outcome.counts.get(name, 0) + n
+            outcome.absorb(score_batch(one, record_of, plan, now))
+
+        one_at_a_time(deliveries, run, dead, "scoring")
         return outcome
 
     def _record_of(self, customer_id: str) -> CustomerRecord | None:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger, LedgerEntry
+from shared.outcome import BatchOutcomeBase
 from shared.scores import IntentScoreChanged
 
 from .inputs import ScoringEvent
@@ -86,14 +87,10 @@ class Delivery:
 
 
 @dataclass
-class BatchOutcome:
+class BatchOutcome(BatchOutcomeBase):
     records: dict[str, CustomerRecord] = field(default_factory=dict)  # changed rows
     scores: list[IntentScoreChanged] = field(default_factory=list)  # for intent.scores.v1
     handovers: list[Handover] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # inputs by outcome
-
-    def count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
 
 def score_batch(

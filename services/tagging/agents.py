@@ -27,7 +27,7 @@ from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
 from shared.scores import IntentScoreChanged
-from shared.stream_worker import DeadLetter, InputWatch, retrying
+from shared.stream_worker import DeadLetter, InputWatch, decode_inputs, one_at_a_time, retrying
 from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -163,56 +163,24 @@ class Tagger:
     def _decode(
         self, events: Sequence[faust.EventT]
     ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        deliveries: list[Delivery] = []
-        partitions: dict[str, int] = {}
-        dead: list[DeadLetter] = []
-        for event in events:
-            message = event.message
-            decode = self._decoders.get(message.topic, Handover.model_validate_json)
-            try:
-                if message.value is None:
-                    raise ValueError("empty message")
-                payload = decode(message.value)
-            except (ValidationError, ValueError) as error:
-                dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
-                continue
-            delivery = Delivery(f"{message.topic}/{message.partition}", message.offset, payload)
-            deliveries.append(delivery)
-            partitions[delivery.customer_id] = message.partition
-        return deliveries, partitions, dead
+        return decode_inputs(
+            events, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
+        )
 
     def _tag(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
         try:
             return tag_batch(deliveries, self._table.data.get, self.rules, now)
         except Exception:
             log.exception("a batch failed to tag; retrying its inputs one by one")
-        # One input that breaks the domain must not hold up the rest: find it, dead-letter it.
         outcome = BatchOutcome()
 
-        def record_of(customer_id: str) -> ProfileRecord | None:
-            return outcome.records.get(customer_id) or self._table.data.get(customer_id)
+        def run(one: list[Delivery]) -> None:
+            def record_of(customer_id: str) -> ProfileRecord | None:
+                return outcome.records.get(customer_id) or self._table.data.get(customer_id)
 
-        for delivery in deliveries:
-            try:
-                one = tag_batch([delivery], record_of, self.rules, now)
-            except Exception as error:
-                topic, _, partition = delivery.partition.rpartition("/")
-                dead.append(
-                    DeadLetter(
-                        topic,
-                        delivery.customer_id.encode(),
-                        delivery.payload.model_dump_json().encode(),
-                        f"tagging failed: {type(error).__name__}: {error}"[:2000],
-                        int(partition),
-                        delivery.offset,
-                    )
-                )
-                continue
-            outcome.records.update(one.records)
-            outcome.changes += one.changes
-            outcome.handovers += one.handovers
-            for name, n in one.counts.items():
-                outcome.counts[name] = outcome.counts.get(name, 0) + n
+            outcome.absorb(tag_batch(one, record_of, self.rules, now))
+
+        one_at_a_time(deliveries, run, dead, "tagging")
         return outcome
 
     def _observe(

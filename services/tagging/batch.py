@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger, LedgerEntry
+from shared.outcome import BatchOutcomeBase
 from shared.profiles import ProfileTagsChanged
 from shared.scores import IntentScoreChanged
 
@@ -80,14 +81,10 @@ class Delivery:
 
 
 @dataclass
-class BatchOutcome:
+class BatchOutcome(BatchOutcomeBase):
     records: dict[str, ProfileRecord] = field(default_factory=dict)  # changed rows
     changes: list[ProfileTagsChanged] = field(default_factory=list)  # for profile.tags.v1
     handovers: list[Handover] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # inputs by outcome
-
-    def count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,92 @@
+"""The plumbing every worker shares: decoding a batch with dead letters, isolating a failing
+input, joining batch outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from shared.outcome import BatchOutcomeBase
+from shared.stream_worker import DeadLetter, decode_inputs, one_at_a_time
+
+
+class Ping(BaseModel):
+    customer_id: str
+    n: int
+
+
+@dataclass(frozen=True)
+class Delivery:
+    partition: str
+    offset: int
+    payload: Ping
+
+    @property
+    def customer_id(self) -> str:
+        return self.payload.customer_id
+
+
+def event(topic: str, partition: int, offset: int, value: bytes | None) -> SimpleNamespace:
+    message = SimpleNamespace(topic=topic, partition=partition, offset=offset, key=b"k", value=value)
+    return SimpleNamespace(message=message)
+
+
+def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None:
+    events = [
+        event("t", 0, 5, b'{"customer_id": "c1", "n": 1}'),
+        event("t", 1, 7, b"not json"),
+        event("t", 2, 9, None),
+        event("t", 2, 10, b'{"customer_id": "c2", "n": 2}'),
+    ]
+    deliveries, partitions, dead = decode_inputs(events, lambda topic: Ping.model_validate_json, Delivery)
+    assert [(d.partition, d.offset, d.payload.n) for d in deliveries] == [("t/0", 5, 1), ("t/2", 10, 2)]
+    assert partitions == {"c1": 0, "c2": 2}
+    assert [(d.partition, d.offset) for d in dead] == [(1, 7), (2, 9)]
+    assert "ValidationError" in dead[0].reason and "empty message" in dead[1].reason
+    letter = orjson.loads(dead[0].encode())
+    assert (letter["topic"], letter["offset"], letter["value"]) == ("t", 7, "not json")
+
+
+def test_one_failing_input_is_dead_lettered_and_the_rest_goes_through() -> None:
+    deliveries = [Delivery("t/0", n, Ping(customer_id=f"c{n}", n=n)) for n in range(4)]
+    done: list[int] = []
+
+    def run(one: list[Delivery]) -> None:
+        if one[0].payload.n == 2:
+            raise ZeroDivisionError("the domain's bug")
+        done.extend(d.payload.n for d in one)
+
+    dead: list[DeadLetter] = []
+    one_at_a_time(deliveries, run, dead, "scoring")
+    assert done == [0, 1, 3]
+    (letter,) = dead
+    assert (letter.topic, letter.partition, letter.offset, letter.key) == ("t", 0, 2, b"c2")
+    assert letter.reason == "scoring failed: ZeroDivisionError: the domain's bug"
+    assert orjson.loads(letter.value) == {"customer_id": "c2", "n": 2}
+
+
+@dataclass
+class Outcome(BatchOutcomeBase):
+    rows: dict[str, int] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)
+
+
+def test_outcomes_join_rows_outputs_and_counts() -> None:
+    first, second = Outcome(rows={"a": 1}, outputs=["x"]), Outcome(rows={"a": 2, "b": 1}, outputs=["y"])
+    first.count("processed")
+    second.count("processed")
+    second.count("duplicate")
+    first.absorb(second)
+    assert first == Outcome(
+        counts={"processed": 2, "duplicate": 1}, rows={"a": 2, "b": 1}, outputs=["x", "y"]
+    )
+
+
+@pytest.mark.parametrize("value", [b"{}", b'{"customer_id": "c"}'])
+def test_a_payload_missing_fields_is_a_dead_letter_too(value: bytes) -> None:
+    _, _, dead = decode_inputs([event("t", 0, 1, value)], lambda topic: Ping.model_validate_json, Delivery)
+    assert len(dead) == 1
