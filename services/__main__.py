@@ -19,7 +19,7 @@ PROCESSES = {
     "tagging-api": "services.tagging.api:main",
     "campaign-worker": "services.campaign.worker:main",
     "campaign-api": "services.campaign.api:main",
-    "topics": "shared.topics:main",
+    "topics": "services.topics:main",
 }
 
 

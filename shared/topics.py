@@ -1,8 +1,7 @@
-"""Topic names from the design contract, and `pd-topics`, which creates them."""
+"""Topic names from the design contract (`pd-topics`, in services/topics.py, creates them)."""
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
 TOUCHPOINT_EVENTS = "touchpoint.events.v1"
@@ -32,14 +31,3 @@ def contract_topics(partitions: int) -> list[TopicSpec]:
     specs = [TopicSpec(name, partitions, (("retention.ms", week_ms),)) for name in MAIN_TOPICS]
     specs += [TopicSpec(dead_letter_topic(name), 1) for name in MAIN_TOPICS]
     return specs
-
-
-def main() -> None:
-    from shared.kafka import ensure_topics
-    from shared.settings import ServiceSettings
-
-    parser = argparse.ArgumentParser(description="Create the contract's topics (idempotent).")
-    parser.parse_args()
-    settings = ServiceSettings()
-    created = ensure_topics(settings.kafka_bootstrap_servers, contract_topics(settings.topic_partitions))
-    print(f"topics ready on {settings.kafka_bootstrap_servers}; created: {created or 'none'}")
