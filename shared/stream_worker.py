@@ -154,6 +154,14 @@ class InputWatch:
         self._highwater = highwater
         self._read_up_to: dict[faust.types.TP, int] = {}
 
+    def refresh_lag(self) -> None:
+        """Lag of every partition read so far against its current end: called on a timer, so a
+        worker that stops taking input shows its lag growing instead of the last value it had."""
+        for tp, offset in self._read_up_to.items():
+            highwater = self._highwater(tp)
+            if highwater is not None:
+                self._metrics.set_lag(tp.topic, tp.partition, highwater - offset - 1)
+
     def observe(self, events: Sequence[faust.EventT]) -> None:
         metrics = self._metrics
         last_offsets: dict[faust.types.TP, int] = {}
@@ -192,6 +200,12 @@ def run_worker(
     logging_config = logging_dict_config(service, settings.log_level)
     worker = faust.Worker(app(), loglevel=settings.log_level.lower(), logging_config=logging_config)
     worker.execute_from_commandline()
+
+
+def refresh_lag_every(app: faust.App, watch: InputWatch, interval_s: float = 5.0) -> None:
+    @app.timer(interval=interval_s)
+    async def refresh_lag() -> None:
+        watch.refresh_lag()
 
 
 def stop_on_shutdown(app: faust.App, sender: BulkSender) -> None:

@@ -45,6 +45,10 @@ class WorkerMetrics:
             registry=registry,
         )
 
+        # Series that exist from the start, so that rate() and increase() see their first step.
+        for outcome in ("processed", "duplicate", "dead_lettered"):
+            self.processed.labels(service, outcome)
+
     def count(self, outcomes: Mapping[str, int]) -> None:
         for outcome, n in outcomes.items():
             self.processed.labels(self.service, outcome).inc(n)

@@ -18,7 +18,13 @@ from shared.metrics import process_registry
 from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec, record_table
 from shared.redis import create_redis
-from shared.stream_worker import InputWatch, add_operations_pages, faust_config, stop_on_shutdown
+from shared.stream_worker import (
+    InputWatch,
+    add_operations_pages,
+    faust_config,
+    refresh_lag_every,
+    stop_on_shutdown,
+)
 from shared.worker_metrics import WorkerMetrics
 
 from .agents import ActionMetrics, Campaigner
@@ -52,6 +58,7 @@ def create_app(
         return app.consumer.highwater(tp)
 
     sender = BulkSender(settings.kafka_bootstrap_servers)
+    watch = InputWatch(metrics, highwater)
     campaigner = Campaigner(
         table=table,
         codec=codec,
@@ -60,7 +67,7 @@ def create_app(
         sender=sender,
         metrics=metrics,
         action_metrics=ActionMetrics(registry),
-        watch=InputWatch(metrics, highwater),
+        watch=watch,
         roster=example_roster(),
         attribution_window=timedelta(days=settings.attribution_window_days),
         quiet=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
@@ -87,6 +94,7 @@ def create_app(
         if app.tables.recovery.completed.is_set():
             await campaigner.tick()
 
+    refresh_lag_every(app, watch)
     stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)
     return app

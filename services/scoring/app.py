@@ -17,7 +17,13 @@ from shared.metrics import process_registry
 from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec
 from shared.redis import create_redis
-from shared.stream_worker import InputWatch, add_operations_pages, faust_config, stop_on_shutdown
+from shared.stream_worker import (
+    InputWatch,
+    add_operations_pages,
+    faust_config,
+    refresh_lag_every,
+    stop_on_shutdown,
+)
 from shared.worker_metrics import WorkerMetrics
 
 from .agents import PlanHolder, Scorer, refresh_plan
@@ -53,6 +59,7 @@ def create_app(
         return app.consumer.highwater(tp)
 
     sender = BulkSender(settings.kafka_bootstrap_servers)
+    watch = InputWatch(metrics, highwater)
     scorer = Scorer(
         table=table,
         codec=codec,
@@ -61,7 +68,7 @@ def create_app(
         sender=sender,
         plans=plans,
         metrics=metrics,
-        watch=InputWatch(metrics, highwater),
+        watch=watch,
         clock=clock,
     )
 
@@ -81,6 +88,7 @@ def create_app(
     async def poll_plan() -> None:
         await refresh_plan(plans, redis, table)
 
+    refresh_lag_every(app, watch)
     stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)
     return app

@@ -17,7 +17,13 @@ from shared.metrics import process_registry
 from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec
 from shared.redis import create_redis
-from shared.stream_worker import InputWatch, add_operations_pages, faust_config, stop_on_shutdown
+from shared.stream_worker import (
+    InputWatch,
+    add_operations_pages,
+    faust_config,
+    refresh_lag_every,
+    stop_on_shutdown,
+)
 from shared.worker_metrics import WorkerMetrics
 
 from .agents import Tagger
@@ -53,6 +59,7 @@ def create_app(
         return app.consumer.highwater(tp)
 
     sender = BulkSender(settings.kafka_bootstrap_servers)
+    watch = InputWatch(metrics, highwater)
     tagger = Tagger(
         table=table,
         codec=codec,
@@ -63,7 +70,7 @@ def create_app(
         # worker replays its inputs under the same rules as before.
         rules=Rules(TaggingThresholds(), rules or RuleSet(version=0)),
         metrics=metrics,
-        watch=InputWatch(metrics, highwater),
+        watch=watch,
         partitions=settings.topic_partitions,
         owned_partitions=lambda: {tp.partition for tp in app.assignor.assigned_actives()},
         clock=clock,
@@ -82,6 +89,7 @@ def create_app(
         if app.tables.recovery.completed.is_set():  # re-derive only a complete table
             await tagger.apply_rules()
 
+    refresh_lag_every(app, watch)
     stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)
     return app

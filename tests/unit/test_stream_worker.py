@@ -90,3 +90,30 @@ def test_outcomes_join_rows_outputs_and_counts() -> None:
 def test_a_payload_missing_fields_is_a_dead_letter_too(value: bytes) -> None:
     _, _, dead = decode_inputs([event("t", 0, 1, value)], lambda topic: Ping.model_validate_json, Delivery)
     assert len(dead) == 1
+
+
+def test_lag_follows_the_end_of_the_partition_even_without_new_input() -> None:
+    from faust.types import TP
+    from prometheus_client import CollectorRegistry
+
+    from shared.stream_worker import InputWatch
+    from shared.worker_metrics import WorkerMetrics
+
+    registry = CollectorRegistry()
+    ends = {("t", 0): 10}
+    tp = TP("t", 0)
+    watch = InputWatch(WorkerMetrics("w", registry), lambda tp: ends[(tp.topic, tp.partition)])
+
+    def lag() -> float | None:
+        return registry.get_sample_value("pd_consumer_lag", {"service": "w", "topic": "t", "partition": "0"})
+
+    message = SimpleNamespace(tp=tp, offset=4, topic="t", partition=0)
+    watch.observe([SimpleNamespace(message=message)])
+    assert lag() == 5  # offsets 5..9 still to read
+    ends[("t", 0)] = 30  # input keeps arriving, the worker takes none of it
+    watch.refresh_lag()
+    assert lag() == 25
+    assert (
+        registry.get_sample_value("pd_events_processed_total", {"service": "w", "outcome": "dead_lettered"})
+        == 0
+    )
