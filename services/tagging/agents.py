@@ -124,11 +124,8 @@ class Tagger:
         self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter], now: datetime
     ) -> None:
         data = self._table.data
-        before = {customer_id: data.get(customer_id) for customer_id in outcome.records}
         if outcome.records:
-            await retrying(
-                "redis write", lambda: read_model.write_records(self._redis, outcome.records, before, now)
-            )
+            await retrying("redis write", lambda: read_model.write_records(self._redis, outcome.records, now))
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
         records = self._outputs(outcome, partitions, dead)

@@ -8,14 +8,17 @@ Keys (all under `pd:tagging:`):
                         a set per value, so a segment count is a SCARD or SINTERCARD of a few sets
                         and never scans the customers.
 - `tags`                set of every tag that was ever given (for "the most common tags").
-Writes are set-valued (SET, SADD, SREM): a replayed batch writes the same state again.
+Writes are set-valued (SET, SADD, SREM) and compared with what Redis holds: a replayed batch
+writes the same state again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 
@@ -77,56 +80,68 @@ def view_of(profile: Profile, updated_at: datetime) -> ProfileView:
     )
 
 
-def _visible(record: ProfileRecord | None) -> tuple[object, ...] | None:
-    if record is None:
-        return None
+def _visible(record: ProfileRecord) -> tuple[object, ...]:
+    """What a reader sees of a record: what the snapshot and the segment sets hold."""
     if record.merged_into is not None:
         return ("merged", record.merged_into)
     p = record.profile
-    return (p.layer, p.orientation, p.stage, p.tags, p.intent_pct)
+    return (p.layer.value, p.orientation.value, p.stage.value, tuple(p.tags), p.intent_pct)
 
 
-def _memberships(record: ProfileRecord | None) -> set[str]:
-    if record is None or record.merged_into is not None:
+def _visible_in(snapshot: dict[str, Any] | None) -> tuple[object, ...] | None:
+    """The same, of a snapshot as Redis holds it (None: never written)."""
+    if snapshot is None:
+        return None
+    if snapshot.get("merged_into") is not None:
+        return ("merged", snapshot["merged_into"])
+    keys = ("layer", "orientation", "stage")
+    return (*(snapshot[k] for k in keys), tuple(snapshot["tags"]), snapshot.get("intent_pct"))
+
+
+def _memberships(visible: tuple[object, ...] | None) -> set[str]:
+    if visible is None or visible[0] == "merged":
         return set()
-    p = record.profile
+    layer, orientation, stage, tags, _ = visible
+    assert isinstance(tags, tuple)
     return {
         ALL,
-        segment_key("layer", p.layer),
-        segment_key("orientation", p.orientation),
-        segment_key("stage", p.stage),
-        *(segment_key("tag", tag) for tag in p.tags),
+        segment_key("layer", str(layer)),
+        segment_key("orientation", str(orientation)),
+        segment_key("stage", str(stage)),
+        *(segment_key("tag", str(tag)) for tag in tags),
     }
 
 
-async def write_records(
-    redis: Redis,
-    records: Mapping[str, ProfileRecord],
-    before: Mapping[str, ProfileRecord | None],
-    now: datetime,
-) -> None:
-    """Write the customers whose visible profile changed, in one round trip."""
+async def write_records(redis: Redis, records: Mapping[str, ProfileRecord], now: datetime) -> None:
+    """Write the customers whose visible profile changed, in two round trips.
+
+    "Changed" is measured against what Redis holds, not against the worker's table: after a
+    crash the table may be older than Redis (a batch wrote Redis, then died before its changelog),
+    and a replay that reaches the same end in one batch must still take the customer out of every
+    segment the lost batch put them in. Every write sets state (SET, SADD, SREM).
+    """
+    if not records:
+        return
+    ids = list(records)
+    current = await redis.mget([profile_key(customer_id) for customer_id in ids])
     pipe = redis.pipeline(transaction=False)
     snapshots: dict[str, bytes] = {}
     added: dict[str, list[str]] = {}
     removed: dict[str, list[str]] = {}
     tags: set[str] = set()
-    for customer_id, record in records.items():
-        old = before.get(customer_id)
-        if _visible(old) == _visible(record):
+    for customer_id, raw in zip(ids, current, strict=True):
+        record = records[customer_id]
+        new, old = _visible(record), _visible_in(orjson.loads(raw) if raw else None)
+        if new == old:
             continue
         if record.merged_into is not None:
-            snapshots[profile_key(customer_id)] = (
-                Snapshot(merged_into=record.merged_into, updated_at=now).model_dump_json().encode()
-            )
+            merged = Snapshot(merged_into=record.merged_into, updated_at=now)
+            snapshots[profile_key(customer_id)] = merged.model_dump_json().encode()
         else:
             snapshots[profile_key(customer_id)] = view_of(record.profile, now).model_dump_json().encode()
             tags.update(record.profile.tags)
-        new_sets, old_sets = _memberships(record), _memberships(old)
-        if new_sets == old_sets:
-            continue
-        # Also leave every other value of each dimension: heals a membership written by a batch
-        # whose table rows were lost in a crash (the replay may take a different path).
+        new_sets, old_sets = _memberships(new), _memberships(old)
+        # Also leave every other value of each dimension, and the set of everyone once merged.
         stale = old_sets - new_sets
         stale |= {segment_key(d, v) for d, values in DIMENSIONS.items() for v in values} - new_sets
         if record.merged_into is not None:

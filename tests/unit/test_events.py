@@ -5,12 +5,16 @@ import pytest
 from shared.events import EVENT_TYPES, IngestedEvent, InvalidEvent, validate_event
 from tests.factories import event
 
-NOW = datetime.now(UTC)
+
+def now() -> datetime:
+    """The time of the check: events from the factory are stamped when a test makes them, and a
+    module-level constant would fall behind them in a long test session."""
+    return datetime.now(UTC)
 
 
 def errors_of(raw: dict) -> list[tuple[tuple, str]]:
     with pytest.raises(InvalidEvent) as caught:
-        validate_event(raw, NOW)
+        validate_event(raw, now())
     return [(tuple(e["loc"]), e["type"]) for e in caught.value.errors]
 
 
@@ -29,7 +33,7 @@ def test_the_contract_example_is_valid() -> None:
         },
         "schema_version": 1,
     }
-    parsed = validate_event(raw, NOW)
+    parsed = validate_event(raw, now())
     assert parsed.type == "content.click"
     assert parsed.occurred_at.utcoffset() == timedelta(hours=8)
 
@@ -42,11 +46,11 @@ def test_each_type_requires_its_properties(event_type: str, required: tuple[str,
 def test_types_without_required_properties_need_none() -> None:
     for event_type, required in EVENT_TYPES.items():
         if not required:
-            validate_event(event(type=event_type, properties={}), NOW)
+            validate_event(event(type=event_type, properties={}), now())
 
 
 def test_custom_types_take_free_properties_and_unknown_types_are_rejected() -> None:
-    validate_event(event(type="custom.nft_claimed", properties={"anything": [1, 2]}), NOW)
+    validate_event(event(type="custom.nft_claimed", properties={"anything": [1, 2]}), now())
     assert errors_of(event(type="content.clicked")) == [(("type",), "value_error")]
     assert errors_of(event(type="custom.")) == [(("type",), "value_error")]
 
@@ -68,7 +72,7 @@ def test_amounts_and_durations_are_non_negative_numbers() -> None:
     assert (("properties", "amount"), "greater_than_equal") in errors_of(
         event(type="mall.purchase", properties={"amount": -1})
     )
-    validate_event(event(type="live.watch", properties={"duration_s": 0}), NOW)
+    validate_event(event(type="live.watch", properties={"duration_s": 0}), now())
 
 
 def test_envelope_errors_are_field_level() -> None:
@@ -85,13 +89,13 @@ def test_unknown_identity_types_and_top_level_fields_are_rejected() -> None:
 
 
 def test_occurred_at_may_be_up_to_five_minutes_ahead() -> None:
-    validate_event(event(occurred_at=(NOW + timedelta(minutes=4)).isoformat()), NOW)
-    assert errors_of(event(occurred_at=(NOW + timedelta(minutes=6)).isoformat())) == [
+    validate_event(event(occurred_at=(now() + timedelta(minutes=4)).isoformat()), now())
+    assert errors_of(event(occurred_at=(now() + timedelta(minutes=6)).isoformat())) == [
         (("occurred_at",), "future")
     ]
 
 
 def test_ingested_event_round_trips_through_json() -> None:
-    parsed = validate_event(event(), NOW)
-    record = IngestedEvent(**parsed.model_dump(), customer_id="cus_1", received_at=NOW, api_key_id="key_x")
+    parsed = validate_event(event(), now())
+    record = IngestedEvent(**parsed.model_dump(), customer_id="cus_1", received_at=now(), api_key_id="key_x")
     assert IngestedEvent.model_validate_json(record.model_dump_json()) == record

@@ -11,7 +11,11 @@ from services.ingest.pipeline import BrokerUnavailable, IngestPipeline, Overload
 from shared.events import validate_event
 from tests.factories import event
 
-NOW = datetime.now(UTC)
+
+def now() -> datetime:
+    """The time of the check: events from the factory are stamped when a test makes them, and a
+    module-level constant would fall behind them in a long test session."""
+    return datetime.now(UTC)
 
 
 class FakeStore:
@@ -49,7 +53,7 @@ class FakeBroker:
 
 def pending(**changes: object) -> PendingEvent:
     raw = event(**changes)
-    validate_event(raw, NOW)
+    validate_event(raw, now())
     key = next(iter(raw["identities"].values()))
     return PendingEvent(raw["event_id"], raw, [key])
 
@@ -58,7 +62,7 @@ def pending(**changes: object) -> PendingEvent:
 async def setup():
     store, broker = FakeStore(), FakeBroker()
     pipeline = IngestPipeline(
-        store, broker.send, lambda: None, lambda: NOW, produce_timeout_s=0.2, max_queued_events=10
+        store, broker.send, lambda: None, now, produce_timeout_s=0.2, max_queued_events=10
     )
     runner = asyncio.create_task(pipeline.run())
     yield pipeline, store, broker
