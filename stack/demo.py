@@ -42,6 +42,7 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
     run = DemoRun(
         ingest.url, scoring.url, tagging.url, campaign.url, BOOTSTRAP_SERVERS, OPS_TOKEN, batch, report
     )
+    run.worker_metrics_urls = [f"{s.url}/metrics" for s in SERVICES if s.name.endswith("-worker")]
     say("")
     say(summary(run))
     say("\nthe stack stays up: make status to check it, make down to stop it")

@@ -38,6 +38,7 @@ class DemoRun:
     journeys: list[Journey]
     report: PostingReport
     extras: dict[str, object] = field(default_factory=dict)  # for sections to share what they read
+    worker_metrics_urls: list[str] = field(default_factory=list)  # the summary waits for them to settle
 
     def customers_of(self, journey: Journey) -> list[str]:
         """Customer ids ingest answered for the journey's events, in order."""
@@ -171,7 +172,8 @@ def lookup_section(run: DemoRun) -> list[str]:
 
 
 def scoring_section(run: DemoRun) -> list[str]:
-    """The lead concentration matrix and the hottest leads, once scoring has seen this run."""
+    """The lead concentration matrix and the hottest leads, once the workers have settled."""
+    behind = _wait_until_settled(run.worker_metrics_urls) if run.worker_metrics_urls else 0.0
     survivors = sorted({ids[-1] for journey in run.journeys if (ids := run.customers_of(journey))})
     headers = {"Authorization": f"Bearer {run.ops_token}"}
     with httpx.Client(base_url=run.scoring_url, headers=headers, timeout=5) as api:
@@ -182,6 +184,10 @@ def scoring_section(run: DemoRun) -> list[str]:
         except httpx.HTTPError as error:
             return [f"scoring: {error} (logs: .run/logs/scoring-worker.log, scoring-api.log)"]
     lines = [f"lead concentration matrix (GET {run.scoring_url}/v1/matrix), customers per cell:"]
+    if behind:
+        lines.insert(
+            0, f"(the workers were still {behind:,.0f} inputs behind after {CATCH_UP_TIMEOUT_S:.0f}s)"
+        )
     activities = matrix["activities"]
     lines.append("  " + f"{'band':<8}" + "".join(f"{a:>12}" for a in activities) + f"{'total':>8}")
     for band in reversed(matrix["bands"]):
@@ -242,6 +248,34 @@ def _wait_until_present(api: httpx.Client, paths: list[str]) -> int:
         if waiting:
             time.sleep(0.2)  # poll interval
     return len(waiting)
+
+
+def _wait_until_settled(metrics_urls: list[str]) -> float:
+    """Poll (with a deadline) until every worker has taken all it was sent: no lag, and nothing
+    taken between two polls. Returns the lag left (0 when settled)."""
+    deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+    previous: list[float] | None = None
+    lag = 0.0
+    while time.monotonic() < deadline:
+        try:
+            texts = [httpx.get(url, timeout=2).text for url in metrics_urls]
+        except httpx.HTTPError:
+            return 0.0  # the sections below say what there is
+        lines = [line for text in texts for line in text.splitlines()]
+        lag = sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith("pd_consumer_lag{"))
+        taken = [
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith("pd_events_processed_total{")
+            )
+            for text in texts
+        ]
+        if lag == 0 and taken == previous and all(taken):
+            return 0.0
+        previous = taken
+        time.sleep(1.0)  # poll interval: "nothing taken" must hold for a second
+    return lag
 
 
 def campaign_section(run: DemoRun) -> list[str]:

@@ -224,6 +224,9 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
         city=survivor.city or merged.city,
         scheduled=survivor.scheduled + scheduled,
         touches=tuple(sorted((*survivor.touches, *merged.touches), key=lambda t: t.at))[-MAX_TOUCHES:],
+        unattributed=tuple(sorted({*survivor.unattributed, *merged.unattributed}, key=lambda c: c[1]))[
+            -MAX_TOUCHES:
+        ],
     )
 
 

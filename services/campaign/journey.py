@@ -63,6 +63,9 @@ class Journey:
     scheduled: tuple[Scheduled, ...] = ()
     touches: tuple[Touch, ...] = ()
     last_followup_at: datetime | None = None
+    # Conversions no touch was there for yet: a score or profile change travels on another topic
+    # and can reach the worker after the store visit it preceded; its touch takes them then.
+    unattributed: tuple[tuple[str, datetime], ...] = ()  # (event type, received_at)
 
     @property
     def next_due(self) -> datetime | None:
@@ -137,7 +140,11 @@ def on_event(journey: Journey, event: CampaignEvent, context: Context) -> Reacti
     )
     reaction = Reaction(journey)
     if event.type in CONVERSIONS:
-        reaction.conversions += _attribute(journey, event, context)
+        found = _attribute(journey, event, context)
+        reaction.conversions += found
+        if not found:
+            waiting = (*journey.unattributed, (event.type, event.received_at))[-MAX_TOUCHES:]
+            reaction.journey = replace(journey, unattributed=waiting)
     _merge(reaction, _fire(reaction.journey, TriggerKind.event, event.type, event.event_id, context))
     return reaction
 
@@ -239,8 +246,16 @@ def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context:
 
 def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
     at = context.received_at or decision.at
-    touches = (*reaction.journey.touches, Touch(decision.campaign_id, decision.variant, at))
-    reaction.journey = replace(reaction.journey, touches=touches[-MAX_TOUCHES:])
+    journey = reaction.journey
+    touches = (*journey.touches, Touch(decision.campaign_id, decision.variant, at))
+    window_end = at + context.attribution_window
+    late = [(kind, when) for kind, when in journey.unattributed if at <= when <= window_end]
+    reaction.conversions += [
+        Conversion(decision.campaign_id, decision.customer_id, decision.variant or "default", kind, when)
+        for kind, when in late
+    ]
+    waiting = tuple(c for c in journey.unattributed if c not in late)
+    reaction.journey = replace(journey, touches=touches[-MAX_TOUCHES:], unattributed=waiting)
 
 
 def _attribute(journey: Journey, event: CampaignEvent, context: Context) -> list[Conversion]:

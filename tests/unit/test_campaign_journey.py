@@ -210,3 +210,18 @@ def test_points_for_community_posts_up_to_the_daily_cap() -> None:
         journey = reaction.journey
         granted += [(d.outcome, d.reason, d.points) for d in reaction.decisions]
     assert granted == [("sent", None, 50)] * 3 + [("suppressed", "frequency_cap", 50)]
+
+
+def test_a_store_visit_that_overtook_its_score_is_attributed_when_the_score_arrives() -> None:
+    journey = on_event(journey_of(), touch("wecom.friend_added"), context()).journey
+    # The visit came after the booking that made the lead hot, but reached the worker first.
+    visit = on_event(journey, touch("store.visit", DAY + timedelta(minutes=5), dealer_id="d1"), context())
+    assert visit.conversions == []
+    hot = band("hot", "high").model_copy(update={"received_at": DAY + timedelta(minutes=1)})
+    reaction = on_score(visit.journey, hot, replace(context(), received_at=hot.received_at))
+    (conversion,) = reaction.conversions
+    assert (conversion.campaign_id, conversion.event_type) == ("hot-lead-to-dealer", "store.visit")
+    assert reaction.journey.unattributed == ()
+    # A visit from before the touch is not credited to it.
+    early = on_event(journey, touch("store.visit", DAY - timedelta(minutes=5), dealer_id="d1"), context())
+    assert on_score(early.journey, hot, replace(context(), received_at=hot.received_at)).conversions == []
