@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -26,8 +26,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.kafka import BulkSender, ensure_topics
+from shared.kafka import BulkSender, OutgoingRecord, ensure_topics
 from shared.metrics import CONTENT_TYPE, render
+from shared.record_table import RecordCodec
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, contract_topics
 from shared.worker_metrics import WorkerMetrics
@@ -272,3 +273,88 @@ def one_at_a_time(
             dead.append(
                 DeadLetter(topic, one.customer_id.encode(), value, reason[:2000], int(partition), one.offset)
             )
+
+
+@dataclass
+class WorkerParts:
+    """What every worker is built from; its `create_app` adds its table, agent and timers."""
+
+    app: faust.App
+    redis: Redis
+    sender: BulkSender
+    metrics: WorkerMetrics
+    watch: InputWatch
+
+
+def worker_parts(
+    service: str,
+    app_id: str,
+    settings: WorkerSettings,
+    *,
+    metrics_port: int,
+    table_dir: str,
+    registry: CollectorRegistry,
+) -> WorkerParts:
+    """A Faust app with our settings, its Redis client and producer, input watch and pages."""
+    from shared.rebalance import hold_input_until_seeked
+    from shared.redis import create_redis
+
+    app = faust.App(app_id, **faust_config(settings, metrics_port=metrics_port, table_dir=table_dir))
+    hold_input_until_seeked(app)  # else input fetched while an assignment completes can be lost
+    redis = create_redis(settings.redis_url)
+    metrics = WorkerMetrics(service, registry)
+    watch = InputWatch(metrics, lambda tp: app.consumer.highwater(tp))
+    sender = BulkSender(settings.kafka_bootstrap_servers)
+    refresh_lag_every(app, watch)
+    stop_on_shutdown(app, sender)
+    add_operations_pages(app, registry, redis)
+    return WorkerParts(app, redis, sender, metrics, watch)
+
+
+def batch_agent(
+    parts: WorkerParts,
+    topic: faust.TopicT,
+    name: str,
+    settings: WorkerSettings,
+    handle: Callable[[Sequence[faust.EventT]], Awaitable[None]],
+) -> None:
+    """The worker's one agent: batches of inputs, acked only once `handle` wrote their effects."""
+
+    @parts.app.agent(topic, name=name)
+    async def agent(stream: faust.StreamT) -> None:
+        # noack_take: Faust's take would ack a batch whose handling raised or was cancelled.
+        async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_s):
+            await handle(events)
+            for event in events:
+                await stream.ack(event)
+
+
+class _CustomerOutput(Protocol):
+    customer_id: str
+
+    def model_dump_json(self, *, exclude_none: bool = ...) -> str: ...
+
+
+def keyed_records(
+    topic: str, outputs: Iterable[_CustomerOutput], *, exclude_none: bool = False
+) -> list[OutgoingRecord]:
+    """Outputs as JSON records keyed by their customer, as every topic of ours is."""
+    return [
+        OutgoingRecord(topic, o.customer_id.encode(), o.model_dump_json(exclude_none=exclude_none).encode())
+        for o in outputs
+    ]
+
+
+def changelog_records(
+    topic: str, codec: RecordCodec[Any], rows: Mapping[str, Any], partitions: Mapping[str, int]
+) -> list[OutgoingRecord]:
+    """Table rows for the changelog, each to the partition of the input it was read from."""
+    return [
+        OutgoingRecord(topic, customer_id.encode(), codec.encode(row), partitions[customer_id])
+        for customer_id, row in rows.items()
+    ]
+
+
+def dead_letter_records(dead_letters: Mapping[str, str], dead: Iterable[DeadLetter]) -> list[OutgoingRecord]:
+    """Each dead letter to its input topic's `.dlq`."""
+    return [OutgoingRecord(dead_letters[d.topic], d.key, d.encode()) for d in dead]

@@ -31,3 +31,18 @@ def contract_topics(partitions: int) -> list[TopicSpec]:
     specs = [TopicSpec(name, partitions, (("retention.ms", week_ms),)) for name in MAIN_TOPICS]
     specs += [TopicSpec(dead_letter_topic(name), 1) for name in MAIN_TOPICS]
     return specs
+
+
+def worker_topics(app_id: str, table: str, inputs: tuple[str, ...], partitions: int) -> list[TopicSpec]:
+    """A worker's own topics: `<app_id>-<input>` for each of its own inputs (handovers, ticks)
+    with their dead letters, and its table's compacted changelog `<app_id>-<table>-changelog`.
+
+    Created before Faust starts: a broker that auto-creates topics on first mention (Tansu does)
+    would otherwise pick its own partition count, and keys would land off their partition."""
+    specs = [TopicSpec(f"{app_id}-{table}-changelog", partitions, (("cleanup.policy", "compact"),))]
+    for name in inputs:
+        specs += [
+            TopicSpec(f"{app_id}-{name}", partitions),
+            TopicSpec(dead_letter_topic(f"{app_id}-{name}"), 1),
+        ]
+    return specs

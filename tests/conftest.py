@@ -121,87 +121,55 @@ def merges_topic(backends: Backends) -> Iterator[TopicReader]:
 
 
 @dataclass(frozen=True)
-class RunningScoring:
+class RunningService:
+    """A stream worker and its API, as real processes."""
+
     api_url: str
     metrics_url: str
     worker: Process
     api: Process
 
 
+def _worker_and_api(
+    service: str, env: dict[str, str], metrics_port: int, api_port: int, log_dir: Path
+) -> Iterator[RunningService]:
+    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
+    worker_name, api_name = f"{service}-worker", f"{service}-api"
+    worker = start_service(worker_name, f"services.{service}.worker", env, f"{metrics_url}/readyz", log_dir)
+    api = start_service(api_name, f"services.{service}.api", env, f"{api_url}/readyz", log_dir)
+    yield RunningService(api_url, metrics_url, worker, api)
+    api.stop()
+    worker.stop()
+
+
 @pytest.fixture(scope="session")
-def scoring(backends: Backends, log_dir: Path, ingest: RunningIngest) -> Iterator[RunningScoring]:
+def scoring(backends: Backends, log_dir: Path, ingest: RunningIngest) -> Iterator[RunningService]:
     """One scoring worker and API for the session, on the session's broker and Redis."""
     from tests.scoring_worker import scoring_env
 
     metrics_port, api_port = free_port(), free_port()
     env = scoring_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
     env |= {"SCORING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "PLAN_POLL_INTERVAL_S": "0.2"}
-    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
-    worker = start_service("scoring-worker", "services.scoring.worker", env, f"{metrics_url}/readyz", log_dir)
-    api = start_service("scoring-api", "services.scoring.api", env, f"{api_url}/readyz", log_dir)
-    yield RunningScoring(api_url, metrics_url, worker, api)
-    api.stop()
-    worker.stop()
-
-
-@dataclass(frozen=True)
-class RunningTagging:
-    api_url: str
-    metrics_url: str
-    worker: Process
-    api: Process
+    yield from _worker_and_api("scoring", env, metrics_port, api_port, log_dir)
 
 
 @pytest.fixture(scope="session")
-def tagging(backends: Backends, log_dir: Path, scoring: RunningScoring) -> Iterator[RunningTagging]:
+def tagging(backends: Backends, log_dir: Path, scoring: RunningService) -> Iterator[RunningService]:
     """One tagging worker and API for the session, after scoring (it reads scoring's output)."""
     from tests.tagging_worker import tagging_env
 
     metrics_port, api_port = free_port(), free_port()
     env = tagging_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
     env |= {"TAGGING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "RULES_POLL_INTERVAL_S": "0.2"}
-    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
-    worker = start_service("tagging-worker", "services.tagging.worker", env, f"{metrics_url}/readyz", log_dir)
-    api = start_service("tagging-api", "services.tagging.api", env, f"{api_url}/readyz", log_dir)
-    yield RunningTagging(api_url, metrics_url, worker, api)
-    api.stop()
-    worker.stop()
-
-
-@dataclass(frozen=True)
-class RunningCampaign:
-    api_url: str
-    metrics_url: str
-    worker: Process
-    api: Process
+    yield from _worker_and_api("tagging", env, metrics_port, api_port, log_dir)
 
 
 @pytest.fixture(scope="session")
-def campaign(backends: Backends, log_dir: Path, tagging: RunningTagging) -> Iterator[RunningCampaign]:
+def campaign(backends: Backends, log_dir: Path, tagging: RunningService) -> Iterator[RunningService]:
     """One campaign worker and API for the session, after tagging (it reads both workers' output)."""
-    from tests.scoring_worker import FAST_GROUP
+    from tests.campaign_worker import campaign_env
 
     metrics_port, api_port = free_port(), free_port()
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": backends.kafka_bootstrap_servers,
-        "REDIS_URL": backends.redis_url,
-        "TOPIC_PARTITIONS": "3",
-        "CAMPAIGN_PORT": str(api_port),
-        "CAMPAIGN_METRICS_PORT": str(metrics_port),
-        "OPS_TOKENS": OPS_TOKEN,
-        "CAMPAIGNS_POLL_INTERVAL_S": "0.2",
-        "TICK_INTERVAL_S": "0.2",
-        "QUIET_HOURS_START": "00:00",  # no quiet hours: tests run at any time of day
-        "QUIET_HOURS_END": "00:00",
-        "CONSENT_GRACE_S": "3",
-        "TABLE_DIR": f".run/test-campaign-tables-{metrics_port}",
-        **FAST_GROUP,
-    }
-    metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
-    worker = start_service(
-        "campaign-worker", "services.campaign.worker", env, f"{metrics_url}/readyz", log_dir
-    )
-    api = start_service("campaign-api", "services.campaign.api", env, f"{api_url}/readyz", log_dir)
-    yield RunningCampaign(api_url, metrics_url, worker, api)
-    api.stop()
-    worker.stop()
+    env = campaign_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
+    env |= {"CAMPAIGN_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "CAMPAIGNS_POLL_INTERVAL_S": "0.2"}
+    yield from _worker_and_api("campaign", env, metrics_port, api_port, log_dir)

@@ -28,7 +28,16 @@ from shared.metrics import LATENCY_BUCKETS
 from shared.profiles import ProfileTagsChanged
 from shared.record_table import RecordCodec
 from shared.scores import IntentScoreChanged
-from shared.stream_worker import DeadLetter, InputWatch, decode_inputs, one_at_a_time, retrying
+from shared.stream_worker import (
+    DeadLetter,
+    InputWatch,
+    changelog_records,
+    dead_letter_records,
+    decode_inputs,
+    keyed_records,
+    one_at_a_time,
+    retrying,
+)
 from shared.topics import IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -39,7 +48,7 @@ from .definitions import ActionKind, Campaign
 from .desk import assign_lead, assignment_of
 from .inputs import CampaignEvent
 from .journey import Context
-from .read_model import ActionRecord, record_of
+from .read_model import ActionRecord, action_record
 from .store import load_campaigns
 from .targeting import QuietHours
 from .topics import CampaignTopics
@@ -114,6 +123,8 @@ class Campaigner:
         }
 
     async def react(self, events: Sequence[faust.EventT]) -> None:
+        if self.campaigns_version < 0:  # the campaigns in force before the first input
+            await self.refresh_campaigns()
         started = perf_counter()
         deliveries, partitions, dead = self._decode(events)
         now = self._clock()
@@ -157,15 +168,8 @@ class Campaigner:
         if not fresh:
             return
         stamp = int(now.timestamp())
-        ticks = [
-            OutgoingRecord(
-                self._topics.ticks,
-                customer.encode(),
-                Tick(tick_id=f"tick:{customer}:{stamp}", customer_id=customer).model_dump_json().encode(),
-            )
-            for customer in fresh
-        ]
-        await self._sender.send_all(ticks)
+        ticks = [Tick(tick_id=f"tick:{customer}:{stamp}", customer_id=customer) for customer in fresh]
+        await self._sender.send_all(keyed_records(self._topics.ticks, ticks))
         self._ticked.update(dict.fromkeys(fresh, clock))
         if len(self._ticked) > 100_000:  # forget old entries now and then
             self._ticked = {c: t for c, t in self._ticked.items() if clock - t < TICK_AGAIN_S}
@@ -176,7 +180,7 @@ class Campaigner:
         reassigned = {decision.action_id: original for original, decision in outcome.reassignments}
         for decision in outcome.decisions:
             if decision.kind is not ActionKind.assign_dealer or decision.outcome != "sent":
-                records.append(record_of(decision))
+                records.append(action_record(decision))
                 continue
             row = outcome.records.get(decision.customer_id)
             journey = row.journey if row is not None else None
@@ -194,7 +198,7 @@ class Campaigner:
             )
             if consultant is None:
                 decision = replace(decision, outcome="suppressed", reason="no_capacity")
-            records.append(record_of(decision, consultant))
+            records.append(action_record(decision, consultant))
         return records
 
     def _outputs(
@@ -205,23 +209,12 @@ class Campaigner:
         dead: list[DeadLetter],
     ) -> list[OutgoingRecord]:
         topics = self._topics
-        outputs = [
-            OutgoingRecord(topics.changelog, cid.encode(), self._codec.encode(record), partitions[cid])
-            for cid, record in outcome.records.items()
+        return [
+            *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
+            *keyed_records(topics.actions, [r for r in records if r.outcome == "sent"]),
+            *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
+            *dead_letter_records(topics.dead_letters, dead),
         ]
-        outputs += [
-            OutgoingRecord(topics.actions, r.customer_id.encode(), r.model_dump_json().encode())
-            for r in records
-            if r.outcome == "sent"
-        ]
-        outputs += [
-            OutgoingRecord(
-                topics.handovers, h.customer_id.encode(), h.model_dump_json(exclude_none=True).encode()
-            )
-            for h in outcome.handovers
-        ]
-        outputs += [OutgoingRecord(topics.dead_letters[d.topic], d.key, d.encode()) for d in dead]
-        return outputs
 
     def _decode(
         self, events: Sequence[faust.EventT]

@@ -13,19 +13,9 @@ from datetime import UTC, datetime, timedelta
 import faust
 from prometheus_client import CollectorRegistry
 
-from shared.kafka import BulkSender
 from shared.metrics import process_registry
-from shared.rebalance import hold_input_until_seeked
 from shared.record_table import RecordCodec, record_table
-from shared.redis import create_redis
-from shared.stream_worker import (
-    InputWatch,
-    add_operations_pages,
-    faust_config,
-    refresh_lag_every,
-    stop_on_shutdown,
-)
-from shared.worker_metrics import WorkerMetrics
+from shared.stream_worker import batch_agent, worker_parts
 
 from .agents import ActionMetrics, Campaigner
 from .batch import JourneyRecord
@@ -45,45 +35,34 @@ def create_app(
     clock: Callable[[], datetime] = _utc_now,
 ) -> faust.App:
     registry = registry or process_registry()
-    config = faust_config(settings, metrics_port=settings.campaign_metrics_port, table_dir=settings.table_dir)
-    app = faust.App(settings.campaign_app_id, **config)
-    hold_input_until_seeked(app)  # else input fetched while an assignment completes can be lost
+    parts = worker_parts(
+        "campaign",
+        settings.campaign_app_id,
+        settings,
+        metrics_port=settings.campaign_metrics_port,
+        table_dir=settings.table_dir,
+        registry=registry,
+    )
+    app = parts.app
     topics = campaign_topics(app, settings)
     codec = RecordCodec(JourneyRecord)
     table = record_table(app, "journeys", codec, settings.topic_partitions, help="campaign journeys")
-    redis = create_redis(settings.redis_url)
-    metrics = WorkerMetrics("campaign", registry)
-
-    def highwater(tp: faust.types.TP) -> int | None:
-        return app.consumer.highwater(tp)
-
-    sender = BulkSender(settings.kafka_bootstrap_servers)
-    watch = InputWatch(metrics, highwater)
     campaigner = Campaigner(
         table=table,
         codec=codec,
         topics=topics,
-        redis=redis,
-        sender=sender,
-        metrics=metrics,
+        redis=parts.redis,
+        sender=parts.sender,
+        metrics=parts.metrics,
         action_metrics=ActionMetrics(registry),
-        watch=watch,
+        watch=parts.watch,
         roster=example_roster(),
         attribution_window=timedelta(days=settings.attribution_window_days),
         quiet=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
         consent_grace=timedelta(seconds=settings.consent_grace_s),
         clock=clock,
     )
-
-    @app.agent(topics.inputs, name="campaign")
-    async def react(stream: faust.StreamT) -> None:
-        # The campaigns in force before the first input (the timer may not have run yet).
-        if campaigner.campaigns_version < 0:
-            await campaigner.refresh_campaigns()
-        async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_s):
-            await campaigner.react(events)
-            for event in events:
-                await stream.ack(event)
+    batch_agent(parts, topics.inputs, "campaign", settings, campaigner.react)
 
     @app.timer(interval=settings.campaigns_poll_interval_s)
     async def poll_campaigns() -> None:
@@ -94,7 +73,4 @@ def create_app(
         if app.tables.recovery.completed.is_set():
             await campaigner.tick()
 
-    refresh_lag_every(app, watch)
-    stop_on_shutdown(app, sender)
-    add_operations_pages(app, registry, redis)
     return app

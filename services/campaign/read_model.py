@@ -56,7 +56,7 @@ class ActionRecord(BaseModel):
     schema_version: int = 1
 
 
-def record_of(decision: Decision, consultant_id: str | None = None) -> ActionRecord:
+def action_record(decision: Decision, consultant_id: str | None = None) -> ActionRecord:
     return ActionRecord(
         action_id=decision.action_id,
         campaign_id=decision.campaign_id,

@@ -14,27 +14,16 @@ from shared.topics import (
     TOUCHPOINT_EVENTS,
     TopicSpec,
     dead_letter_topic,
+    worker_topics,
 )
 
 from .settings import CampaignSettings
 
 
-def own_topic(settings: CampaignSettings, name: str) -> str:
-    return f"{settings.campaign_app_id}-{name}"
-
-
 def worker_owned_topics(settings: CampaignSettings) -> list[TopicSpec]:
-    """Created before Faust starts, with the inputs' partition count (see scoring/topics.py)."""
-    partitions = settings.topic_partitions
-    specs = [
-        TopicSpec(own_topic(settings, "journeys-changelog"), partitions, (("cleanup.policy", "compact"),))
-    ]
-    for name in ("handovers", "ticks"):
-        specs += [
-            TopicSpec(own_topic(settings, name), partitions),
-            TopicSpec(dead_letter_topic(own_topic(settings, name)), 1),
-        ]
-    return specs
+    return worker_topics(
+        settings.campaign_app_id, "journeys", ("handovers", "ticks"), settings.topic_partitions
+    )
 
 
 @dataclass(frozen=True)
@@ -48,13 +37,14 @@ class CampaignTopics:
 
 
 def campaign_topics(app: faust.App, settings: CampaignSettings) -> CampaignTopics:
-    handovers, ticks = own_topic(settings, "handovers"), own_topic(settings, "ticks")
+    app_id = settings.campaign_app_id
+    handovers, ticks = f"{app_id}-handovers", f"{app_id}-ticks"
     inputs = (TOUCHPOINT_EVENTS, INTENT_SCORES, PROFILE_TAGS, IDENTITY_MERGES, handovers, ticks)
     return CampaignTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         actions=CAMPAIGN_ACTIONS,
         handovers=handovers,
         ticks=ticks,
-        changelog=own_topic(settings, "journeys-changelog"),
+        changelog=f"{app_id}-journeys-changelog",
         dead_letters={name: dead_letter_topic(name) for name in inputs},
     )

@@ -19,7 +19,16 @@ from redis.asyncio import Redis
 from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
-from shared.stream_worker import DeadLetter, InputWatch, decode_inputs, one_at_a_time, retrying
+from shared.stream_worker import (
+    DeadLetter,
+    InputWatch,
+    changelog_records,
+    dead_letter_records,
+    decode_inputs,
+    keyed_records,
+    one_at_a_time,
+    retrying,
+)
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -84,27 +93,12 @@ class Scorer:
         self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
     ) -> list[OutgoingRecord]:
         topics = self._topics
-        records = [
-            # The row goes to the changelog partition of the input partition it was read from.
-            OutgoingRecord(
-                topics.changelog, customer_id.encode(), self._codec.encode(record), partitions[customer_id]
-            )
-            for customer_id, record in outcome.records.items()
+        return [
+            *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
+            *keyed_records(topics.scores, outcome.scores),
+            *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
+            *dead_letter_records(topics.dead_letters, dead),
         ]
-        records += [
-            OutgoingRecord(topics.scores, score.customer_id.encode(), score.model_dump_json().encode())
-            for score in outcome.scores
-        ]
-        records += [
-            OutgoingRecord(
-                topics.handovers,
-                handover.customer_id.encode(),
-                handover.model_dump_json(exclude_none=True).encode(),
-            )
-            for handover in outcome.handovers
-        ]
-        records += [OutgoingRecord(topics.dead_letters[d.topic], d.key, d.encode()) for d in dead]
-        return records
 
     async def _send(self, records: list[OutgoingRecord]) -> None:
         await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))

@@ -12,26 +12,15 @@ from datetime import UTC, datetime
 import faust
 from prometheus_client import CollectorRegistry
 
-from shared.kafka import BulkSender
 from shared.metrics import process_registry
-from shared.rebalance import hold_input_until_seeked
-from shared.record_table import RecordCodec
-from shared.redis import create_redis
-from shared.stream_worker import (
-    InputWatch,
-    add_operations_pages,
-    faust_config,
-    refresh_lag_every,
-    stop_on_shutdown,
-)
-from shared.worker_metrics import WorkerMetrics
+from shared.record_table import RecordCodec, record_table
+from shared.stream_worker import batch_agent, worker_parts
 
 from .agents import PlanHolder, Scorer, refresh_plan
 from .batch import CustomerRecord
 from .plan import default_plan
 from .plan_store import VersionedPlan
 from .settings import ScoringSettings
-from .tables import customers_table
 from .topics import scoring_topics
 
 
@@ -45,40 +34,31 @@ def create_app(
     clock: Callable[[], datetime] = _utc_now,
 ) -> faust.App:
     registry = registry or process_registry()
-    config = faust_config(settings, metrics_port=settings.scoring_metrics_port, table_dir=settings.table_dir)
-    app = faust.App(settings.scoring_app_id, **config)
-    hold_input_until_seeked(app)  # else input fetched while an assignment completes can be lost
+    parts = worker_parts(
+        "scoring",
+        settings.scoring_app_id,
+        settings,
+        metrics_port=settings.scoring_metrics_port,
+        table_dir=settings.table_dir,
+        registry=registry,
+    )
+    app, redis = parts.app, parts.redis
     topics = scoring_topics(app, settings)
     codec = RecordCodec(CustomerRecord)
-    table = customers_table(app, settings, codec)
-    redis = create_redis(settings.redis_url)
+    table = record_table(app, "customers", codec, settings.topic_partitions, help="scoring state")
     plans = PlanHolder(VersionedPlan(version=0, updated_at=None, plan=default_plan()))
-    metrics = WorkerMetrics("scoring", registry)
-
-    def highwater(tp: faust.types.TP) -> int | None:
-        return app.consumer.highwater(tp)
-
-    sender = BulkSender(settings.kafka_bootstrap_servers)
-    watch = InputWatch(metrics, highwater)
     scorer = Scorer(
         table=table,
         codec=codec,
         topics=topics,
         redis=redis,
-        sender=sender,
+        sender=parts.sender,
         plans=plans,
-        metrics=metrics,
-        watch=watch,
+        metrics=parts.metrics,
+        watch=parts.watch,
         clock=clock,
     )
-
-    @app.agent(topics.inputs, name="score")
-    async def score(stream: faust.StreamT) -> None:
-        # noack_take: events are acked below, only once their effects are written.
-        async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_s):
-            await scorer.score(events)
-            for event in events:
-                await stream.ack(event)
+    batch_agent(parts, topics.inputs, "score", settings, scorer.score)
 
     @app.task
     async def load_plan_at_start() -> None:
@@ -88,7 +68,4 @@ def create_app(
     async def poll_plan() -> None:
         await refresh_plan(plans, redis, table)
 
-    refresh_lag_every(app, watch)
-    stop_on_shutdown(app, sender)
-    add_operations_pages(app, registry, redis)
     return app

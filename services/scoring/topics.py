@@ -12,28 +12,14 @@ from shared.topics import (
     TOUCHPOINT_EVENTS,
     TopicSpec,
     dead_letter_topic,
+    worker_topics,
 )
 
 from .settings import ScoringSettings
 
 
-def handovers_topic_name(settings: ScoringSettings) -> str:
-    return f"{settings.scoring_app_id}-handovers"
-
-
-def changelog_topic_name(settings: ScoringSettings) -> str:
-    return f"{settings.scoring_app_id}-customers-changelog"
-
-
 def worker_owned_topics(settings: ScoringSettings) -> list[TopicSpec]:
-    """Created before Faust starts: a broker that auto-creates topics on first mention (Tansu
-    does) would otherwise pick its own partition count, and keys would land off their partition."""
-    partitions = settings.topic_partitions
-    return [
-        TopicSpec(handovers_topic_name(settings), partitions),
-        TopicSpec(dead_letter_topic(handovers_topic_name(settings)), 1),
-        TopicSpec(changelog_topic_name(settings), partitions, (("cleanup.policy", "compact"),)),
-    ]
+    return worker_topics(settings.scoring_app_id, "customers", ("handovers",), settings.topic_partitions)
 
 
 @dataclass(frozen=True)
@@ -46,12 +32,12 @@ class ScoringTopics:
 
 
 def scoring_topics(app: faust.App, settings: ScoringSettings) -> ScoringTopics:
-    handovers = handovers_topic_name(settings)
+    handovers = f"{settings.scoring_app_id}-handovers"
     inputs = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, handovers)
     return ScoringTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         scores=INTENT_SCORES,
         handovers=handovers,
-        changelog=changelog_topic_name(settings),
+        changelog=f"{settings.scoring_app_id}-customers-changelog",
         dead_letters={name: dead_letter_topic(name) for name in inputs},
     )

@@ -27,7 +27,16 @@ from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
 from shared.scores import IntentScoreChanged
-from shared.stream_worker import DeadLetter, InputWatch, decode_inputs, one_at_a_time, retrying
+from shared.stream_worker import (
+    DeadLetter,
+    InputWatch,
+    changelog_records,
+    dead_letter_records,
+    decode_inputs,
+    keyed_records,
+    one_at_a_time,
+    retrying,
+)
 from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
@@ -135,27 +144,12 @@ class Tagger:
         self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
     ) -> list[OutgoingRecord]:
         topics = self._topics
-        records = [
-            # The row goes to the changelog partition of the input partition it was read from.
-            OutgoingRecord(
-                topics.changelog, customer_id.encode(), self._codec.encode(record), partitions[customer_id]
-            )
-            for customer_id, record in outcome.records.items()
+        return [
+            *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
+            *keyed_records(topics.changes, outcome.changes),
+            *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
+            *dead_letter_records(topics.dead_letters, dead),
         ]
-        records += [
-            OutgoingRecord(topics.changes, change.customer_id.encode(), change.model_dump_json().encode())
-            for change in outcome.changes
-        ]
-        records += [
-            OutgoingRecord(
-                topics.handovers,
-                handover.customer_id.encode(),
-                handover.model_dump_json(exclude_none=True).encode(),
-            )
-            for handover in outcome.handovers
-        ]
-        records += [OutgoingRecord(topics.dead_letters[d.topic], d.key, d.encode()) for d in dead]
-        return records
 
     def _decode(
         self, events: Sequence[faust.EventT]

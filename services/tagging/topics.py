@@ -13,28 +13,14 @@ from shared.topics import (
     TOUCHPOINT_EVENTS,
     TopicSpec,
     dead_letter_topic,
+    worker_topics,
 )
 
 from .settings import TaggingSettings
 
 
-def handovers_topic_name(settings: TaggingSettings) -> str:
-    return f"{settings.tagging_app_id}-handovers"
-
-
-def changelog_topic_name(settings: TaggingSettings) -> str:
-    return f"{settings.tagging_app_id}-profiles-changelog"
-
-
 def worker_owned_topics(settings: TaggingSettings) -> list[TopicSpec]:
-    """Created before Faust starts: a broker that auto-creates topics on first mention (Tansu
-    does) would otherwise pick its own partition count, and keys would land off their partition."""
-    partitions = settings.topic_partitions
-    return [
-        TopicSpec(handovers_topic_name(settings), partitions),
-        TopicSpec(dead_letter_topic(handovers_topic_name(settings)), 1),
-        TopicSpec(changelog_topic_name(settings), partitions, (("cleanup.policy", "compact"),)),
-    ]
+    return worker_topics(settings.tagging_app_id, "profiles", ("handovers",), settings.topic_partitions)
 
 
 @dataclass(frozen=True)
@@ -47,12 +33,12 @@ class TaggingTopics:
 
 
 def tagging_topics(app: faust.App, settings: TaggingSettings) -> TaggingTopics:
-    handovers = handovers_topic_name(settings)
+    handovers = f"{settings.tagging_app_id}-handovers"
     inputs = (TOUCHPOINT_EVENTS, INTENT_SCORES, IDENTITY_MERGES, handovers)
     return TaggingTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         changes=PROFILE_TAGS,
         handovers=handovers,
-        changelog=changelog_topic_name(settings),
+        changelog=f"{settings.tagging_app_id}-profiles-changelog",
         dead_letters={name: dead_letter_topic(name) for name in inputs},
     )

@@ -235,20 +235,21 @@ def test_grafana_has_a_password_from_the_environment_and_our_provisioning() -> N
 
 
 def test_topics_job_creates_every_topic_the_workers_need(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Runs the job's command with a recording `ensure_topics`, in the job's environment."""
-    import services.topics
+    """The job runs `pd-topics`; what that creates, in the job's environment, is what every
+    worker reads and writes."""
     from services.campaign.topics import worker_owned_topics as campaign_owned
     from services.scoring.topics import worker_owned_topics as scoring_owned
     from services.tagging.topics import worker_owned_topics as tagging_owned
+    from services.topics import all_topics
     from shared.topics import contract_topics
 
     compose = load_compose()
     job = compose["services"]["topics"]
     assert job["command"] == ["pd-topics"]
-    created: list[Any] = []
-    monkeypatch.setattr(services.topics, "ensure_topics", lambda servers, specs: created.extend(specs) or [])
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["pd-topics"] == "services.topics:main"
     settings = settings_of(ServiceSettings, job, monkeypatch)
-    services.topics.main([])
+    created = all_topics()
 
     by_name = {spec.name: spec for spec in created}
     assert len(by_name) == len(created), "a topic is listed twice"

@@ -117,3 +117,22 @@ def test_lag_follows_the_end_of_the_partition_even_without_new_input() -> None:
         registry.get_sample_value("pd_events_processed_total", {"service": "w", "outcome": "dead_lettered"})
         == 0
     )
+
+
+def test_outputs_are_keyed_by_customer_and_rows_go_to_their_input_partition() -> None:
+    from shared.record_table import RecordCodec
+    from shared.stream_worker import changelog_records, dead_letter_records, keyed_records
+
+    pings = [Ping(customer_id="c1", n=1), Ping(customer_id="c2", n=2)]
+    [first, _] = keyed_records("out", pings)
+    assert (first.topic, first.key, orjson.loads(first.value), first.partition) == (
+        "out",
+        b"c1",
+        {"customer_id": "c1", "n": 1},
+        None,  # the default partitioner, by key, as ingest does
+    )
+    rows = changelog_records("log", RecordCodec(Ping), {"c2": pings[1]}, {"c2": 2})
+    assert [(r.topic, r.key, r.partition) for r in rows] == [("log", b"c2", 2)]
+    letter = DeadLetter("in", b"k", b"x", "bad", 0, 3)
+    [dead] = dead_letter_records({"in": "in.dlq"}, [letter])
+    assert (dead.topic, dead.key, orjson.loads(dead.value)["error"]) == ("in.dlq", b"k", "bad")
