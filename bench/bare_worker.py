@@ -2,7 +2,9 @@
 
 The reference the scoring worker is measured next to (the issue's "Faust consuming raw bytes in
 batches with no state"): the same Faust version, broker settings, batch size and readiness and
-metrics endpoints, but no decoding, table, read model or outputs. `take` acks each batch.
+metrics endpoints, but no decoding, table, read model or outputs. `take` acks each batch. It reads
+through Faust's streams, a message at a time, as the issue's reference did; our workers take
+whole fetches instead (shared/batch_drain.py).
 Settings come from the scoring worker's environment; run as `python -m bench.bare_worker`.
 """
 
@@ -20,6 +22,7 @@ from shared.topics import TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
 SERVICE = "bare"
+TAKE_WITHIN_S = 0.05  # how long `take` waits to fill a batch (what our workers used with Faust's streams)
 
 
 def create_app(settings: ScoringSettings) -> faust.App:
@@ -33,7 +36,7 @@ def create_app(settings: ScoringSettings) -> faust.App:
 
     @app.agent(events, name="bare")
     async def bare(stream: faust.StreamT) -> None:
-        async for batch in stream.take(settings.batch_max_events, within=settings.batch_within_s):
+        async for batch in stream.take(settings.batch_max_events, within=TAKE_WITHIN_S):
             metrics.count({"processed": len(batch)})
             metrics.batch_seconds.labels(SERVICE).observe(0.0)
 

@@ -26,7 +26,7 @@ raw bytes in batches with no state, ~9,800 events/s.
 Usage (from the repository root):
     .venv/bin/python -m bench.scoring [--events 100000] [--customers 10000] [--batch-max-events N]
         [--no-bare] [--profile /tmp/scoring.prof]   # --profile: the scoring worker under cProfile
-The worker's other settings come from the environment as usual (e.g. BATCH_WITHIN_S=0.5).
+The worker's other settings come from the environment as usual (e.g. BATCH_MAX_EVENTS=500).
 """
 
 from __future__ import annotations

@@ -20,12 +20,14 @@ from typing import Any, Protocol, TypeVar
 import faust
 import orjson
 from aiokafka.errors import KafkaError
+from faust.types import Message
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
+from shared.batch_drain import consume_in_batches
 from shared.kafka import BulkSender, OutgoingRecord, ensure_topics
 from shared.metrics import CONTENT_TYPE, render
 from shared.record_table import RecordCodec
@@ -37,9 +39,8 @@ log = logging.getLogger(__name__)
 
 
 class WorkerSettings(ServiceSettings):
-    # Inputs taken per batch, and how long to wait to fill one.
+    # At most this many inputs per batch (a batch is what one fetch returned).
     batch_max_events: int = Field(default=2000, ge=1)
-    batch_within_s: float = Field(default=0.05, gt=0)
     # Group membership: short enough that a replacement worker takes over within seconds.
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
@@ -60,7 +61,6 @@ def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str)
         "broker_commit_interval": settings.broker_commit_interval_s,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
-        "stream_buffer_maxsize": max(4096, 2 * settings.batch_max_events),
         "stream_recovery_delay": 0.0,
         # Agents ack by hand, after effects are written; never on a failure.
         "stream_ack_cancelled_tasks": False,
@@ -163,11 +163,11 @@ class InputWatch:
             if highwater is not None:
                 self._metrics.set_lag(tp.topic, tp.partition, highwater - offset - 1)
 
-    def observe(self, events: Sequence[faust.EventT]) -> None:
+    def observe(self, messages: Sequence[Message]) -> None:
         metrics = self._metrics
         last_offsets: dict[faust.types.TP, int] = {}
-        for event in events:
-            tp, offset = event.message.tp, event.message.offset
+        for message in messages:
+            tp, offset = message.tp, message.offset
             previous = self._read_up_to.get(tp)
             if previous is None:
                 log.info("first input read from %s/%d: offset %d", tp.topic, tp.partition, offset)
@@ -235,7 +235,7 @@ P = TypeVar("P")
 
 
 def decode_inputs(
-    events: Sequence[faust.EventT],
+    messages: Sequence[Message],
     decoder_for: Callable[[str], Callable[[bytes], P]],
     delivery: Callable[[str, int, P], D],
 ) -> tuple[list[D], dict[str, int], list[DeadLetter]]:
@@ -243,8 +243,7 @@ def decode_inputs(
     deliveries: list[D] = []
     partitions: dict[str, int] = {}
     dead: list[DeadLetter] = []
-    for event in events:
-        message = event.message
+    for message in messages:
         try:
             if message.value is None:
                 raise ValueError("empty message")
@@ -311,22 +310,14 @@ def worker_parts(
     return WorkerParts(app, redis, sender, metrics, watch)
 
 
-def batch_agent(
+def batch_consumer(
     parts: WorkerParts,
     topic: faust.TopicT,
-    name: str,
     settings: WorkerSettings,
-    handle: Callable[[Sequence[faust.EventT]], Awaitable[None]],
+    handle: Callable[[Sequence[Message]], Awaitable[None]],
 ) -> None:
-    """The worker's one agent: batches of inputs, acked only once `handle` wrote their effects."""
-
-    @parts.app.agent(topic, name=name)
-    async def agent(stream: faust.StreamT) -> None:
-        # noack_take: Faust's take would ack a batch whose handling raised or was cancelled.
-        async for events in stream.noack_take(settings.batch_max_events, within=settings.batch_within_s):
-            await handle(events)
-            for event in events:
-                await stream.ack(event)
+    """The worker's input: fetched batches to `handle`, acked only once it wrote their effects."""
+    consume_in_batches(parts.app, topic, handle, settings.batch_max_events)
 
 
 class _CustomerOutput(Protocol):

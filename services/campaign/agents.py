@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from time import perf_counter
 
 import faust
+from faust.types import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -122,11 +123,11 @@ class Campaigner:
             topics.handovers: Handover.model_validate_json,
         }
 
-    async def react(self, events: Sequence[faust.EventT]) -> None:
+    async def react(self, messages: Sequence[Message]) -> None:
         if self.campaigns_version < 0:  # the campaigns in force before the first input
             await self.refresh_campaigns()
         started = perf_counter()
-        deliveries, partitions, dead = self._decode(events)
+        deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
         context = Context(self.campaigns, now, self._quiet, self._window, self._consent_grace)
         outcome = self._react(deliveries, context, dead)
@@ -142,7 +143,7 @@ class Campaigner:
         await retrying("send", lambda: self._sender.send_all(outputs, last_alone=self._last_alone))
         events_received = [d.payload.received_at for d in deliveries if isinstance(d.payload, CampaignEvent)]
         self._observe(outcome, records, events_received, len(dead), started)
-        self._watch.observe(events)
+        self._watch.observe(messages)
 
     async def refresh_campaigns(self) -> None:
         try:
@@ -216,10 +217,8 @@ class Campaigner:
             *dead_letter_records(topics.dead_letters, dead),
         ]
 
-    def _decode(
-        self, events: Sequence[faust.EventT]
-    ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(events, self._decoders.__getitem__, Delivery)
+    def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
+        return decode_inputs(messages, self._decoders.__getitem__, Delivery)
 
     def _react(self, deliveries: list[Delivery], context: Context, dead: list[DeadLetter]) -> BatchOutcome:
         try:

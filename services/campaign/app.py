@@ -1,6 +1,6 @@
 """`create_app(settings)`: the campaign worker's Faust app, wired.
 
-One agent reads events, scores, profile changes, merges, ticks and handovers as one stream in
+One handler takes events, scores, profile changes, merges, ticks and handovers together, in
 batches; timers take up changed campaigns and send ticks for what is due; the worker's web
 server answers /metrics, /healthz and /readyz on 9104.
 """
@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
-from shared.stream_worker import batch_agent, worker_parts
+from shared.stream_worker import batch_consumer, worker_parts
 
 from .agents import ActionMetrics, Campaigner
 from .batch import JourneyRecord
@@ -62,7 +62,7 @@ def create_app(
         consent_grace=timedelta(seconds=settings.consent_grace_s),
         clock=clock,
     )
-    batch_agent(parts, topics.inputs, "campaign", settings, campaigner.react)
+    batch_consumer(parts, topics.inputs, settings, campaigner.react)
 
     @app.timer(interval=settings.campaigns_poll_interval_s)
     async def poll_campaigns() -> None:

@@ -14,6 +14,7 @@ from datetime import datetime
 from time import perf_counter
 
 import faust
+from faust.types import Message
 from redis.asyncio import Redis
 
 from shared.identity import IdentityMerged
@@ -77,9 +78,9 @@ class Scorer:
             IDENTITY_MERGES: IdentityMerged.model_validate_json,
         }
 
-    async def score(self, events: Sequence[faust.EventT]) -> None:
+    async def score(self, messages: Sequence[Message]) -> None:
         started = perf_counter()
-        deliveries, partitions, dead = self._decode(events)
+        deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
         outcome = self._score(deliveries, now, dead)
         await self._write_read_model(outcome, now)
@@ -87,7 +88,7 @@ class Scorer:
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
         await self._send(self._outputs(outcome, partitions, dead))
-        self._observe(events, deliveries, outcome, len(dead), started, now)
+        self._observe(messages, deliveries, outcome, len(dead), started, now)
 
     def _outputs(
         self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
@@ -103,11 +104,9 @@ class Scorer:
     async def _send(self, records: list[OutgoingRecord]) -> None:
         await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))
 
-    def _decode(
-        self, events: Sequence[faust.EventT]
-    ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
+    def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(
-            events, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
+            messages, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
         )
 
     def _score(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
@@ -140,7 +139,7 @@ class Scorer:
 
     def _observe(
         self,
-        events: Sequence[faust.EventT],
+        messages: Sequence[Message],
         deliveries: list[Delivery],
         outcome: BatchOutcome,
         dead: int,
@@ -154,7 +153,7 @@ class Scorer:
         for delivery in deliveries:
             if isinstance(delivery.payload, ScoringEvent):
                 event_seconds.observe((now - delivery.payload.received_at).total_seconds())
-        self._watch.observe(events)
+        self._watch.observe(messages)
 
 
 async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> None:

@@ -1,6 +1,6 @@
 """`create_app(settings)`: the scoring worker's Faust app, wired.
 
-One agent reads events, merges and handovers as one stream in batches; a timer picks up plans
+One handler takes events, merges and handovers together, in batches; a timer picks up plans
 ops replace; the worker's web server answers /metrics, /healthz and /readyz on 9102.
 """
 
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
-from shared.stream_worker import batch_agent, worker_parts
+from shared.stream_worker import batch_consumer, worker_parts
 
 from .agents import PlanHolder, Scorer, refresh_plan
 from .batch import CustomerRecord
@@ -58,7 +58,7 @@ def create_app(
         watch=parts.watch,
         clock=clock,
     )
-    batch_agent(parts, topics.inputs, "score", settings, scorer.score)
+    batch_consumer(parts, topics.inputs, settings, scorer.score)
 
     @app.task
     async def load_plan_at_start() -> None:

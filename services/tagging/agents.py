@@ -19,6 +19,7 @@ from time import perf_counter
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
+from faust.types import Message
 from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -88,15 +89,15 @@ class Tagger:
             IDENTITY_MERGES: IdentityMerged.model_validate_json,
         }
 
-    async def tag(self, events: Sequence[faust.EventT]) -> None:
+    async def tag(self, messages: Sequence[Message]) -> None:
         async with self._lock:
             started = perf_counter()
-            deliveries, partitions, dead = self._decode(events)
+            deliveries, partitions, dead = self._decode(messages)
             now = self._clock()
             outcome = self._tag(deliveries, now, dead)
             await self._write(outcome, partitions, dead, now)
             self._observe(deliveries, outcome, len(dead), started, now)
-            self._watch.observe(events)
+            self._watch.observe(messages)
 
     async def apply_rules(self) -> None:
         """Take up rules ops changed, and re-derive every profile held under them."""
@@ -151,11 +152,9 @@ class Tagger:
             *dead_letter_records(topics.dead_letters, dead),
         ]
 
-    def _decode(
-        self, events: Sequence[faust.EventT]
-    ) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
+    def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(
-            events, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
+            messages, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
         )
 
     def _tag(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:

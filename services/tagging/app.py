@@ -1,6 +1,6 @@
 """`create_app(settings)`: the tagging worker's Faust app, wired.
 
-One agent reads events, scores, merges and handovers as one stream in batches; a timer takes
+One handler takes events, scores, merges and handovers together, in batches; a timer takes
 up tag rules ops change; the worker's web server answers /metrics, /healthz and /readyz on 9103.
 """
 
@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
-from shared.stream_worker import batch_agent, worker_parts
+from shared.stream_worker import batch_consumer, worker_parts
 
 from .agents import Tagger
 from .batch import ProfileRecord, Rules
@@ -62,7 +62,7 @@ def create_app(
         owned_partitions=lambda: {tp.partition for tp in app.assignor.assigned_actives()},
         clock=clock,
     )
-    batch_agent(parts, topics.inputs, "tag", settings, tagger.tag)
+    batch_consumer(parts, topics.inputs, settings, tagger.tag)
 
     @app.timer(interval=settings.rules_poll_interval_s)
     async def poll_rules() -> None:

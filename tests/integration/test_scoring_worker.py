@@ -130,3 +130,29 @@ def test_the_worker_exposes_its_metrics(scoring) -> None:
     text = eventually(counted)
     assert "pd_event_processing_seconds_bucket" in text
     assert httpx.get(f"{scoring.metrics_url}/healthz").json() == {"status": "ok"}
+
+
+def _metric(text: str, line_start: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_start))
+
+
+def test_a_burst_is_taken_in_batches_not_message_by_message(client, ops, scoring) -> None:
+    def counters() -> tuple[float, float]:
+        text = httpx.get(f"{scoring.metrics_url}/metrics").text
+        processed = _metric(text, 'pd_events_processed_total{outcome="processed",service="scoring"}')
+        return processed, _metric(text, 'pd_worker_batch_seconds_count{service="scoring"}')
+
+    processed_before, batches_before = counters()
+    burst = [event(identities={"unionid": unique("burst")}) for _ in range(300)]
+    for start in range(0, len(burst), 100):
+        response = client.post("/v1/events/batch", json={"events": burst[start : start + 100]})
+        assert response.status_code in (200, 202, 207), response.text
+
+    def taken() -> tuple[float, float]:
+        processed, batches = counters()
+        assert processed - processed_before >= len(burst)
+        return processed, batches
+
+    _, batches_after = eventually(taken, timeout=30, interval=0.2)
+    # Fetched records reach the handler together (shared/batch_drain.py), not one by one.
+    assert batches_after - batches_before <= len(burst) / 10

@@ -30,19 +30,18 @@ class Delivery:
         return self.payload.customer_id
 
 
-def event(topic: str, partition: int, offset: int, value: bytes | None) -> SimpleNamespace:
-    message = SimpleNamespace(topic=topic, partition=partition, offset=offset, key=b"k", value=value)
-    return SimpleNamespace(message=message)
+def message(topic: str, partition: int, offset: int, value: bytes | None) -> SimpleNamespace:
+    return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=b"k", value=value)
 
 
 def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None:
-    events = [
-        event("t", 0, 5, b'{"customer_id": "c1", "n": 1}'),
-        event("t", 1, 7, b"not json"),
-        event("t", 2, 9, None),
-        event("t", 2, 10, b'{"customer_id": "c2", "n": 2}'),
+    messages = [
+        message("t", 0, 5, b'{"customer_id": "c1", "n": 1}'),
+        message("t", 1, 7, b"not json"),
+        message("t", 2, 9, None),
+        message("t", 2, 10, b'{"customer_id": "c2", "n": 2}'),
     ]
-    deliveries, partitions, dead = decode_inputs(events, lambda topic: Ping.model_validate_json, Delivery)
+    deliveries, partitions, dead = decode_inputs(messages, lambda topic: Ping.model_validate_json, Delivery)
     assert [(d.partition, d.offset, d.payload.n) for d in deliveries] == [("t/0", 5, 1), ("t/2", 10, 2)]
     assert partitions == {"c1": 0, "c2": 2}
     assert [(d.partition, d.offset) for d in dead] == [(1, 7), (2, 9)]
@@ -88,7 +87,7 @@ def test_outcomes_join_rows_outputs_and_counts() -> None:
 
 @pytest.mark.parametrize("value", [b"{}", b'{"customer_id": "c"}'])
 def test_a_payload_missing_fields_is_a_dead_letter_too(value: bytes) -> None:
-    _, _, dead = decode_inputs([event("t", 0, 1, value)], lambda topic: Ping.model_validate_json, Delivery)
+    _, _, dead = decode_inputs([message("t", 0, 1, value)], lambda topic: Ping.model_validate_json, Delivery)
     assert len(dead) == 1
 
 
@@ -107,8 +106,8 @@ def test_lag_follows_the_end_of_the_partition_even_without_new_input() -> None:
     def lag() -> float | None:
         return registry.get_sample_value("pd_consumer_lag", {"service": "w", "topic": "t", "partition": "0"})
 
-    message = SimpleNamespace(tp=tp, offset=4, topic="t", partition=0)
-    watch.observe([SimpleNamespace(message=message)])
+    taken = SimpleNamespace(tp=tp, offset=4, topic="t", partition=0)
+    watch.observe([taken])
     assert lag() == 5  # offsets 5..9 still to read
     ends[("t", 0)] = 30  # input keeps arriving, the worker takes none of it
     watch.refresh_lag()
