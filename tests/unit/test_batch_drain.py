@@ -26,4 +26,3 @@ def test_the_worker_consumer_takes_its_batches_and_fetches_without_faust_s_long_
     assert isinstance(consumer, BatchDrainConsumer)
     assert consumer.input_topics == frozenset({"in.a", "in.b"}) and consumer.max_batch == 500
     assert kafka_consumer._fetch_max_wait_ms == 50  # Faust's own is 1,500
-
