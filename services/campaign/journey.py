@@ -52,6 +52,20 @@ class Conversion:
     group: str  # the variant, "holdout", or "default" for a campaign without variants
     event_type: str
     at: datetime
+    # The customer no longer counts as converted for this campaign and group: the only
+    # conversion credited there moved to a later touch that was read after it.
+    withdrawn: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A conversion and the touch it is credited to, kept so that a touch read later but dated
+    between the two can take the credit over (the last touch before a conversion wins, whatever
+    order the topics were read in)."""
+
+    event_type: str
+    received_at: datetime
+    touch: Touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +80,7 @@ class Journey:
     # Conversions no touch was there for yet: a score or profile change travels on another topic
     # and can reach the worker after the store visit it preceded; its touch takes them then.
     unattributed: tuple[tuple[str, datetime], ...] = ()  # (event type, received_at)
+    credited: tuple[Credit, ...] = ()  # the latest conversions and their touches
 
     @property
     def next_due(self) -> datetime | None:
@@ -140,11 +155,14 @@ def on_event(journey: Journey, event: CampaignEvent, context: Context) -> Reacti
     )
     reaction = Reaction(journey)
     if event.type in CONVERSIONS:
-        found = _attribute(journey, event, context)
-        reaction.conversions += found
-        if not found:
+        last = _last_touch(journey, event.received_at, context)
+        if last is None:
             waiting = (*journey.unattributed, (event.type, event.received_at))[-MAX_TOUCHES:]
             reaction.journey = replace(journey, unattributed=waiting)
+        else:
+            reaction.conversions.append(_conversion(journey, last, event.type, event.occurred_at))
+            credit = Credit(event.type, event.received_at, last)
+            reaction.journey = replace(journey, credited=(*journey.credited, credit)[-MAX_TOUCHES:])
     _merge(reaction, _fire(reaction.journey, TriggerKind.event, event.type, event.event_id, context))
     return reaction
 
@@ -247,33 +265,47 @@ def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context:
 def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
     at = context.received_at or decision.at
     journey = reaction.journey
-    touches = (*journey.touches, Touch(decision.campaign_id, decision.variant, at))
+    touch = Touch(decision.campaign_id, decision.variant, at)
     window_end = at + context.attribution_window
     late = [(kind, when) for kind, when in journey.unattributed if at <= when <= window_end]
-    reaction.conversions += [
-        Conversion(decision.campaign_id, decision.customer_id, decision.variant or "default", kind, when)
-        for kind, when in late
-    ]
-    waiting = tuple(c for c in journey.unattributed if c not in late)
-    reaction.journey = replace(journey, touches=touches[-MAX_TOUCHES:], unattributed=waiting)
+    credited = [*journey.credited, *(Credit(kind, when, touch) for kind, when in late)]
+    conversions = [_conversion(journey, touch, kind, when) for kind, when in late]
+    moved_from: list[Touch] = []
+    for n, credit in enumerate(credited):
+        # A conversion credited to an earlier touch, and this touch between the two: it is the
+        # last touch before the conversion, read after it (it came on another topic).
+        if at <= credit.received_at <= window_end and _order(touch) > _order(credit.touch):
+            moved_from.append(credit.touch)
+            credited[n] = replace(credit, touch=touch)
+            conversions.append(_conversion(journey, touch, credit.event_type, credit.received_at))
+    still = {(c.touch.campaign_id, c.touch.variant) for c in credited}
+    for gone in {
+        (t.campaign_id, t.variant): t for t in moved_from if (t.campaign_id, t.variant) not in still
+    }.values():
+        conversions.append(replace(_conversion(journey, gone, "", at), withdrawn=True))
+    reaction.conversions += conversions
+    reaction.journey = replace(
+        journey,
+        touches=(*journey.touches, touch)[-MAX_TOUCHES:],
+        unattributed=tuple(c for c in journey.unattributed if c not in late),
+        credited=tuple(credited)[-MAX_TOUCHES:],
+    )
 
 
-def _attribute(journey: Journey, event: CampaignEvent, context: Context) -> list[Conversion]:
-    """The conversion goes to the last touch within the window before it, if any."""
-    since = event.received_at - context.attribution_window
-    candidates = [t for t in journey.touches if since <= t.at <= event.received_at]
-    if not candidates:
-        return []
-    last = max(candidates, key=lambda t: t.at)
-    return [
-        Conversion(
-            last.campaign_id,
-            journey.view.customer_id,
-            last.variant or "default",
-            event.type,
-            event.occurred_at,
-        )
-    ]
+def _order(touch: Touch) -> tuple[datetime, str, str]:
+    """Which of two touches is the later one; ties (one input firing two campaigns) by campaign."""
+    return (touch.at, touch.campaign_id, touch.variant or "")
+
+
+def _last_touch(journey: Journey, received_at: datetime, context: Context) -> Touch | None:
+    """The touch a conversion goes to: the last one within the window before it, if any."""
+    since = received_at - context.attribution_window
+    candidates = [t for t in journey.touches if since <= t.at <= received_at]
+    return max(candidates, key=_order, default=None)
+
+
+def _conversion(journey: Journey, touch: Touch, event_type: str, at: datetime) -> Conversion:
+    return Conversion(touch.campaign_id, journey.view.customer_id, touch.variant or "default", event_type, at)
 
 
 def _merge(into: Reaction, other: Reaction) -> None:

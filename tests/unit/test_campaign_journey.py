@@ -225,3 +225,27 @@ def test_a_store_visit_that_overtook_its_score_is_attributed_when_the_score_arri
     # A visit from before the touch is not credited to it.
     early = on_event(journey, touch("store.visit", DAY - timedelta(minutes=5), dealer_id="d1"), context())
     assert on_score(early.journey, hot, replace(context(), received_at=hot.received_at)).conversions == []
+
+
+def test_a_conversion_goes_to_the_last_touch_before_it_whatever_order_the_topics_were_read_in() -> None:
+    from itertools import permutations
+
+    start = on_event(journey_of(), touch("wecom.friend_added"), context()).journey
+    high = band("high", "medium").model_copy(update={"received_at": DAY + timedelta(minutes=1)})
+    hot = band("hot", "high").model_copy(update={"received_at": DAY + timedelta(minutes=2)})
+    visit = touch("store.visit", DAY + timedelta(minutes=3), dealer_id="d1")
+
+    def converted_after(order: tuple[Any, ...]) -> set[tuple[str, str]]:
+        journey, converted = start, set()
+        for item in order:
+            if item is visit:
+                reaction = on_event(journey, item, context())
+            else:
+                reaction = on_score(journey, item, replace(context(), received_at=item.received_at))
+            journey = reaction.journey
+            for c in reaction.conversions:  # as the read model applies them: SADD, or SREM if withdrawn
+                (converted.discard if c.withdrawn else converted.add)((c.campaign_id, c.group))
+        return converted
+
+    outcomes = {frozenset(converted_after(order)) for order in permutations((high, hot, visit))}
+    assert outcomes == {frozenset({("hot-lead-to-dealer", "default")})}
