@@ -40,9 +40,9 @@ BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 
 
 class PromptFetchThread(AIOKafkaConsumerThread):
-    """Faust's consumer thread, with a fetch wait of our choosing."""
+    """Faust's consumer thread, with a fetch wait of our choosing (set by consume_in_batches)."""
 
-    fetch_max_wait_ms: ClassVar[int] = 200
+    fetch_max_wait_ms: ClassVar[int]
 
     def _create_worker_consumer(self, transport: Any) -> KafkaClientConsumer:
         consumer = super()._create_worker_consumer(transport)
@@ -52,12 +52,13 @@ class PromptFetchThread(AIOKafkaConsumerThread):
 
 
 class BatchDrainConsumer(AIOKafkaConsumer):
-    """Faust's consumer, fetching the input topics' messages into `batches` (see module doc)."""
+    """Faust's consumer, fetching the input topics' messages into `batches` (see module doc).
+    consume_in_batches makes a subclass per app with these set."""
 
-    input_topics: ClassVar[frozenset[str]] = frozenset()
+    input_topics: ClassVar[frozenset[str]]
     batches: ClassVar[Any]  # the app's FlowControlQueue of message lists
-    max_batch: ClassVar[int] = 2000
-    fetch_thread: ClassVar[type[PromptFetchThread]] = PromptFetchThread
+    max_batch: ClassVar[int]
+    fetch_thread: ClassVar[type[PromptFetchThread]]
 
     def _new_consumer_thread(self) -> AIOKafkaConsumerThread:
         return self.fetch_thread(self, loop=self.loop, beacon=self.beacon)

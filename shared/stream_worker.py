@@ -54,7 +54,8 @@ class WorkerSettings(ServiceSettings):
 
 
 def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str) -> dict[str, Any]:
-    """A worker's Faust settings: state in memory restored from changelogs, hand-acked inputs."""
+    """A worker's Faust settings: state in memory restored from changelogs (inputs are acked by
+    shared/batch_drain.py, after their effects are written)."""
     return {
         "broker": ";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")),
         "store": "memory://",
@@ -67,9 +68,6 @@ def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str)
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
         "stream_recovery_delay": 0.0,
-        # Agents ack by hand, after effects are written; never on a failure.
-        "stream_ack_cancelled_tasks": False,
-        "stream_ack_exceptions": False,
         "web_enabled": True,
         "web_bind": settings.http_host,
         "web_host": settings.http_host,

@@ -270,19 +270,19 @@ def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
     late = [(kind, when) for kind, when in journey.unattributed if at <= when <= window_end]
     credited = [*journey.credited, *(Credit(kind, when, touch) for kind, when in late)]
     conversions = [_conversion(journey, touch, kind, when) for kind, when in late]
-    moved_from: list[Touch] = []
+    moved: dict[tuple[str, str | None], Credit] = {}  # by the (campaign, variant) it left
     for n, credit in enumerate(credited):
         # A conversion credited to an earlier touch, and this touch between the two: it is the
         # last touch before the conversion, read after it (it came on another topic).
         if at <= credit.received_at <= window_end and _order(touch) > _order(credit.touch):
-            moved_from.append(credit.touch)
+            moved[(credit.touch.campaign_id, credit.touch.variant)] = credit
             credited[n] = replace(credit, touch=touch)
             conversions.append(_conversion(journey, touch, credit.event_type, credit.received_at))
     still = {(c.touch.campaign_id, c.touch.variant) for c in credited}
-    for gone in {
-        (t.campaign_id, t.variant): t for t in moved_from if (t.campaign_id, t.variant) not in still
-    }.values():
-        conversions.append(replace(_conversion(journey, gone, "", at), withdrawn=True))
+    for left, old in moved.items():
+        if left not in still:  # no other conversion keeps the customer converted there
+            withdrawn = _conversion(journey, old.touch, old.event_type, old.received_at)
+            conversions.append(replace(withdrawn, withdrawn=True))
     reaction.conversions += conversions
     reaction.journey = replace(
         journey,
