@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
@@ -56,18 +58,86 @@ class OutgoingRecord:
     partition: int | None = None  # None: by key, with the default partitioner (as ingest does)
 
 
+class KeyPartitions:
+    """The default partitioner's partition per key, remembered.
+
+    aiokafka's murmur2 is pure Python (about 2 µs a key) and the same customers recur, so a
+    bounded cache of the answer is cheap. The answer is the one `producer.send` would give.
+    """
+
+    def __init__(self, max_keys: int = 200_000) -> None:
+        self._partitioner = DefaultPartitioner()
+        self._max_keys = max_keys
+        self._known: dict[tuple[str, bytes], int] = {}
+        self._counts: dict[str, int] = {}
+
+    def of(self, topic: str, key: bytes, partitions: list[int]) -> int:
+        """`partitions`: the topic's partitions, sorted, as the producer's metadata has them."""
+        if self._counts.get(topic) != len(partitions):  # partitions added: every answer changes
+            self._known = {k: p for k, p in self._known.items() if k[0] != topic}
+            self._counts[topic] = len(partitions)
+        partition = self._known.get((topic, key))
+        if partition is None:
+            if len(self._known) >= self._max_keys:
+                self._known.clear()
+            partition = self._known[(topic, key)] = self._partitioner(key, partitions, None)
+        return partition
+
+
+async def send_batched(
+    producer: AIOKafkaProducer, records: Sequence[OutgoingRecord], partitions: KeyPartitions
+) -> list[asyncio.Future[object]]:
+    """Queue `records` as one record batch per topic-partition, in order; one future per record.
+
+    A record's future is its batch's: it resolves when the broker acknowledged the batch. Built
+    by hand because `producer.send` costs about 10 µs of CPU a record (a future, a partitioner
+    call and accumulator bookkeeping each), a batch builder about 3 µs.
+    """
+    builders: dict[tuple[str, int], BatchBuilder] = {}
+    members: dict[tuple[str, int], list[int]] = {}
+    futures: list[asyncio.Future[object] | None] = [None] * len(records)
+    topic_partitions: dict[str, list[int]] = {}
+
+    async def submit(topic_partition: tuple[str, int]) -> None:
+        topic, partition = topic_partition
+        future = await producer.send_batch(builders.pop(topic_partition), topic, partition=partition)
+        for index in members.pop(topic_partition):
+            futures[index] = future
+
+    for index, record in enumerate(records):
+        partition = record.partition
+        if partition is None:
+            known = topic_partitions.get(record.topic)
+            if known is None:  # waits only while the producer has no metadata for the topic
+                known = topic_partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
+            partition = partitions.of(record.topic, record.key or b"", known)
+        topic_partition = (record.topic, partition)
+        builder = builders.get(topic_partition)
+        if builder is not None and builder.append(key=record.key, value=record.value, timestamp=None) is None:
+            await submit(topic_partition)  # full: send it, start the next batch with this record
+            builder = None
+        if builder is None:
+            builder = builders[topic_partition] = producer.create_batch()
+            builder.append(key=record.key, value=record.value, timestamp=None)  # a first one always fits
+        members.setdefault(topic_partition, []).append(index)
+    for topic_partition in list(builders):
+        await submit(topic_partition)
+    return futures  # type: ignore[return-value]  # every index was given its batch's future
+
+
 class BulkSender:
     """Sends a worker's outputs for one batch together and waits until the broker has them all.
 
-    Records are handed to the producer back to back, so its accumulator packs them into one
-    record batch per partition, where sending them one at a time (as Faust's own buffer does)
-    costs a batch and often a request per record.
+    Records go to the producer as one record batch per partition (`send_batched`), where
+    sending them one at a time (as Faust's own buffer does) costs a batch and often a request
+    per record.
     """
 
     def __init__(self, bootstrap_servers: str, request_timeout_s: float = 30.0) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._request_timeout_s = request_timeout_s
         self._producer: AIOKafkaProducer | None = None
+        self._partitions = KeyPartitions()
 
     async def _started(self) -> AIOKafkaProducer:
         # Built on first use: aiokafka binds to the running event loop.
@@ -112,8 +182,7 @@ class BulkSender:
         if not records:
             return
         producer = await self._started()
-        pending = [await producer.send(r.topic, r.value, key=r.key, partition=r.partition) for r in records]
-        await asyncio.gather(*pending)
+        await asyncio.gather(*set(await send_batched(producer, records, self._partitions)))
 
     async def stop(self) -> None:
         if self._producer is not None:

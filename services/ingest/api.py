@@ -193,7 +193,7 @@ def create_app(
         services.store = store
         services.pipeline = IngestPipeline(
             store,
-            lambda key, value: broker.send(TOUCHPOINT_EVENTS, key, value),
+            lambda records: broker.send_keyed(TOUCHPOINT_EVENTS, records),
             relay.nudge,
             clock,
             produce_timeout_s=settings.produce_timeout_s,
@@ -236,20 +236,15 @@ def create_app(
 
     def pending(event: TouchpointEvent, key_id: str, received_at: str) -> PendingEvent:
         """Protect PII and stamp the event; raises InvalidEvent for a bad phone."""
-        identities, properties = protect_event(event, settings.phone_hash_salt, settings.default_phone_region)
-        event_id = str(event.event_id)
-        record = {  # an IngestedEvent, JSON-ready (tests check it parses as one)
-            "event_id": event_id,
-            "type": event.type,
-            "source": event.source.value,
-            "occurred_at": event.occurred_at.isoformat(),
-            "identities": {kind.value: value for kind, value in identities.items()},
-            "properties": properties,
-            "schema_version": event.schema_version,
-            "received_at": received_at,
-            "api_key_id": key_id,
-        }
-        return PendingEvent(event_id, record, sorted(identity_key(k.value, v) for k, v in identities.items()))
+        record = event.model_dump(mode="json")  # an IngestedEvent, JSON-ready, but for customer_id
+        salt, region = settings.phone_hash_salt, settings.default_phone_region
+        record["identities"], record["properties"] = protect_event(
+            record["identities"], record["properties"], salt, region
+        )
+        record["received_at"] = received_at
+        record["api_key_id"] = key_id
+        identity_keys = sorted(identity_key(kind, value) for kind, value in record["identities"].items())
+        return PendingEvent(record["event_id"], record, identity_keys)
 
     async def submit(events: list[PendingEvent]) -> list[Acknowledged]:
         try:

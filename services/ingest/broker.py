@@ -12,7 +12,7 @@ import logging
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from shared.kafka import create_producer, ensure_topics
+from shared.kafka import KeyPartitions, OutgoingRecord, create_producer, ensure_topics, send_batched
 from shared.topics import TopicSpec
 
 from .pipeline import BrokerUnavailable
@@ -26,6 +26,7 @@ class BrokerLink:
         self._request_timeout_s = request_timeout_s
         self._topics = topics
         self._producer: AIOKafkaProducer | None = None
+        self._partitions = KeyPartitions()
 
     async def connect(self, retry_interval_s: float = 1.0) -> None:
         """Start the producer, retrying until the broker answers; then make sure our topics exist."""
@@ -51,6 +52,18 @@ class BrokerLink:
             raise BrokerUnavailable("not connected to the broker yet")
         try:
             return await self._producer.send(topic, key=key, value=value)
+        except KafkaError as error:
+            raise BrokerUnavailable(repr(error)) from error
+
+    async def send_keyed(
+        self, topic: str, records: list[tuple[bytes, bytes]]
+    ) -> list[asyncio.Future[object]]:
+        """Queue (key, value) records in record batches per partition; one ack future per record."""
+        if self._producer is None:
+            raise BrokerUnavailable("not connected to the broker yet")
+        outgoing = [OutgoingRecord(topic, key, value) for key, value in records]
+        try:
+            return await send_batched(self._producer, outgoing, self._partitions)
         except KafkaError as error:
             raise BrokerUnavailable(repr(error)) from error
 

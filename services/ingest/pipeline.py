@@ -24,8 +24,9 @@ from .identity_store import Claim, IdentityStore, Resolution
 
 log = logging.getLogger(__name__)
 
-# What the pipeline needs from Kafka: send one keyed record, resolve when acknowledged.
-SendRecord = Callable[[bytes, bytes], Awaitable[asyncio.Future[object]]]
+# What the pipeline needs from Kafka: queue (key, value) records in order, one future per record
+# that resolves when the broker acknowledged it (records may share one, that of their batch).
+SendRecords = Callable[[list[tuple[bytes, bytes]]], Awaitable[list[asyncio.Future[object]]]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class IngestPipeline:
     def __init__(
         self,
         store: IdentityStore,
-        send: SendRecord,
+        send: SendRecords,
         on_merges: Callable[[], None],
         clock: Callable[[], datetime],
         *,
@@ -146,16 +147,22 @@ class IngestPipeline:
         if merges:
             self._on_merges()
 
+        new = [index for index, resolution in enumerate(resolutions) if not resolution.duplicate]
+        records = [
+            (
+                resolutions[index].customer_id.encode(),
+                orjson.dumps({**unique[index].record, "customer_id": resolutions[index].customer_id}),
+            )
+            for index in new
+        ]
         deadline = asyncio.get_running_loop().time() + self._produce_timeout_s
         waiting: dict[int, asyncio.Future[object]] = {}
         try:
-            async with asyncio.timeout_at(deadline):  # send() itself waits while metadata is missing
-                for index, (pending, resolution) in enumerate(zip(unique, resolutions, strict=True)):
-                    if not resolution.duplicate:
-                        customer_id = resolution.customer_id
-                        record = orjson.dumps({**pending.record, "customer_id": customer_id})
-                        waiting[index] = await self._send(customer_id.encode(), record)
+            async with asyncio.timeout_at(deadline):  # sending waits while metadata is missing
+                waiting = dict(zip(new, await self._send(records), strict=True)) if records else {}
         except (TimeoutError, BrokerUnavailable) as error:
+            # Whatever was queued before this may still reach the topic: unacknowledged, its
+            # request is answered 503 and retried, and consumers drop the copy by event_id.
             log.warning("stopped sending: %r", error)
         return _SentGroup(group, first, claims, resolutions, waiting, deadline)
 
@@ -193,7 +200,7 @@ class IngestPipeline:
         acked = [resolution.duplicate for resolution in sent.resolutions]
         if sent.waiting:
             remaining = max(0.0, sent.deadline - asyncio.get_running_loop().time())
-            await asyncio.wait(sent.waiting.values(), timeout=remaining)
+            await asyncio.wait(set(sent.waiting.values()), timeout=remaining)
         for index, future in sent.waiting.items():
             if not future.done():
                 future.add_done_callback(_ignore_late_outcome)

@@ -40,4 +40,5 @@ def test_journeys_go_down_the_funnel_and_link_identifiers_later() -> None:
 def test_flawed_events_are_each_rejected(index: int) -> None:
     with pytest.raises(InvalidEvent):
         raw = flawed_events(seed=7, now=NOW)[index]
-        protect_event(validate_event(raw, NOW), "salt")
+        dumped = validate_event(raw, NOW).model_dump(mode="json")
+        protect_event(dumped["identities"], dumped["properties"], "salt")

@@ -7,7 +7,7 @@ from services.ingest.identities import (
     phone_identity,
     protect_event,
 )
-from shared.events import IdentityType, InvalidEvent, TouchpointEvent
+from shared.events import InvalidEvent, TouchpointEvent
 from tests.factories import event
 
 
@@ -46,9 +46,10 @@ def test_protect_event_hashes_phone_identities_and_phone_properties() -> None:
         identities={"phone": "13800138000", "unionid": "u1"},
         properties={"mobile": "13900139000", "campaign": "spring"},
     )
-    identities, properties = protect_event(TouchpointEvent.model_validate(raw), "s")
-    assert identities[IdentityType.phone] == phone_identity("13800138000", "s")
-    assert identities[IdentityType.unionid] == "u1"
+    dumped = TouchpointEvent.model_validate(raw).model_dump(mode="json")
+    identities, properties = protect_event(dumped["identities"], dumped["properties"], "s")
+    assert identities["phone"] == phone_identity("13800138000", "s")
+    assert identities["unionid"] == "u1"
     assert properties == {"mobile": phone_identity("13900139000", "s"), "campaign": "spring"}
     assert "13800138000" not in repr((identities, properties))
 
@@ -56,7 +57,7 @@ def test_protect_event_hashes_phone_identities_and_phone_properties() -> None:
 def test_protect_event_reports_bad_phones_by_field() -> None:
     raw = event(identities={"phone": "12"}, properties={"content_id": "c", "phone": 5})
     with pytest.raises(InvalidEvent) as caught:
-        protect_event(TouchpointEvent.model_validate(raw), "s")
+        protect_event(raw["identities"], raw["properties"], "s")
     assert [e["loc"] for e in caught.value.errors] == [["identities", "phone"], ["properties", "phone"]]
 
 

@@ -41,14 +41,15 @@ class FakeBroker:
         self.sent: list[tuple[bytes, bytes]] = []
         self.mode = "ack"
 
-    async def send(self, key: bytes, value: bytes) -> asyncio.Future[object]:
-        self.sent.append((key, value))
+    async def send(self, records: list[tuple[bytes, bytes]]) -> list[asyncio.Future[object]]:
+        self.sent += records
+        # One future for the lot, as records of one record batch share their batch's.
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if self.mode == "ack":
             future.set_result(None)
         elif self.mode == "fail":
             future.set_exception(ConnectionError("broker gone"))
-        return future  # "hold": never acknowledged
+        return [future] * len(records)  # "hold": never acknowledged
 
 
 def pending(**changes: object) -> PendingEvent:
