@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import phonenumbers
+from phonenumbers.phonemetadata import PhoneMetadata
 
 from shared.events import InvalidEvent
 
@@ -20,9 +21,19 @@ from shared.events import InvalidEvent
 PHONE_PROPERTIES = frozenset({"phone", "mobile", "phone_number"})
 PHONE_HASH = re.compile(r"^[0-9a-f]{64}$")
 
+# The common case, a Chinese mobile written as 11 digits (maybe after +86, maybe spaced or
+# dashed), is recognised by the library's own pattern for Chinese mobiles without parsing the
+# number, which takes about 20 µs. Anything else goes through phonenumbers' parser.
+_CN_MOBILE_SHAPE = re.compile(r"(\+86)?(1\d{10})")
+_CN_MOBILE = re.compile(PhoneMetadata.metadata_for_region("CN").mobile.national_number_pattern)
+_SEPARATORS = str.maketrans("", "", " -")
+
 
 def normalise_phone(raw: str, default_region: str = "CN") -> str:
     """Return the number in E.164 (+86 assumed when it has no country code)."""
+    shape = _CN_MOBILE_SHAPE.fullmatch(raw.translate(_SEPARATORS))
+    if shape and (shape[1] or default_region == "CN") and _CN_MOBILE.fullmatch(shape[2]):
+        return "+86" + shape[2]
     try:
         number = phonenumbers.parse(raw, default_region)
     except phonenumbers.NumberParseException as error:

@@ -1,3 +1,6 @@
+import random
+
+import phonenumbers
 import pytest
 
 from services.ingest.identities import (
@@ -24,6 +27,27 @@ def test_foreign_numbers_keep_their_country() -> None:
 def test_invalid_numbers_are_refused(raw: str) -> None:
     with pytest.raises(ValueError):
         normalise_phone(raw)
+
+
+def test_the_chinese_mobile_shortcut_agrees_with_the_phone_library() -> None:
+    rng = random.Random(3)
+    spellings = [
+        f"{prefix}1{rng.randrange(10**10):010d}" for prefix in ("", "+86", "+86 ") for _ in range(1_500)
+    ] + ["138-0013-8000", "+86 138 0013 8000", "1380013800", "154 0000 0000", "+8617000000000"]
+    for raw in spellings:
+        try:
+            library = phonenumbers.parse(raw, "CN")
+            expected = (
+                phonenumbers.format_number(library, phonenumbers.PhoneNumberFormat.E164)
+                if phonenumbers.is_valid_number(library)
+                else None
+            )
+        except phonenumbers.NumberParseException:
+            expected = None
+        try:
+            assert normalise_phone(raw) == expected, raw
+        except ValueError:
+            assert expected is None, raw
 
 
 def test_hash_is_salted_sha256_hex() -> None:
