@@ -236,15 +236,19 @@ def create_app(
 
     def pending(event: TouchpointEvent, key_id: str, received_at: str) -> PendingEvent:
         """Protect PII and stamp the event; raises InvalidEvent for a bad phone."""
-        record = event.model_dump(mode="json")  # an IngestedEvent, JSON-ready, but for customer_id
+        # An IngestedEvent but for customer_id: the validated fields as they are, which orjson
+        # writes as model_dump_json would (UUID, datetime, enum values) at a third of the cost.
+        record: dict[str, Any] = event.__dict__.copy()
+        event_id = record["event_id"] = str(event.event_id)
         salt, region = settings.phone_hash_salt, settings.default_phone_region
-        record["identities"], record["properties"] = protect_event(
-            record["identities"], record["properties"], salt, region
+        identities, record["properties"] = protect_event(
+            {kind.value: value for kind, value in event.identities.items()}, event.properties, salt, region
         )
+        record["identities"] = identities
         record["received_at"] = received_at
         record["api_key_id"] = key_id
-        identity_keys = sorted(identity_key(kind, value) for kind, value in record["identities"].items())
-        return PendingEvent(record["event_id"], record, identity_keys)
+        identity_keys = sorted(identity_key(kind, value) for kind, value in identities.items())
+        return PendingEvent(event_id, record, identity_keys)
 
     async def submit(events: list[PendingEvent]) -> list[Acknowledged]:
         try:

@@ -7,8 +7,9 @@ from datetime import datetime
 import httpx
 import orjson
 import pytest
+import redis
 
-from services.ingest.identities import phone_identity
+from services.ingest.identities import PHONE_HASH, phone_identity
 from shared.events import IngestedEvent
 from tests.conftest import OPS_TOKEN, WECOM_ONLY_KEY
 from tests.factories import event, unique
@@ -51,7 +52,7 @@ def test_a_repeated_event_is_acknowledged_as_duplicate_and_published_once(client
     assert len(events_topic.records[sent["event_id"]]) == 1
 
 
-def test_raw_phone_numbers_never_reach_the_topic(client, events_topic) -> None:
+def test_raw_phone_numbers_never_reach_the_topic_or_redis(client, events_topic, backends) -> None:
     sent = event(
         type="ad.lead_form",
         source="ad",
@@ -64,6 +65,10 @@ def test_raw_phone_numbers_never_reach_the_topic(client, events_topic) -> None:
     assert "13800138000" not in raw and "13900139000" not in raw
     assert record["identities"]["phone"] == phone_identity("13800138000", "test-salt")
     assert record["properties"]["phone"] == phone_identity("13900139000", "test-salt")
+    with redis.Redis.from_url(backends.redis_url) as store:
+        phone_keys = [key.decode() for key in store.scan_iter("pd:idn:phone:*")]
+    assert f"pd:idn:phone:{phone_identity('13800138000', 'test-salt')}" in phone_keys
+    assert all(PHONE_HASH.match(key.removeprefix("pd:idn:phone:")) for key in phone_keys)
 
 
 def test_missing_or_unknown_key_is_401_and_a_forbidden_source_403(client) -> None:
