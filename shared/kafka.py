@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
@@ -50,8 +50,7 @@ def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafk
     )
 
 
-@dataclass(frozen=True)
-class OutgoingRecord:
+class OutgoingRecord(NamedTuple):  # a tuple: made by the thousand a second
     topic: str
     key: bytes | None
     value: bytes
@@ -65,23 +64,27 @@ class KeyPartitions:
     bounded cache of the answer is cheap. The answer is the one `producer.send` would give.
     """
 
-    def __init__(self, max_keys: int = 200_000) -> None:
+    def __init__(self, max_keys_per_topic: int = 200_000) -> None:
         self._partitioner = DefaultPartitioner()
-        self._max_keys = max_keys
-        self._known: dict[tuple[str, bytes], int] = {}
-        self._counts: dict[str, int] = {}
+        self._max_keys = max_keys_per_topic
+        self._known: dict[str, tuple[list[int], dict[bytes, int]]] = {}
 
-    def of(self, topic: str, key: bytes, partitions: list[int]) -> int:
-        """`partitions`: the topic's partitions, sorted, as the producer's metadata has them."""
-        if self._counts.get(topic) != len(partitions):  # partitions added: every answer changes
-            self._known = {k: p for k, p in self._known.items() if k[0] != topic}
-            self._counts[topic] = len(partitions)
-        partition = self._known.get((topic, key))
-        if partition is None:
-            if len(self._known) >= self._max_keys:
-                self._known.clear()
-            partition = self._known[(topic, key)] = self._partitioner(key, partitions, None)
-        return partition
+    def of_topic(self, topic: str, partitions: list[int]) -> Callable[[bytes], int]:
+        """Key -> partition for `topic`, whose partitions (sorted) the producer's metadata has."""
+        known = self._known.get(topic)
+        if known is None or known[0] != partitions:  # partitions added: every answer changes
+            known = self._known[topic] = (partitions, {})
+        cache = known[1]
+        if len(cache) >= self._max_keys:
+            cache.clear()
+
+        def partition_of(key: bytes) -> int:
+            partition = cache.get(key)
+            if partition is None:
+                partition = cache[key] = self._partitioner(key, partitions, None)
+            return partition
+
+        return partition_of
 
 
 async def send_batched(
@@ -96,7 +99,7 @@ async def send_batched(
     builders: dict[tuple[str, int], BatchBuilder] = {}
     members: dict[tuple[str, int], list[int]] = {}
     futures: list[asyncio.Future[object] | None] = [None] * len(records)
-    topic_partitions: dict[str, list[int]] = {}
+    partitioners: dict[str, Callable[[bytes], int]] = {}
 
     async def submit(topic_partition: tuple[str, int]) -> None:
         topic, partition = topic_partition
@@ -107,10 +110,11 @@ async def send_batched(
     for index, record in enumerate(records):
         partition = record.partition
         if partition is None:
-            known = topic_partitions.get(record.topic)
-            if known is None:  # waits only while the producer has no metadata for the topic
-                known = topic_partitions[record.topic] = sorted(await producer.partitions_for(record.topic))
-            partition = partitions.of(record.topic, record.key or b"", known)
+            partition_of = partitioners.get(record.topic)
+            if partition_of is None:  # waits only while the producer has no metadata for the topic
+                known = sorted(await producer.partitions_for(record.topic))
+                partition_of = partitioners[record.topic] = partitions.of_topic(record.topic, known)
+            partition = partition_of(record.key or b"")
         topic_partition = (record.topic, partition)
         builder = builders.get(topic_partition)
         if builder is not None and builder.append(key=record.key, value=record.value, timestamp=None) is None:

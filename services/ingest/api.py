@@ -307,7 +307,7 @@ def create_app(
             ) from None
         [ack] = await submit([one])
         metrics.request_seconds.labels("event").observe(time.perf_counter() - started)
-        return accepted_json([ack.__dict__])
+        return accepted_json([ack._asdict()])
 
     @app.post(
         "/v1/events/batch",
@@ -357,7 +357,10 @@ def create_app(
                 rejected.append({"index": index, "errors": invalid.errors})
         metrics.count_all(outcomes)
         acknowledged = await submit([p for _, p in accepted]) if accepted else []
-        results = [{"index": i, **ack.__dict__} for (i, _), ack in zip(accepted, acknowledged, strict=True)]
+        results = [
+            {"index": i, "event_id": ack.event_id, "customer_id": ack.customer_id, "duplicate": ack.duplicate}
+            for (i, _), ack in zip(accepted, acknowledged, strict=True)
+        ]
         metrics.request_seconds.labels("batch").observe(time.perf_counter() - started)
         return accepted_json(results, 202 if accepted else 422, rejected=rejected)
 

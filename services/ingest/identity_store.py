@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
+from typing import NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -14,16 +14,14 @@ from shared.identity import IdentityMerged, group_identities
 OUTBOX = "pd:outbox:merges"
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """An event asking to be resolved: its id and its canonical `type:value` identifiers."""
 
     event_id: str
     identity_keys: list[str]
 
 
-@dataclass(frozen=True)
-class Resolution:
+class Resolution(NamedTuple):
     customer_id: str
     duplicate: bool
 

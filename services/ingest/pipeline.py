@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 SendRecords = Callable[[list[tuple[bytes, bytes]]], Awaitable[list[asyncio.Future[object]]]]
 
 
-@dataclass(frozen=True)
-class PendingEvent:
+class PendingEvent(NamedTuple):  # NamedTuples here and in identity_store: made per event
     """A validated event with its identities protected, waiting for a customer id."""
 
     event_id: str
@@ -40,8 +39,7 @@ class PendingEvent:
     identity_keys: list[str]
 
 
-@dataclass(frozen=True)
-class Acknowledged:
+class Acknowledged(NamedTuple):
     event_id: str
     customer_id: str
     duplicate: bool
