@@ -21,6 +21,7 @@ from shared.events import (
     InvalidEvent,
     TouchpointEvent,
     validate_event,
+    validate_events,
 )
 from shared.http import operations_router, require_ops_token
 from shared.metrics import process_registry
@@ -332,29 +333,31 @@ def create_app(
         accepted: list[tuple[int, PendingEvent]] = []
         rejected: list[dict[str, Any]] = []
         outcomes: list[tuple[object, object, str]] = []
-        for index, raw in enumerate(events):
-            try:
-                event = validate_event(raw, now)
-                if not keys.may_write(caller.sources, event.source):
-                    outcomes.append((event.source, event.type, "forbidden"))
-                    rejected.append(
-                        {
-                            "index": index,
-                            "errors": [
-                                {
-                                    "loc": ["source"],
-                                    "type": "forbidden_source",
-                                    "msg": f"this key may not write source {event.source!r}",
-                                }
-                            ],
-                        }
-                    )
-                    continue
-                accepted.append((index, pending(event, caller.key_id, received_at)))
-            except InvalidEvent as invalid:
+        for index, (raw, event) in enumerate(zip(events, validate_events(events, now), strict=True)):
+            if isinstance(event, InvalidEvent):
                 fields = raw if isinstance(raw, dict) else {}
                 outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
-                rejected.append({"index": index, "errors": invalid.errors})
+                rejected.append({"index": index, "errors": event.errors})
+            elif not keys.may_write(caller.sources, event.source):
+                outcomes.append((event.source, event.type, "forbidden"))
+                rejected.append(
+                    {
+                        "index": index,
+                        "errors": [
+                            {
+                                "loc": ["source"],
+                                "type": "forbidden_source",
+                                "msg": f"this key may not write source {event.source!r}",
+                            }
+                        ],
+                    }
+                )
+            else:
+                try:
+                    accepted.append((index, pending(event, caller.key_id, received_at)))
+                except InvalidEvent as invalid:  # a phone that is no phone
+                    outcomes.append((event.source, event.type, "invalid"))
+                    rejected.append({"index": index, "errors": invalid.errors})
         metrics.count_all(outcomes)
         acknowledged = await submit([p for _, p in accepted]) if accepted else []
         results = [

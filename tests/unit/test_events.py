@@ -2,7 +2,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import EVENT_TYPES, IngestedEvent, InvalidEvent, validate_event
+from shared.events import EVENT_TYPES, IngestedEvent, InvalidEvent, validate_event, validate_events
 from tests.factories import event
 
 
@@ -99,3 +99,16 @@ def test_ingested_event_round_trips_through_json() -> None:
     parsed = validate_event(event(), now())
     record = IngestedEvent(**parsed.model_dump(), customer_id="cus_1", received_at=now(), api_key_id="key_x")
     assert IngestedEvent.model_validate_json(record.model_dump_json()) == record
+
+
+def test_a_batch_gives_each_event_its_own_outcome() -> None:
+    good, other = event(), event()
+    late = event(occurred_at=(now() + timedelta(hours=1)).isoformat())
+    misspelt = {**event(), "source": "nowhere"}
+    all_valid = validate_events([good, other], now())
+    assert [str(e.event_id) for e in all_valid] == [good["event_id"], other["event_id"]]
+
+    outcomes = validate_events([good, late, misspelt], now())
+    assert str(outcomes[0].event_id) == good["event_id"]
+    assert [e["type"] for e in outcomes[1].errors] == ["future"]
+    assert [e["loc"] for e in outcomes[2].errors] == [["source"]]
