@@ -35,7 +35,7 @@ test: install
 bench: install
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk; } \
 		|| { echo "bench needs wrk: sudo apt-get install wrk"; exit 1; }
-	$(PY) -m bench.ingest
+	$(PY) -m bench.ingest --pause-workers
 	$(PY) -m bench.scoring
 	$(PY) -m bench.tagging
 	$(PY) -m bench.pipeline

@@ -31,7 +31,10 @@ printed per phase so the claim can be checked.
 Usage (from the repository root; the stack must be up, e.g. `pd-stack up`):
     .venv/bin/python -m bench.ingest [--url http://127.0.0.1:8001] [--bootstrap 127.0.0.1:9092]
         [--duration 10] [--warmup 3] [--modes single,batch] [--no-bare] [--no-seed] [--client-cpus 1]
-Every event goes onto touchpoint.events.v1 of that stack, for its workers to process.
+        [--pause-workers]
+Every event goes onto touchpoint.events.v1 of that stack, for its workers to process. With
+--pause-workers (as `make bench` runs it, and as the README's figures were taken) the stack's
+workers are stopped while measuring and started again after, so that ingest has a core to itself.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ import shutil
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -56,6 +59,8 @@ from bench import cpu, wrk
 from bench.bare_server import bare_server
 from bench.report import MODES, Measurement, markdown, phase_line, problems
 from bench.wrk import Load, Mode, Pool
+from stack.layout import Layout
+from stack.supervisor import Supervisor
 
 PATHS: dict[Mode, str] = {"single": "/v1/events", "batch": "/v1/events/batch", "seed": "/v1/events/batch"}
 SEED_LIMIT_S = 600  # seeding stops by itself once every customer was sent; this only bounds it
@@ -85,6 +90,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--no-bare", action="store_true", help="measure ingest only, without the bare reference")
     add("--bare-topic", default="bench.bare.v1", help="topic the bare endpoint writes (default %(default)s)")
     add("--bare-partitions", type=int, default=3, help="its partitions, as ingest's (default %(default)s)")
+    add(
+        "--pause-workers",
+        action="store_true",
+        help="stop the local stack's workers while measuring and start them again after, so that "
+        "ingest has a core to itself (the issue's target is for one ingest process on 2 cores)",
+    )
     args = parser.parse_args(argv)
     args.url = args.url.rstrip("/")
     args.mode_list = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -205,15 +216,36 @@ def setup_lines(args: argparse.Namespace, measured: list[Measurement]) -> list[s
     ]
 
 
+@contextmanager
+def workers_paused() -> Iterator[None]:
+    """Stop the local stack's running workers (they would consume what the bench posts, on the
+    same two cores), and start them again afterwards; they catch up from their committed offsets."""
+    supervisor = Supervisor(Layout.of_repo())
+    if supervisor.daemon() is None:
+        fail("--pause-workers needs the local stack (`make up`); its supervisor is not running.")
+    workers = [n for n, p in supervisor.programs().items() if n.endswith("-worker") and p.state == "RUNNING"]
+    print(f"pausing {', '.join(workers) or 'no running workers'} while measuring", flush=True)
+    for name in workers:
+        supervisor.stop(name)
+    try:
+        yield
+    finally:
+        for name in workers:
+            supervisor.start(name)
+        print(f"started {', '.join(workers)} again", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     binary = preflight(args)
     pool = Pool(args.customers)
     ingest = Target("ingest", args.url, cpu.metrics_probe(args.url))
     measured: list[Measurement] = []
-    if not args.no_seed:
-        seed(args, binary, pool)
     with ExitStack() as stack:
+        if args.pause_workers:
+            stack.enter_context(workers_paused())
+        if not args.no_seed:
+            seed(args, binary, pool)
         bare: Target | None = None
         if not args.no_bare:
             print(f"starting the bare endpoint against {args.bootstrap} ...", flush=True)
