@@ -47,6 +47,10 @@ def segment_key(dimension: str, value: str) -> str:
     return f"{PREFIX}seg:{dimension}:{value}"
 
 
+# Every value's segment of every dimension: a customer leaves all but their own.
+DIMENSION_SEGMENTS = frozenset(segment_key(d, v) for d, values in DIMENSIONS.items() for v in values)
+
+
 class ProfileView(BaseModel):
     """DESIGN.md's profile, plus where the customer's intent stood at the last change."""
 
@@ -143,7 +147,7 @@ async def write_records(redis: Redis, records: Mapping[str, ProfileRecord], now:
         new_sets, old_sets = _memberships(new), _memberships(old)
         # Also leave every other value of each dimension, and the set of everyone once merged.
         stale = old_sets - new_sets
-        stale |= {segment_key(d, v) for d, values in DIMENSIONS.items() for v in values} - new_sets
+        stale |= DIMENSION_SEGMENTS - new_sets
         if record.merged_into is not None:
             stale.add(ALL)
         for key in new_sets:
