@@ -46,7 +46,7 @@ from . import read_model
 from .batch import BatchOutcome, Delivery, Handover, JourneyRecord, Payload, Tick, react_batch
 from .dealers import Consultant
 from .definitions import ActionKind, Campaign
-from .desk import assign_lead, assignment_of
+from .desk import Lead, assign_leads, assignment_of
 from .inputs import CampaignEvent
 from .journey import Context
 from .read_model import ActionRecord, action_record
@@ -177,29 +177,26 @@ class Campaigner:
 
     async def _assign_dealers(self, outcome: BatchOutcome, now: datetime) -> list[ActionRecord]:
         """Every decision as a record; a dealer lead gets its consultant (or `no_capacity`)."""
-        records: list[ActionRecord] = []
         reassigned = {decision.action_id: original for original, decision in outcome.reassignments}
+        leads: list[Lead] = []
         for decision in outcome.decisions:
-            if decision.kind is not ActionKind.assign_dealer or decision.outcome != "sent":
+            if decision.kind is ActionKind.assign_dealer and decision.outcome == "sent":
+                row = outcome.records.get(decision.customer_id)
+                journey = row.journey if row is not None else None
+                missed = None
+                if decision.action_id in reassigned:  # rare: an SLA missed
+                    missed = await assignment_of(self._redis, reassigned[decision.action_id])
+                dealer_id, city = (journey.dealer_id, journey.city) if journey else (None, None)
+                leads.append(Lead(decision.action_id, dealer_id, city, missed))
+        consultants = await assign_leads(self._redis, self._roster, leads, now)
+        records: list[ActionRecord] = []
+        for decision in outcome.decisions:
+            if decision.action_id not in consultants:
                 records.append(action_record(decision))
-                continue
-            row = outcome.records.get(decision.customer_id)
-            journey = row.journey if row is not None else None
-            missed = None
-            if decision.action_id in reassigned:
-                missed = await assignment_of(self._redis, reassigned[decision.action_id])
-            consultant = await assign_lead(
-                self._redis,
-                self._roster,
-                decision.action_id,
-                journey.dealer_id if journey else None,
-                journey.city if journey else None,
-                now,
-                missed,
-            )
-            if consultant is None:
-                decision = replace(decision, outcome="suppressed", reason="no_capacity")
-            records.append(action_record(decision, consultant))
+            elif (consultant := consultants[decision.action_id]) is None:
+                records.append(action_record(replace(decision, outcome="suppressed", reason="no_capacity")))
+            else:
+                records.append(action_record(decision, consultant))
         return records
 
     def _outputs(

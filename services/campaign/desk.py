@@ -3,6 +3,7 @@ worker process, with one assignment per action id so that a replay gets the same
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 
@@ -25,34 +26,58 @@ def example_roster() -> list[Consultant]:
     return TypeAdapter(list[Consultant]).validate_json(raw)
 
 
-async def assign_lead(
-    redis: Redis,
-    roster: list[Consultant],
-    action_id: str,
-    dealer_id: str | None,
-    city: str | None,
-    now: datetime,
-    missed: str | None = None,
-) -> str | None:
-    """The consultant for the lead of `action_id` (the same on every call for that id)."""
+@dataclass(frozen=True)
+class Lead:
+    """A lead to hand to a consultant: the action that assigns it and where the customer is."""
+
+    action_id: str
+    dealer_id: str | None
+    city: str | None
+    missed: str | None = None  # the consultant who missed its SLA, when this is a reassignment
+
+
+async def assign_leads(
+    redis: Redis, roster: list[Consultant], leads: list[Lead], now: datetime
+) -> dict[str, str | None]:
+    """The consultant for each lead, by action id (None: nobody suitable has capacity left).
+
+    The same on every call for an action id. One optimistic transaction for the whole batch
+    (the desk is one key, so every lead would read and write it anyway): a lead costs no round
+    trip of its own.
+    """
+    if not leads:
+        return {}
     async with redis.pipeline(transaction=True) as pipe:
         while True:
             try:
                 await pipe.watch(DESK, ASSIGNMENTS)
-                known = await pipe.hget(ASSIGNMENTS, action_id)
-                if known is not None:
-                    return known.decode() or None
+                known = await pipe.hmget(ASSIGNMENTS, [lead.action_id for lead in leads])
                 raw = await pipe.get(DESK)
                 desk = _DESK.validate_json(raw) if raw else Desk()
-                exclude = frozenset({missed}) if missed else frozenset()
-                consultant, desk = assign(roster, desk, dealer_id, city, now, exclude)
+                chosen: dict[str, str | None] = {}
+                new: dict[str, str] = {}
+                misses: list[str] = []
+                for lead, before in zip(leads, known, strict=True):
+                    if lead.action_id in chosen:
+                        continue
+                    if before is not None:
+                        chosen[lead.action_id] = before.decode() or None
+                        continue
+                    exclude = frozenset({lead.missed}) if lead.missed else frozenset()
+                    consultant, desk = assign(roster, desk, lead.dealer_id, lead.city, now, exclude)
+                    chosen[lead.action_id] = consultant
+                    new[lead.action_id] = consultant or ""
+                    if lead.missed:
+                        misses.append(lead.missed)
+                if not new:
+                    return chosen
                 pipe.multi()
                 pipe.set(DESK, _DESK.dump_json(desk))
-                pipe.hset(ASSIGNMENTS, action_id, consultant or "")
-                if missed:
+                pipe.hset(ASSIGNMENTS, mapping=new)
+                for missed in misses:
                     pipe.hincrby(MISSES, missed, 1)
                 await pipe.execute()
-                return consultant
+                return chosen
             except WatchError:  # another worker assigned meanwhile: read again
                 continue
 
