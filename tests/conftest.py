@@ -81,6 +81,7 @@ def ingest_env(backends: Backends, port: int, **overrides: str) -> dict[str, str
         "PHONE_HASH_SALT": "test-salt",
         "PRODUCE_TIMEOUT_S": "2",
         "MAX_BODY_BYTES": "200000",
+        "MAX_EVENT_BYTES": "50000",
         **overrides,
     }
 

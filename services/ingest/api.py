@@ -160,6 +160,11 @@ def _batch_events(body: bytes, max_events: int) -> list[Any]:
     return events
 
 
+def _oversized(events: list[Any], max_event_bytes: int) -> set[int]:
+    """Indexes of the events whose JSON is larger than `max_event_bytes`."""
+    return {index for index, raw in enumerate(events) if len(orjson.dumps(raw)) > max_event_bytes}
+
+
 class _Services:
     """What the lifespan wires up; the routes read it."""
 
@@ -287,7 +292,12 @@ def create_app(
         started = time.perf_counter()
         caller = authenticate(request)
         now = clock()
-        raw = _json_body(await request.body())
+        body = await request.body()
+        if len(body) > settings.max_event_bytes:
+            raise HTTPException(
+                status.HTTP_413_CONTENT_TOO_LARGE, f"an event holds at most {settings.max_event_bytes} bytes"
+            )
+        raw = _json_body(body)
         try:
             event = validate_event(raw, now)
         except InvalidEvent as invalid:
@@ -327,14 +337,29 @@ def create_app(
         """Accept up to 500 events; invalid or forbidden ones are listed in `rejected`."""
         started = time.perf_counter()
         caller = authenticate(request)
-        events = _batch_events(await request.body(), settings.max_batch_events)
+        body = await request.body()
+        events = _batch_events(body, settings.max_batch_events)
+        # Only a body larger than the limit can hold an event over it: measure events only then.
+        oversized = (
+            _oversized(events, settings.max_event_bytes) if len(body) > settings.max_event_bytes else set()
+        )
         now = clock()
         received_at = now.isoformat()
         accepted: list[tuple[int, PendingEvent]] = []
         rejected: list[dict[str, Any]] = []
         outcomes: list[tuple[object, object, str]] = []
         for index, (raw, event) in enumerate(zip(events, validate_events(events, now), strict=True)):
-            if isinstance(event, InvalidEvent):
+            if index in oversized:
+                fields = raw if isinstance(raw, dict) else {}
+                outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
+                limit = settings.max_event_bytes
+                rejected.append(
+                    {
+                        "index": index,
+                        "errors": [{"loc": [], "type": "too_large", "msg": f"over {limit} bytes"}],
+                    }
+                )
+            elif isinstance(event, InvalidEvent):
                 fields = raw if isinstance(raw, dict) else {}
                 outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
                 rejected.append({"index": index, "errors": event.errors})

@@ -15,6 +15,10 @@ class IngestSettings(ServiceSettings):
     default_phone_region: str = "CN"
     dedupe_ttl_s: int = Field(default=8 * 24 * 3600, ge=7 * 24 * 3600, description="at least 7 days")
     max_body_bytes: int = 2 * 1024 * 1024
+    # One event's largest size as sent. Larger ones are refused (413 alone, `too_large` in a
+    # batch): the broker refuses records over about 1 MiB, and a refused event would fail its
+    # request on every retry.
+    max_event_bytes: int = Field(default=512 * 1024, ge=1024, le=900 * 1024)
     max_batch_events: int = 500
     produce_timeout_s: float = 5.0
     max_queued_events: int = 50_000

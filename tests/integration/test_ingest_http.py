@@ -111,6 +111,20 @@ def test_bodies_over_the_limit_are_413_declared_or_chunked(client) -> None:
     )
 
 
+def test_an_event_over_the_size_the_broker_takes_is_refused_alone_or_in_a_batch(client, events_topic) -> None:
+    # MAX_EVENT_BYTES is 50,000 in the tests, MAX_BODY_BYTES 200,000.
+    big = event(properties={"content_id": "c", "blob": "x" * 60_000})
+    assert client.post("/v1/events", json=big).status_code == 413
+    fine = event()
+    response = client.post("/v1/events/batch", json={"events": [big, fine]})
+    assert response.status_code == 202
+    body = response.json()
+    assert [r["event_id"] for r in body["results"]] == [fine["event_id"]]
+    assert [(r["index"], [e["type"] for e in r["errors"]]) for r in body["rejected"]] == [(0, ["too_large"])]
+    events_topic.wait_for([fine["event_id"]])
+    assert big["event_id"] not in events_topic.records
+
+
 def test_a_batch_accepts_the_good_events_and_lists_the_rejected(client, events_topic) -> None:
     good = [event(), event(type="live.watch", source="live_stream", properties={"duration_s": 120})]
     bad = event(type="quote.requested", properties={})
