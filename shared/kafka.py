@@ -43,7 +43,7 @@ def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafk
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
-        linger_ms=1,
+        linger_ms=0,  # records come as whole record batches (send_batched): nothing to wait for
         max_batch_size=256 * 1024,
         request_timeout_ms=int(request_timeout_s * 1000),
         retry_backoff_ms=100,
