@@ -339,27 +339,18 @@ def create_app(
         caller = authenticate(request)
         body = await request.body()
         events = _batch_events(body, settings.max_batch_events)
-        # Only a body larger than the limit can hold an event over it: measure events only then.
-        oversized = (
-            _oversized(events, settings.max_event_bytes) if len(body) > settings.max_event_bytes else set()
-        )
         now = clock()
         received_at = now.isoformat()
+        validated = validate_events(events, now)
+        if len(body) > settings.max_event_bytes:  # only then can one event be over the limit
+            for index in _oversized(events, settings.max_event_bytes):
+                too_large = {"loc": [], "type": "too_large", "msg": f"over {settings.max_event_bytes} bytes"}
+                validated[index] = InvalidEvent([too_large])
         accepted: list[tuple[int, PendingEvent]] = []
         rejected: list[dict[str, Any]] = []
         outcomes: list[tuple[object, object, str]] = []
-        for index, (raw, event) in enumerate(zip(events, validate_events(events, now), strict=True)):
-            if index in oversized:
-                fields = raw if isinstance(raw, dict) else {}
-                outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
-                limit = settings.max_event_bytes
-                rejected.append(
-                    {
-                        "index": index,
-                        "errors": [{"loc": [], "type": "too_large", "msg": f"over {limit} bytes"}],
-                    }
-                )
-            elif isinstance(event, InvalidEvent):
+        for index, (raw, event) in enumerate(zip(events, validated, strict=True)):
+            if isinstance(event, InvalidEvent):
                 fields = raw if isinstance(raw, dict) else {}
                 outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
                 rejected.append({"index": index, "errors": event.errors})
