@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from shared.batch_drain import consume_in_batches
+from shared.batch_drain import BatchHandler, consume_in_batches
+from shared.gc_tuning import tune_gc_for_throughput
 from shared.kafka import BulkSender, OutgoingRecord, ensure_topics
 from shared.metrics import CONTENT_TYPE, render
 from shared.record_table import RecordCodec
@@ -199,12 +199,7 @@ def run_worker(
     from shared.logging import configure_logging, logging_dict_config
 
     configure_logging(service, settings.log_level)
-    # A worker keeps every customer's state in memory and makes many short-lived objects per
-    # input: with the default thresholds the collector ran often and rescanned that state (a
-    # tenth of the CPU, and pauses in the latency tail). Collect the young generation less
-    # often, and never rescan what importing the libraries loaded.
-    gc.set_threshold(50_000, 20, 100)
-    gc.freeze()
+    tune_gc_for_throughput()
     ensure_topics(settings.kafka_bootstrap_servers, contract_topics(settings.topic_partitions) + owned_topics)
     Path(table_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir must exist
     # Faust sets logging up again when it starts: hand it ours.
@@ -324,7 +319,7 @@ def batch_consumer(
     parts: WorkerParts,
     topic: faust.TopicT,
     settings: WorkerSettings,
-    handle: Callable[[Sequence[Message]], Awaitable[None]],
+    handle: BatchHandler,
 ) -> None:
     """The worker's input: fetched batches to `handle`, acked only once it wrote their effects."""
     consume_in_batches(
