@@ -104,7 +104,7 @@ PROPERTIES: dict[str, Callable[[random.Random], Any]] = {
     "vehicle_model": lambda rng: rng.choice(MODELS),
     "dealer_id": lambda rng: rng.choice(DEALERS),
     "reason": lambda rng: rng.choice(("bought_competitor", "budget", "postponed", "no_response")),
-    "channel": lambda rng: rng.choice(("wecom", "sms", "phone")),
+    "channel": lambda rng: rng.choice(("wecom", "sms", "all")),
     "action_id": lambda rng: f"act-{rng.randrange(500):03d}",
     "duration_s": lambda rng: rng.randint(20, 3600),
     "amount": lambda rng: round(rng.uniform(30, 5000), 2),

@@ -27,6 +27,8 @@ from pydantic import (
 )
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
+from shared.channels import CONSENT_CHANNELS, CONSENT_EVENT_TYPES, consented_channels
+
 SCHEMA_VERSION = 1
 MAX_FUTURE_SKEW = timedelta(minutes=5)
 
@@ -63,6 +65,7 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "ad.click": (),
     "ad.lead_form": (),
     "wecom.friend_added": (),
+    "wecom.friend_deleted": (),  # the customer deleted the brand's WeCom contact: no more WeCom messages
     "wecom.message_in": (),
     "wecom.group_joined": (),
     "content.view": ("content_id",),
@@ -194,13 +197,25 @@ def _field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) ->
 
 
 def event_rule_errors(event: TouchpointEvent, now: datetime) -> list[dict[str, Any]]:
-    """What the envelope's types cannot say: per-type properties and the future-skew rule."""
+    """What the envelope's types cannot say: per-type properties, consent channels and the
+    future-skew rule."""
     properties: dict[str, Any] = event.properties  # type: ignore[assignment]  # extra keys allowed
     errors: list[dict[str, Any]] = [
         {"loc": ["properties", name], "msg": f"required for {event.type}", "type": "missing"}
         for name in EVENT_TYPES.get(event.type, ())
         if properties.get(name) is None
     ]
+    # A consent for a channel nobody knows would be silently dropped downstream: the touchpoint
+    # must hear of it now, while it can still say which channel it meant.
+    channel = properties.get("channel")
+    if event.type in CONSENT_EVENT_TYPES and channel is not None and not consented_channels(channel):
+        errors.append(
+            {
+                "loc": ["properties", "channel"],
+                "msg": f"unknown channel {channel!r}: one of {', '.join(sorted(CONSENT_CHANNELS))}",
+                "type": "unknown_channel",
+            }
+        )
     if event.occurred_at - now > MAX_FUTURE_SKEW:
         errors.append({"loc": ["occurred_at"], "msg": "more than 5 minutes in the future", "type": "future"})
     return errors

@@ -242,9 +242,10 @@ P = TypeVar("P")
 def decode_inputs(
     messages: Sequence[Message],
     decoder_for: Callable[[str], Callable[[bytes], P]],
-    delivery: Callable[[str, int, P], D],
+    delivery: Callable[[str, int, P, bytes], D],
 ) -> tuple[list[D], dict[str, int], list[DeadLetter]]:
-    """Decode a batch: the deliveries, each customer's input partition, and what does not decode."""
+    """Decode a batch: the deliveries (with the bytes read), each customer's input partition,
+    and what does not decode."""
     deliveries: list[D] = []
     partitions: dict[str, int] = {}
     dead: list[DeadLetter] = []
@@ -256,7 +257,7 @@ def decode_inputs(
         except (ValidationError, ValueError) as error:
             dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
             continue
-        decoded = delivery(f"{message.topic}/{message.partition}", message.offset, payload)
+        decoded = delivery(f"{message.topic}/{message.partition}", message.offset, payload, message.value)
         deliveries.append(decoded)
         partitions[decoded.customer_id] = message.partition
     return deliveries, partitions, dead

@@ -9,8 +9,20 @@ IDENTITY_MERGES = "identity.merges.v1"
 INTENT_SCORES = "intent.scores.v1"
 PROFILE_TAGS = "profile.tags.v1"
 CAMPAIGN_ACTIONS = "campaign.actions.v1"
+# The enrichment chain (shared/chain.py): each input of a customer with the score, then the
+# profile, it led to; what tagging and campaign read, in each customer's order.
+SCORED_INPUTS = "scored.inputs.v1"
+TAGGED_INPUTS = "tagged.inputs.v1"
 
-MAIN_TOPICS = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, CAMPAIGN_ACTIONS)
+MAIN_TOPICS = (
+    TOUCHPOINT_EVENTS,
+    IDENTITY_MERGES,
+    INTENT_SCORES,
+    PROFILE_TAGS,
+    CAMPAIGN_ACTIONS,
+    SCORED_INPUTS,
+    TAGGED_INPUTS,
+)
 
 
 def dead_letter_topic(topic: str) -> str:

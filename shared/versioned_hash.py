@@ -38,6 +38,10 @@ class VersionedHash:
         self.key = key
         self.version_key = f"{key}:version"
 
+    async def current_version(self, redis: Redis) -> int:
+        """The version alone (0: never changed), for a worker to tell whether to load again."""
+        return int(await redis.get(self.version_key) or 0)
+
     async def load(self, redis: Redis) -> tuple[int, list[bytes]]:
         """The version and every document, read together."""
         pipe = redis.pipeline(transaction=True)

@@ -13,7 +13,7 @@ import redis
 from services.campaign.examples import example_campaigns
 from services.campaign.read_model import DUE, PREFIX
 from services.campaign.store import CAMPAIGNS
-from shared.topics import IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, TOUCHPOINT_EVENTS
+from shared.topics import TAGGED_INPUTS
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
 from tests.scoring_worker import FAST_GROUP
@@ -30,7 +30,6 @@ def campaign_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides:
         "LOG_LEVEL": "INFO",
         "QUIET_HOURS_START": "00:00",  # no quiet hours: a run must not depend on the time of day
         "QUIET_HOURS_END": "00:00",
-        "CONSENT_GRACE_S": "2",
         "TICK_INTERVAL_S": "0.2",
         "TABLE_DIR": f".run/test-campaign-tables-{metrics_port}",
         **FAST_GROUP,
@@ -68,8 +67,7 @@ def read_campaign_state(redis_url: str) -> dict[str, Any]:
 
 
 def nothing_due_soon(redis_url: str) -> None:
-    """Consent graces (seconds) have run out and their ticks were taken; cooldowns and SLAs
-    (hours away) stay scheduled."""
+    """Nothing is due within a minute (cooldowns and SLAs, hours away, stay scheduled)."""
     client = redis.Redis.from_url(redis_url)
     try:
         soon = datetime.now(UTC).timestamp() + 60
@@ -82,14 +80,7 @@ CAMPAIGN_WORKER = WorkerUnderTest(
     name="campaign-worker",
     module="services.campaign.worker",
     group="pd-campaign",
-    input_topics=(
-        TOUCHPOINT_EVENTS,
-        INTENT_SCORES,
-        PROFILE_TAGS,
-        IDENTITY_MERGES,
-        "pd-campaign-handovers",
-        "pd-campaign-ticks",
-    ),
+    input_topics=(TAGGED_INPUTS, "pd-campaign-handovers", "pd-campaign-ticks"),
     env=campaign_env,
     read_state=read_campaign_state,
     prepare=add_example_campaigns,
@@ -98,22 +89,25 @@ CAMPAIGN_WORKER = WorkerUnderTest(
 
 
 def campaign_feed(seed: int, customers: int, steps: int) -> tuple[list[Record], int]:
-    """The feed and its warmup. Per customer: a WeCom friendship (most of them) and a first
-    profile, then scores climbing
-    the bands, tags added, community posts, store visits and orders, interleaved across customers.
-
-    A customer's layer and orientation are set once, at the start: a later change on
-    profile.tags.v1 could overtake a score on intent.scores.v1 in one run and not in another,
-    and the content chosen would then differ for reasons that have nothing to do with crashes."""
+    """Tagging's chain, as it publishes it, and the warmup. Per customer: a WeCom friendship
+    (most of them) and a first profile, then scores climbing the bands, tags added, community
+    posts, store visits and orders, interleaved across customers."""
     rng = random.Random(seed)
     base = datetime.now(UTC) - timedelta(hours=1)
     clock = iter(base + timedelta(milliseconds=10 * n) for n in range(10**7))
     ids = [f"cus-{seed}-{n}" for n in range(customers)]
 
+    def chained(customer: str, at: str, **parts: Any) -> Record:
+        input_id = (
+            parts["event"]["event_id"] if "event" in parts else str(uuid.UUID(int=rng.getrandbits(128)))
+        )
+        body = {"input_id": input_id, "customer_id": customer, "received_at": at, **parts}
+        return Record(TAGGED_INPUTS, customer.encode(), orjson.dumps(body))
+
     def event(customer: str, kind: str, **properties: Any) -> Record:
         at = next(clock).isoformat()
         body = published(str(uuid.UUID(int=rng.getrandbits(128))), customer, kind, "wecom", at, properties)
-        return Record(TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(body))
+        return chained(customer, at, event=body)
 
     records = [event(c, "wecom.friend_added") for c in ids if rng.random() < 0.8]
     band = dict.fromkeys(ids, "low")
@@ -123,25 +117,13 @@ def campaign_feed(seed: int, customers: int, steps: int) -> tuple[list[Record], 
 
     def profile(customer: str, added: list[str], previous: str | None) -> Record:
         at = next(clock).isoformat()
-        body = {
-            "type": "profile.tags_changed",
-            "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
-            "customer_id": customer,
+        snapshot = {
             "layer": layer[customer],
             "orientation": orientation[customer],
             "stage": "newcomer",
-            "previous_layer": previous,
-            "previous_orientation": None,
-            "previous_stage": None,
             "tags": tags[customer],
-            "tags_added": added,
-            "tags_removed": [],
-            "intent_pct": None,
-            "changed_at": at,
-            "received_at": at,
-            "schema_version": 1,
         }
-        return Record(PROFILE_TAGS, customer.encode(), orjson.dumps(body))
+        return chained(customer, at, profile=snapshot)
 
     records += [profile(c, [], None) for c in ids]
     warmup = len(records)  # friendships and first profiles: to be taken before the rest
@@ -151,26 +133,17 @@ def campaign_feed(seed: int, customers: int, steps: int) -> tuple[list[Record], 
         at = next(clock).isoformat()
         if roll < 0.35 and band[customer] != "hot":
             new = BANDS[BANDS.index(band[customer]) + 1]
-            body = {
-                "type": "intent.score_changed",
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
-                "customer_id": customer,
+            score = {
                 "intent_score": 1.0,
                 "intent_pct": {"medium": 40.0, "high": 70.0, "hot": 90.0}[new],
                 "band": new,
-                "previous_pct": None,
-                "previous_band": band[customer],
-                "model_interest": {},
+                "activity": "active_7d",
                 "points": 0,
                 "growth": 0,
                 "level": "member",
-                "activity": "active_7d",
-                "scored_at": at,
-                "received_at": at,
-                "schema_version": 1,
             }
             band[customer] = new
-            records.append(Record(INTENT_SCORES, customer.encode(), orjson.dumps(body)))
+            records.append(chained(customer, at, score=score))
         elif roll < 0.55:
             added = rng.choice(["ripple", "price_sensitive", "interest:tech"])
             fresh = [] if added in tags[customer] else [added]

@@ -11,7 +11,7 @@ import orjson
 import redis
 
 from services.tagging.read_model import PREFIX, profile_key
-from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
+from shared.topics import SCORED_INPUTS
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
 from tests.scoring_worker import FAST_GROUP
@@ -52,7 +52,7 @@ TAGGING_WORKER = WorkerUnderTest(
     name="tagging-worker",
     module="services.tagging.worker",
     group="pd-tagging",
-    input_topics=(TOUCHPOINT_EVENTS, INTENT_SCORES, IDENTITY_MERGES, "pd-tagging-handovers"),
+    input_topics=(SCORED_INPUTS, "pd-tagging-handovers"),
     env=tagging_env,
     read_state=read_tagging_state,
 )
@@ -74,7 +74,8 @@ FEED_TYPES = [
 
 
 def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: int) -> list[Record]:
-    """Touchpoint events as ingest publishes them, some republished, scores and merges among them."""
+    """Scoring's chain as it publishes it: touchpoint events (some republished), scores of
+    scoring's own (as a merged-in score is) and merges among them."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     ids = [f"cus-{seed}-{n}" for n in range(customers)]
@@ -91,41 +92,45 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
         # Scoring's view of the customer; not for merged customers and their survivors, whose
         # intent_pct would depend on whether a handed-over score or their own arrives last.
         if rng.random() < 0.1 and customer not in ids[: 2 * merges]:
-            body = {
-                "type": "intent.score_changed",
-                "event_id": str(uuid.UUID(int=rng.getrandbits(128))),
-                "customer_id": customer,
+            score = {
                 "intent_score": 1.0,
                 "intent_pct": float(rng.choice([20, 45, 65, 90])),
                 "band": "low",
-                "previous_pct": None,
-                "previous_band": None,
-                "model_interest": {},
+                "activity": "active_7d",
                 "points": 0,
                 "growth": 0,
                 "level": "member",  # constant: the last one would depend on arrival order
-                "activity": "active_7d",
-                "scored_at": at,
-                "received_at": at,
-                "schema_version": 1,
             }
-            records.append(Record(INTENT_SCORES, customer.encode(), orjson.dumps(body)))
+            input_id = str(uuid.UUID(int=rng.getrandbits(128)))
+            body = {"input_id": input_id, "customer_id": customer, "received_at": at, "score": score}
+            records.append(Record(SCORED_INPUTS, customer.encode(), orjson.dumps(body)))
             continue
         kind, properties = rng.choice(FEED_TYPES)
-        record = Record(
-            TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(envelope(customer, kind, properties, at))
-        )
+        published_event = envelope(customer, kind, properties, at)
+        body = {
+            "input_id": published_event["event_id"],
+            "customer_id": customer,
+            "received_at": at,
+            "event": published_event,
+        }
+        record = Record(SCORED_INPUTS, customer.encode(), orjson.dumps(body))
         records.append(record)
         if rng.random() < 0.01:  # a producer retry: the same event again
             records.append(record)
     for customer in rng.sample(ids[2 * merges :], owners):
         at = (now - timedelta(days=1)).isoformat()
-        body = envelope(customer, "vehicle.delivered", {"vehicle_model": "id4"}, at)
+        delivered = envelope(customer, "vehicle.delivered", {"vehicle_model": "id4"}, at)
+        body = {
+            "input_id": delivered["event_id"],
+            "customer_id": customer,
+            "received_at": at,
+            "event": delivered,
+        }
         records.insert(
-            rng.randrange(len(records)), Record(TOUCHPOINT_EVENTS, customer.encode(), orjson.dumps(body))
+            rng.randrange(len(records)), Record(SCORED_INPUTS, customer.encode(), orjson.dumps(body))
         )
     for merged, survivor in zip(ids[:merges], ids[merges : 2 * merges], strict=True):
-        body = {
+        merge = {
             "type": "identity.merged",
             "merge_id": str(uuid.UUID(int=rng.getrandbits(128))),
             "merged_customer_id": merged,
@@ -134,32 +139,26 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
             "merged_at": now.isoformat(),
             "schema_version": 1,
         }
+        body = {"input_id": merge["merge_id"], "customer_id": merged, "merge": merge}
         records.insert(
-            rng.randrange(len(records)), Record(IDENTITY_MERGES, merged.encode(), orjson.dumps(body))
+            rng.randrange(len(records)), Record(SCORED_INPUTS, merged.encode(), orjson.dumps(body))
         )
     return records
 
 
 def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
     """The profiles the feed must lead to, by the domain alone, one input at a time."""
-    from services.tagging.batch import Delivery, Handover, Rules, tag_batch
-    from services.tagging.inputs import TaggingEvent
+    from services.tagging.batch import Delivery, Handover, Rules, ScoredInput, tag_batch
     from services.tagging.read_model import view_of
     from services.tagging.rules import RuleSet
     from services.tagging.thresholds import TaggingThresholds
-    from shared.identity import IdentityMerged
-    from shared.scores import IntentScoreChanged
 
     rules, now, table = Rules(TaggingThresholds(), RuleSet(version=0)), datetime.now(UTC), {}
-    decoders = {
-        TOUCHPOINT_EVENTS: TaggingEvent,
-        INTENT_SCORES: IntentScoreChanged,
-        IDENTITY_MERGES: IdentityMerged,
-    }
     pending: list[Handover] = []
     for offset, record in enumerate(feed):
-        payload = decoders[record.topic].model_validate_json(record.value)
-        outcome = tag_batch([Delivery(f"{record.topic}/0", offset, payload)], table.get, rules, now)
+        payload = ScoredInput.model_validate_json(record.value)
+        delivery = Delivery(f"{record.topic}/0", offset, payload, record.value)
+        outcome = tag_batch([delivery], table.get, rules, now)
         table.update(outcome.records)
         pending += outcome.handovers
     for offset, handover in enumerate(pending):  # grows while handovers are handed on

@@ -23,12 +23,9 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.metrics import LATENCY_BUCKETS
-from shared.profiles import ProfileTagsChanged
 from shared.record_table import RecordCodec
-from shared.scores import IntentScoreChanged
 from shared.stream_worker import (
     DeadLetter,
     InputWatch,
@@ -39,18 +36,17 @@ from shared.stream_worker import (
     one_at_a_time,
     retrying,
 )
-from shared.topics import IDENTITY_MERGES, INTENT_SCORES, PROFILE_TAGS, TOUCHPOINT_EVENTS
+from shared.topics import TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
-from .batch import BatchOutcome, Delivery, Handover, JourneyRecord, Payload, Tick, react_batch
+from .batch import BatchOutcome, Delivery, Handover, JourneyRecord, Payload, TaggedInput, Tick, react_batch
 from .dealers import Consultant
 from .definitions import ActionKind, Campaign
 from .desk import Lead, assign_leads, assignment_of
-from .inputs import CampaignEvent
 from .journey import Context
 from .read_model import ActionRecord, action_record
-from .store import load_campaigns
+from .store import CAMPAIGNS, load_campaigns
 from .targeting import QuietHours
 from .topics import CampaignTopics
 
@@ -94,7 +90,6 @@ class Campaigner:
         roster: list[Consultant],
         attribution_window: timedelta,
         quiet: QuietHours,
-        consent_grace: timedelta,
         clock: Callable[[], datetime],
     ) -> None:
         self.campaigns: list[Campaign] = []
@@ -110,26 +105,24 @@ class Campaigner:
         self._roster = roster
         self._window = attribution_window
         self._quiet = quiet
-        self._consent_grace = consent_grace
         self._clock = clock
         self._ticked: dict[str, float] = {}  # customer -> monotonic time of the last tick sent
         self._last_alone = frozenset({topics.changelog})
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
-            TOUCHPOINT_EVENTS: CampaignEvent.model_validate_json,
-            INTENT_SCORES: IntentScoreChanged.model_validate_json,
-            PROFILE_TAGS: ProfileTagsChanged.model_validate_json,
-            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+            TAGGED_INPUTS: TaggedInput.model_validate_json,
             topics.ticks: Tick.model_validate_json,
             topics.handovers: Handover.model_validate_json,
         }
 
     async def react(self, messages: Sequence[Message]) -> None:
-        if self.campaigns_version < 0:  # the campaigns in force before the first input
-            await self.refresh_campaigns()
+        # The definitions in force for inputs accepted after a create, update, pause or delete
+        # was answered: the change is in Redis before any such input reaches a fetch of ours
+        # (docs/causal-order.md). One GET of the version per batch; the whole set when it moved.
+        await retrying("campaigns refresh", self._refresh_or_fail)
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
-        context = Context(self.campaigns, now, self._quiet, self._window, self._consent_grace)
+        context = Context(self.campaigns, now, self._quiet, self._window)
         outcome = self._react(deliveries, context, dead)
         records = await self._assign_dealers(outcome, now)
         due = {cid: record.journey.next_due for cid, record in outcome.records.items()}
@@ -141,9 +134,15 @@ class Campaigner:
             data[customer_id] = record
         outputs = self._outputs(outcome, records, partitions, dead)
         await retrying("send", lambda: self._sender.send_all(outputs, last_alone=self._last_alone))
-        events_received = [d.payload.received_at for d in deliveries if isinstance(d.payload, CampaignEvent)]
+        events_received = [
+            p.event.received_at for d in deliveries if isinstance(p := d.payload, TaggedInput) and p.event
+        ]
         self._observe(outcome, records, events_received, len(dead), started)
         self._watch.observe(messages)
+
+    async def _refresh_or_fail(self) -> None:
+        if await CAMPAIGNS.current_version(self._redis) != self.campaigns_version:
+            await self.refresh_campaigns()
 
     async def refresh_campaigns(self) -> None:
         try:

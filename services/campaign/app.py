@@ -1,6 +1,6 @@
 """`create_app(settings)`: the campaign worker's Faust app, wired.
 
-One handler takes events, scores, profile changes, merges, ticks and handovers together, in
+One handler takes the enrichment chain's tagged inputs, ticks and handovers together, in
 batches; timers take up changed campaigns and send ticks for what is due; the worker's web
 server answers /metrics, /healthz and /readyz on 9104.
 """
@@ -59,7 +59,6 @@ def create_app(
         roster=example_roster(),
         attribution_window=timedelta(days=settings.attribution_window_days),
         quiet=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
-        consent_grace=timedelta(seconds=settings.consent_grace_s),
         clock=clock,
     )
     batch_consumer(parts, topics.inputs, settings, campaigner.react)

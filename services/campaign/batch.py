@@ -1,9 +1,10 @@
 """One batch of campaign inputs in, new journey records and outputs out. Pure: no Kafka or Redis.
 
 Inputs reach the worker on co-partitioned topics, all keyed by the customer they concern:
-touchpoint events, intent scores, profile changes, identity merges (keyed by the merged
-customer), ticks (the worker's own: something of the customer's may be due) and handovers (the
-worker's own: a merged customer's journey, or an input that still names them, for the survivor).
+`tagged.inputs.v1` (the enrichment chain, shared/chain.py: every input of the customer in
+order, with the score and profile it led to; merges keyed by the merged customer), ticks (the
+worker's own: something of the customer's may be due) and handovers (the worker's own: a merged
+customer's journey, or an input that still names them, for the survivor).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.identity import IdentityMerged
+from shared.chain import ChainInput
 from shared.ledger import Ledger, LedgerEntry
 from shared.outcome import BatchOutcomeBase
-from shared.profiles import ProfileTagsChanged
-from shared.scores import IntentScoreChanged
 
+from .consent import merge_consents
 from .decide import Decision, Pacing
 from .inputs import CampaignEvent
 from .journey import (
@@ -29,11 +29,15 @@ from .journey import (
     Journey,
     Reaction,
     new_journey,
-    on_event,
-    on_profile,
-    on_score,
+    on_input,
     on_tick,
 )
+
+
+class TaggedInput(ChainInput):
+    """A record of `tagged.inputs.v1`, its event decoded as campaign reads events."""
+
+    event: CampaignEvent | None = None
 
 
 class Tick(BaseModel):
@@ -62,24 +66,16 @@ class Handover(BaseModel):
     customer_id: str  # the receiver
     from_customer_id: str
     merged_journey: Journey | None = None
-    event: CampaignEvent | None = None
-    score: IntentScoreChanged | None = None
-    profile: ProfileTagsChanged | None = None
+    input: TaggedInput | None = None
     schema_version: int = 1
 
 
-Payload = CampaignEvent | IntentScoreChanged | ProfileTagsChanged | IdentityMerged | Tick | Handover
+Payload = TaggedInput | Tick | Handover
 
 
 def input_id(payload: Payload) -> str:
-    if isinstance(payload, CampaignEvent):
-        return payload.event_id
-    if isinstance(payload, IntentScoreChanged):
-        return f"score:{payload.event_id}"
-    if isinstance(payload, ProfileTagsChanged):
-        return f"profile:{payload.event_id}"
-    if isinstance(payload, IdentityMerged):
-        return payload.merge_id
+    if isinstance(payload, TaggedInput):
+        return payload.input_id
     if isinstance(payload, Tick):
         return payload.tick_id
     return payload.handover_id
@@ -90,13 +86,11 @@ class Delivery:
     partition: str  # "topic/partition"
     offset: int
     payload: Payload
+    raw: bytes = b""
 
     @property
     def customer_id(self) -> str:
-        payload = self.payload
-        if isinstance(payload, IdentityMerged):
-            return payload.merged_customer_id
-        return payload.customer_id
+        return self.payload.customer_id
 
 
 @dataclass
@@ -144,11 +138,11 @@ def _apply_inputs(
                 outcome.handovers.append(_hand_on(payload, customer_id, merged_into))
             outcome.count("handed_over")
             continue
-        if isinstance(payload, IdentityMerged):
-            merged_into = payload.survivor_customer_id
+        if isinstance(payload, TaggedInput) and payload.merge is not None:
+            merged_into = payload.merge.survivor_customer_id
             outcome.handovers.append(
                 Handover(
-                    handover_id=payload.merge_id,
+                    handover_id=payload.merge.merge_id,
                     customer_id=merged_into,
                     from_customer_id=customer_id,
                     merged_journey=journey,
@@ -171,37 +165,17 @@ def _apply_inputs(
 
 
 def _react(journey: Journey, payload: Payload, context: Context) -> list[tuple[Reaction, datetime | None]]:
-    if isinstance(payload, CampaignEvent):
-        return [
-            (
-                on_event(journey, payload, replace(context, received_at=payload.received_at)),
-                payload.received_at,
-            )
-        ]
-    if isinstance(payload, IntentScoreChanged):
-        return [
-            (
-                on_score(journey, payload, replace(context, received_at=payload.received_at)),
-                payload.received_at,
-            )
-        ]
-    if isinstance(payload, ProfileTagsChanged):
-        return [
-            (
-                on_profile(journey, payload, replace(context, received_at=payload.received_at)),
-                payload.received_at,
-            )
-        ]
+    if isinstance(payload, TaggedInput):
+        received = payload.received_at
+        return [(on_input(journey, payload, replace(context, received_at=received)), received)]
     if isinstance(payload, Tick):
         return [(on_tick(journey, context), None)]
     reactions: list[tuple[Reaction, datetime | None]] = []
-    if isinstance(payload, Handover):
-        if payload.merged_journey is not None:
-            journey = merge_journeys(journey, payload.merged_journey)
-            reactions.append((Reaction(journey), None))
-        for inner in (payload.event, payload.score, payload.profile):
-            if inner is not None:
-                reactions += _react(journey, inner, context)
+    if payload.merged_journey is not None:
+        journey = merge_journeys(journey, payload.merged_journey)
+        reactions.append((Reaction(journey), None))
+    if payload.input is not None:
+        reactions += _react(journey, payload.input, context)
     return reactions
 
 
@@ -215,7 +189,7 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
         for item in merged.scheduled
     )
     view = survivor.view
-    consents = {**merged.view.consents, **view.consents}
+    consents = merge_consents(view.consents, merged.view.consents)  # per channel, the later word stands
     return replace(
         survivor,
         view=replace(view, consents=consents),
@@ -224,12 +198,6 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
         city=survivor.city or merged.city,
         scheduled=survivor.scheduled + scheduled,
         touches=tuple(sorted((*survivor.touches, *merged.touches), key=lambda t: t.at))[-MAX_TOUCHES:],
-        unattributed=tuple(sorted({*survivor.unattributed, *merged.unattributed}, key=lambda c: c[1]))[
-            -MAX_TOUCHES:
-        ],
-        credited=tuple(sorted((*survivor.credited, *merged.credited), key=lambda c: c.received_at))[
-            -MAX_TOUCHES:
-        ],
     )
 
 
@@ -237,11 +205,6 @@ def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
     if isinstance(payload, Handover):
         return payload.model_copy(update={"customer_id": survivor})
     handover = Handover(handover_id=input_id(payload), customer_id=survivor, from_customer_id=customer_id)
-    if isinstance(payload, IdentityMerged | Tick):
+    if isinstance(payload, Tick) or payload.merge is not None:
         return handover
-    moved = payload.model_copy(update={"customer_id": survivor})
-    if isinstance(payload, IntentScoreChanged):
-        return handover.model_copy(update={"score": moved})
-    if isinstance(payload, ProfileTagsChanged):
-        return handover.model_copy(update={"profile": moved})
-    return handover.model_copy(update={"event": moved})
+    return handover.model_copy(update={"input": payload.model_copy(update={"customer_id": survivor})})

@@ -1,33 +1,79 @@
 """Consent per channel, from the customer's own events. Contact only with consent.
 
-`consent.granted` / `consent.revoked` name a channel (a `Channel` value, or `wecom` for both WeCom
-channels); adding the brand's WeCom account (`wecom.friend_added`) consents to WeCom messages.
-The latest word wins: a revocation stands until a new grant.
+`consent.granted` / `consent.revoked` name a channel: a messaging `Channel` value, `wecom` for both
+WeCom channels or `all` for every messaging channel (shared/channels.py; ingest refuses others).
+Adding the brand's WeCom account (`wecom.friend_added`) consents to WeCom messages; deleting it
+(`wecom.friend_deleted`) revokes that consent.
+
+Per channel, the word the customer said last wins — by `occurred_at`, not by arrival: a grant
+back-filled by a touchpoint after a newer revocation must not bring the channel back. Two words
+at the same moment: the revocation wins (the safe side).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from .definitions import Channel
+from pydantic import BeforeValidator
 
-WECOM = (Channel.wecom_1v1.value, Channel.wecom_group.value)
+from shared.channels import WECOM_CHANNELS, consented_channels
 
-
-def channels_named(name: str | None) -> tuple[str, ...]:
-    if not name:
-        return ()
-    name = name.strip().lower()
-    if name == "wecom":
-        return WECOM
-    return (name,) if name in Channel.__members__ else ()
+# What a consent recorded before words were dated is taken to date from: any dated word overrides it.
+UNDATED = datetime.min.replace(tzinfo=UTC)
 
 
-def consents_after(consents: Mapping[str, bool], event_type: str, channel: str | None) -> dict[str, bool]:
-    """The customer's consents after one of their events (unchanged for most events)."""
-    if event_type == "wecom.friend_added":
-        return {**consents, **dict.fromkeys(WECOM, True)}
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """The customer's latest word on one channel."""
+
+    granted: bool
+    at: datetime  # the occurred_at of the event that said it
+
+
+def _undated(value: Any) -> Any:
+    # Journeys written before consents were dated hold a bare bool per channel: read them back
+    # (from the changelog, after an upgrade) rather than fail the worker's recovery.
+    return Consent(value, UNDATED) if isinstance(value, bool) else value
+
+
+# A channel's consent as journeys store it (shared/record_table.py reads rows back with pydantic).
+StoredConsent = Annotated[Consent, BeforeValidator(_undated)]
+
+
+def _overrides(word: Consent, current: Consent | None) -> bool:
+    if current is None or word.at > current.at:
+        return True
+    return word.at == current.at and not word.granted and current.granted  # a tie: revocation wins
+
+
+def _said(consents: Mapping[str, Consent], channels: Iterable[str], word: Consent) -> dict[str, Consent]:
+    after = dict(consents)
+    for channel in channels:
+        if _overrides(word, after.get(channel)):
+            after[channel] = word
+    return after
+
+
+def consents_after(
+    consents: Mapping[str, Consent], event_type: str, channel: str | None, occurred_at: datetime
+) -> dict[str, Consent]:
+    """The customer's consents after one of their events (unchanged for most events, and for a
+    word older than the one the channel already has)."""
+    if event_type in ("wecom.friend_added", "wecom.friend_deleted"):
+        return _said(consents, WECOM_CHANNELS, Consent(event_type == "wecom.friend_added", occurred_at))
     if event_type in ("consent.granted", "consent.revoked"):
-        granted = event_type == "consent.granted"
-        return {**consents, **dict.fromkeys(channels_named(channel), granted)}
+        word = Consent(event_type == "consent.granted", occurred_at)
+        return _said(consents, consented_channels(channel), word)
     return dict(consents)
+
+
+def merge_consents(survivor: Mapping[str, Consent], merged: Mapping[str, Consent]) -> dict[str, Consent]:
+    """Two customers found to be one person: per channel, the later word of either stands."""
+    after = dict(survivor)
+    for channel, word in merged.items():
+        if _overrides(word, after.get(channel)):
+            after[channel] = word
+    return after

@@ -8,6 +8,8 @@ Checks, in order, for each campaign that fired (highest priority first, then by 
 4. `frequency_cap` — the campaign already acted for the customer as often as allowed today;
 5. `priority` — a campaign of higher priority took the same channel for this trigger;
 6. `quiet_hours` — a message during quiet hours is deferred to their end, never dropped.
+A deferred message is checked again when it is due (journey.on_tick): it is suppressed then as
+`campaign_inactive` if its campaign was paused or deleted meanwhile, or `no_consent`.
 Action ids are derived from (campaign, customer, trigger), so a replayed trigger decides the
 same ids and consumers can drop the repeat.
 """

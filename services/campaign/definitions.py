@@ -33,6 +33,8 @@ class ActionKind(StrEnum):
 
 
 class Channel(StrEnum):
+    # The messaging channels are shared.channels.MESSAGING_CHANNELS, which ingest checks consent
+    # events against; add a messaging channel there too (test_campaign_domain checks they agree).
     wecom_1v1 = "wecom_1v1"
     wecom_group = "wecom_group"
     official_account = "official_account"

@@ -1,10 +1,16 @@
 """A customer's journey through the campaigns: what each input does, and what comes due later.
 
-Pure: no Kafka, Faust, Redis or HTTP. Inputs are score changes (band_entered), profile changes
-(layer_entered, tag_added, and the customer's layer, orientation, stage and tags), the
-customer's own touchpoint events (event triggers, consent, dealer and city, conversions,
-dealer follow-ups) and ticks of the clock, which release what was scheduled: messages deferred
-by quiet hours, triggers delayed by a cooldown, and SLA checks of leads handed to dealers.
+Pure: no Kafka, Faust, Redis or HTTP. Inputs are the customer's inputs along the enrichment
+chain (shared/chain.py), each with the score and profile it led to, in the order ingest
+accepted them: a touchpoint event (event triggers, consent, dealer and city, conversions,
+dealer follow-ups) and what it moved (band_entered; layer_entered, tag_added), or a change of
+another worker's own (a merged-in score or profile, new tag rules). Ticks of the clock release
+what was scheduled: messages deferred by quiet hours, triggers delayed by a cooldown, and SLA
+checks of leads handed to dealers.
+
+Because every input arrives with the customer exactly as they were after it, a decision never
+waits for a consent or a profile still on its way, and a conversion always finds the touches
+before it already there (docs/causal-order.md).
 """
 
 from __future__ import annotations
@@ -14,14 +20,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
-from shared.profiles import ProfileTagsChanged
-from shared.scores import IntentScoreChanged
+from shared.chain import ChainInput
 
 from .consent import consents_after
 from .decide import HOLDOUT, Decision, Pacing, action_id, decide
 from .definitions import ActionKind, Campaign, TriggerKind
 from .inputs import CampaignEvent
-from .targeting import CustomerView, QuietHours, fires, in_audience
+from .targeting import CustomerView, QuietHours, fires, has_consent, in_audience
 
 CONVERSIONS = frozenset({"store.visit", "order.placed"})
 MAX_TOUCHES = 20
@@ -30,7 +35,7 @@ MAX_TOUCHES = 20
 @dataclass(frozen=True, slots=True)
 class Scheduled:
     due: datetime
-    kind: Literal["deliver", "trigger", "sla", "consent"]
+    kind: Literal["deliver", "trigger", "sla"]
     campaign_id: str
     trigger_id: str  # the input that fired the campaign (or the action id, for an SLA check)
     decision: Decision | None = None  # deliver: the deferred action
@@ -52,20 +57,6 @@ class Conversion:
     group: str  # the variant, "holdout", or "default" for a campaign without variants
     event_type: str
     at: datetime
-    # The customer no longer counts as converted for this campaign and group: the only
-    # conversion credited there moved to a later touch that was read after it.
-    withdrawn: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Credit:
-    """A conversion and the touch it is credited to, kept so that a touch read later but dated
-    between the two can take the credit over (the last touch before a conversion wins, whatever
-    order the topics were read in)."""
-
-    event_type: str
-    received_at: datetime
-    touch: Touch
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,10 +68,6 @@ class Journey:
     scheduled: tuple[Scheduled, ...] = ()
     touches: tuple[Touch, ...] = ()
     last_followup_at: datetime | None = None
-    # Conversions no touch was there for yet: a score or profile change travels on another topic
-    # and can reach the worker after the store visit it preceded; its touch takes them then.
-    unattributed: tuple[tuple[str, datetime], ...] = ()  # (event type, received_at)
-    credited: tuple[Credit, ...] = ()  # the latest conversions and their touches
 
     @property
     def next_due(self) -> datetime | None:
@@ -95,10 +82,6 @@ class Context:
     now: datetime
     quiet: QuietHours = field(default_factory=QuietHours)
     attribution_window: timedelta = timedelta(days=7)
-    # A trigger derived from the customer's events (a score, a profile change) reaches the worker
-    # on another topic than those events and may overtake the consent among them: a `no_consent`
-    # is decided only after this grace, in which the consent can still arrive.
-    consent_grace: timedelta = timedelta(seconds=60)
     # When the input being handled reached ingest: the time of the touches it leads to, so that
     # conversions (by their own received_at) are attributed in ingest's order of things.
     received_at: datetime | None = None
@@ -117,35 +100,57 @@ def new_journey(customer_id: str) -> Journey:
     return Journey(view=CustomerView(customer_id=customer_id))
 
 
-def on_score(journey: Journey, score: IntentScoreChanged, context: Context) -> Reaction:
-    journey = replace(journey, view=replace(journey.view, band=score.band))
-    if score.band == score.previous_band:
-        return Reaction(journey)
-    return _fire(journey, TriggerKind.band_entered, score.band, f"score:{score.event_id}", context)
+def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reaction:
+    """One input of the customer with the score and profile it led to.
 
-
-def on_profile(journey: Journey, change: ProfileTagsChanged, context: Context) -> Reaction:
-    view = replace(
-        journey.view,
-        layer=change.layer,
-        orientation=change.orientation,
-        stage=change.stage,
-        tags=frozenset(change.tags),
-    )
-    reaction = Reaction(replace(journey, view=view))
-    trigger_id = f"profile:{change.event_id}"
-    if change.layer != change.previous_layer:
-        _merge(
-            reaction, _fire(reaction.journey, TriggerKind.layer_entered, change.layer, trigger_id, context)
+    The event's own effects come first (consent, dealer, a conversion credited to the touches
+    before it), then the customer's view takes the new score and profile, then the triggers
+    fire in a fixed order — band, layer, tags, the event itself — each decided on the customer
+    as they are after the input."""
+    reaction = Reaction(journey)
+    event = chained.event
+    if event is not None:
+        _event_effects(reaction, event, context)
+    before = reaction.journey.view
+    view = before
+    if (score := chained.score) is not None:
+        view = replace(view, band=score.band)
+    if (profile := chained.profile) is not None:
+        view = replace(
+            view,
+            layer=profile.layer,
+            orientation=profile.orientation,
+            stage=profile.stage,
+            tags=frozenset(profile.tags),
         )
-    for tag in change.tags_added:
-        _merge(reaction, _fire(reaction.journey, TriggerKind.tag_added, tag, f"{trigger_id}:{tag}", context))
+    if view != before:
+        reaction.journey = replace(reaction.journey, view=view)
+    input_id = chained.input_id
+    fired: list[tuple[TriggerKind, str, str]] = []
+    if view.band != before.band:
+        fired.append((TriggerKind.band_entered, view.band, f"score:{input_id}"))
+    if view.layer != before.layer:
+        fired.append((TriggerKind.layer_entered, view.layer, f"profile:{input_id}"))
+    fired += [
+        (TriggerKind.tag_added, tag, f"profile:{input_id}:{tag}") for tag in sorted(view.tags - before.tags)
+    ]
+    if event is not None:
+        fired.append((TriggerKind.event, event.type, event.event_id))
+    for kind, value, trigger_id in fired:
+        _merge(reaction, _fire(reaction.journey, kind, value, trigger_id, context))
     return reaction
 
 
 def on_event(journey: Journey, event: CampaignEvent, context: Context) -> Reaction:
+    """A touchpoint event on its own (no score or profile came with it)."""
+    chained = ChainInput(input_id=event.event_id, customer_id=event.customer_id, event=event)
+    return on_input(journey, chained, context)
+
+
+def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -> None:
+    journey = reaction.journey
     view = journey.view
-    consents = consents_after(view.consents, event.type, event.text("channel"))
+    consents = consents_after(view.consents, event.type, event.text("channel"), event.occurred_at)
     journey = replace(
         journey,
         view=replace(view, consents=consents) if consents != view.consents else view,
@@ -153,18 +158,11 @@ def on_event(journey: Journey, event: CampaignEvent, context: Context) -> Reacti
         city=event.text("city") or journey.city,
         last_followup_at=event.occurred_at if event.type == "dealer.followup" else journey.last_followup_at,
     )
-    reaction = Reaction(journey)
+    reaction.journey = journey
     if event.type in CONVERSIONS:
         last = _last_touch(journey, event.received_at, context)
-        if last is None:
-            waiting = (*journey.unattributed, (event.type, event.received_at))[-MAX_TOUCHES:]
-            reaction.journey = replace(journey, unattributed=waiting)
-        else:
+        if last is not None:
             reaction.conversions.append(_conversion(journey, last, event.type, event.occurred_at))
-            credit = Credit(event.type, event.received_at, last)
-            reaction.journey = replace(journey, credited=(*journey.credited, credit)[-MAX_TOUCHES:])
-    _merge(reaction, _fire(reaction.journey, TriggerKind.event, event.type, event.event_id, context))
-    return reaction
 
 
 def on_tick(journey: Journey, context: Context) -> Reaction:
@@ -177,18 +175,21 @@ def on_tick(journey: Journey, context: Context) -> Reaction:
     by_id = {c.id: c for c in context.campaigns}
     for item in sorted(due, key=lambda s: (s.due, s.campaign_id)):
         campaign = by_id.get(item.campaign_id)
+        active = campaign is not None and campaign.status == "active"
         if item.kind == "deliver" and item.decision is not None:
-            # Deferred by quiet hours: goes out now, even if the campaign was paused since.
-            sent = replace(item.decision, outcome="sent", reason=None, at=now, deliver_at=None)
-            reaction.decisions.append(sent)
-        elif item.kind == "trigger" and campaign is not None and campaign.status == "active":
+            # Deferred by quiet hours: the customer may have revoked consent, or ops paused or
+            # deleted the campaign, since the decision; a message goes out only if both still hold.
+            released = replace(item.decision, outcome="sent", reason=None, at=now, deliver_at=None)
+            if not active:
+                released = replace(released, outcome="suppressed", reason="campaign_inactive")
+            elif not has_consent(released.channel, reaction.journey.view):
+                released = replace(released, outcome="suppressed", reason="no_consent")
+            reaction.decisions.append(released)
+        elif item.kind == "trigger" and campaign is not None and active:
             if in_audience(campaign.audience, reaction.journey.view):  # checked again after the delay
                 _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, context))
-        elif item.kind == "sla" and campaign is not None:
+        elif item.kind == "sla" and campaign is not None and active:  # a paused campaign reassigns nobody
             _check_sla(reaction, campaign, item, context)
-        elif item.kind == "consent" and campaign is not None and campaign.status == "active":
-            final = replace(context, consent_grace=timedelta(0))  # no second grace
-            _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, final))
     return reaction
 
 
@@ -210,13 +211,6 @@ def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, cont
 def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
     pacing, decisions = decide(journey.view, journey.pacing, fired, trigger_id, context.now, context.quiet)
     scheduled: list[Scheduled] = []
-    if context.consent_grace > timedelta(0):
-        waiting = [d for d in decisions if d.reason == "no_consent"]
-        scheduled += [
-            Scheduled(context.now + context.consent_grace, "consent", d.campaign_id, trigger_id)
-            for d in waiting
-        ]
-        decisions = [d for d in decisions if d.reason != "no_consent"]
     reaction = Reaction(replace(journey, pacing=pacing), decisions)
     by_id = {c.id: c for c in fired}
     for decision in decisions:
@@ -264,32 +258,9 @@ def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context:
 
 def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
     at = context.received_at or decision.at
-    journey = reaction.journey
     touch = Touch(decision.campaign_id, decision.variant, at)
-    window_end = at + context.attribution_window
-    late = [(kind, when) for kind, when in journey.unattributed if at <= when <= window_end]
-    credited = [*journey.credited, *(Credit(kind, when, touch) for kind, when in late)]
-    conversions = [_conversion(journey, touch, kind, when) for kind, when in late]
-    moved: dict[tuple[str, str | None], Credit] = {}  # by the (campaign, variant) it left
-    for n, credit in enumerate(credited):
-        # A conversion credited to an earlier touch, and this touch between the two: it is the
-        # last touch before the conversion, read after it (it came on another topic).
-        if at <= credit.received_at <= window_end and _order(touch) > _order(credit.touch):
-            moved[(credit.touch.campaign_id, credit.touch.variant)] = credit
-            credited[n] = replace(credit, touch=touch)
-            conversions.append(_conversion(journey, touch, credit.event_type, credit.received_at))
-    still = {(c.touch.campaign_id, c.touch.variant) for c in credited}
-    for left, old in moved.items():
-        if left not in still:  # no other conversion keeps the customer converted there
-            withdrawn = _conversion(journey, old.touch, old.event_type, old.received_at)
-            conversions.append(replace(withdrawn, withdrawn=True))
-    reaction.conversions += conversions
-    reaction.journey = replace(
-        journey,
-        touches=(*journey.touches, touch)[-MAX_TOUCHES:],
-        unattributed=tuple(c for c in journey.unattributed if c not in late),
-        credited=tuple(credited)[-MAX_TOUCHES:],
-    )
+    journey = reaction.journey
+    reaction.journey = replace(journey, touches=(*journey.touches, touch)[-MAX_TOUCHES:])
 
 
 def _order(touch: Touch) -> tuple[datetime, str, str]:

@@ -7,7 +7,7 @@ Keys (all under `pd:campaign:`):
   `converted:{group}` (customer ids, per group: a variant, `default`, or `holdout`).
 - `stats:{campaign}:figures` set of the figure names the campaign has, so stats never scan.
 - `due`  sorted set customer -> epoch seconds of their next scheduled item (the ticker reads it).
-Every write sets state (HSET, SADD, SREM, ZADD): a replayed batch writes the same state again.
+Every write sets state (HSET, SADD, ZADD, ZREM): a replayed batch writes the same state again.
 """
 
 from __future__ import annotations
@@ -108,12 +108,7 @@ async def write_batch(
             )
             add(record.campaign_id, f"entered:{group}", record.customer_id)
     for conversion in conversions:
-        if conversion.withdrawn:  # its credit moved to another campaign or group
-            pipe.srem(
-                stats_key(conversion.campaign_id, f"converted:{conversion.group}"), conversion.customer_id
-            )
-        else:
-            add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
+        add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
     for campaign_id, names in figures.items():
         pipe.sadd(stats_key(campaign_id, "figures"), *names)
     next_due = {c: at.timestamp() for c, at in due.items() if at is not None}

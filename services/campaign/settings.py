@@ -15,8 +15,6 @@ class CampaignSettings(WorkerSettings):
     campaigns_poll_interval_s: float = Field(default=1.0, gt=0)
     tick_interval_s: float = Field(default=1.0, gt=0)  # how often the worker looks for what is due
     attribution_window_days: float = Field(default=7.0, gt=0)
-    # How long a trigger without consent waits for a consent still on its way (journey.Context).
-    consent_grace_s: float = Field(default=60.0, ge=0)
     # Messaging channels stay silent between these times, China time (equal times: never).
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(9, 0)

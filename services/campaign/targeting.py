@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta, timezone
 
+from .consent import StoredConsent
 from .definitions import Audience, Campaign, Channel, Content, TriggerKind
 
 CHINA = timezone(timedelta(hours=8))  # Asia/Shanghai: no daylight saving time
@@ -28,7 +29,8 @@ class CustomerView:
     stage: str = "newcomer"
     band: str = "low"
     tags: frozenset[str] = frozenset()
-    consents: Mapping[str, bool] = field(default_factory=dict)  # channel -> granted (and not revoked)
+    # channel -> the customer's latest word on it (granted or revoked, and when they said it)
+    consents: Mapping[str, StoredConsent] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -108,4 +110,5 @@ def has_consent(channel: Channel, customer: CustomerView) -> bool:
     """Messages need the customer's consent for the channel (a WeCom friendship for WeCom)."""
     if not channel.messages_the_customer:
         return True
-    return customer.consents.get(channel.value, False)
+    word = customer.consents.get(channel.value)
+    return word is not None and word.granted

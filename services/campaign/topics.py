@@ -8,10 +8,7 @@ import faust
 
 from shared.topics import (
     CAMPAIGN_ACTIONS,
-    IDENTITY_MERGES,
-    INTENT_SCORES,
-    PROFILE_TAGS,
-    TOUCHPOINT_EVENTS,
+    TAGGED_INPUTS,
     TopicSpec,
     dead_letter_topic,
     worker_topics,
@@ -39,7 +36,7 @@ class CampaignTopics:
 def campaign_topics(app: faust.App, settings: CampaignSettings) -> CampaignTopics:
     app_id = settings.campaign_app_id
     handovers, ticks = f"{app_id}-handovers", f"{app_id}-ticks"
-    inputs = (TOUCHPOINT_EVENTS, INTENT_SCORES, PROFILE_TAGS, IDENTITY_MERGES, handovers, ticks)
+    inputs = (TAGGED_INPUTS, handovers, ticks)
     return CampaignTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         actions=CAMPAIGN_ACTIONS,

@@ -30,13 +30,13 @@ from shared.stream_worker import (
     one_at_a_time,
     retrying,
 )
-from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
+from shared.topics import IDENTITY_MERGES, SCORED_INPUTS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Delivery, Handover, Payload, score_batch
 from .inputs import ScoringEvent
-from .plan_store import VersionedPlan, load_plan
+from .plan_store import VersionedPlan, load_plan, plan_version
 from .topics import ScoringTopics
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class Scorer:
         }
 
     async def score(self, messages: Sequence[Message]) -> None:
+        # The plan in force for inputs accepted after a plan change was answered: the change is
+        # in Redis before any such input reaches a fetch of ours (docs/causal-order.md).
+        await retrying("plan refresh", lambda: refresh_plan(self._plans, self._redis, self._table))
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
@@ -97,6 +100,7 @@ class Scorer:
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
             *keyed_records(topics.scores, outcome.scores),
+            *(OutgoingRecord(SCORED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
             *dead_letter_records(topics.dead_letters, dead),
         ]
@@ -158,8 +162,10 @@ class Scorer:
 
 async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> None:
     """Apply a plan ops replaced; re-rank the read model if the half-life changed."""
-    latest = await load_plan(redis)
     current = plans.current
+    if await plan_version(redis) == current.version:  # one GET per batch: the usual answer
+        return
+    latest = await load_plan(redis)
     if latest.version == current.version:
         return
     plans.current = latest

@@ -4,6 +4,9 @@ Inputs reach the worker on three co-partitioned topics, all keyed by the custome
 touchpoint events, identity merges (keyed by the merged customer) and handovers, the worker's
 own topic for moving things to a survivor's partition. A merged customer's state is handed over
 to the survivor; inputs that still name the merged customer afterwards are handed on too.
+
+Every input applied goes on along the enrichment chain (`shared/chain.py`) with the score it
+led to: events and merges as they came, a merged-in state as an input of its own.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import orjson
 from pydantic import BaseModel, ConfigDict
 
+from shared.chain import ScoreSnapshot, chain_record
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger, LedgerEntry
 from shared.outcome import BatchOutcomeBase
@@ -55,6 +60,7 @@ class Handover(BaseModel):
     from_customer_id: str
     merged_score: CustomerScore | None = None
     event: ScoringEvent | None = None
+    event_json: str | None = None  # the whole event as published, for the chain
     schema_version: int = 1
 
 
@@ -68,6 +74,7 @@ class Delivery:
     partition: str
     offset: int
     payload: Payload
+    raw: bytes = b""  # the bytes read: an event goes on along the chain as it came
 
     @property
     def customer_id(self) -> str:
@@ -91,6 +98,7 @@ class BatchOutcome(BatchOutcomeBase):
     records: dict[str, CustomerRecord] = field(default_factory=dict)  # changed rows
     scores: list[IntentScoreChanged] = field(default_factory=list)  # for intent.scores.v1
     handovers: list[Handover] = field(default_factory=list)
+    chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, scored.inputs.v1 record)
 
 
 def score_batch(
@@ -107,7 +115,7 @@ def score_batch(
     outcome = BatchOutcome()
     for customer_id, inputs in by_customer.items():
         record = record_of(customer_id) or CustomerRecord(score=CustomerScore(customer_id=customer_id))
-        updated = _apply_inputs(record, inputs, plan, outcome)
+        updated = _apply_inputs(record, inputs, plan, now, outcome)
         if updated is not record:
             updated = _maybe_emit(updated, inputs, plan, now, outcome)
             outcome.records[customer_id] = updated
@@ -115,11 +123,13 @@ def score_batch(
 
 
 def _apply_inputs(
-    record: CustomerRecord, inputs: list[Delivery], plan: ScoringPlan, outcome: BatchOutcome
+    record: CustomerRecord, inputs: list[Delivery], plan: ScoringPlan, now: datetime, outcome: BatchOutcome
 ) -> CustomerRecord:
     ledger = LedgerEntry(record.ledger)
     score = record.score
     merged_into = record.merged_into
+    customer_id = score.customer_id
+    chain = outcome.chain
     admitted = False
     for delivery in inputs:
         if not ledger.admit(delivery.partition, delivery.offset, delivery.input_id):
@@ -128,7 +138,7 @@ def _apply_inputs(
         admitted = True
         payload = delivery.payload
         if merged_into is not None:
-            outcome.handovers.append(_hand_on(payload, score.customer_id, merged_into))
+            outcome.handovers.append(_hand_on(delivery, customer_id, merged_into))
             outcome.count("handed_over")
         elif isinstance(payload, IdentityMerged):
             merged_into = payload.survivor_customer_id
@@ -141,15 +151,46 @@ def _apply_inputs(
                 )
             )
             score = CustomerScore(customer_id=score.customer_id)
+            # Downstream workers hand over their state for the customer at this same place.
+            chain.append((customer_id, chain_record(payload.merge_id, customer_id, merge=payload)))
             outcome.count("merged")
         elif isinstance(payload, Handover):
             if payload.merged_score is not None:
                 score = merge_states(score, payload.merged_score, plan)
+                merged_in = f"merged:{payload.handover_id}"
+                chain.append(
+                    (customer_id, chain_record(merged_in, customer_id, score=snapshot(score, plan, now)))
+                )
             if payload.event is not None:
                 score = apply_event(score, payload.event, plan)
+                event_json = (payload.event_json or payload.event.model_dump_json()).encode()
+                chain.append(
+                    (
+                        customer_id,
+                        chain_record(
+                            payload.handover_id,
+                            customer_id,
+                            received_at=payload.event.received_at,
+                            event_json=event_json,
+                            score=snapshot(score, plan, now),
+                        ),
+                    )
+                )
             outcome.count("processed")
         else:
             score = apply_event(score, payload, plan)
+            chain.append(
+                (
+                    customer_id,
+                    chain_record(
+                        payload.event_id,
+                        customer_id,
+                        received_at=payload.received_at,
+                        event_json=delivery.raw or payload.model_dump_json().encode(),
+                        score=snapshot(score, plan, now),
+                    ),
+                )
+            )
             outcome.count("processed")
     if not admitted:
         return record
@@ -158,17 +199,37 @@ def _apply_inputs(
     )
 
 
-def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
+def snapshot(score: CustomerScore, plan: ScoringPlan, now: datetime) -> ScoreSnapshot:
+    """The score as of now (or its last input, if later), for the chain."""
+    at = max(now, score.score_at) if score.score_at else now
+    value = score_at(score, at, plan)
+    pct = round(intent_pct(value, plan), 2)
+    # Built from validated state; model_construct skips validating it again, per input.
+    return ScoreSnapshot.model_construct(
+        intent_score=value,
+        intent_pct=pct,
+        band=band_of(pct, plan),
+        activity=activity_of(score, at, plan),
+        points=score.points,
+        growth=score.growth,
+        level=level_of(score.growth, plan),
+    )
+
+
+def _hand_on(delivery: Delivery, customer_id: str, survivor: str) -> Handover:
     """An input for a customer already merged away goes on to the survivor, unchanged."""
+    payload = delivery.payload
     if isinstance(payload, Handover):
         return payload.model_copy(update={"customer_id": survivor})
     if isinstance(payload, IdentityMerged):  # merged twice: nothing left to hand over
         return Handover(handover_id=payload.merge_id, customer_id=survivor, from_customer_id=customer_id)
+    whole = orjson.loads(delivery.raw) if delivery.raw else payload.model_dump(mode="json")
     return Handover(
         handover_id=payload.event_id,
         customer_id=survivor,
         from_customer_id=customer_id,
         event=payload.model_copy(update={"customer_id": survivor}),
+        event_json=orjson.dumps({**whole, "customer_id": survivor}).decode(),
     )
 
 

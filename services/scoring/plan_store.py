@@ -35,6 +35,11 @@ class VersionedPlan(BaseModel):
     plan: ScoringPlan
 
 
+async def plan_version(redis: Redis) -> int:
+    """The version in force (0: the default plan), without reading the plan."""
+    return int(await redis.get(VERSION_KEY) or 0)
+
+
 async def load_plan(redis: Redis) -> VersionedPlan:
     raw = await redis.get(PLAN_KEY)
     if raw is None:

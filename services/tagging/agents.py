@@ -24,10 +24,8 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
-from shared.scores import IntentScoreChanged
 from shared.stream_worker import (
     DeadLetter,
     InputWatch,
@@ -38,13 +36,22 @@ from shared.stream_worker import (
     one_at_a_time,
     retrying,
 )
-from shared.topics import IDENTITY_MERGES, INTENT_SCORES, TOUCHPOINT_EVENTS
+from shared.topics import SCORED_INPUTS, TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
-from .batch import BatchOutcome, Delivery, Handover, Payload, ProfileRecord, Rules, rederive, tag_batch
-from .inputs import TaggingEvent
-from .rule_store import load_rules
+from .batch import (
+    BatchOutcome,
+    Delivery,
+    Handover,
+    Payload,
+    ProfileRecord,
+    Rules,
+    ScoredInput,
+    rederive,
+    tag_batch,
+)
+from .rule_store import load_rules, rules_version
 from .topics import TaggingTopics
 
 log = logging.getLogger(__name__)
@@ -84,12 +91,13 @@ class Tagger:
         self._rederived_version: int | None = None
         self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
-            TOUCHPOINT_EVENTS: TaggingEvent.model_validate_json,
-            INTENT_SCORES: IntentScoreChanged.model_validate_json,
-            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+            SCORED_INPUTS: ScoredInput.model_validate_json,
         }
 
     async def tag(self, messages: Sequence[Message]) -> None:
+        # The rules in force for inputs accepted after a rule change was answered: the change is
+        # in Redis before any such input reaches a fetch of ours (docs/causal-order.md).
+        await self.apply_rules(if_changed_since=self._rederived_version)
         async with self._lock:
             started = perf_counter()
             deliveries, partitions, dead = self._decode(messages)
@@ -99,9 +107,13 @@ class Tagger:
             self._observe(deliveries, outcome, len(dead), started, now)
             self._watch.observe(messages)
 
-    async def apply_rules(self) -> None:
-        """Take up rules ops changed, and re-derive every profile held under them."""
+    async def apply_rules(self, if_changed_since: int | None = None) -> None:
+        """Take up rules ops changed, and re-derive every profile held under them.
+
+        `if_changed_since`: a version; the rules are read only if Redis has another (one GET)."""
         try:
+            if if_changed_since is not None and await rules_version(self._redis) == if_changed_since:
+                return
             latest = await load_rules(self._redis)
         except (RedisError, OSError) as error:  # the next poll tries again
             log.warning("could not read tag rules: %r", error)
@@ -148,6 +160,7 @@ class Tagger:
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
             *keyed_records(topics.changes, outcome.changes),
+            *(OutgoingRecord(TAGGED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
             *dead_letter_records(topics.dead_letters, dead),
         ]
@@ -181,5 +194,6 @@ class Tagger:
         metrics.batch_seconds.labels(metrics.service).observe(perf_counter() - started)
         event_seconds = metrics.event_seconds.labels(metrics.service)
         for delivery in deliveries:
-            if isinstance(delivery.payload, TaggingEvent):
-                event_seconds.observe((now - delivery.payload.received_at).total_seconds())
+            payload = delivery.payload
+            if isinstance(payload, ScoredInput) and payload.event is not None:
+                event_seconds.observe((now - payload.event.received_at).total_seconds())

@@ -1,9 +1,13 @@
 """One batch of tagging inputs in, new profile records and outputs out. Pure: no Kafka or Redis.
 
-Inputs reach the worker on four co-partitioned topics, all keyed by the customer they concern:
-touchpoint events, intent scores, identity merges (keyed by the merged customer) and handovers,
-the worker's own topic for moving a merged customer's profile, and inputs that still name the
-merged customer, to the survivor's partition.
+Inputs reach the worker on two co-partitioned topics, both keyed by the customer they concern:
+`scored.inputs.v1`, every input of the customer in order with the score it led to (the
+enrichment chain, shared/chain.py: events, merges keyed by the merged customer, merged-in
+scores), and handovers, the worker's own topic for moving a merged customer's profile, and
+inputs that still name the merged customer, to the survivor's partition.
+
+Every input applied goes on to `tagged.inputs.v1` with the profile it led to, so that campaign
+decides on the score and profile of exactly what came before.
 """
 
 from __future__ import annotations
@@ -14,17 +18,22 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from shared.identity import IdentityMerged
+from shared.chain import ChainInput, ProfileSnapshot, chain_record, with_profile
 from shared.ledger import Ledger, LedgerEntry
 from shared.outcome import BatchOutcomeBase
 from shared.profiles import ProfileTagsChanged
-from shared.scores import IntentScoreChanged
 
 from .families import derive
 from .inputs import TaggingEvent
-from .profile import Profile, apply_event, apply_score, merge_profiles
+from .profile import Profile, apply_input, merge_profiles
 from .rules import RuleSet
 from .thresholds import TaggingThresholds
+
+
+class ScoredInput(ChainInput):
+    """A record of `scored.inputs.v1`, its event decoded as tagging reads events."""
+
+    event: TaggingEvent | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +54,16 @@ class Handover(BaseModel):
     customer_id: str  # the receiver
     from_customer_id: str
     merged_profile: Profile | None = None
-    event: TaggingEvent | None = None
-    score: IntentScoreChanged | None = None
+    input: ScoredInput | None = None
     schema_version: int = 1
 
 
-Payload = TaggingEvent | IntentScoreChanged | IdentityMerged | Handover
+Payload = ScoredInput | Handover
 
 
 def input_id(payload: Payload) -> str:
-    if isinstance(payload, TaggingEvent):
-        return payload.event_id
-    if isinstance(payload, IntentScoreChanged):
-        # A score carries the id of the event that moved it: keep the two apart in the ledger.
-        return f"score:{payload.event_id}"
-    if isinstance(payload, IdentityMerged):
-        return payload.merge_id
+    if isinstance(payload, ScoredInput):
+        return payload.input_id
     return payload.handover_id
 
 
@@ -71,13 +74,11 @@ class Delivery:
     partition: str
     offset: int
     payload: Payload
+    raw: bytes = b""  # the bytes read: a scored input goes on with the profile added
 
     @property
     def customer_id(self) -> str:
-        payload = self.payload
-        if isinstance(payload, IdentityMerged):
-            return payload.merged_customer_id
-        return payload.customer_id
+        return self.payload.customer_id
 
 
 @dataclass
@@ -85,6 +86,7 @@ class BatchOutcome(BatchOutcomeBase):
     records: dict[str, ProfileRecord] = field(default_factory=dict)  # changed rows
     changes: list[ProfileTagsChanged] = field(default_factory=list)  # for profile.tags.v1
     handovers: list[Handover] = field(default_factory=list)
+    chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, tagged.inputs.v1 record)
 
 
 @dataclass(frozen=True)
@@ -118,13 +120,14 @@ def tag_batch(
             last = inputs[-1].payload
             change = profile_change(before.profile if before else None, updated.profile, input_id(last), now)
             if change is not None:
-                received = last.received_at if isinstance(last, TaggingEvent | IntentScoreChanged) else None
+                received = last.received_at if isinstance(last, ScoredInput) else None
                 outcome.changes.append(change.model_copy(update={"received_at": received}))
     return outcome
 
 
 def rederive(records: Iterable[ProfileRecord], rules: Rules, version_tag: str, now: datetime) -> BatchOutcome:
-    """Re-evaluate profiles under new tag rules; the changed ones come back with their changes."""
+    """Re-evaluate profiles under new tag rules; the changed ones come back with their changes,
+    and go on along the chain as an input of their own."""
     outcome = BatchOutcome()
     for record in records:
         if record.merged_into is not None:
@@ -132,11 +135,25 @@ def rederive(records: Iterable[ProfileRecord], rules: Rules, version_tag: str, n
         profile = derive(record.profile, rules.thresholds, rules.rules)
         if profile is record.profile:
             continue
-        outcome.records[profile.customer_id] = ProfileRecord(profile, record.ledger, None)
-        change = profile_change(record.profile, profile, f"{version_tag}:{profile.customer_id}", now)
+        customer_id = profile.customer_id
+        outcome.records[customer_id] = ProfileRecord(profile, record.ledger, None)
+        change_id = f"{version_tag}:{customer_id}"
+        change = profile_change(record.profile, profile, change_id, now)
         if change is not None:
             outcome.changes.append(change)
+            outcome.chain.append(
+                (customer_id, chain_record(change_id, customer_id, profile=snapshot(profile)))
+            )
     return outcome
+
+
+def snapshot(profile: Profile) -> ProfileSnapshot:
+    return ProfileSnapshot.model_construct(
+        layer=profile.layer.value,
+        orientation=profile.orientation.value,
+        stage=profile.stage.value,
+        tags=list(profile.tags),
+    )
 
 
 def profile_change(
@@ -176,8 +193,10 @@ def _apply_inputs(
 ) -> ProfileRecord:
     ledger = LedgerEntry(record.ledger)
     profile = record.profile
+    customer_id = profile.customer_id
     merged_into = record.merged_into
     thresholds, ruleset = rules.thresholds, rules.rules
+    chain = outcome.chain
     admitted = False
     for delivery in inputs:
         payload = delivery.payload
@@ -186,33 +205,37 @@ def _apply_inputs(
             continue
         admitted = True
         if merged_into is not None:
-            outcome.handovers.append(_hand_on(payload, profile.customer_id, merged_into))
+            outcome.handovers.append(_hand_on(payload, customer_id, merged_into))
             outcome.count("handed_over")
-        elif isinstance(payload, IdentityMerged):
-            merged_into = payload.survivor_customer_id
-            outcome.handovers.append(
-                Handover(
-                    handover_id=payload.merge_id,
-                    customer_id=merged_into,
-                    from_customer_id=profile.customer_id,
-                    merged_profile=profile,
-                )
-            )
-            profile = Profile(customer_id=profile.customer_id)
-            outcome.count("merged")
         elif isinstance(payload, Handover):
             if payload.merged_profile is not None:
                 profile = merge_profiles(profile, payload.merged_profile, thresholds, ruleset)
-            if payload.event is not None:
-                profile = apply_event(profile, payload.event, thresholds, ruleset)
-            if payload.score is not None:
-                profile = apply_score(profile, payload.score, thresholds, ruleset)
+                merged_in = f"profile-merged:{payload.handover_id}"
+                chain.append((customer_id, chain_record(merged_in, customer_id, profile=snapshot(profile))))
+            if (late := payload.input) is not None:
+                profile = apply_input(profile, late.event, late.score, late.received_at, thresholds, ruleset)
+                raw = late.model_dump_json(exclude_none=True).encode()
+                chain.append((customer_id, with_profile(raw, snapshot(profile))))
             outcome.count("processed")
-        elif isinstance(payload, IntentScoreChanged):
-            profile = apply_score(profile, payload, thresholds, ruleset)
-            outcome.count("processed")
+        elif payload.merge is not None:
+            merged_into = payload.merge.survivor_customer_id
+            outcome.handovers.append(
+                Handover(
+                    handover_id=payload.merge.merge_id,
+                    customer_id=merged_into,
+                    from_customer_id=customer_id,
+                    merged_profile=profile,
+                )
+            )
+            profile = Profile(customer_id=customer_id)
+            chain.append((customer_id, delivery.raw or payload.model_dump_json(exclude_none=True).encode()))
+            outcome.count("merged")
         else:
-            profile = apply_event(profile, payload, thresholds, ruleset)
+            profile = apply_input(
+                profile, payload.event, payload.score, payload.received_at, thresholds, ruleset
+            )
+            raw = delivery.raw or payload.model_dump_json(exclude_none=True).encode()
+            chain.append((customer_id, with_profile(raw, snapshot(profile))))
             outcome.count("processed")
     if not admitted:
         return record
@@ -223,10 +246,8 @@ def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
     """An input for a customer already merged away goes on to the survivor, unchanged."""
     if isinstance(payload, Handover):
         return payload.model_copy(update={"customer_id": survivor})
-    handover = Handover(handover_id=input_id(payload), customer_id=survivor, from_customer_id=customer_id)
-    if isinstance(payload, IdentityMerged):  # merged twice: nothing left to hand over
+    handover = Handover(handover_id=payload.input_id, customer_id=survivor, from_customer_id=customer_id)
+    if payload.merge is not None:  # merged twice: nothing left to hand over
         return handover
     moved = payload.model_copy(update={"customer_id": survivor})
-    if isinstance(payload, IntentScoreChanged):
-        return handover.model_copy(update={"score": moved})
-    return handover.model_copy(update={"event": moved})
+    return handover.model_copy(update={"input": moved})

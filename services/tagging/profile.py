@@ -6,9 +6,9 @@ stage and tags are derived from the evidence after every change (families.py, ru
 
 Value ladder (DESIGN.md): `prospect` by default; `intent` at intent_pct >= 60 or on a quote,
 test-drive booking or store visit; `defeated` on `lead.defeated`; `owner` on an order or a
-delivery, for good. A defeated lead who re-engages (a score of 60+ computed from an input that
-arrived after the defeat, or a quote, test drive or store visit) is `intent` again and
-`recalled`, until defeated again.
+delivery, for good. A defeated lead who re-engages (any input after the defeat that leaves the
+score at 60+, or a quote, test drive or store visit) is `intent` again and `recalled`, until
+defeated again.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from shared.scores import IntentScoreChanged
+from shared.chain import ScoreSnapshot
 
 from .families import derive
 from .inputs import TaggingEvent
@@ -69,6 +69,29 @@ def apply_event(
     profile: Profile, event: TaggingEvent, thresholds: TaggingThresholds, rules: RuleSet
 ) -> Profile:
     """The profile after one touchpoint event. Dedupe by event_id is the caller's job."""
+    return derive(_with_event(profile, event, thresholds, rules), thresholds, rules)
+
+
+def apply_input(
+    profile: Profile,
+    event: TaggingEvent | None,
+    score: ScoreSnapshot | None,
+    received_at: datetime | None,
+    thresholds: TaggingThresholds,
+    rules: RuleSet,
+) -> Profile:
+    """The profile after one input of the chain: its event, then the score that includes it
+    (derived once, for both)."""
+    if event is not None:
+        profile = _with_event(profile, event, thresholds, rules)
+    if score is not None:
+        profile = _with_score(profile, score, received_at, thresholds)
+    return derive(profile, thresholds, rules)
+
+
+def _with_event(
+    profile: Profile, event: TaggingEvent, thresholds: TaggingThresholds, rules: RuleSet
+) -> Profile:
     kind = event.type
     engaged = kind not in NOT_ENGAGEMENT
     deep = kind in DEEP_ENGAGEMENT or (
@@ -111,7 +134,7 @@ def apply_event(
         last_event_at=last_event,
         evidence=_record_evidence(profile.evidence, event, rules),
     )
-    return derive(_climb(updated, event), thresholds, rules)
+    return _climb(updated, event)
 
 
 def _climb(profile: Profile, event: TaggingEvent) -> Profile:
@@ -137,23 +160,33 @@ def _climb(profile: Profile, event: TaggingEvent) -> Profile:
 
 
 def apply_score(
-    profile: Profile, score: IntentScoreChanged, thresholds: TaggingThresholds, rules: RuleSet
+    profile: Profile,
+    score: ScoreSnapshot,
+    received_at: datetime | None,
+    thresholds: TaggingThresholds,
+    rules: RuleSet,
 ) -> Profile:
-    """The profile after scoring published a new intent for the customer."""
+    """The profile after scoring's score for an input that reached ingest at `received_at`."""
+    return derive(_with_score(profile, score, received_at, thresholds), thresholds, rules)
+
+
+def _with_score(
+    profile: Profile, score: ScoreSnapshot, received_at: datetime | None, thresholds: TaggingThresholds
+) -> Profile:
     updated = replace(profile, intent_pct=score.intent_pct, level=score.level)
     if score.intent_pct >= thresholds.intent_pct:
         if profile.layer is Layer.prospect:
             updated = replace(updated, layer=Layer.intent)
-        elif profile.layer is Layer.defeated and _after_defeat(score, profile):
+        elif profile.layer is Layer.defeated and _after_defeat(received_at, profile):
             updated = replace(updated, layer=Layer.intent, recalled=True)
-    return derive(updated, thresholds, rules)
+    return updated
 
 
-def _after_defeat(score: IntentScoreChanged, profile: Profile) -> bool:
-    # Scores travel on another topic than the defeat: one computed before the defeat may arrive
-    # after it. Only a score moved by an input that reached us later is a re-engagement.
+def _after_defeat(received_at: datetime | None, profile: Profile) -> bool:
+    # The score that comes with the defeat itself (the same input) is no re-engagement; only a
+    # score of an input that reached ingest after the defeat is.
     defeated = profile.defeated_received_at
-    return score.received_at is not None and (defeated is None or score.received_at > defeated)
+    return received_at is not None and (defeated is None or received_at > defeated)
 
 
 def merge_profiles(

@@ -13,6 +13,11 @@ from .rules import RuleSet, TagRule
 RULES = VersionedHash(f"{KEY_PREFIX}tagging:rules")
 
 
+async def rules_version(redis: Redis) -> int:
+    """The version in force, without reading the rules."""
+    return await RULES.current_version(redis)
+
+
 async def load_rules(redis: Redis) -> RuleSet:
     version, documents = await RULES.load(redis)
     return RuleSet.of(version, (TagRule.model_validate_json(d) for d in documents))

@@ -16,6 +16,7 @@ NOT_ENGAGEMENT = frozenset(
     {
         "consent.granted",
         "consent.revoked",
+        "wecom.friend_deleted",
         "campaign.delivered",
         "dealer.followup",
         "lead.defeated",

@@ -1,4 +1,4 @@
-"""The worker's topics: its four co-partitioned inputs and what it writes."""
+"""The worker's topics: its two co-partitioned inputs and what it writes."""
 
 from __future__ import annotations
 
@@ -7,10 +7,8 @@ from dataclasses import dataclass
 import faust
 
 from shared.topics import (
-    IDENTITY_MERGES,
-    INTENT_SCORES,
     PROFILE_TAGS,
-    TOUCHPOINT_EVENTS,
+    SCORED_INPUTS,
     TopicSpec,
     dead_letter_topic,
     worker_topics,
@@ -25,7 +23,7 @@ def worker_owned_topics(settings: TaggingSettings) -> list[TopicSpec]:
 
 @dataclass(frozen=True)
 class TaggingTopics:
-    inputs: faust.TopicT  # events, scores, merges and handovers: one stream, all keyed by customer
+    inputs: faust.TopicT  # scored inputs (the chain) and handovers: all keyed by customer
     changes: str
     handovers: str
     changelog: str
@@ -34,7 +32,7 @@ class TaggingTopics:
 
 def tagging_topics(app: faust.App, settings: TaggingSettings) -> TaggingTopics:
     handovers = f"{settings.tagging_app_id}-handovers"
-    inputs = (TOUCHPOINT_EVENTS, INTENT_SCORES, IDENTITY_MERGES, handovers)
+    inputs = (SCORED_INPUTS, handovers)
     return TaggingTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         changes=PROFILE_TAGS,

@@ -142,6 +142,25 @@ def test_a_batch_accepts_the_good_events_and_lists_the_rejected(client, events_t
     assert bad["event_id"] not in events_topic.records
 
 
+def test_a_consent_for_an_unknown_channel_is_422_alone_and_rejected_in_a_batch(client, events_topic) -> None:
+    unknown = event(type="consent.revoked", properties={"channel": "carrier_pigeon"})
+    response = client.post("/v1/events", json=unknown)
+    assert response.status_code == 422
+    assert [(e["loc"], e["type"]) for e in response.json()["detail"]] == [
+        (["body", "properties", "channel"], "unknown_channel")
+    ]
+    everything = event(type="consent.revoked", properties={"channel": "all"})
+    response = client.post("/v1/events/batch", json={"events": [everything, unknown]})
+    assert response.status_code == 202
+    body = response.json()
+    assert [r["event_id"] for r in body["results"]] == [everything["event_id"]]
+    assert [(r["index"], [e["type"] for e in r["errors"]]) for r in body["rejected"]] == [
+        (1, ["unknown_channel"])
+    ]
+    events_topic.wait_for([everything["event_id"]])
+    assert unknown["event_id"] not in events_topic.records
+
+
 def test_a_batch_rejects_forbidden_sources_per_event(client) -> None:
     response = client.post(
         "/v1/events/batch",

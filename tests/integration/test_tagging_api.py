@@ -9,7 +9,7 @@ import httpx
 import pytest
 from kafka import KafkaProducer
 
-from shared.topics import INTENT_SCORES, PROFILE_TAGS, dead_letter_topic
+from shared.topics import PROFILE_TAGS, SCORED_INPUTS, dead_letter_topic
 from tests.conftest import OPS_TOKEN
 from tests.factories import event, unique
 from tests.harness import eventually
@@ -54,7 +54,7 @@ def test_xpeng_wecom_flow_end_to_end(client, ops) -> None:
     for n in range(5):
         post(client, who, "content.click", content_id=f"c-{n}", value_point="rational", topics=["tech"])
     post(client, who, "content.favorite", content_id="c-4", value_point="rational", topics=["tech"])
-    body = profile_of(ops, customer, lambda b: b["layer"] == "intent")  # via intent.scores.v1
+    body = profile_of(ops, customer, lambda b: b["layer"] == "intent")  # by the score on the chain
     assert body["orientation"] == "rational" and body["stage"] == "newcomer"  # 7 interactions, 1 deep
     assert "interest:tech" in body["tags"] and body["intent_pct"] >= 60
     assert set(body) >= {"customer_id", "layer", "orientation", "stage", "tags", "updated_at"}
@@ -175,18 +175,18 @@ def test_unknown_customers_and_missing_tokens(tagging, ops) -> None:
     assert httpx.get(f"{tagging.api_url}/healthz").json() == {"status": "ok"}
 
 
-def test_a_score_that_does_not_parse_goes_to_the_dead_letter_topic(tagging, backends) -> None:
-    poison = f"not a score {uuid.uuid4()}".encode()
+def test_a_scored_input_that_does_not_parse_goes_to_the_dead_letter_topic(tagging, backends) -> None:
+    poison = f"not a scored input {uuid.uuid4()}".encode()
     producer = KafkaProducer(bootstrap_servers=backends.kafka_bootstrap_servers, acks="all")
-    producer.send(INTENT_SCORES, key=b"poison", value=poison)
+    producer.send(SCORED_INPUTS, key=b"poison", value=poison)
     producer.flush()
     producer.close()
-    dead = TopicReader(backends.kafka_bootstrap_servers, dead_letter_topic(INTENT_SCORES), "value")
+    dead = TopicReader(backends.kafka_bootstrap_servers, dead_letter_topic(SCORED_INPUTS), "value")
     try:
         [(_, letter, _), *_] = dead.wait_for([poison.decode()])[poison.decode()]
     finally:
         dead.close()
-    assert letter["topic"] == INTENT_SCORES and "json" in letter["error"].lower()
+    assert letter["topic"] == SCORED_INPUTS and "json" in letter["error"].lower()
 
 
 def test_the_worker_exposes_its_metrics(tagging, client) -> None:
@@ -195,7 +195,7 @@ def test_the_worker_exposes_its_metrics(tagging, client) -> None:
     def counted() -> str:
         text = httpx.get(f"{tagging.metrics_url}/metrics").text
         assert 'pd_events_processed_total{outcome="processed",service="tagging"}' in text
-        assert 'pd_consumer_lag{partition="0",service="tagging",topic="touchpoint.events.v1"}' in text
+        assert 'pd_consumer_lag{partition="0",service="tagging",topic="scored.inputs.v1"}' in text
         return text
 
     assert "pd_event_processing_seconds_bucket" in eventually(counted)

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
-from services.campaign.consent import consents_after
+from services.campaign.batch import merge_journeys
+from services.campaign.consent import Consent, consents_after
 from services.campaign.dealers import Consultant, Desk, assign, sla_missed
 from services.campaign.decide import Pacing, decide
 from services.campaign.definitions import Campaign, Channel, TriggerKind
 from services.campaign.examples import example_campaigns
-from services.campaign.targeting import CustomerView, QuietHours, fires, in_audience, in_holdout, variant_of
+from services.campaign.inputs import CampaignEvent
+from services.campaign.journey import Context, new_journey, on_event, on_tick
+from services.campaign.targeting import (
+    CustomerView,
+    QuietHours,
+    fires,
+    has_consent,
+    in_audience,
+    in_holdout,
+    variant_of,
+)
+from shared.channels import CONSENT_CHANNELS, MESSAGING_CHANNELS
+from tests.unit.test_campaign_journey import touch
 
 # 10:00 in China: outside quiet hours.
 DAY = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)
@@ -34,7 +48,8 @@ MINIMAL = {
     "frequency_cap": {"per_customer_per_day": 1},
     "reentry": False,
 }
-WECOM_FRIEND = {"wecom_1v1": True, "wecom_group": True}
+EARLIER = DAY - timedelta(days=1)
+WECOM_FRIEND = {"wecom_1v1": Consent(True, EARLIER), "wecom_group": Consent(True, EARLIER)}
 
 
 def campaign(**changes: object) -> Campaign:
@@ -146,13 +161,134 @@ def test_content_follows_the_customers_orientation() -> None:
 
 
 def test_consent_comes_from_the_customers_own_events() -> None:
-    consents = consents_after({}, "wecom.friend_added", None)
+    consents = consents_after({}, "wecom.friend_added", None, EARLIER)
     assert consents == WECOM_FRIEND
-    consents = consents_after(consents, "consent.revoked", "wecom")
-    assert consents == {"wecom_1v1": False, "wecom_group": False}
-    consents = consents_after(consents, "consent.granted", "sms")
-    assert consents["sms"] is True
-    assert consents_after(consents, "content.view", None) == consents
+    consents = consents_after(consents, "consent.revoked", "wecom", DAY)
+    assert consents == {"wecom_1v1": Consent(False, DAY), "wecom_group": Consent(False, DAY)}
+    consents = consents_after(consents, "consent.granted", " SMS ", DAY)  # as ingest lets it through
+    assert consents["sms"] == Consent(True, DAY)
+    assert consents_after(consents, "content.view", None, DAY) == consents
+    assert consents_after(consents, "consent.granted", "dealer", DAY) == consents  # not a message
+
+
+def consenting(consents: dict[str, Consent]) -> set[str]:
+    view = CustomerView("cus_1", consents=consents)
+    return {c.value for c in Channel if c.messages_the_customer and has_consent(c, view)}
+
+
+def test_all_grants_and_revokes_every_messaging_channel() -> None:
+    granted = consents_after({}, "consent.granted", "all", EARLIER)
+    assert consenting(granted) == set(MESSAGING_CHANNELS)
+    revoked = consents_after(granted, "consent.revoked", "All", DAY)
+    assert consenting(revoked) == set()
+    assert has_consent(Channel.dealer, CustomerView("cus_1", consents=revoked))  # a task, not a message
+
+
+def test_deleting_the_brands_wecom_contact_revokes_wecom_consent() -> None:
+    consents = consents_after({}, "consent.granted", "all", EARLIER)
+    deleted = consents_after(consents, "wecom.friend_deleted", None, DAY)
+    assert consenting(deleted) == set(MESSAGING_CHANNELS) - {"wecom_1v1", "wecom_group"}
+    assert consenting(consents_after(deleted, "wecom.friend_added", None, DAY + timedelta(hours=1))) == set(
+        MESSAGING_CHANNELS
+    )
+
+
+def test_the_latest_word_by_occurred_at_wins_whatever_order_the_events_arrive_in() -> None:
+    grant = ("consent.granted", "sms", EARLIER)
+    revoke = ("consent.revoked", "sms", DAY)
+    # A touchpoint back-fills an older grant after the newer revocation: still revoked.
+    assert consenting(consents_after(consents_after({}, *revoke), *grant)) == set()
+    assert consenting(consents_after(consents_after({}, *grant), *revoke)) == set()
+    # The other way round: a newer grant stands, whichever came first.
+    regrant = ("consent.granted", "sms", DAY + timedelta(hours=1))
+    assert consenting(consents_after(consents_after({}, *regrant), *revoke)) == {"sms"}
+    assert consenting(consents_after(consents_after({}, *revoke), *regrant)) == {"sms"}
+    # "all" is a word on each channel at its own time: an older "all" grant does not undo sms's.
+    assert consenting(consents_after(consents_after({}, *revoke), "consent.granted", "all", EARLIER)) == (
+        set(MESSAGING_CHANNELS) - {"sms"}
+    )
+
+
+def test_at_the_same_moment_a_revocation_wins() -> None:
+    both = [("consent.granted", "app_push", DAY), ("consent.revoked", "app_push", DAY)]
+    assert consenting(consents_after(consents_after({}, *both[0]), *both[1])) == set()
+    assert consenting(consents_after(consents_after({}, *both[1]), *both[0])) == set()
+
+
+def test_merged_customers_keep_the_later_word_per_channel() -> None:
+    survivor = new_journey("cus_1")
+    survivor = replace(
+        survivor,
+        view=replace(
+            survivor.view, consents={"sms": Consent(True, EARLIER), "app_push": Consent(False, DAY)}
+        ),
+    )
+    merged = new_journey("cus_2")
+    merged = replace(
+        merged,
+        view=replace(
+            merged.view,
+            consents={
+                "sms": Consent(False, DAY),
+                "app_push": Consent(True, EARLIER),
+                "wecom_1v1": Consent(True, DAY),
+            },
+        ),
+    )
+    expected = {"sms": Consent(False, DAY), "app_push": Consent(False, DAY), "wecom_1v1": Consent(True, DAY)}
+    assert merge_journeys(survivor, merged).view.consents == expected
+    assert merge_journeys(merged, survivor).view.consents == expected  # whoever survives
+
+
+def test_consent_channels_are_the_campaign_workers_messaging_channels() -> None:
+    messaging = {c.value for c in Channel if c.messages_the_customer}
+    assert set(MESSAGING_CHANNELS) == messaging  # ingest (shared) and the worker agree
+    assert messaging | {"wecom", "all"} == CONSENT_CHANNELS
+    assert {c.value for c in Channel if c.consent_by_wecom_friendship} == set(
+        consents_after({}, "wecom.friend_added", None, DAY)
+    )
+
+
+def at_night_then_released(
+    *between: CampaignEvent, campaigns: list[Campaign] | None = None
+) -> tuple[str, str | None]:
+    """A message deferred by quiet hours, what happens in the night, then the 09:00 tick."""
+    nurture = campaign(trigger={"on": "event", "value": "content.click"})
+    journey = on_event(
+        new_journey("cus_1"), touch("consent.granted", NIGHT, channel="wecom"), Context([nurture], NIGHT)
+    ).journey
+    reaction = on_event(journey, touch("content.click", NIGHT, content_id="c1"), Context([nurture], NIGHT))
+    (deferred,) = reaction.decisions
+    assert (deferred.outcome, deferred.reason) == ("deferred", "quiet_hours")
+    journey = reaction.journey
+    for event in between:
+        journey = on_event(journey, event, Context([nurture], NIGHT)).journey
+    morning = Context([nurture] if campaigns is None else campaigns, deferred.deliver_at)
+    (released,) = on_tick(journey, morning).decisions
+    assert released.action_id == deferred.action_id  # the same action, now sent or suppressed
+    return released.outcome, released.reason
+
+
+def test_a_deferred_message_goes_out_at_nine_if_consent_and_campaign_still_hold() -> None:
+    assert at_night_then_released() == ("sent", None)
+
+
+def test_a_deferred_message_is_suppressed_if_consent_was_revoked_in_the_night() -> None:
+    later = NIGHT + timedelta(hours=1)
+    assert at_night_then_released(touch("consent.revoked", later, channel="all")) == (
+        "suppressed",
+        "no_consent",
+    )
+    assert at_night_then_released(touch("wecom.friend_deleted", later)) == (
+        "suppressed",
+        "no_consent",
+    )
+
+
+def test_a_deferred_message_is_suppressed_if_the_campaign_was_paused_or_deleted() -> None:
+    paused = campaign(trigger={"on": "event", "value": "content.click"}, status="paused")
+    assert at_night_then_released(campaigns=[paused]) == ("suppressed", "campaign_inactive")
+    assert at_night_then_released(campaigns=[]) == ("suppressed", "campaign_inactive")
 
 
 def test_suppression_reasons() -> None:
@@ -238,3 +374,26 @@ def test_a_missed_sla_reassigns_to_someone_else() -> None:
     assert not sla_missed(DAY, 24, None, DAY + timedelta(hours=23))
     second, _ = assign(ROSTER, desk, "d-sh-1", None, DAY, exclude=frozenset({first}))
     assert second not in (first, None)
+
+
+def test_a_paused_campaign_neither_reassigns_its_leads_nor_acts_on_delayed_triggers() -> None:
+    lead = campaign(
+        id="to-dealer",
+        trigger={"on": "event", "value": "test_drive.booked"},
+        action={"kind": "assign_dealer", "channel": "dealer", "sla_hours": 24},
+    )
+    booked = touch("test_drive.booked", DAY, vehicle_model="g6")
+    journey = on_event(new_journey("cus_1"), booked, Context([lead], DAY)).journey
+    after_sla = DAY + timedelta(hours=25)
+    assert on_tick(journey, Context([lead], after_sla)).reassignments  # active: the lead is reassigned
+    assert not on_tick(journey, Context([lead.model_copy(update={"status": "paused"})], after_sla)).decisions
+    assert not on_tick(journey, Context([], after_sla)).decisions
+    cooled = campaign(trigger={"on": "event", "value": "content.click", "delay_hours": 2})
+    journey = on_event(
+        replace(new_journey("cus_1"), view=customer()),
+        touch("content.click", DAY, content_id="c1"),
+        Context([cooled], DAY),
+    ).journey
+    later = DAY + timedelta(hours=2)
+    assert [d.outcome for d in on_tick(journey, Context([cooled], later)).decisions] == ["sent"]
+    assert not on_tick(journey, Context([cooled.model_copy(update={"status": "paused"})], later)).decisions

@@ -9,9 +9,11 @@ from typing import Any
 
 from services.campaign.examples import example_campaigns
 from services.campaign.inputs import CampaignEvent
-from services.campaign.journey import Context, new_journey, on_event, on_profile, on_score, on_tick
-from shared.profiles import ProfileTagsChanged
-from tests.unit.test_tagging_domain import scored
+from services.campaign.journey import Context, new_journey, on_event, on_input, on_tick
+from shared.chain import ChainInput, ProfileSnapshot, ScoreSnapshot
+
+# A score or a profile change alone is one input of the chain, as a merged-in state is.
+on_score = on_profile = on_input
 
 DAY = datetime(2026, 11, 25, 2, 0, tzinfo=UTC)  # 10:00 in China
 CAMPAIGNS = example_campaigns()
@@ -35,33 +37,23 @@ def touch(kind: str, at: datetime = DAY, **properties: Any) -> CampaignEvent:
 
 def profile(
     layer: str,
-    previous: str | None,
+    previous: str | None,  # the layer before, for the reader: the journey's view has it
     orientation: str = "rational",
     added: tuple[str, ...] = (),
     tags: tuple[str, ...] = (),
-) -> ProfileTagsChanged:
-    return ProfileTagsChanged(
-        event_id=str(uuid.uuid4()),
-        customer_id="cus_1",
-        layer=layer,
-        orientation=orientation,
-        stage="newcomer",
-        previous_layer=previous,
-        previous_orientation=None,
-        previous_stage=None,
-        tags=sorted({*tags, *added}),
-        tags_added=list(added),
-        tags_removed=[],
-        intent_pct=None,
-        changed_at=DAY,
+) -> ChainInput:
+    snapshot = ProfileSnapshot(
+        layer=layer, orientation=orientation, stage="newcomer", tags=sorted({*tags, *added})
     )
+    return ChainInput(input_id=str(uuid.uuid4()), customer_id="cus_1", received_at=DAY, profile=snapshot)
 
 
-def band(new: str, previous: str | None) -> Any:
+def band(new: str, previous: str | None, received_at: datetime = DAY) -> ChainInput:
     pct = {"low": 10.0, "medium": 40.0, "high": 70.0, "hot": 90.0}[new]
-    return scored(pct, DAY).model_copy(
-        update={"band": new, "previous_band": previous, "customer_id": "cus_1"}
+    score = ScoreSnapshot(
+        intent_score=1.0, intent_pct=pct, band=new, activity="active_7d", points=0, growth=0, level="member"
     )
+    return ChainInput(input_id=str(uuid.uuid4()), customer_id="cus_1", received_at=received_at, score=score)
 
 
 def not_held_out(customer_id: str) -> str:
@@ -96,18 +88,31 @@ def test_xpeng_high_intent_wecom_friend_is_invited_to_a_group_then_handed_to_a_d
     assert any(s.kind == "sla" for s in hot.journey.scheduled)
 
 
-def test_without_a_wecom_friendship_the_group_invite_is_suppressed_after_a_grace() -> None:
-    waiting = on_score(journey_of(), band("high", "medium"), context())
-    assert not waiting.decisions  # the consent may still be on its way, on another topic
-    (invite,) = on_tick(waiting.journey, context(DAY + timedelta(seconds=60))).decisions
-    assert (invite.outcome, invite.reason) == ("suppressed", "no_consent")
+def test_without_a_wecom_friendship_the_group_invite_is_suppressed() -> None:
+    (invite,) = on_score(journey_of(), band("high", "medium"), context()).decisions
+    assert (invite.campaign_id, invite.outcome, invite.reason) == (
+        "xpeng-high-intent-group",
+        "suppressed",
+        "no_consent",
+    )
 
 
-def test_a_consent_that_arrives_after_the_score_it_preceded_still_counts() -> None:
-    waiting = on_score(journey_of(), band("high", "medium"), context()).journey
-    friend = on_event(waiting, touch("wecom.friend_added", DAY - timedelta(seconds=5)), context()).journey
-    (invite,) = on_tick(friend, context(DAY + timedelta(seconds=60))).decisions
-    assert (invite.campaign_id, invite.outcome) == ("xpeng-high-intent-group", "sent")
+def test_the_consent_and_profile_an_input_brings_count_for_the_score_it_brings() -> None:
+    """One input of the chain: the friendship, the rational profile and the high score it led
+    to are all there when the campaign decides (no grace, no waiting for another topic)."""
+    friend = touch("wecom.friend_added")
+    snapshot = band("high", "low").score
+    rational = ProfileSnapshot(layer="prospect", orientation="rational", stage="newcomer", tags=[])
+    chained = ChainInput(
+        input_id=friend.event_id, customer_id="cus_1", event=friend, score=snapshot, profile=rational
+    )
+    start = new_journey(journey_of().view.customer_id)
+    (invite,) = on_input(start, chained, context()).decisions
+    assert (invite.campaign_id, invite.outcome, invite.content_id) == (
+        "xpeng-high-intent-group",
+        "sent",
+        "c-group-spec-qa",
+    )
 
 
 def test_a_lead_nobody_follows_up_is_reassigned_after_the_sla() -> None:
@@ -159,9 +164,10 @@ def test_owners_with_ripple_get_the_referral_programme_and_prospects_a_coupon() 
 def test_messages_at_night_go_out_at_nine() -> None:
     night = DAY + timedelta(hours=12)  # 22:00 in China
     journey = on_event(journey_of(), touch("wecom.friend_added"), context(night)).journey
-    (deferred,) = on_score(journey, band("high", "medium"), context(night)).decisions
+    high = band("high", "medium")
+    (deferred,) = on_score(journey, high, context(night)).decisions
     assert deferred.outcome == "deferred"
-    held = on_score(journey, band("high", "medium"), context(night)).journey
+    held = on_score(journey, high, context(night)).journey
     morning = DAY + timedelta(hours=23)  # 09:00 next day in China
     (sent,) = on_tick(held, context(morning)).decisions
     assert (sent.action_id, sent.outcome) == (deferred.action_id, "sent")
@@ -210,42 +216,3 @@ def test_points_for_community_posts_up_to_the_daily_cap() -> None:
         journey = reaction.journey
         granted += [(d.outcome, d.reason, d.points) for d in reaction.decisions]
     assert granted == [("sent", None, 50)] * 3 + [("suppressed", "frequency_cap", 50)]
-
-
-def test_a_store_visit_that_overtook_its_score_is_attributed_when_the_score_arrives() -> None:
-    journey = on_event(journey_of(), touch("wecom.friend_added"), context()).journey
-    # The visit came after the booking that made the lead hot, but reached the worker first.
-    visit = on_event(journey, touch("store.visit", DAY + timedelta(minutes=5), dealer_id="d1"), context())
-    assert visit.conversions == []
-    hot = band("hot", "high").model_copy(update={"received_at": DAY + timedelta(minutes=1)})
-    reaction = on_score(visit.journey, hot, replace(context(), received_at=hot.received_at))
-    (conversion,) = reaction.conversions
-    assert (conversion.campaign_id, conversion.event_type) == ("hot-lead-to-dealer", "store.visit")
-    assert reaction.journey.unattributed == ()
-    # A visit from before the touch is not credited to it.
-    early = on_event(journey, touch("store.visit", DAY - timedelta(minutes=5), dealer_id="d1"), context())
-    assert on_score(early.journey, hot, replace(context(), received_at=hot.received_at)).conversions == []
-
-
-def test_a_conversion_goes_to_the_last_touch_before_it_whatever_order_the_topics_were_read_in() -> None:
-    from itertools import permutations
-
-    start = on_event(journey_of(), touch("wecom.friend_added"), context()).journey
-    high = band("high", "medium").model_copy(update={"received_at": DAY + timedelta(minutes=1)})
-    hot = band("hot", "high").model_copy(update={"received_at": DAY + timedelta(minutes=2)})
-    visit = touch("store.visit", DAY + timedelta(minutes=3), dealer_id="d1")
-
-    def converted_after(order: tuple[Any, ...]) -> set[tuple[str, str]]:
-        journey, converted = start, set()
-        for item in order:
-            if item is visit:
-                reaction = on_event(journey, item, context())
-            else:
-                reaction = on_score(journey, item, replace(context(), received_at=item.received_at))
-            journey = reaction.journey
-            for c in reaction.conversions:  # as the read model applies them: SADD, or SREM if withdrawn
-                (converted.discard if c.withdrawn else converted.add)((c.campaign_id, c.group))
-        return converted
-
-    outcomes = {frozenset(converted_after(order)) for order in permutations((high, hot, visit))}
-    assert outcomes == {frozenset({("hot-lead-to-dealer", "default")})}

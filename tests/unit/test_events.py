@@ -112,3 +112,28 @@ def test_a_batch_gives_each_event_its_own_outcome() -> None:
     assert str(outcomes[0].event_id) == good["event_id"]
     assert [e["type"] for e in outcomes[1].errors] == ["future"]
     assert [e["loc"] for e in outcomes[2].errors] == [["source"]]
+
+
+@pytest.mark.parametrize("event_type", ["consent.granted", "consent.revoked"])
+def test_a_consent_for_an_unknown_channel_is_refused(event_type: str) -> None:
+    assert errors_of(event(type=event_type, properties={"channel": "phone"})) == [
+        (("properties", "channel"), "unknown_channel")
+    ]
+    assert errors_of(event(type=event_type, properties={"channel": "dealer"})) == [  # not a message
+        (("properties", "channel"), "unknown_channel")
+    ]
+    for channel in ("sms", " WeCom ", "all", "App_Push"):  # compared as the campaign worker reads them
+        validate_event(event(type=event_type, properties={"channel": channel}), now())
+    # Other events may carry a `channel` of their own meaning (e.g. where a friendship began).
+    validate_event(event(type="wecom.friend_added", properties={"channel": "ad_qr"}), now())
+
+
+def test_a_batch_rejects_only_the_consent_for_an_unknown_channel() -> None:
+    good = event(type="consent.revoked", properties={"channel": "all"})
+    bad = event(type="consent.granted", properties={"channel": "fax"})
+    outcomes = validate_events([good, bad], now())
+    assert str(outcomes[0].event_id) == good["event_id"]
+    assert isinstance(outcomes[1], InvalidEvent)
+    assert [(e["loc"], e["type"]) for e in outcomes[1].errors] == [
+        (["properties", "channel"], "unknown_channel")
+    ]

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from services.campaign.batch import JourneyRecord
+from services.campaign.consent import UNDATED, Consent
 from services.campaign.decide import Decision, Pacing
 from services.campaign.definitions import ActionKind, Channel
 from services.campaign.journey import Journey, Scheduled, Touch
@@ -60,13 +61,13 @@ def campaign_row() -> JourneyRecord:
         NOW,
         deliver_at=NOW + timedelta(hours=9),
     )
-    view = CustomerView("c-1", tags=frozenset({"ripple", "price_sensitive"}), consents={"wecom_1v1": True})
+    consents = {"wecom_1v1": Consent(True, NOW), "sms": Consent(False, NOW + timedelta(minutes=1))}
+    view = CustomerView("c-1", tags=frozenset({"ripple", "price_sensitive"}), consents=consents)
     journey = Journey(
         view=view,
         pacing=Pacing(entered=frozenset({"nurture", "recall"}), sent_on={"nurture": ("2026-11-26", 2)}),
         scheduled=(Scheduled(NOW + timedelta(hours=9), "deliver", "nurture", "e-2", deferred),),
         touches=(Touch("nurture", "B", NOW),),
-        unattributed=(("store.visit", NOW),),
     )
     return JourneyRecord(journey=journey, ledger=LEDGER)
 
@@ -83,3 +84,12 @@ def test_sets_are_written_in_a_stable_order() -> None:
     written = orjson.loads(RecordCodec(JourneyRecord).encode(campaign_row()))
     assert written["journey"]["view"]["tags"] == ["price_sensitive", "ripple"]
     assert written["journey"]["pacing"]["entered"] == ["nurture", "recall"]
+
+
+def test_consents_written_before_they_were_dated_read_back_as_the_oldest_word() -> None:
+    codec = RecordCodec(JourneyRecord)
+    written = orjson.loads(codec.encode(campaign_row()))
+    written["journey"]["view"]["consents"] = {"wecom_1v1": True, "sms": False}  # the old shape
+    consents = codec.decode(orjson.dumps(written)).journey.view.consents
+    assert consents == {"wecom_1v1": Consent(True, UNDATED), "sms": Consent(False, UNDATED)}
+    assert codec.decode(codec.encode(codec.decode(orjson.dumps(written)))).journey.view.consents == consents

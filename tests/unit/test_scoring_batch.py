@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import orjson
+
 from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, Handover, score_batch
 from services.scoring.inputs import ScoringEvent
 from services.scoring.plan import default_plan
+from shared.chain import ChainInput
 from shared.identity import IdentityMerged
 from shared.ledger import RECENT_IDS
 
@@ -130,3 +133,50 @@ def test_one_emission_per_customer_and_batch_on_a_big_enough_move() -> None:
     hot = table.run([Delivery(EVENTS, 6, booked)])
     assert [(s.band, s.previous_band, s.event_id) for s in hot.scores] == [("hot", "medium", booked.event_id)]
     assert hot.scores[0].model_interest["id4"] > 80
+
+
+def passed_on(outcome: BatchOutcome) -> list[ChainInput]:
+    return [ChainInput.model_validate_json(value) for _, value in outcome.chain]
+
+
+def test_every_input_goes_on_along_the_chain_with_the_score_it_led_to() -> None:
+    table = Table()
+    clicks = [click("c1") for _ in range(3)]
+    # An event goes on as it was read, properties and all (tagging and campaign read them).
+    raw = [
+        orjson.dumps({**c.model_dump(mode="json"), "properties": {"value_point": "rational"}}) for c in clicks
+    ]
+    outcome = table.run([Delivery(EVENTS, n, c, raw[n]) for n, c in enumerate(clicks)])
+    chained = passed_on(outcome)
+    assert [(c.input_id, c.customer_id) for c in chained] == [(e.event_id, "c1") for e in clicks]
+    assert [round(c.score.intent_score, 2) for c in chained] == [4.0, 8.0, 12.0]  # decayed to now
+    assert all(c.event.properties == {"value_point": "rational"} for c in chained)
+    assert chained[-1].score.intent_pct == outcome.scores[-1].intent_pct  # as intent.scores.v1 says
+    assert not table.run([Delivery(EVENTS, 0, clicks[0], raw[0])]).chain  # a redelivery: nothing
+
+
+def test_a_merge_goes_on_in_its_place_and_the_survivor_passes_the_merged_in_score_on() -> None:
+    table = Table()
+    table.run([Delivery(EVENTS, 0, click("old")), Delivery(EVENTS, 1, click("new"))])
+    record = merge("new", "old")
+    merged = table.run([Delivery(MERGES, 0, record)])
+    ((_, value),) = merged.chain
+    merge_input = ChainInput.model_validate_json(value)
+    assert (merge_input.customer_id, merge_input.merge, merge_input.score) == ("new", record, None)
+    late_click = click("new")
+    late = table.run([Delivery(EVENTS, 2, late_click, orjson.dumps(late_click.model_dump(mode="json")))])
+    assert not late.chain  # the survivor passes it on, with its own score
+    received = table.run(
+        [Delivery(HANDOVERS, 0, merged.handovers[0]), Delivery(HANDOVERS, 1, late.handovers[0])]
+    )
+    merged_in, late_input = passed_on(received)
+    assert (merged_in.input_id, merged_in.customer_id, round(merged_in.score.intent_score, 2)) == (
+        f"merged:{record.merge_id}",
+        "old",
+        8.0,
+    )
+    assert (late_input.input_id, late_input.event.customer_id, round(late_input.score.intent_score, 2)) == (
+        late_click.event_id,
+        "old",
+        12.0,
+    )

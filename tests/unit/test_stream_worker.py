@@ -24,6 +24,7 @@ class Delivery:
     partition: str
     offset: int
     payload: Ping
+    raw: bytes = b""
 
     @property
     def customer_id(self) -> str:
@@ -43,6 +44,7 @@ def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None
     ]
     deliveries, partitions, dead = decode_inputs(messages, lambda topic: Ping.model_validate_json, Delivery)
     assert [(d.partition, d.offset, d.payload.n) for d in deliveries] == [("t/0", 5, 1), ("t/2", 10, 2)]
+    assert deliveries[1].raw == b'{"customer_id": "c2", "n": 2}'  # the bytes read, for the chain
     assert partitions == {"c1": 0, "c2": 2}
     assert [(d.partition, d.offset) for d in dead] == [(1, 7), (2, 9)]
     assert "ValidationError" in dead[0].reason and "empty message" in dead[1].reason

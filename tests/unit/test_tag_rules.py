@@ -63,9 +63,9 @@ def test_rules_on_score_layer_and_builtin_tags() -> None:
     coupons = [ingested("coupon.claimed", T0 + timedelta(minutes=i)) for i in range(2)]
     profile = replay(coupons, rules=ruleset)
     assert "coupon_target" not in profile.tags  # no score yet
-    profile = apply_score(profile, scored(45.0, T0), LIMITS, ruleset)
+    profile = apply_score(profile, *scored(45.0, T0), LIMITS, ruleset)
     assert {"coupon_target", "vip_nurture", "price_sensitive"} <= set(profile.tags)
-    profile = apply_score(profile, scored(65.0, T0), LIMITS, ruleset)  # now an intent lead
+    profile = apply_score(profile, *scored(65.0, T0), LIMITS, ruleset)  # now an intent lead
     assert "coupon_target" not in profile.tags and "vip_nurture" not in profile.tags
 
 

@@ -15,7 +15,7 @@ from services.tagging.inputs import TaggingEvent
 from services.tagging.profile import Profile, apply_event, apply_score, merge_profiles
 from services.tagging.rules import Layer, Orientation, RuleSet, Stage
 from services.tagging.thresholds import TaggingThresholds
-from shared.scores import IntentScoreChanged
+from shared.chain import ScoreSnapshot
 from tests.factories import event
 
 LIMITS = TaggingThresholds()
@@ -30,23 +30,20 @@ def ingested(
     return TaggingEvent.model_validate(raw | {"customer_id": "cus_1", "received_at": received_at or at})
 
 
-def scored(pct: float, received_at: datetime | None, level: str = "bronze") -> IntentScoreChanged:
-    return IntentScoreChanged(
-        event_id="e",
-        customer_id="cus_1",
+def scored(
+    pct: float, received_at: datetime | None, level: str = "bronze"
+) -> tuple[ScoreSnapshot, datetime | None]:
+    """A score from the chain and when the input it came with reached ingest."""
+    score = ScoreSnapshot(
         intent_score=0.0,
         intent_pct=pct,
         band="high" if pct >= 60 else "low",
-        previous_pct=None,
-        previous_band=None,
-        model_interest={},
+        activity="active_7d",
         points=0,
         growth=0,
         level=level,
-        activity="active_7d",
-        scored_at=T0,
-        received_at=received_at,
     )
+    return score, received_at
 
 
 def replay(events: list[TaggingEvent], profile: Profile | None = None, rules: RuleSet = NO_RULES) -> Profile:
@@ -82,7 +79,7 @@ def test_xpeng_wecom_flow_rational_clicks_then_high_intent_make_an_intent_lead()
     assert profile.layer is Layer.prospect
     assert profile.orientation is Orientation.rational
     assert "interest:tech" in profile.tags
-    profile = apply_score(profile, scored(70.0, minutes(5)), LIMITS, NO_RULES)
+    profile = apply_score(profile, *scored(70.0, minutes(5)), LIMITS, NO_RULES)
     assert profile.layer is Layer.intent
 
 
@@ -114,16 +111,16 @@ def test_orientation_is_the_weighted_majority_not_the_plain_count() -> None:
 
 
 def test_wuling_defeated_lead_is_recalled_by_a_later_high_score_only() -> None:
-    profile = apply_score(Profile(customer_id="cus_1"), scored(70.0, minutes(0)), LIMITS, NO_RULES)
+    profile = apply_score(Profile(customer_id="cus_1"), *scored(70.0, minutes(0)), LIMITS, NO_RULES)
     assert profile.layer is Layer.intent
     profile = replay([ingested("lead.defeated", minutes(10), reason="bought_rival")], profile)
     assert profile.layer is Layer.defeated
     assert "defeat_reason:bought_rival" in profile.tags
     # A score computed before the defeat that arrives after it is not a re-engagement.
-    stale = apply_score(profile, scored(72.0, minutes(5)), LIMITS, NO_RULES)
+    stale = apply_score(profile, *scored(72.0, minutes(5)), LIMITS, NO_RULES)
     assert stale.layer is Layer.defeated
     # Re-engaged: a score of 60+ moved by an input that came after the defeat.
-    recalled = apply_score(stale, scored(64.0, minutes(30)), LIMITS, NO_RULES)
+    recalled = apply_score(stale, *scored(64.0, minutes(30)), LIMITS, NO_RULES)
     assert recalled.layer is Layer.intent
     assert "recalled" in recalled.tags
     assert not any(tag.startswith("defeat_reason:") for tag in recalled.tags)
@@ -141,7 +138,7 @@ def test_a_defeated_lead_booking_a_test_drive_is_recalled() -> None:
 
 
 def test_a_low_score_does_not_move_anyone_up_the_ladder() -> None:
-    assert apply_score(Profile(customer_id="c"), scored(59.9, T0), LIMITS, NO_RULES).layer is Layer.prospect
+    assert apply_score(Profile(customer_id="c"), *scored(59.9, T0), LIMITS, NO_RULES).layer is Layer.prospect
 
 
 def test_owners_stay_owners() -> None:
@@ -197,9 +194,9 @@ def test_consent_and_our_own_campaign_deliveries_are_not_engagement() -> None:
 
 
 def test_membership_level_comes_from_scoring() -> None:
-    profile = apply_score(Profile(customer_id="c"), scored(10.0, T0, level="gold"), LIMITS, NO_RULES)
+    profile = apply_score(Profile(customer_id="c"), *scored(10.0, T0, level="gold"), LIMITS, NO_RULES)
     assert "level:gold" in profile.tags
-    profile = apply_score(profile, scored(12.0, T0, level="platinum"), LIMITS, NO_RULES)
+    profile = apply_score(profile, *scored(12.0, T0, level="platinum"), LIMITS, NO_RULES)
     assert "level:platinum" in profile.tags and "level:gold" not in profile.tags
 
 
