@@ -14,18 +14,15 @@ few offsets missing on every input partition at once, just after a restart.
 Faust signals just before it resumes the partitions and seeks. Nothing is fetched into the
 streams until Recovery itself resumes the flow, after the seek and after the queues were
 emptied; reading then starts at the committed offsets. Call it once, right after creating the
-app, in every Faust worker.
+app, in every Faust worker. The Faust hooks it uses are in shared/faust_runtime.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import faust
+
+from shared.faust_runtime import stop_input_until_recovery_resumes
 
 
 def hold_input_until_seeked(app: faust.App) -> None:
-    @app.on_rebalance_complete.connect
-    async def _hold_input(sender: Any, **kwargs: Any) -> None:
-        # Recovery calls consumer.resume_flow() once the partitions are at their committed offsets.
-        app.consumer.stop_flow()
+    stop_input_until_recovery_resumes(app)

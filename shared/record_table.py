@@ -5,7 +5,8 @@ with a batch's other outputs, as `RecordCodec.encode` bytes keyed by the raw cus
 reads them back with the same codec when a worker takes over a partition. Encoding happens for
 every changed row of every batch, so it uses orjson, which writes dataclasses, datetimes and
 enums natively (about twice as fast as pydantic here); decoding, only on recovery, validates
-through a pydantic TypeAdapter of the record type.
+through a pydantic TypeAdapter of the record type. The Faust codec and table hooks this needs are
+in shared/faust_runtime.py.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ from typing import Any, Generic, TypeVar
 
 import faust
 import orjson
-from faust.serializers import codecs
 from pydantic import TypeAdapter
 from pydantic_core import to_jsonable_python
+
+from shared.faust_runtime import FaustCodec, codec_table
 
 R = TypeVar("R")
 
 
-class RecordCodec(codecs.Codec, Generic[R]):
+class RecordCodec(FaustCodec, Generic[R]):
     def __init__(self, record_type: type[R]) -> None:
         super().__init__()
         self._adapter = TypeAdapter(record_type)
@@ -31,12 +33,6 @@ class RecordCodec(codecs.Codec, Generic[R]):
 
     def decode(self, raw: bytes) -> R:
         return self._adapter.validate_json(raw)
-
-    def _dumps(self, record: R) -> bytes:
-        return self.encode(record)
-
-    def _loads(self, raw: bytes) -> R:
-        return self.decode(raw)
 
 
 def _jsonable(value: Any) -> Any:
@@ -50,16 +46,4 @@ def record_table(
     app: faust.App, name: str, codec: RecordCodec[Any], partitions: int, help: str
 ) -> faust.Table:
     """The table `name`, keyed by raw customer ids, its values (and changelog's) through `codec`."""
-    codec_name = f"{app.conf.id}-{name}-record"
-    codecs.register(codec_name, codec)
-
-    class RecordTable(faust.Table):
-        # Faust derives a table's serializers (and its changelog topic's) from the key and value
-        # types while it builds the table; this is the one place to say which codecs to use.
-        def _serializer_from_type(self, typ: Any) -> str:
-            return "raw" if typ is str else codec_name
-
-    table = RecordTable(
-        app, name=name, key_type=str, partitions=partitions, beacon=app.tables.beacon, help=help
-    )
-    return app.tables.add(table)
+    return codec_table(app, name, codec, partitions=partitions, help=help)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import AwareDatetime, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -22,6 +22,10 @@ class ServiceSettings(BaseSettings):
     http_host: str = "127.0.0.1"
     # Bearer tokens for the ops APIs; env OPS_TOKENS is comma-separated.
     ops_tokens: Annotated[tuple[str, ...], NoDecode] = ("local-ops-token",)
+    # Tests only (shared/clock.py): decide by a clock running this many times faster than real
+    # time from `clock_epoch` on, so that decay and dormancy can be watched in seconds.
+    clock_speed: float = Field(default=1.0, gt=0)
+    clock_epoch: AwareDatetime | None = None
 
     @field_validator("ops_tokens", mode="before")
     @classmethod

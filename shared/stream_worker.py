@@ -28,9 +28,11 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.batch_drain import BatchHandler, consume_in_batches
+from shared.faust_runtime import recovery_done
 from shared.gc_tuning import tune_gc_for_throughput
 from shared.kafka import BulkSender, OutgoingRecord, ensure_topics
 from shared.metrics import CONTENT_TYPE, render
+from shared.outcome import BatchOutcomeBase
 from shared.record_table import RecordCodec
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, contract_topics
@@ -99,7 +101,7 @@ def add_operations_pages(app: faust.App, registry: CollectorRegistry, redis: Red
             await redis.ping()
         except Exception as error:  # any failure means "not ready"; say which
             checks["redis"] = f"failed: {type(error).__name__}: {error}"[:200]
-        if not app.tables.recovery.completed.is_set():
+        if not recovery_done(app):
             checks["recovery"] = "in progress"
         ready = all(v == "ok" for v in checks.values())
         return web.json(
@@ -278,6 +280,36 @@ def one_at_a_time(
             dead.append(
                 DeadLetter(topic, one.customer_id.encode(), value, reason[:2000], int(partition), one.offset)
             )
+
+
+Outcome = TypeVar("Outcome", bound=BatchOutcomeBase)
+
+
+def fold_or_one_by_one(
+    deliveries: list[D],
+    rows: Mapping[str, Any],
+    fold: Callable[[list[D], Callable[[str], Any]], Outcome],
+    new_outcome: Callable[[], Outcome],
+    dead: list[DeadLetter],
+    what: str,
+) -> Outcome:
+    """`fold` the batch over the table's rows; if the domain fails on it, fold its inputs one at a
+    time, each on the rows the ones before it left, and dead-letter those that fail alone."""
+    try:
+        return fold(deliveries, rows.get)
+    except Exception:
+        log.exception("a batch failed in %s; retrying its inputs one by one", what)
+    outcome = new_outcome()
+    records: dict[str, Any] = outcome.records  # type: ignore[attr-defined]  # every fold outcome has rows
+
+    def row_of(customer_id: str) -> Any:
+        return records.get(customer_id) or rows.get(customer_id)
+
+    def run(one: list[D]) -> None:
+        outcome.absorb(fold(one, row_of))
+
+    one_at_a_time(deliveries, run, dead, what)
+    return outcome
 
 
 @dataclass

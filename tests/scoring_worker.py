@@ -63,7 +63,7 @@ SCORING_WORKER = WorkerUnderTest(
     name="scoring-worker",
     module="services.scoring.worker",
     group="pd-scoring",
-    input_topics=(TOUCHPOINT_EVENTS, IDENTITY_MERGES, "pd-scoring-handovers"),
+    input_topics=(TOUCHPOINT_EVENTS, IDENTITY_MERGES, "pd-scoring-handovers", "pd-scoring-ticks"),
     env=scoring_env,
     read_state=read_scoring_state,
 )

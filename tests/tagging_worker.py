@@ -148,13 +148,13 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
 
 def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
     """The profiles the feed must lead to, by the domain alone, one input at a time."""
-    from services.tagging.batch import Delivery, Handover, Rules, ScoredInput, tag_batch
+    from services.tagging.batch import Delivery, Rules, ScoredInput, TaggingHandover, tag_batch
     from services.tagging.read_model import view_of
     from services.tagging.rules import RuleSet
     from services.tagging.thresholds import TaggingThresholds
 
     rules, now, table = Rules(TaggingThresholds(), RuleSet(version=0)), datetime.now(UTC), {}
-    pending: list[Handover] = []
+    pending: list[TaggingHandover] = []
     for offset, record in enumerate(feed):
         payload = ScoredInput.model_validate_json(record.value)
         delivery = Delivery(f"{record.topic}/0", offset, payload, record.value)

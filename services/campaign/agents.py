@@ -3,14 +3,13 @@
 As in scoring and tagging, effects are written — dealer assignments, the Redis read model, the
 table rows, their changelog records and the outputs acknowledged by the broker — before the batch
 is acked. Actions are emitted with ids derived from their trigger, so a replay emits the same ids.
-The ticker turns due times in Redis into tick records on the worker's own topic, so that what is
-due is released inside the stream, in order with the customer's other inputs.
+A ticker (shared/ticks.py) turns due times in Redis into tick records on the worker's own topic,
+so that what is due is released inside the stream, in order with the customer's other inputs.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.faust_runtime import table_rows
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.metrics import LATENCY_BUCKETS
 from shared.record_table import RecordCodec
@@ -32,15 +32,24 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
+    fold_or_one_by_one,
     keyed_records,
-    one_at_a_time,
     retrying,
 )
 from shared.topics import TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
-from .batch import BatchOutcome, Delivery, Handover, JourneyRecord, Payload, TaggedInput, Tick, react_batch
+from .batch import (
+    BatchOutcome,
+    CampaignHandover,
+    Delivery,
+    JourneyRecord,
+    Payload,
+    TaggedInput,
+    Tick,
+    react_batch,
+)
 from .dealers import Consultant
 from .definitions import ActionKind, Campaign
 from .desk import Lead, assign_leads, assignment_of
@@ -51,7 +60,6 @@ from .targeting import QuietHours
 from .topics import CampaignTopics
 
 log = logging.getLogger(__name__)
-TICK_AGAIN_S = 30.0  # a customer ticked but not yet released is ticked again after this
 
 
 class ActionMetrics:
@@ -95,6 +103,7 @@ class Campaigner:
         self.campaigns: list[Campaign] = []
         self.campaigns_version = -1
         self._table = table
+        self._rows = table_rows(table)  # the table's rows in memory, restored from its changelog
         self._codec = codec
         self._topics = topics
         self._redis = redis
@@ -106,12 +115,11 @@ class Campaigner:
         self._window = attribution_window
         self._quiet = quiet
         self._clock = clock
-        self._ticked: dict[str, float] = {}  # customer -> monotonic time of the last tick sent
         self._last_alone = frozenset({topics.changelog})
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TAGGED_INPUTS: TaggedInput.model_validate_json,
             topics.ticks: Tick.model_validate_json,
-            topics.handovers: Handover.model_validate_json,
+            topics.handovers: CampaignHandover.model_validate_json,
         }
 
     async def react(self, messages: Sequence[Message]) -> None:
@@ -129,7 +137,7 @@ class Campaigner:
         await retrying(
             "redis write", lambda: read_model.write_batch(self._redis, records, outcome.conversions, due)
         )
-        data = self._table.data
+        data = self._rows
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
         outputs = self._outputs(outcome, records, partitions, dead)
@@ -154,25 +162,6 @@ class Campaigner:
             self.campaigns, self.campaigns_version = campaigns, version
             self._action_metrics.version.set(version)
             log.info("campaigns version %d in force: %d campaigns", version, len(campaigns))
-
-    async def tick(self) -> None:
-        """Send a tick to every customer with something due (at most every TICK_AGAIN_S each)."""
-        now = self._clock()
-        try:
-            due = await read_model.due_customers(self._redis, now)
-        except (RedisError, OSError) as error:
-            log.warning("could not read due customers: %r", error)
-            return
-        clock = time.monotonic()
-        fresh = [c for c in due if clock - self._ticked.get(c, -TICK_AGAIN_S) >= TICK_AGAIN_S]
-        if not fresh:
-            return
-        stamp = int(now.timestamp())
-        ticks = [Tick(tick_id=f"tick:{customer}:{stamp}", customer_id=customer) for customer in fresh]
-        await self._sender.send_all(keyed_records(self._topics.ticks, ticks))
-        self._ticked.update(dict.fromkeys(fresh, clock))
-        if len(self._ticked) > 100_000:  # forget old entries now and then
-            self._ticked = {c: t for c, t in self._ticked.items() if clock - t < TICK_AGAIN_S}
 
     async def _assign_dealers(self, outcome: BatchOutcome, now: datetime) -> list[ActionRecord]:
         """Every decision as a record; a dealer lead gets its consultant (or `no_capacity`)."""
@@ -217,20 +206,14 @@ class Campaigner:
         return decode_inputs(messages, self._decoders.__getitem__, Delivery)
 
     def _react(self, deliveries: list[Delivery], context: Context, dead: list[DeadLetter]) -> BatchOutcome:
-        try:
-            return react_batch(deliveries, self._table.data.get, context)
-        except Exception:
-            log.exception("a batch failed; retrying its inputs one by one")
-        outcome = BatchOutcome()
-
-        def run(one: list[Delivery]) -> None:
-            def record_of(customer_id: str) -> JourneyRecord | None:
-                return outcome.records.get(customer_id) or self._table.data.get(customer_id)
-
-            outcome.absorb(react_batch(one, record_of, context))
-
-        one_at_a_time(deliveries, run, dead, "campaign")
-        return outcome
+        return fold_or_one_by_one(
+            deliveries,
+            self._rows,
+            lambda batch, row_of: react_batch(batch, row_of, context),
+            BatchOutcome,
+            dead,
+            "campaign",
+        )
 
     def _observe(
         self,

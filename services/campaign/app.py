@@ -8,31 +8,31 @@ server answers /metrics, /healthz and /readyz on 9104.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import faust
 from prometheus_client import CollectorRegistry
 
+from shared.clock import utc_now
+from shared.faust_runtime import recovery_done
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
 from shared.stream_worker import batch_consumer, worker_parts
+from shared.ticks import Ticker
 
 from .agents import ActionMetrics, Campaigner
 from .batch import JourneyRecord
 from .desk import example_roster
+from .read_model import DUE
 from .settings import CampaignSettings
 from .targeting import QuietHours
 from .topics import campaign_topics
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def create_app(
     settings: CampaignSettings,
     registry: CollectorRegistry | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> faust.App:
     registry = registry or process_registry()
     parts = worker_parts(
@@ -67,9 +67,11 @@ def create_app(
     async def poll_campaigns() -> None:
         await campaigner.refresh_campaigns()
 
+    ticker = Ticker(parts.redis, DUE, topics.ticks, parts.sender, clock, kind="tick")
+
     @app.timer(interval=settings.tick_interval_s)
     async def tick() -> None:
-        if app.tables.recovery.completed.is_set():
-            await campaigner.tick()
+        if recovery_done(app):
+            await ticker.tick()
 
     return app

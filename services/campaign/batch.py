@@ -4,7 +4,9 @@ Inputs reach the worker on co-partitioned topics, all keyed by the customer they
 `tagged.inputs.v1` (the enrichment chain, shared/chain.py: every input of the customer in
 order, with the score and profile it led to; merges keyed by the merged customer), ticks (the
 worker's own: something of the customer's may be due) and handovers (the worker's own: a merged
-customer's journey, or an input that still names them, for the survivor).
+customer's journey, or an input that still names them, for the survivor). The loop around an
+input — ledger, merges, handovers — is the one every worker shares (`shared/fold.py`);
+`CampaignFold` says what an input does to a customer's journey.
 """
 
 from __future__ import annotations
@@ -13,11 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-
 from shared.chain import ChainInput
-from shared.ledger import Ledger, LedgerEntry
-from shared.outcome import BatchOutcomeBase
+from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
+from shared.identity import IdentityMerged
+from shared.ledger import Ledger
 
 from .consent import merge_consents
 from .decide import Decision, Pacing
@@ -40,16 +41,6 @@ class TaggedInput(ChainInput):
     event: CampaignEvent | None = None
 
 
-class Tick(BaseModel):
-    """The clock, for one customer: releases what is due in their journey."""
-
-    model_config = ConfigDict(frozen=True)
-
-    tick_id: str
-    customer_id: str
-    schema_version: int = 1
-
-
 @dataclass(frozen=True, slots=True)
 class JourneyRecord:
     """A customer's row in the worker's table."""
@@ -59,124 +50,80 @@ class JourneyRecord:
     merged_into: str | None = None
 
 
-class Handover(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    handover_id: str  # the input id of what is handed over: what the receiver's ledger dedupes by
-    customer_id: str  # the receiver
-    from_customer_id: str
-    merged_journey: Journey | None = None
-    input: TaggedInput | None = None
-    schema_version: int = 1
-
-
-Payload = TaggedInput | Tick | Handover
+CampaignHandover = Handover[Journey]
+Payload = TaggedInput | Tick | CampaignHandover
+CampaignDelivery = Delivery[Payload]
 
 
 def input_id(payload: Payload) -> str:
-    if isinstance(payload, TaggedInput):
-        return payload.input_id
-    if isinstance(payload, Tick):
-        return payload.tick_id
-    return payload.handover_id
-
-
-@dataclass(frozen=True)
-class Delivery:
-    partition: str  # "topic/partition"
-    offset: int
-    payload: Payload
-    raw: bytes = b""
-
-    @property
-    def customer_id(self) -> str:
-        return self.payload.customer_id
+    if isinstance(payload, Handover):
+        return payload.handover_id
+    return payload.tick_id if isinstance(payload, Tick) else payload.input_id
 
 
 @dataclass
-class BatchOutcome(BatchOutcomeBase):
+class BatchOutcome(FoldOutcome):
     records: dict[str, JourneyRecord] = field(default_factory=dict)  # changed rows
     decisions: list[Decision] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
     reassignments: list[tuple[str, Decision]] = field(default_factory=list)
-    handovers: list[Handover] = field(default_factory=list)
     # The input each decision answers, for event-to-action latency: action id -> received_at.
     received_at: dict[str, datetime] = field(default_factory=dict)
 
 
+class CampaignFold(CustomerFold[JourneyRecord, Journey, Payload, BatchOutcome]):
+    """What an input does to a customer's journey: decisions, conversions, what comes due."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+
+    def new_row(self, customer_id: str) -> JourneyRecord:
+        return JourneyRecord(journey=new_journey(customer_id))
+
+    def state_of(self, row: JourneyRecord) -> Journey:
+        return row.journey
+
+    def row_of(
+        self, before: JourneyRecord, state: Journey, ledger: Ledger, merged_into: str | None
+    ) -> JourneyRecord:
+        return JourneyRecord(journey=state, ledger=ledger, merged_into=merged_into)
+
+    def input_id(self, payload: Payload) -> str:
+        return input_id(payload)
+
+    def merge_of(self, payload: Payload) -> IdentityMerged | None:
+        return payload.merge if isinstance(payload, TaggedInput) else None
+
+    def decode(self, raw: bytes) -> TaggedInput:
+        return TaggedInput.model_validate_json(raw)
+
+    def apply(self, state: Journey, delivery: CampaignDelivery, outcome: BatchOutcome) -> Journey:
+        payload = delivery.payload
+        if isinstance(payload, Tick):
+            return _take(on_tick(state, self.context), None, outcome)
+        assert isinstance(payload, TaggedInput)
+        received = payload.received_at
+        return _take(on_input(state, payload, replace(self.context, received_at=received)), received, outcome)
+
+    def merge_in(self, state: Journey, handover: CampaignHandover, outcome: BatchOutcome) -> Journey:
+        assert handover.state is not None
+        return merge_journeys(state, handover.state)
+
+
+def _take(reaction: Reaction, received: datetime | None, outcome: BatchOutcome) -> Journey:
+    outcome.decisions += reaction.decisions
+    outcome.conversions += reaction.conversions
+    outcome.reassignments += reaction.reassignments
+    if received is not None:
+        outcome.received_at.update({d.action_id: received for d in reaction.decisions})
+    return reaction.journey
+
+
 def react_batch(
-    deliveries: Iterable[Delivery], record_of: Callable[[str], JourneyRecord | None], context: Context
+    deliveries: Iterable[CampaignDelivery], record_of: Callable[[str], JourneyRecord | None], context: Context
 ) -> BatchOutcome:
     """Apply a batch; each customer's inputs in the order they were read."""
-    by_customer: dict[str, list[Delivery]] = {}
-    for delivery in deliveries:
-        by_customer.setdefault(delivery.customer_id, []).append(delivery)
-    outcome = BatchOutcome()
-    for customer_id, inputs in by_customer.items():
-        record = record_of(customer_id) or JourneyRecord(journey=new_journey(customer_id))
-        updated = _apply_inputs(record, inputs, context, outcome)
-        if updated is not record:
-            outcome.records[customer_id] = updated
-    return outcome
-
-
-def _apply_inputs(
-    record: JourneyRecord, inputs: list[Delivery], context: Context, outcome: BatchOutcome
-) -> JourneyRecord:
-    ledger = LedgerEntry(record.ledger)
-    journey, merged_into = record.journey, record.merged_into
-    customer_id = journey.view.customer_id
-    admitted = False
-    for delivery in inputs:
-        payload = delivery.payload
-        if not ledger.admit(delivery.partition, delivery.offset, input_id(payload)):
-            outcome.count("duplicate")
-            continue
-        admitted = True
-        if merged_into is not None:
-            if not isinstance(payload, Tick):  # the survivor keeps its own clock
-                outcome.handovers.append(_hand_on(payload, customer_id, merged_into))
-            outcome.count("handed_over")
-            continue
-        if isinstance(payload, TaggedInput) and payload.merge is not None:
-            merged_into = payload.merge.survivor_customer_id
-            outcome.handovers.append(
-                Handover(
-                    handover_id=payload.merge.merge_id,
-                    customer_id=merged_into,
-                    from_customer_id=customer_id,
-                    merged_journey=journey,
-                )
-            )
-            journey = new_journey(customer_id)
-            outcome.count("merged")
-            continue
-        for reaction, received in _react(journey, payload, context):
-            journey = reaction.journey
-            outcome.decisions += reaction.decisions
-            outcome.conversions += reaction.conversions
-            outcome.reassignments += reaction.reassignments
-            if received is not None:
-                outcome.received_at.update({d.action_id: received for d in reaction.decisions})
-        outcome.count("processed")
-    if not admitted:
-        return record
-    return JourneyRecord(journey=journey, ledger=ledger.freeze(), merged_into=merged_into)
-
-
-def _react(journey: Journey, payload: Payload, context: Context) -> list[tuple[Reaction, datetime | None]]:
-    if isinstance(payload, TaggedInput):
-        received = payload.received_at
-        return [(on_input(journey, payload, replace(context, received_at=received)), received)]
-    if isinstance(payload, Tick):
-        return [(on_tick(journey, context), None)]
-    reactions: list[tuple[Reaction, datetime | None]] = []
-    if payload.merged_journey is not None:
-        journey = merge_journeys(journey, payload.merged_journey)
-        reactions.append((Reaction(journey), None))
-    if payload.input is not None:
-        reactions += _react(journey, payload.input, context)
-    return reactions
+    return fold_batch(deliveries, record_of, CampaignFold(context), BatchOutcome())
 
 
 def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
@@ -199,12 +146,3 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
         scheduled=survivor.scheduled + scheduled,
         touches=tuple(sorted((*survivor.touches, *merged.touches), key=lambda t: t.at))[-MAX_TOUCHES:],
     )
-
-
-def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
-    if isinstance(payload, Handover):
-        return payload.model_copy(update={"customer_id": survivor})
-    handover = Handover(handover_id=input_id(payload), customer_id=survivor, from_customer_id=customer_id)
-    if isinstance(payload, Tick) or payload.merge is not None:
-        return handover
-    return handover.model_copy(update={"input": payload.model_copy(update={"customer_id": survivor})})

@@ -20,6 +20,8 @@ Percent = Annotated[float, Field(ge=0, le=100)]
 
 class TriggerKind(StrEnum):
     band_entered = "band_entered"
+    band_left = "band_left"  # e.g. a lead cooling down: left `hot` (by decay, or anything else)
+    activity_entered = "activity_entered"  # active_7d -> active_30d -> dormant: waking the dormant
     tag_added = "tag_added"
     layer_entered = "layer_entered"
     event = "event"
@@ -58,6 +60,7 @@ BANDS = ("low", "medium", "high", "hot")
 LAYERS = ("prospect", "intent", "defeated", "owner")
 ORIENTATIONS = ("rational", "emotional", "unknown")
 STAGES = ("newcomer", "active_fan", "die_hard_fan")
+ACTIVITIES = ("active_7d", "active_30d", "dormant")
 
 
 class Trigger(BaseModel):
@@ -71,7 +74,12 @@ class Trigger(BaseModel):
 
     @model_validator(mode="after")
     def _value_fits(self) -> Trigger:
-        allowed = {TriggerKind.band_entered: BANDS, TriggerKind.layer_entered: LAYERS}.get(self.on)
+        allowed = {
+            TriggerKind.band_entered: BANDS,
+            TriggerKind.band_left: BANDS,
+            TriggerKind.layer_entered: LAYERS,
+            TriggerKind.activity_entered: ACTIVITIES,
+        }.get(self.on)
         if allowed is not None and self.value not in allowed:
             raise ValueError(f"{self.on} takes one of {', '.join(allowed)}, not {self.value!r}")
         if (

@@ -106,7 +106,8 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     The event's own effects come first (consent, dealer, a conversion credited to the touches
     before it), then the customer's view takes the new score and profile, then the triggers
     fire in a fixed order — band, layer, tags, the event itself — each decided on the customer
-    as they are after the input."""
+    as they are after the input. A band moved by time alone comes the same way, as scoring's
+    own input (a tick), and fires `band_left` and `band_entered` like any other."""
     reaction = Reaction(journey)
     event = chained.event
     if event is not None:
@@ -114,7 +115,7 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     before = reaction.journey.view
     view = before
     if (score := chained.score) is not None:
-        view = replace(view, band=score.band)
+        view = replace(view, band=score.band, activity=score.activity)
     if (profile := chained.profile) is not None:
         view = replace(
             view,
@@ -128,7 +129,10 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     input_id = chained.input_id
     fired: list[tuple[TriggerKind, str, str]] = []
     if view.band != before.band:
+        fired.append((TriggerKind.band_left, before.band, f"score-left:{input_id}"))
         fired.append((TriggerKind.band_entered, view.band, f"score:{input_id}"))
+    if view.activity != before.activity and before.activity is not None:
+        fired.append((TriggerKind.activity_entered, view.activity or "", f"activity:{input_id}"))
     if view.layer != before.layer:
         fired.append((TriggerKind.layer_entered, view.layer, f"profile:{input_id}"))
     fired += [

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
 from shared.redis import KEY_PREFIX
+from shared.ticks import schedule
 
 from .decide import HOLDOUT, Decision
 from .journey import Conversion
@@ -111,11 +112,7 @@ async def write_batch(
         add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
     for campaign_id, names in figures.items():
         pipe.sadd(stats_key(campaign_id, "figures"), *names)
-    next_due = {c: at.timestamp() for c, at in due.items() if at is not None}
-    if next_due:
-        pipe.zadd(DUE, next_due)
-    if gone := [c for c, at in due.items() if at is None]:
-        pipe.zrem(DUE, *gone)
+    schedule(pipe, DUE, due)
     await pipe.execute()
 
 
@@ -132,8 +129,3 @@ async def campaign_figures(redis: Redis, campaign_id: str) -> dict[str, int]:
     for name in names:
         pipe.scard(stats_key(campaign_id, name))
     return dict(zip(names, (int(n) for n in await pipe.execute()), strict=True))
-
-
-async def due_customers(redis: Redis, now: datetime, limit: int = 5000) -> list[str]:
-    members = await redis.zrangebyscore(DUE, "-inf", now.timestamp(), start=0, num=limit)
-    return [m.decode() for m in members]

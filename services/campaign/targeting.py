@@ -28,6 +28,7 @@ class CustomerView:
     orientation: str = "unknown"
     stage: str = "newcomer"
     band: str = "low"
+    activity: str | None = None  # active_7d / active_30d / dormant, once scoring said
     tags: frozenset[str] = frozenset()
     # channel -> the customer's latest word on it (granted or revoked, and when they said it)
     consents: Mapping[str, StoredConsent] = field(default_factory=dict)

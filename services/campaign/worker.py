@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.clock import clock_of
 from shared.stream_worker import run_worker
 
 from .app import create_app
@@ -16,7 +17,7 @@ def main() -> None:
         settings,
         worker_owned_topics(settings),
         settings.table_dir,
-        lambda: create_app(settings),
+        lambda: create_app(settings, clock=clock_of(settings)),
     )
 
 

@@ -17,6 +17,8 @@ import faust
 from faust.types import Message
 from redis.asyncio import Redis
 
+from shared.faust_runtime import table_rows
+from shared.fold import Delivery, Tick
 from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
@@ -26,15 +28,15 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
+    fold_or_one_by_one,
     keyed_records,
-    one_at_a_time,
     retrying,
 )
 from shared.topics import IDENTITY_MERGES, SCORED_INPUTS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
-from .batch import BatchOutcome, CustomerRecord, Delivery, Handover, Payload, score_batch
+from .batch import BatchOutcome, CustomerRecord, Payload, ScoringHandover, score_batch
 from .inputs import ScoringEvent
 from .plan_store import VersionedPlan, load_plan, plan_version
 from .topics import ScoringTopics
@@ -64,6 +66,7 @@ class Scorer:
         codec: RecordCodec[CustomerRecord],
     ) -> None:
         self._table = table
+        self._rows = table_rows(table)  # the table's rows in memory, restored from its changelog
         self._codec = codec
         self._topics = topics
         self._redis = redis
@@ -76,6 +79,7 @@ class Scorer:
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
             IDENTITY_MERGES: IdentityMerged.model_validate_json,
+            topics.ticks: Tick.model_validate_json,
         }
 
     async def score(self, messages: Sequence[Message]) -> None:
@@ -87,7 +91,7 @@ class Scorer:
         now = self._clock()
         outcome = self._score(deliveries, now, dead)
         await self._write_read_model(outcome, now)
-        data = self._table.data
+        data = self._rows
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
         await self._send(self._outputs(outcome, partitions, dead))
@@ -110,36 +114,26 @@ class Scorer:
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(
-            messages, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
+            messages, lambda topic: self._decoders.get(topic, ScoringHandover.model_validate_json), Delivery
         )
 
     def _score(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
         plan = self._plans.current.plan
-        try:
-            return score_batch(deliveries, self._record_of, plan, now)
-        except Exception:
-            log.exception("a batch failed to score; retrying its inputs one by one")
-        outcome = BatchOutcome()
-
-        def run(one: list[Delivery]) -> None:
-            def record_of(customer_id: str) -> CustomerRecord | None:
-                return outcome.records.get(customer_id) or self._table.data.get(customer_id)
-
-            outcome.absorb(score_batch(one, record_of, plan, now))
-
-        one_at_a_time(deliveries, run, dead, "scoring")
-        return outcome
-
-    def _record_of(self, customer_id: str) -> CustomerRecord | None:
-        return self._table.data.get(customer_id)
+        return fold_or_one_by_one(
+            deliveries,
+            self._rows,
+            lambda batch, row_of: score_batch(batch, row_of, plan, now),
+            BatchOutcome,
+            dead,
+            "scoring",
+        )
 
     async def _write_read_model(self, outcome: BatchOutcome, now: datetime) -> None:
         if not outcome.records:
             return
         plan = self._plans.current.plan
-        await retrying(
-            "redis write", lambda: read_model.write_records(self._redis, outcome.records.values(), plan, now)
-        )
+        records, due = outcome.records.values(), outcome.due
+        await retrying("redis write", lambda: read_model.write_records(self._redis, records, plan, now, due))
 
     def _observe(
         self,
@@ -171,6 +165,6 @@ async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> N
     plans.current = latest
     log.info("scoring plan %d in force (was %d)", latest.version, current.version)
     if latest.plan.half_life_days != current.plan.half_life_days:
-        scores = [record.score for record in table.data.values() if record.merged_into is None]
+        scores = [record.score for record in table_rows(table).values() if record.merged_into is None]
         count = await read_model.rewrite_ranks(redis, scores, latest.plan)
         log.info("re-ranked %d customers for half-life %.1f days", count, latest.plan.half_life_days)

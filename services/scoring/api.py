@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 import uvicorn
@@ -17,6 +17,7 @@ from fastapi import FastAPI, HTTPException, Path, Query, status
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
+from shared.clock import clock_of, utc_now
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
@@ -54,7 +55,7 @@ class LeadsView(BaseModel):
 def create_app(
     settings: ScoringSettings,
     registry: CollectorRegistry | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    clock: Callable[[], datetime] = utc_now,
 ) -> FastAPI:
     registry = registry if registry is not None else process_registry()
     redis = create_redis(settings.redis_url)
@@ -164,7 +165,7 @@ def main() -> None:
     settings = ScoringSettings()
     configure_logging("scoring-api", settings.log_level)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, clock=clock_of(settings)),
         host=settings.http_host,
         port=settings.scoring_port,
         log_config=None,  # keep our JSON logging

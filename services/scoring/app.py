@@ -1,37 +1,38 @@
 """`create_app(settings)`: the scoring worker's Faust app, wired.
 
-One handler takes events, merges and handovers together, in batches; a timer picks up plans
-ops replace; the worker's web server answers /metrics, /healthz and /readyz on 9102.
+One handler takes events, merges, handovers and ticks together, in batches; timers pick up
+plans ops replace and tick customers whose band or activity time alone has moved; the worker's
+web server answers /metrics, /healthz and /readyz on 9102.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import faust
 from prometheus_client import CollectorRegistry
 
+from shared.clock import utc_now
+from shared.faust_runtime import recovery_done
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
 from shared.stream_worker import batch_consumer, worker_parts
+from shared.ticks import Ticker
 
 from .agents import PlanHolder, Scorer, refresh_plan
 from .batch import CustomerRecord
 from .plan import default_plan
 from .plan_store import VersionedPlan
+from .read_model import DUE
 from .settings import ScoringSettings
 from .topics import scoring_topics
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_app(
     settings: ScoringSettings,
     registry: CollectorRegistry | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> faust.App:
     registry = registry or process_registry()
     parts = worker_parts(
@@ -63,6 +64,13 @@ def create_app(
     @app.task
     async def load_plan_at_start() -> None:
         await refresh_plan(plans, redis, table)
+
+    ticker = Ticker(redis, DUE, topics.ticks, parts.sender, clock, kind="decay")
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def tick() -> None:
+        if recovery_done(app):
+            await ticker.tick()
 
     @app.timer(interval=settings.plan_poll_interval_s)
     async def poll_plan() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from .inputs import ScoringEvent
@@ -159,6 +159,29 @@ def merge_states(survivor: CustomerScore, merged: CustomerScore, plan: ScoringPl
         growth=survivor.growth + merged.growth,
         last_interaction_at=max(interactions) if interactions else None,
     )
+
+
+def next_change_at(state: CustomerScore, now: datetime, plan: ScoringPlan) -> datetime | None:
+    """When time alone will next move the customer's band or activity (None: never).
+
+    Decay is exponential, so the moment the score falls below its band's lower bound is solved
+    for, not searched: score(t) = s0 * 2^(-(t - t0) / half-life) = bound. Activity moves at fixed
+    distances from the last interaction. A second is added to land just past the crossing."""
+    moments: list[datetime] = []
+    if state.score_at is not None and state.intent_score > 0:
+        pct = intent_pct(score_at(state, now, plan), plan)
+        band = band_of(pct, plan)
+        floor = {Band.hot: plan.bands.hot, Band.high: plan.bands.high, Band.medium: plan.bands.medium}.get(
+            band
+        )
+        if floor is not None:
+            bound = -plan.pct_scale * math.log(1.0 - floor / 100.0)  # the score at that intent_pct
+            half_lives = math.log2(state.intent_score / bound)
+            moments.append(state.score_at + timedelta(days=half_lives * plan.half_life_days, seconds=1))
+    if state.last_interaction_at is not None:
+        for days in (plan.activity.active_7d_days, plan.activity.active_30d_days):
+            moments.append(state.last_interaction_at + timedelta(days=days, seconds=1))
+    return min((m for m in moments if m > now), default=None)
 
 
 def should_emit(previous_pct: float | None, pct: float, plan: ScoringPlan) -> bool:

@@ -11,7 +11,7 @@ The API decays and bands at read time with the current plan, so a read is never 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 import orjson
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter
 from redis.asyncio import Redis
 
 from shared.redis import KEY_PREFIX
+from shared.ticks import schedule
 
 from .batch import CustomerRecord
 from .intent import CustomerScore
@@ -27,6 +28,7 @@ from .ranking import rank_key
 
 PREFIX = f"{KEY_PREFIX}scoring:"
 RANK = f"{PREFIX}rank"
+DUE = f"{PREFIX}due"  # customer -> when time alone next moves their band or activity
 LAST_INTERACTION = f"{PREFIX}last_interaction"
 MAX_MERGE_HOPS = 8
 _SCORE = TypeAdapter(CustomerScore)
@@ -45,7 +47,11 @@ class ScoreSnapshot(BaseModel):
 
 
 async def write_records(
-    redis: Redis, records: Iterable[CustomerRecord], plan: ScoringPlan, now: datetime
+    redis: Redis,
+    records: Iterable[CustomerRecord],
+    plan: ScoringPlan,
+    now: datetime,
+    due: Mapping[str, datetime | None] | None = None,
 ) -> None:
     """Write changed customers in one round trip. Idempotent: a replay writes the same rows."""
     # Snapshots are assembled from their parts' JSON: the same bytes ScoreSnapshot would write,
@@ -78,6 +84,7 @@ async def write_records(
     if gone:
         pipe.zrem(RANK, *gone)
         pipe.zrem(LAST_INTERACTION, *gone)
+    schedule(pipe, DUE, due or {})
     await pipe.execute()
 
 

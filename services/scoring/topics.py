@@ -19,25 +19,29 @@ from .settings import ScoringSettings
 
 
 def worker_owned_topics(settings: ScoringSettings) -> list[TopicSpec]:
-    return worker_topics(settings.scoring_app_id, "customers", ("handovers",), settings.topic_partitions)
+    return worker_topics(
+        settings.scoring_app_id, "customers", ("handovers", "ticks"), settings.topic_partitions
+    )
 
 
 @dataclass(frozen=True)
 class ScoringTopics:
-    inputs: faust.TopicT  # events, merges and handovers: one stream, all keyed by customer
+    inputs: faust.TopicT  # events, merges, handovers and ticks: one stream, all keyed by customer
     scores: str
     handovers: str
+    ticks: str
     changelog: str
     dead_letters: dict[str, str]  # input topic -> its .dlq
 
 
 def scoring_topics(app: faust.App, settings: ScoringSettings) -> ScoringTopics:
-    handovers = f"{settings.scoring_app_id}-handovers"
-    inputs = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, handovers)
+    handovers, ticks = f"{settings.scoring_app_id}-handovers", f"{settings.scoring_app_id}-ticks"
+    inputs = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, handovers, ticks)
     return ScoringTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         scores=INTENT_SCORES,
         handovers=handovers,
+        ticks=ticks,
         changelog=f"{settings.scoring_app_id}-customers-changelog",
         dead_letters={name: dead_letter_topic(name) for name in inputs},
     )

@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.faust_runtime import table_rows
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
 from shared.stream_worker import (
@@ -32,8 +33,8 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
+    fold_or_one_by_one,
     keyed_records,
-    one_at_a_time,
     retrying,
 )
 from shared.topics import SCORED_INPUTS, TAGGED_INPUTS
@@ -43,11 +44,11 @@ from . import read_model
 from .batch import (
     BatchOutcome,
     Delivery,
-    Handover,
     Payload,
     ProfileRecord,
     Rules,
     ScoredInput,
+    TaggingHandover,
     rederive,
     tag_batch,
 )
@@ -78,6 +79,7 @@ class Tagger:
         self._all_partitions = list(range(partitions))
         self._owned_partitions = owned_partitions
         self._table = table
+        self._rows = table_rows(table)  # the table's rows in memory, restored from its changelog
         self._codec = codec
         self._topics = topics
         self._redis = redis
@@ -131,8 +133,8 @@ class Tagger:
             now = self._clock()
             # Only the rows of partitions this worker owns: standby rows are their owner's to write.
             owned = self._owned_partitions()
-            partitions = {cid: self._partition_of(cid) for cid in self._table.data}
-            rows = [row for cid, row in self._table.data.items() if partitions[cid] in owned]
+            partitions = {cid: self._partition_of(cid) for cid in self._rows}
+            rows = [row for cid, row in self._rows.items() if partitions[cid] in owned]
             outcome = rederive(rows, self.rules, f"rules-{latest.version}", now)
             await self._write(outcome, partitions, [], now)
         log.info("tag rules version %d in force; %d profiles changed", latest.version, len(outcome.records))
@@ -145,7 +147,7 @@ class Tagger:
     async def _write(
         self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter], now: datetime
     ) -> None:
-        data = self._table.data
+        data = self._rows
         if outcome.records:
             await retrying("redis write", lambda: read_model.write_records(self._redis, outcome.records, now))
         for customer_id, record in outcome.records.items():
@@ -167,24 +169,19 @@ class Tagger:
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(
-            messages, lambda topic: self._decoders.get(topic, Handover.model_validate_json), Delivery
+            messages, lambda topic: self._decoders.get(topic, TaggingHandover.model_validate_json), Delivery
         )
 
     def _tag(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
-        try:
-            return tag_batch(deliveries, self._table.data.get, self.rules, now)
-        except Exception:
-            log.exception("a batch failed to tag; retrying its inputs one by one")
-        outcome = BatchOutcome()
-
-        def run(one: list[Delivery]) -> None:
-            def record_of(customer_id: str) -> ProfileRecord | None:
-                return outcome.records.get(customer_id) or self._table.data.get(customer_id)
-
-            outcome.absorb(tag_batch(one, record_of, self.rules, now))
-
-        one_at_a_time(deliveries, run, dead, "tagging")
-        return outcome
+        rules = self.rules
+        return fold_or_one_by_one(
+            deliveries,
+            self._rows,
+            lambda batch, row_of: tag_batch(batch, row_of, rules, now),
+            BatchOutcome,
+            dead,
+            "tagging",
+        )
 
     def _observe(
         self, deliveries: list[Delivery], outcome: BatchOutcome, dead: int, started: float, now: datetime

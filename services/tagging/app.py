@@ -7,11 +7,13 @@ up tag rules ops change; the worker's web server answers /metrics, /healthz and 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import faust
 from prometheus_client import CollectorRegistry
 
+from shared.clock import utc_now
+from shared.faust_runtime import owned_partitions, recovery_done
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
 from shared.stream_worker import batch_consumer, worker_parts
@@ -24,15 +26,11 @@ from .thresholds import TaggingThresholds
 from .topics import tagging_topics
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def create_app(
     settings: TaggingSettings,
     registry: CollectorRegistry | None = None,
     rules: RuleSet | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = utc_now,
 ) -> faust.App:
     registry = registry or process_registry()
     parts = worker_parts(
@@ -59,14 +57,14 @@ def create_app(
         metrics=parts.metrics,
         watch=parts.watch,
         partitions=settings.topic_partitions,
-        owned_partitions=lambda: {tp.partition for tp in app.assignor.assigned_actives()},
+        owned_partitions=lambda: owned_partitions(app),
         clock=clock,
     )
     batch_consumer(parts, topics.inputs, settings, tagger.tag)
 
     @app.timer(interval=settings.rules_poll_interval_s)
     async def poll_rules() -> None:
-        if app.tables.recovery.completed.is_set():  # re-derive only a complete table
+        if recovery_done(app):  # re-derive only a complete table
             await tagger.apply_rules()
 
     return app

@@ -16,11 +16,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
-
 from shared.chain import ChainInput, ProfileSnapshot, chain_record, with_profile
-from shared.ledger import Ledger, LedgerEntry
-from shared.outcome import BatchOutcomeBase
+from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
+from shared.identity import IdentityMerged
+from shared.ledger import Ledger
 from shared.profiles import ProfileTagsChanged
 
 from .families import derive
@@ -45,47 +44,19 @@ class ProfileRecord:
     merged_into: str | None = None  # set once this customer was merged away
 
 
-class Handover(BaseModel):
-    """Something for the survivor of a merge: the merged profile, or an input that came late."""
-
-    model_config = ConfigDict(frozen=True)
-
-    handover_id: str  # the input id of what is handed over: what the receiver's ledger dedupes by
-    customer_id: str  # the receiver
-    from_customer_id: str
-    merged_profile: Profile | None = None
-    input: ScoredInput | None = None
-    schema_version: int = 1
-
-
-Payload = ScoredInput | Handover
+TaggingHandover = Handover[Profile]
+Payload = ScoredInput | TaggingHandover
+TaggingDelivery = Delivery[Payload]
 
 
 def input_id(payload: Payload) -> str:
-    if isinstance(payload, ScoredInput):
-        return payload.input_id
-    return payload.handover_id
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One decoded input and where it was read: `partition` is "topic/partition"."""
-
-    partition: str
-    offset: int
-    payload: Payload
-    raw: bytes = b""  # the bytes read: a scored input goes on with the profile added
-
-    @property
-    def customer_id(self) -> str:
-        return self.payload.customer_id
+    return payload.handover_id if isinstance(payload, Handover) else payload.input_id
 
 
 @dataclass
-class BatchOutcome(BatchOutcomeBase):
+class BatchOutcome(FoldOutcome):
     records: dict[str, ProfileRecord] = field(default_factory=dict)  # changed rows
     changes: list[ProfileTagsChanged] = field(default_factory=list)  # for profile.tags.v1
-    handovers: list[Handover] = field(default_factory=list)
     chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, tagged.inputs.v1 record)
 
 
@@ -97,32 +68,85 @@ class Rules:
     rules: RuleSet
 
 
+class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
+    """What an input does to a customer's profile, and what goes on along the chain."""
+
+    def __init__(self, rules: Rules, now: datetime) -> None:
+        self.thresholds, self.rules = rules.thresholds, rules.rules
+        self.now = now
+
+    def new_row(self, customer_id: str) -> ProfileRecord:
+        return ProfileRecord(profile=Profile(customer_id=customer_id))
+
+    def state_of(self, row: ProfileRecord) -> Profile:
+        return row.profile
+
+    def row_of(
+        self, before: ProfileRecord, state: Profile, ledger: Ledger, merged_into: str | None
+    ) -> ProfileRecord:
+        return ProfileRecord(profile=state, ledger=ledger, merged_into=merged_into)
+
+    def input_id(self, payload: Payload) -> str:
+        return input_id(payload)
+
+    def merge_of(self, payload: Payload) -> IdentityMerged | None:
+        return payload.merge if isinstance(payload, ScoredInput) else None
+
+    def decode(self, raw: bytes) -> ScoredInput:
+        return ScoredInput.model_validate_json(raw)
+
+    def apply(self, state: Profile, delivery: TaggingDelivery, outcome: BatchOutcome) -> Profile:
+        scored = delivery.payload
+        assert isinstance(scored, ScoredInput)
+        profile = apply_input(
+            state, scored.event, scored.score, scored.received_at, self.thresholds, self.rules
+        )
+        raw = delivery.raw or scored.model_dump_json(exclude_none=True).encode()
+        outcome.chain.append((profile.customer_id, with_profile(raw, snapshot(profile))))
+        return profile
+
+    def merge_in(self, state: Profile, handover: TaggingHandover, outcome: BatchOutcome) -> Profile:
+        assert handover.state is not None
+        profile = merge_profiles(state, handover.state, self.thresholds, self.rules)
+        merged_in = f"profile-merged:{handover.handover_id}"
+        record = chain_record(merged_in, profile.customer_id, profile=snapshot(profile))
+        outcome.chain.append((profile.customer_id, record))
+        return profile
+
+    def merged_away(
+        self, state: Profile, delivery: TaggingDelivery, merge: IdentityMerged, outcome: BatchOutcome
+    ) -> None:
+        # Campaign hands over its journey at this same place.
+        raw = delivery.raw or delivery.payload.model_dump_json(exclude_none=True).encode()
+        outcome.chain.append((state.customer_id, raw))
+
+    def finish(
+        self,
+        customer_id: str,
+        before: ProfileRecord | None,
+        after: ProfileRecord,
+        inputs: list[TaggingDelivery],
+        outcome: BatchOutcome,
+    ) -> ProfileRecord:
+        if after.merged_into is None:
+            last = inputs[-1].payload
+            change = profile_change(
+                before.profile if before else None, after.profile, input_id(last), self.now
+            )
+            if change is not None:
+                received = last.received_at if isinstance(last, ScoredInput) else None
+                outcome.changes.append(change.model_copy(update={"received_at": received}))
+        return after
+
+
 def tag_batch(
-    deliveries: Iterable[Delivery],
+    deliveries: Iterable[TaggingDelivery],
     record_of: Callable[[str], ProfileRecord | None],
     rules: Rules,
     now: datetime,
 ) -> BatchOutcome:
     """Apply a batch; each customer's inputs in the order they were read."""
-    by_customer: dict[str, list[Delivery]] = {}
-    for delivery in deliveries:
-        by_customer.setdefault(delivery.customer_id, []).append(delivery)
-
-    outcome = BatchOutcome()
-    for customer_id, inputs in by_customer.items():
-        before = record_of(customer_id)
-        record = before or ProfileRecord(profile=Profile(customer_id=customer_id))
-        updated = _apply_inputs(record, inputs, rules, outcome)
-        if updated is record:
-            continue
-        outcome.records[customer_id] = updated
-        if updated.merged_into is None:
-            last = inputs[-1].payload
-            change = profile_change(before.profile if before else None, updated.profile, input_id(last), now)
-            if change is not None:
-                received = last.received_at if isinstance(last, ScoredInput) else None
-                outcome.changes.append(change.model_copy(update={"received_at": received}))
-    return outcome
+    return fold_batch(deliveries, record_of, TaggingFold(rules, now), BatchOutcome())
 
 
 def rederive(records: Iterable[ProfileRecord], rules: Rules, version_tag: str, now: datetime) -> BatchOutcome:
@@ -186,68 +210,3 @@ def profile_change(
         changed_at=now,
         received_at=None,
     )
-
-
-def _apply_inputs(
-    record: ProfileRecord, inputs: list[Delivery], rules: Rules, outcome: BatchOutcome
-) -> ProfileRecord:
-    ledger = LedgerEntry(record.ledger)
-    profile = record.profile
-    customer_id = profile.customer_id
-    merged_into = record.merged_into
-    thresholds, ruleset = rules.thresholds, rules.rules
-    chain = outcome.chain
-    admitted = False
-    for delivery in inputs:
-        payload = delivery.payload
-        if not ledger.admit(delivery.partition, delivery.offset, input_id(payload)):
-            outcome.count("duplicate")
-            continue
-        admitted = True
-        if merged_into is not None:
-            outcome.handovers.append(_hand_on(payload, customer_id, merged_into))
-            outcome.count("handed_over")
-        elif isinstance(payload, Handover):
-            if payload.merged_profile is not None:
-                profile = merge_profiles(profile, payload.merged_profile, thresholds, ruleset)
-                merged_in = f"profile-merged:{payload.handover_id}"
-                chain.append((customer_id, chain_record(merged_in, customer_id, profile=snapshot(profile))))
-            if (late := payload.input) is not None:
-                profile = apply_input(profile, late.event, late.score, late.received_at, thresholds, ruleset)
-                raw = late.model_dump_json(exclude_none=True).encode()
-                chain.append((customer_id, with_profile(raw, snapshot(profile))))
-            outcome.count("processed")
-        elif payload.merge is not None:
-            merged_into = payload.merge.survivor_customer_id
-            outcome.handovers.append(
-                Handover(
-                    handover_id=payload.merge.merge_id,
-                    customer_id=merged_into,
-                    from_customer_id=customer_id,
-                    merged_profile=profile,
-                )
-            )
-            profile = Profile(customer_id=customer_id)
-            chain.append((customer_id, delivery.raw or payload.model_dump_json(exclude_none=True).encode()))
-            outcome.count("merged")
-        else:
-            profile = apply_input(
-                profile, payload.event, payload.score, payload.received_at, thresholds, ruleset
-            )
-            raw = delivery.raw or payload.model_dump_json(exclude_none=True).encode()
-            chain.append((customer_id, with_profile(raw, snapshot(profile))))
-            outcome.count("processed")
-    if not admitted:
-        return record
-    return ProfileRecord(profile=profile, ledger=ledger.freeze(), merged_into=merged_into)
-
-
-def _hand_on(payload: Payload, customer_id: str, survivor: str) -> Handover:
-    """An input for a customer already merged away goes on to the survivor, unchanged."""
-    if isinstance(payload, Handover):
-        return payload.model_copy(update={"customer_id": survivor})
-    handover = Handover(handover_id=payload.input_id, customer_id=survivor, from_customer_id=customer_id)
-    if payload.merge is not None:  # merged twice: nothing left to hand over
-        return handover
-    moved = payload.model_copy(update={"customer_id": survivor})
-    return handover.model_copy(update={"input": moved})

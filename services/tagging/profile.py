@@ -56,8 +56,10 @@ class Profile:
     purchase_amount: float = 0.0
     last_purchase_at: datetime | None = None
     last_event_at: datetime | None = None  # the latest occurred_at: "now" for windows and recency
-    intent_pct: float | None = None  # from scoring's latest change
+    intent_pct: float | None = None  # from scoring's latest score
     level: str | None = None  # membership level, from scoring's growth
+    band: str | None = None  # from scoring's latest score, decay included
+    activity: str | None = None
     evidence: dict[str, Evidence] = field(default_factory=dict)  # rule condition key -> evidence
     # Derived after every change.
     orientation: Orientation = Orientation.unknown
@@ -173,7 +175,9 @@ def apply_score(
 def _with_score(
     profile: Profile, score: ScoreSnapshot, received_at: datetime | None, thresholds: TaggingThresholds
 ) -> Profile:
-    updated = replace(profile, intent_pct=score.intent_pct, level=score.level)
+    updated = replace(
+        profile, intent_pct=score.intent_pct, level=score.level, band=score.band, activity=score.activity
+    )
     if score.intent_pct >= thresholds.intent_pct:
         if profile.layer is Layer.prospect:
             updated = replace(updated, layer=Layer.intent)

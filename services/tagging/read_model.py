@@ -62,6 +62,10 @@ class ProfileView(BaseModel):
     stage: Stage
     tags: list[str] = Field(description="sorted")
     intent_pct: float | None = None
+    band: str | None = Field(default=None, description="from the latest score: low, medium, high, hot")
+    activity: str | None = Field(
+        default=None, description="from the latest score: active_7d, active_30d, dormant"
+    )
     updated_at: datetime
 
 
@@ -80,6 +84,8 @@ def view_of(profile: Profile, updated_at: datetime) -> ProfileView:
         stage=profile.stage,
         tags=list(profile.tags),
         intent_pct=profile.intent_pct,
+        band=profile.band,
+        activity=profile.activity,
         updated_at=updated_at,
     )
 
@@ -89,7 +95,15 @@ def _visible(record: ProfileRecord) -> tuple[object, ...]:
     if record.merged_into is not None:
         return ("merged", record.merged_into)
     p = record.profile
-    return (p.layer.value, p.orientation.value, p.stage.value, tuple(p.tags), p.intent_pct)
+    return (
+        p.layer.value,
+        p.orientation.value,
+        p.stage.value,
+        tuple(p.tags),
+        p.intent_pct,
+        p.band,
+        p.activity,
+    )
 
 
 def _visible_in(snapshot: dict[str, Any] | None) -> tuple[object, ...] | None:
@@ -99,13 +113,14 @@ def _visible_in(snapshot: dict[str, Any] | None) -> tuple[object, ...] | None:
     if snapshot.get("merged_into") is not None:
         return ("merged", snapshot["merged_into"])
     keys = ("layer", "orientation", "stage")
-    return (*(snapshot[k] for k in keys), tuple(snapshot["tags"]), snapshot.get("intent_pct"))
+    scored = (snapshot.get("intent_pct"), snapshot.get("band"), snapshot.get("activity"))
+    return (*(snapshot[k] for k in keys), tuple(snapshot["tags"]), *scored)
 
 
 def _memberships(visible: tuple[object, ...] | None) -> set[str]:
     if visible is None or visible[0] == "merged":
         return set()
-    layer, orientation, stage, tags, _ = visible
+    layer, orientation, stage, tags, *_ = visible
     assert isinstance(tags, tuple)
     return {
         ALL,

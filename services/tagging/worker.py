@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from shared.clock import clock_of
 from shared.redis import create_redis
 from shared.stream_worker import run_worker
 
@@ -30,7 +31,7 @@ def main() -> None:
         settings,
         worker_owned_topics(settings),
         settings.table_dir,
-        lambda: create_app(settings, rules=asyncio.run(_rules_in_force(settings))),
+        lambda: create_app(settings, rules=asyncio.run(_rules_in_force(settings)), clock=clock_of(settings)),
     )
 
 

@@ -53,7 +53,9 @@ def warm_ups(group: str) -> tuple[dict[str, str], list[dict[str, Any]]]:
     """One customer's warm-up: the paper's calibration (5 clicks and a favourite in a day)."""
     who = {"wecom_external_userid": unique("wm")}
     value_point = "emotional" if group == "emotional" else "rational"
-    events = [] if group == "no_consent" else [event(type="wecom.friend_added", identities=who, properties={})]
+    events = (
+        [] if group == "no_consent" else [event(type="wecom.friend_added", identities=who, properties={})]
+    )
     for n in range(5):
         properties = {"content_id": f"c-{n}", "value_point": value_point}
         events.append(event(type="content.click", identities=who, properties=properties))

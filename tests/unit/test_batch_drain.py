@@ -1,4 +1,5 @@
-"""What shared/batch_drain.py changes in a Faust app, checked without a broker."""
+"""What shared/batch_drain.py (through shared/faust_runtime.py) changes in a Faust app, checked
+without a broker."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import asyncio
 
 import faust
 
-from shared.batch_drain import BatchDrainConsumer, consume_in_batches
+from shared.batch_drain import consume_in_batches
+from shared.faust_runtime import BatchDrainConsumer
 
 
 def test_the_worker_consumer_takes_its_batches_and_fetches_without_faust_s_long_wait() -> None:

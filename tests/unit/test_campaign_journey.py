@@ -216,3 +216,46 @@ def test_points_for_community_posts_up_to_the_daily_cap() -> None:
         journey = reaction.journey
         granted += [(d.outcome, d.reason, d.points) for d in reaction.decisions]
     assert granted == [("sent", None, 50)] * 3 + [("suppressed", "frequency_cap", 50)]
+
+
+def test_a_lead_cooling_down_and_a_customer_going_dormant_fire_their_campaigns_once() -> None:
+    from services.campaign.definitions import Campaign
+
+    def campaign(campaign_id: str, on: str, value: str) -> Campaign:
+        return Campaign.model_validate(
+            {
+                "id": campaign_id,
+                "name": campaign_id,
+                "trigger": {"on": on, "value": value},
+                "action": {"kind": "send_content", "channel": "wecom_1v1", "content": {"default": "c-wake"}},
+            }
+        )
+
+    cooling, waking = (
+        campaign("hot-cooling", "band_left", "hot"),
+        campaign("wake-dormant", "activity_entered", "dormant"),
+    )
+    ctx = Context(campaigns=[cooling, waking], now=DAY)
+
+    def tick(band_now: str, activity: str) -> ChainInput:  # scoring's own input: time alone moved it
+        chained = band(band_now, None)
+        return chained.model_copy(
+            update={
+                "input_id": f"decay:{uuid.uuid4()}",
+                "score": chained.score.model_copy(update={"activity": activity}),
+            }
+        )
+
+    journey = on_event(journey_of(), touch("wecom.friend_added"), ctx).journey
+    sent: list[str] = []
+    for band_now, activity in [
+        ("hot", "active_7d"),
+        ("high", "active_7d"),
+        ("high", "active_30d"),
+        ("medium", "dormant"),
+        ("low", "dormant"),
+    ]:
+        reaction = on_input(journey, tick(band_now, activity), ctx)
+        journey = reaction.journey
+        sent += [d.campaign_id for d in reaction.decisions if d.outcome == "sent"]
+    assert sent == ["hot-cooling", "wake-dormant"]

@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, Handover, score_batch
+from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, ScoringHandover, score_batch
 from services.scoring.inputs import ScoringEvent
 from services.scoring.plan import default_plan
 from shared.chain import ChainInput
+from shared.fold import Tick
 from shared.identity import IdentityMerged
 from shared.ledger import RECENT_IDS
 
@@ -19,6 +20,7 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EVENTS = "touchpoint.events.v1/0"
 MERGES = "identity.merges.v1/0"
 HANDOVERS = "pd-scoring-handovers/0"
+TICKS = "pd-scoring-ticks/0"
 
 
 def click(customer_id: str, event_id: str | None = None, minutes_ago: int = 1) -> ScoringEvent:
@@ -92,7 +94,7 @@ def test_a_merge_hands_the_state_to_the_survivor_exactly_once() -> None:
     first = table.run([Delivery(MERGES, 0, record)])
     assert table["new"].merged_into == "old" and table["new"].score.intent_score == 0
     [handover] = first.handovers
-    assert handover.customer_id == "old" and handover.merged_score.intent_score == 8.0
+    assert handover.customer_id == "old" and handover.state.intent_score == 8.0
     # The handover arrives twice (a replay of the merge before its row was durable).
     table.run([Delivery(HANDOVERS, 0, handover), Delivery(HANDOVERS, 1, handover)])
     assert table["old"].score.intent_score == 12.0
@@ -103,7 +105,7 @@ def test_inputs_that_still_name_a_merged_customer_go_on_to_the_survivor() -> Non
     table.run([Delivery(MERGES, 0, merge("new", "old"))])
     late = table.run([Delivery(EVENTS, 5, click("new"))])
     [handover] = late.handovers
-    assert handover.customer_id == "old" and handover.event is not None
+    assert handover.customer_id == "old" and handover.input_json is not None
     assert late.counts == {"handed_over": 1}
     # A survivor merged later passes what it receives on again.
     table.run([Delivery(MERGES, 1, merge("old", "oldest"))])
@@ -114,8 +116,13 @@ def test_inputs_that_still_name_a_merged_customer_go_on_to_the_survivor() -> Non
 
 
 def test_a_handover_survives_the_wire() -> None:
-    handover = Handover(handover_id="e", customer_id="old", from_customer_id="new", event=click("new"))
-    assert Handover.model_validate_json(handover.model_dump_json()) == handover
+    state = score_batch([Delivery(EVENTS, 0, click("new"))], {}.get, PLAN, NOW).records["new"].score
+    late = click("new").model_dump_json()
+    for handover in (
+        ScoringHandover(handover_id="m", customer_id="old", from_customer_id="new", state=state),
+        ScoringHandover(handover_id="e", customer_id="old", from_customer_id="new", input_json=late),
+    ):
+        assert ScoringHandover.model_validate_json(handover.model_dump_json(exclude_none=True)) == handover
 
 
 def test_one_emission_per_customer_and_batch_on_a_big_enough_move() -> None:
@@ -180,3 +187,31 @@ def test_a_merge_goes_on_in_its_place_and_the_survivor_passes_the_merged_in_scor
         "old",
         12.0,
     )
+
+
+def test_a_tick_passes_on_what_time_alone_did_and_schedules_the_next_moment() -> None:
+    table = Table()
+    booked = click("c1").model_copy(update={"type": "test_drive.booked", "vehicle_model": "g6"})
+    first = table.run([Delivery(EVENTS, 0, booked)])
+    (hot,) = passed_on(first)
+    assert (hot.score.band, hot.score.activity) == ("hot", "active_7d")
+    due, seen = first.due["c1"], [(hot.score.band, hot.score.activity)]
+    for n in range(1, 10):  # at each moment scheduled, a tick: time alone moved something
+        assert due is not None
+        tick = Tick(tick_id=f"decay:c1:{n}", customer_id="c1")
+        later = score_batch([Delivery(TICKS, n, tick)], table.get, PLAN, due)
+        table.update(later.records)
+        (moved,) = passed_on(later)
+        assert (moved.input_id, moved.event) == (tick.tick_id, None)
+        assert (moved.score.band, moved.score.activity) != seen[-1]
+        seen.append((moved.score.band, moved.score.activity))
+        if moved.score.band != seen[-2][0]:  # intent.scores.v1 hears of a band change too
+            (published,) = later.scores
+            assert (published.band, published.previous_band) == (moved.score.band, seen[-2][0])
+        due = later.due["c1"]
+        if due is None:
+            break
+    assert seen[-1] == ("low", "dormant") and {b for b, _ in seen} == {"hot", "high", "medium", "low"}
+    # A merged customer keeps no clock: its ticks stay behind.
+    table.run([Delivery(MERGES, 0, merge("c1", "c0"))])
+    assert not table.run([Delivery(TICKS, 99, Tick(tick_id="decay:c1:99", customer_id="c1"))]).handovers

@@ -17,6 +17,7 @@ from services.scoring.intent import (
     intent_pct,
     level_of,
     merge_states,
+    next_change_at,
     score_at,
     should_emit,
 )
@@ -176,3 +177,29 @@ def test_the_default_plan_weights_every_contract_type() -> None:
     from shared.events import EVENT_TYPES
 
     assert set(EVENT_TYPES) <= set(PLAN.weights)
+
+
+def test_the_moment_decay_alone_moves_a_band_or_the_activity_is_solved_not_searched() -> None:
+    hot = replay([ingested("test_drive.booked", T0, vehicle_model="g6")])
+
+    def band(at: datetime) -> Band:
+        return band_of(intent_pct(score_at(hot, at, PLAN), PLAN), PLAN)
+
+    def activity(at: datetime) -> Activity:
+        return activity_of(hot, at, PLAN)
+
+    seen = [(band(T0), activity(T0))]
+    at: datetime | None = T0
+    while (at := next_change_at(hot, at, PLAN)) is not None:
+        # Each moment is just past a change, and nothing changed a minute before it.
+        assert (band(at), activity(at)) != (
+            band(at - timedelta(minutes=1)),
+            activity(at - timedelta(minutes=1)),
+        )
+        seen.append((band(at), activity(at)))
+    assert [b for b, _ in seen] == sorted((b for b, _ in seen), key=list(Band).index, reverse=True)
+    assert seen[0] == (Band.hot, Activity.active_7d)
+    assert seen[-1] == (Band.low, Activity.dormant)
+    assert {a for _, a in seen} == set(Activity)
+    assert {b for b, _ in seen} == set(Band)
+    assert next_change_at(CustomerScore(customer_id="nobody"), T0, PLAN) is None

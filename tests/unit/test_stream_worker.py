@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from shared.fold import Delivery
 from shared.outcome import BatchOutcomeBase
 from shared.stream_worker import DeadLetter, decode_inputs, one_at_a_time
 
@@ -17,18 +18,6 @@ from shared.stream_worker import DeadLetter, decode_inputs, one_at_a_time
 class Ping(BaseModel):
     customer_id: str
     n: int
-
-
-@dataclass(frozen=True)
-class Delivery:
-    partition: str
-    offset: int
-    payload: Ping
-    raw: bytes = b""
-
-    @property
-    def customer_id(self) -> str:
-        return self.payload.customer_id
 
 
 def message(topic: str, partition: int, offset: int, value: bytes | None) -> SimpleNamespace:

@@ -11,10 +11,10 @@ from pydantic import TypeAdapter
 from services.tagging.batch import (
     BatchOutcome,
     Delivery,
-    Handover,
     ProfileRecord,
     Rules,
     ScoredInput,
+    TaggingHandover,
     rederive,
     tag_batch,
 )
@@ -148,17 +148,18 @@ def test_a_merged_profile_is_handed_to_the_survivor_and_late_inputs_follow() -> 
     table.run([Delivery(SCORED, 0, chained(touch("old"))), Delivery(SCORED, 1, chained(touch("new")))])
     merged = table.run([Delivery(SCORED, 2, chained(merged=merge("new", "old")))])
     (handover,) = merged.handovers
-    assert handover.customer_id == "old" and handover.merged_profile is not None
+    assert handover.customer_id == "old" and handover.state is not None
     assert table["new"].merged_into == "old" and not merged.changes
     # The merge goes on along the chain, in its place among the merged customer's inputs.
     assert [(c.customer_id, c.merge is not None) for c in passed_on(merged)] == [("new", True)]
     late = table.run([Delivery(SCORED, 3, chained(touch("new", "order.placed", vehicle_model="id4")))])
     (late_handover,) = late.handovers
-    assert late_handover.input is not None and late_handover.input.customer_id == "old"
+    assert late_handover.input_json is not None
+    assert ScoredInput.model_validate_json(late_handover.input_json).customer_id == "old"
     assert not late.chain
 
     # On the wire and back, as the handovers topic carries them.
-    wire = [Handover.model_validate_json(h.model_dump_json()) for h in (handover, late_handover)]
+    wire = [TaggingHandover.model_validate_json(h.model_dump_json()) for h in (handover, late_handover)]
     assert wire == [handover, late_handover]
     received = table.run([Delivery(HANDOVERS, i, h) for i, h in enumerate(wire)])
     survivor = table["old"].profile

@@ -1,0 +1,133 @@
+"""The per-customer fold every worker shares (shared/fold.py), with a toy domain: a tally of
+what each customer did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import BaseModel
+
+from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
+from shared.identity import IdentityMerged
+from shared.ledger import Ledger
+
+
+class Did(BaseModel):
+    input_id: str
+    customer_id: str
+    what: str
+
+
+@dataclass(frozen=True)
+class TallyRow:
+    tally: tuple[str, ...] = ()
+    ledger: Ledger = field(default_factory=Ledger)
+    merged_into: str | None = None
+
+
+@dataclass
+class Outcome(FoldOutcome):
+    finished: list[str] = field(default_factory=list)
+
+
+class Tally(CustomerFold[TallyRow, tuple[str, ...], Did | IdentityMerged | Handover, Outcome]):
+    def new_row(self, customer_id: str) -> TallyRow:
+        return TallyRow()
+
+    def state_of(self, row: TallyRow) -> tuple[str, ...]:
+        return row.tally
+
+    def row_of(
+        self, before: TallyRow, state: tuple[str, ...], ledger: Ledger, merged_into: str | None
+    ) -> TallyRow:
+        return TallyRow(state, ledger, merged_into)
+
+    def input_id(self, payload: Did | IdentityMerged | Handover) -> str:
+        return payload.merge_id if isinstance(payload, IdentityMerged) else payload.input_id  # type: ignore[union-attr]
+
+    def decode(self, raw: bytes) -> Did:
+        return Did.model_validate_json(raw)
+
+    def apply(self, state: tuple[str, ...], delivery: Delivery, outcome: Outcome) -> tuple[str, ...]:
+        return (*state, delivery.payload.what)
+
+    def merge_in(self, state: tuple[str, ...], handover: Handover, outcome: Outcome) -> tuple[str, ...]:
+        return (*state, *handover.state)
+
+    def hands_on(self, payload: Did | IdentityMerged | Handover) -> bool:
+        return not (isinstance(payload, Did) and payload.what == "tick")
+
+    def finish(self, customer_id, before, after, inputs, outcome: Outcome) -> TallyRow:
+        outcome.finished.append(customer_id)
+        return after
+
+
+def did(customer: str, what: str, n: int) -> Delivery:
+    payload = Did(input_id=f"{customer}-{n}", customer_id=customer, what=what)
+    return Delivery("in/0", n, payload, payload.model_dump_json().encode())
+
+
+def merge(merged: str, survivor: str) -> IdentityMerged:
+    return IdentityMerged(
+        merge_id=f"{merged}>{survivor}",
+        merged_customer_id=merged,
+        survivor_customer_id=survivor,
+        identities={},
+        merged_at=datetime(2026, 11, 30, tzinfo=UTC),
+    )
+
+
+class Table(dict[str, TallyRow]):
+    def run(self, deliveries: list[Delivery]) -> Outcome:
+        outcome = fold_batch(deliveries, self.get, Tally(), Outcome())
+        self.update(outcome.records)
+        return outcome
+
+
+def test_each_customers_inputs_in_order_once_and_finished_once_per_batch() -> None:
+    table = Table()
+    batch = [did("a", "click", 0), did("b", "view", 1), did("a", "share", 2)]
+    outcome = table.run(batch)
+    assert table["a"].tally == ("click", "share") and table["b"].tally == ("view",)
+    assert outcome.finished == ["a", "b"] and outcome.counts == {"processed": 3}
+    replay = table.run(batch)
+    assert replay.counts == {"duplicate": 3} and not replay.records and not replay.finished
+
+
+def test_a_merge_hands_the_state_over_and_later_inputs_follow_as_they_were_read() -> None:
+    table = Table()
+    table.run([did("new", "click", 0), did("old", "view", 1)])
+    merged = table.run([Delivery("merges/0", 0, merge("new", "old"))])
+    (handover,) = merged.handovers
+    assert (handover.customer_id, handover.state, handover.handover_id) == ("old", ("click",), "new>old")
+    assert table["new"] == TallyRow((), table["new"].ledger, "old")
+    late = table.run([did("new", "share", 2), did("new", "tick", 3)])
+    (late_handover,) = late.handovers  # the tick stays behind: the survivor keeps its own clock
+    assert late.counts == {"handed_over": 2}
+    assert orjson.loads(late_handover.input_json) == {
+        "input_id": "new-2",
+        "customer_id": "old",
+        "what": "share",
+    }
+    received = table.run([Delivery("handovers/0", n, h) for n, h in enumerate([handover, late_handover])])
+    assert table["old"].tally == ("view", "click", "share") and received.counts == {"processed": 2}
+    assert table.run([Delivery("handovers/0", 9, handover)]).counts == {"duplicate": 1}  # republished
+
+
+def test_merged_twice_a_handover_goes_onwards_and_a_second_merge_hands_nothing() -> None:
+    table = Table()
+    table.run([Delivery("merges/0", 0, merge("b", "a")), Delivery("merges/0", 1, merge("a", "root"))])
+    (onward,) = table.run(
+        [
+            Delivery(
+                "handovers/0",
+                0,
+                Handover(handover_id="x", customer_id="a", from_customer_id="b", state=("p",)),
+            )
+        ]
+    ).handovers
+    assert (onward.customer_id, onward.state) == ("root", ("p",))
+    (empty,) = table.run([Delivery("merges/0", 2, merge("a", "root2"))]).handovers
+    assert (empty.customer_id, empty.state, empty.input_json) == ("root", None, None)
