@@ -10,6 +10,7 @@ Settings come from the scoring worker's environment; run as `python -m bench.bar
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import faust
@@ -32,7 +33,9 @@ def create_app(settings: ScoringSettings) -> faust.App:
         settings.scoring_app_id,
         **faust_config(settings, metrics_port=settings.scoring_metrics_port, table_dir=settings.table_dir),
     )  # the scoring worker's own
-    events = app.topic(TOUCHPOINT_EVENTS, key_serializer="raw", value_serializer="raw")
+    # The topic the worker under comparison reads (its chain input), else touchpoint events.
+    topic = os.environ.get("BARE_INPUT_TOPIC", TOUCHPOINT_EVENTS)
+    events = app.topic(topic, key_serializer="raw", value_serializer="raw")
 
     @app.agent(events, name="bare")
     async def bare(stream: faust.StreamT) -> None:

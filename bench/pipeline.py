@@ -6,7 +6,8 @@ Against the local stack on its fixed ports (ingest :8001, scoring/tagging/campai
 (a) throughput: a steady load through ingest's POST /v1/events/batch (default 3,000 events/s
     offered, the issue's target, in batches of 100); over the measuring window, the events/s
     ingest accepted and the touchpoint events/s each worker took (events accepted minus the growth
-    of the worker's pd_consumer_lag on touchpoint.events.v1, a gauge per partition that the worker
+    of the worker's pd_consumer_lag on the topic it reads events from — touchpoint.events.v1,
+    scored.inputs.v1, tagged.inputs.v1 along the chain — a gauge per partition that the worker
     sets at each batch), next to every worker's inputs/s of all its topics
     (pd_events_processed_total) and its lag at both ends. "Sustained" is the slowest of the four:
     the rate every service kept up with. After the window the load stops and the bench times how
@@ -80,7 +81,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench import cpu
 from services.campaign.decide import action_id
 from services.campaign.targeting import CHINA, QuietHours
-from shared.topics import CAMPAIGN_ACTIONS, TOUCHPOINT_EVENTS
+from shared.topics import CAMPAIGN_ACTIONS, SCORED_INPUTS, TAGGED_INPUTS, TOUCHPOINT_EVENTS
 from stack.layout import Layout
 from stack.processes import BOOTSTRAP_SERVERS, OPS_TOKEN, TOUCHPOINT_KEY
 from stack.supervisor import Supervisor
@@ -90,6 +91,10 @@ HOST = "http://127.0.0.1"
 INGEST = f"{HOST}:8001"
 CAMPAIGN_API = f"{HOST}:8004"
 WORKERS = {"scoring": f"{HOST}:9102", "tagging": f"{HOST}:9103", "campaign": f"{HOST}:9104"}
+# Where each worker reads the touchpoint events, along the enrichment chain (docs/causal-order.md),
+# and whose output that is: one record per event on each hop.
+EVENTS_TOPIC = {"scoring": TOUCHPOINT_EVENTS, "tagging": SCORED_INPUTS, "campaign": TAGGED_INPUTS}
+UPSTREAM = {"tagging": "scoring", "campaign": "tagging"}
 OTHER_READY = {"scoring-api": f"{HOST}:8002", "tagging-api": f"{HOST}:8003", "campaign-api": CAMPAIGN_API}
 TARGET_RATE = 3_000  # events/s through all four services (issue 5)
 TARGET_P99_S = 1.0  # event to action at 1,000 events/s (issue 5)
@@ -260,9 +265,9 @@ class Snap:
     hist: dict[str, dict[float, float]] = field(default_factory=dict)  # name -> le -> cumulative count
     actions: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
-    @property
-    def events_lag(self) -> float:
-        return self.lag.get(TOUCHPOINT_EVENTS, 0.0)
+    def events_lag(self, worker: str) -> float:
+        """Lag on the topic the worker reads touchpoint events from (its chain input)."""
+        return self.lag.get(EVENTS_TOPIC[worker], 0.0)
 
     @property
     def all_lag(self) -> float:
@@ -517,9 +522,12 @@ class Window:
     wall_start: float  # time.time() at the window's start
 
     def worker_rate(self, name: str) -> float:
-        """Touchpoint events/s the worker took: accepted minus its lag's growth."""
-        grown = self.after[name].events_lag - self.before[name].events_lag
-        return (self.accepted - grown) / self.seconds
+        """Touchpoint events/s the worker took: what reached its chain input (ingest's accepted
+        events, or the worker before it along the chain) minus its lag's growth."""
+        grown = self.after[name].events_lag(name) - self.before[name].events_lag(name)
+        upstream = UPSTREAM.get(name)
+        arrived = self.accepted if upstream is None else self.worker_rate(upstream) * self.seconds
+        return (arrived - grown) / self.seconds
 
     def inputs_rate(self, name: str) -> float:
         return (self.after[name].inputs - self.before[name].inputs) / self.seconds
@@ -568,7 +576,7 @@ async def wait_idle(client: httpx.AsyncClient, args: argparse.Namespace, label: 
             say(f"  !! {label}: not drained after {args.drain_timeout:.0f} s; lag left: {lags}")
             return None
         if now - shown >= args.progress:
-            lags = ", ".join(f"{w} {snaps[w].events_lag:,.0f}/{snaps[w].all_lag:,.0f}" for w in WORKERS)
+            lags = ", ".join(f"{w} {snaps[w].events_lag(w):,.0f}/{snaps[w].all_lag:,.0f}" for w in WORKERS)
             say(f"    {label}: {now - started:5.0f} s, lag events/all inputs: {lags}")
             shown = now
         previous = snaps
@@ -599,7 +607,7 @@ async def loaded_window(
             for w in WORKERS:
                 parts.append(
                     f"{w} {(snaps[w].inputs - last[w].inputs) / dt:6,.0f} in/s "
-                    f"lag {snaps[w].events_lag:6,.0f}"
+                    f"lag {snaps[w].events_lag(w):6,.0f}"
                 )
             say(f"    {loop.time() - started:5.0f} s  " + " | ".join(parts))
         last, last_accepted = snaps, t.accepted
@@ -686,8 +694,9 @@ async def throughput(client: httpx.AsyncClient, traffic: Traffic, args: argparse
     for name in WORKERS:
         b, a = w.before[name], w.after[name]
         lines.append(
-            f"| {name} worker | {rates[name]:,.0f} | {w.inputs_rate(name):,.0f} | {b.events_lag:,.0f} -> "
-            f"{a.events_lag:,.0f} | {a.all_lag:,.0f} | {w.cpu_pct(name)} |"
+            f"| {name} worker | {rates[name]:,.0f} | {w.inputs_rate(name):,.0f} "
+            f"| {b.events_lag(name):,.0f} -> {a.events_lag(name):,.0f} "
+            f"| {a.all_lag:,.0f} | {w.cpu_pct(name)} |"
         )
     sustained = rates[slowest]
     lines += [

@@ -2,8 +2,9 @@
 
 Method (bench/worker_bench.py, shared with bench.scoring). The bench starts its own Tansu broker
 and redis-server on free ports, creates the contract topics with 3 partitions and pre-loads
-touchpoint.events.v1 with N contract-valid ingested events over C customers, keyed by
-customer_id. Then, one process at a time, each with a fresh consumer group, it lets a worker work
+scored.inputs.v1 — what tagging reads, along the enrichment chain — with N contract-valid
+ingested events over C customers, keyed by customer_id, each with a score as scoring passes it
+on (`as_scored_input`). Then, one process at a time, each with a fresh consumer group, it lets a worker work
 through that backlog and polls its /metrics every 0.2 s:
 - bare: bench/bare_worker.py, Faust taking the raw bytes in batches with no state (the issue's
   second reference), so that on a shared or noisy machine tagging/bare is the figure to compare;
@@ -47,7 +48,7 @@ from bench.worker_bench import ReadModel, WorkerBench, main
 from services.tagging.read_model import ALL, DIMENSIONS, PREFIX, TAG_NAMES, profile_key, segment_key
 from services.tagging.settings import TaggingSettings
 from services.tagging.thresholds import VALUE_POINT_WEIGHTS
-from shared.topics import PROFILE_TAGS
+from shared.topics import PROFILE_TAGS, SCORED_INPUTS
 from tests.tagging_worker import tagging_env
 
 TOPICS = ("tech", "design", "family", "travel", "performance", "safety", "outdoor", "anime")
@@ -87,6 +88,29 @@ class ContentProperties:
         return properties
 
 
+def as_scored_input(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as scoring passes it on: with the customer's score after it (one in five high)."""
+    pct = 70.0 if int(event["event_id"][:8], 16) % 5 == 0 else 20.0
+    score = {
+        "intent_score": pct / 4,
+        "intent_pct": pct,
+        "band": "high" if pct >= 60 else "low",
+        "activity": "active_7d",
+        "points": 0,
+        "growth": 0,
+        "level": "member",
+    }
+    return {
+        "type": "chain.input",
+        "input_id": event["event_id"],
+        "customer_id": event["customer_id"],
+        "received_at": event["received_at"],
+        "schema_version": 1,
+        "event": event,
+        "score": score,
+    }
+
+
 def profiles(client: redis.Redis) -> list[str]:
     """How the profiles came out: customers per layer, orientation and stage, and per tag."""
     lines = []
@@ -123,6 +147,8 @@ TAGGING = WorkerBench(
     ),
     extra=ContentProperties,
     notes=profiles,
+    input_topic=SCORED_INPUTS,
+    as_input=as_scored_input,
 )
 
 if __name__ == "__main__":

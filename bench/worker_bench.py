@@ -144,6 +144,10 @@ class WorkerBench:
     output: str  # the topic it publishes its changes on
     read_model: ReadModel
     extra: Callable[[int], Extra] | None = None  # seed -> properties beyond the required ones
+    # Where the worker reads events (along the chain: scored.inputs.v1 for tagging) and how an
+    # event as ingest publishes it becomes a record there.
+    input_topic: str = TOUCHPOINT_EVENTS
+    as_input: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     notes: Callable[[redis.Redis], list[str]] | None = None  # lines after the table, from Redis
 
 
@@ -182,8 +186,14 @@ def parse_args(bench: WorkerBench, argv: list[str] | None) -> argparse.Namespace
 # -- events ---------------------------------------------------------------------------------------
 
 
-def generate(events: int, customers: int, seed: int, extra: Extra | None = None) -> list[tuple[bytes, bytes]]:
-    """(key, value) records as ingest publishes them, in received order."""
+def generate(
+    events: int,
+    customers: int,
+    seed: int,
+    extra: Extra | None = None,
+    as_input: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[tuple[bytes, bytes]]:
+    """(key, value) records as ingest publishes them (or as `as_input` makes them), in received order."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
     ids = [f"cus_{n + 1}" for n in range(customers)]
@@ -221,30 +231,31 @@ def generate(events: int, customers: int, seed: int, extra: Extra | None = None)
         event = IngestedEvent.model_validate(body)
         if errors := event_rule_errors(event, now):
             raise SystemExit(f"bench bug: generated an invalid event {body}: {errors}")
-    return [(key, orjson.dumps(body)) for _, key, body in rows]
+    wrap = as_input or (lambda body: body)
+    return [(key, orjson.dumps(wrap(body))) for _, key, body in rows]
 
 
-def preload(bootstrap: str, records: list[tuple[bytes, bytes]]) -> int:
-    """Produce the records onto touchpoint.events.v1, keyed; returns how many the broker acknowledged.
+def preload(bootstrap: str, records: list[tuple[bytes, bytes]], topic: str) -> int:
+    """Produce the records onto `topic`, keyed; returns how many the broker acknowledged.
 
     aiokafka record batches built by hand, partitioned as every producer here does (murmur2 of
     the key): ten times faster than kafka-python's per-record `send`, which costs ~160 us a record.
     """
-    return asyncio.run(_preload(bootstrap, records))
+    return asyncio.run(_preload(bootstrap, records, topic))
 
 
-async def _preload(bootstrap: str, records: list[tuple[bytes, bytes]]) -> int:
+async def _preload(bootstrap: str, records: list[tuple[bytes, bytes]], topic: str) -> int:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", max_batch_size=512 * 1024)
     await producer.start()
     try:
-        partitions = sorted(await producer.partitions_for(TOUCHPOINT_EVENTS))
+        partitions = sorted(await producer.partitions_for(topic))
         choose = DefaultPartitioner()
         filling: dict[int, BatchBuilder] = {}
         sent: list[tuple[int, asyncio.Future[Any]]] = []  # (records in the batch, its delivery)
 
         async def send(partition: int) -> None:
             batch = filling.pop(partition)
-            future = await producer.send_batch(batch, TOUCHPOINT_EVENTS, partition=partition)
+            future = await producer.send_batch(batch, topic, partition=partition)
             sent.append((batch.record_count(), future))
 
         step = max(1, len(records) // 5)
@@ -303,13 +314,18 @@ class Stack:
     redis_url: str
     redis: redis.Redis
     baseline: int  # Redis used_memory before any worker ran
-    on_topic: int  # records on touchpoint.events.v1: what every worker must take
+    on_topic: int  # records on the pre-loaded topic: what every worker must take
     others: CpuProbe  # CPU seconds of Tansu + Redis
     log_dir: Path
 
 
 def run(
-    service: str, args: argparse.Namespace, bench: Callable[[Stack], str], extra: Extra | None = None
+    service: str,
+    args: argparse.Namespace,
+    bench: Callable[[Stack], str],
+    extra: Extra | None = None,
+    input_topic: str = TOUCHPOINT_EVENTS,
+    as_input: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> int:
     """Start the stack, pre-load it, hand it to `bench` and print the report it returns once
     every process started here is stopped."""
@@ -328,12 +344,12 @@ def run(
             print(f"broker {bootstrap}, redis {redis_url}", flush=True)
 
             print(f"generating {args.events:,} events over {args.customers:,} customers ...", flush=True)
-            records = generate(args.events, args.customers, args.seed, extra)
+            records = generate(args.events, args.customers, args.seed, extra, as_input)
             size = sum(len(value) for _, value in records) / len(records)
-            print(f"pre-loading {TOUCHPOINT_EVENTS} (mean value {size:.0f} bytes) ...", flush=True)
+            print(f"pre-loading {input_topic} (mean value {size:.0f} bytes) ...", flush=True)
             started = time.monotonic()
-            loaded = preload(bootstrap, records)
-            on_topic = topic_counts(bootstrap, [TOUCHPOINT_EVENTS])[TOUCHPOINT_EVENTS]
+            loaded = preload(bootstrap, records, input_topic)
+            on_topic = topic_counts(bootstrap, [input_topic])[input_topic]
             print(
                 f"  {loaded:,} acknowledged, {on_topic:,} on the topic, {time.monotonic() - started:.1f} s",
                 flush=True,
@@ -365,14 +381,18 @@ class Worker:
     env: EnvFor
 
 
-def workers(service: str, env: EnvFor, args: argparse.Namespace) -> list[Worker]:
+def workers(service: str, env: EnvFor, args: argparse.Namespace, input_topic: str) -> list[Worker]:
     """The bare reference (unless --no-bare), then `python -m services.<service>.worker`."""
     profiler = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     command = [sys.executable, *profiler, "-m", f"services.{service}.worker"]
     worker = Worker(service, command, service.upper(), env)
     if args.no_bare:
         return [worker]
-    return [Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", scoring_env), worker]
+
+    def bare_env(bootstrap: str, redis_url: str, metrics_port: int) -> dict[str, str]:
+        return scoring_env(bootstrap, redis_url, metrics_port, BARE_INPUT_TOPIC=input_topic)
+
+    return [Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", bare_env), worker]
 
 
 @dataclass(frozen=True)
@@ -636,16 +656,18 @@ def setup_lines(service: str, run: Run, args: argparse.Namespace) -> list[str]:
 def main(bench: WorkerBench, argv: list[str] | None = None) -> int:
     args = parse_args(bench, argv)
     extra = bench.extra(args.seed) if bench.extra else None
-    return run(bench.service, args, lambda stack: measure_and_report(bench, stack, args), extra)
+    report = lambda stack: measure_and_report(bench, stack, args)  # noqa: E731
+    return run(bench.service, args, report, extra, bench.input_topic, bench.as_input)
 
 
 def measure_and_report(bench: WorkerBench, stack: Stack, args: argparse.Namespace) -> str:
-    runs = {worker.name: measure(worker, stack, args) for worker in workers(bench.service, bench.env, args)}
+    chosen = workers(bench.service, bench.env, args, bench.input_topic)
+    runs = {worker.name: measure(worker, stack, args) for worker in chosen}
     model = bench.read_model  # the bare worker writes nothing to Redis
     client = stack.redis
     mem = memory(client, stack.baseline, model)
     changelog = f"{runs[bench.service].app_id}-{bench.table}-changelog"
-    dead = dead_letter_topic(TOUCHPOINT_EVENTS)
+    dead = dead_letter_topic(bench.input_topic)
     counts = topic_counts(stack.bootstrap, [changelog, bench.output, dead])
     unit = model.unit
     only_service = [

@@ -15,6 +15,7 @@ from time import perf_counter
 
 import faust
 from faust.types import Message
+from pydantic import ValidationError
 from redis.asyncio import Redis
 
 from shared.faust_runtime import table_rows
@@ -159,7 +160,11 @@ async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> N
     current = plans.current
     if await plan_version(redis) == current.version:  # one GET per batch: the usual answer
         return
-    latest = await load_plan(redis)
+    try:
+        latest = await load_plan(redis)
+    except (ValidationError, ValueError) as error:  # the API validates plans; a hand edit may not
+        log.error("the scoring plan in Redis is not usable, keeping version %d: %s", current.version, error)
+        return
     if latest.version == current.version:
         return
     plans.current = latest

@@ -92,9 +92,9 @@ def test_a_high_intent_wecom_friend_gets_the_content_for_their_orientation(
             } <= set(action)
             assert (action["kind"], action["channel"]) == ("send_content", "wecom_1v1")
             expected = {"rational": "c-spec-compare", "emotional": "c-owner-story"}[orientation]
-            # Orientation needs 3 value-point interactions: by the time the score is high it is known,
-            # unless tagging's profile change reached campaign after the score: then `default`.
-            assert action["content_id"] in (expected, "c-brand"), action
+            # The profile comes with the score along the chain: by the time the score is high,
+            # the orientation (3 value-point interactions) is known. Only the expected content.
+            assert action["content_id"] == expected, action
         stats = ops.get(f"/v1/campaigns/{campaign_id}/stats").json()
         assert stats["sent"]["default"] == 2 and stats["triggered"] == 2
         history = ops.get(f"/v1/customers/{next(iter(sent))}/actions").json()
@@ -162,12 +162,41 @@ def test_campaign_crud_and_validation(ops) -> None:
     assert ops.delete(f"/v1/campaigns/{campaign_id}").status_code == 404
 
 
-def test_the_worker_exposes_the_contracts_metrics(campaign) -> None:
-    def counted() -> str:
-        text = httpx.get(f"{campaign.metrics_url}/metrics").text
-        assert 'pd_events_processed_total{outcome="processed",service="campaign"}' in text
-        return text
+def test_the_worker_exposes_the_contracts_metrics(client, ops, campaign) -> None:
+    """Values only a processed event produces: an event in, an action out, each counted."""
+    campaign_id = f"metrics-{uuid.uuid4().hex[:8]}"
+    definition = nurture(campaign_id, trigger={"on": "event", "value": "community.post"})
+    assert ops.post("/v1/campaigns", json=definition).status_code == 201
+    try:
+        before = _samples(campaign.metrics_url)
 
-    text = eventually(counted, timeout=30)
-    assert "pd_event_to_action_seconds_bucket" in text
-    assert "pd_campaign_actions_total" in text
+        def counted() -> dict[str, float]:
+            after = _samples(campaign.metrics_url)
+            grew = {name for name in after if after[name] > before.get(name, 0.0)}
+            assert {
+                'pd_events_processed_total{outcome="processed",service="campaign"}',
+                "pd_event_to_action_seconds_count",
+                f'pd_campaign_actions_total{{campaign="{campaign_id}",kind="send_content",outcome="sent"}}',
+            } <= grew, sorted(grew)
+            return after
+
+        who = {"wecom_external_userid": unique("wm")}
+        post(client, who, "wecom.friend_added")
+        post(client, who, "community.post")
+        after = eventually(counted, timeout=30)
+        # Every action emitted was timed, from a real received_at (seconds, not hours).
+        grown = after["pd_event_to_action_seconds_count"] - before.get("pd_event_to_action_seconds_count", 0)
+        seconds = after["pd_event_to_action_seconds_sum"] - before.get("pd_event_to_action_seconds_sum", 0)
+        assert grown >= 1 and 0 < seconds / grown < 60
+    finally:
+        ops.delete(f"/v1/campaigns/{campaign_id}")
+
+
+def _samples(metrics_url: str) -> dict[str, float]:
+    """Every sample of the worker's /metrics, by its name and labels as written."""
+    samples: dict[str, float] = {}
+    for line in httpx.get(f"{metrics_url}/metrics").text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
