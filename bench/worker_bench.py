@@ -389,8 +389,8 @@ def workers(service: str, env: EnvFor, args: argparse.Namespace, input_topic: st
     if args.no_bare:
         return [worker]
 
-    def bare_env(bootstrap: str, redis_url: str, metrics_port: int) -> dict[str, str]:
-        return scoring_env(bootstrap, redis_url, metrics_port, BARE_INPUT_TOPIC=input_topic)
+    def bare_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
+        return scoring_env(bootstrap, redis_url, metrics_port, BARE_INPUT_TOPIC=input_topic, **overrides)
 
     return [Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", bare_env), worker]
 
