@@ -11,7 +11,7 @@ ingest/bare ratios: on a shared or noisy machine the ratio is the figure to comp
 Issue targets for one ingest process on a 2-core machine: >= 2,500 events/s single, >= 25,000
 events/s batched; the bare endpoint measured ~2,900 and ~35,000 there.
 
-Events are realistic and contract-valid (DESIGN.md): a fresh UUID v4-shaped event_id each, types
+Events are realistic and contract-valid (docs/contract.md): a fresh UUID v4-shaped event_id each, types
 with their required properties, occurred_at in +08:00 and never in the future, identities of a
 pool of customers, about one event in eight linking two identifiers, a few carrying a phone to
 hash. Before measuring, the pool is seeded through ingest (one event per customer linking its

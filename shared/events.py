@@ -34,7 +34,7 @@ MAX_FUTURE_SKEW = timedelta(minutes=5)
 
 
 class Source(StrEnum):
-    """The touchpoint an event came from (DOMAIN.md's vocabulary)."""
+    """The touchpoint an event came from (docs/domain.md's vocabulary)."""
 
     wecom = "wecom"
     official_account = "official_account"

@@ -2,7 +2,7 @@
 
 Shared by the stream workers (scoring, tagging): each keeps one per customer in its table.
 
-Two ways the same input comes back (at-least-once delivery, DESIGN.md):
+Two ways the same input comes back (at-least-once delivery, docs/contract.md):
 - **Redelivery.** A worker restarted after a crash re-reads from its last committed offset, but
   the state it restores from the changelog may already include what came after. Every input of
   one customer arrives through a few partitions in offset order, so the last offset applied per

@@ -1,4 +1,4 @@
-"""The metrics every stream worker exposes (DESIGN.md names), in a registry passed in."""
+"""The metrics every stream worker exposes (docs/contract.md names), in a registry passed in."""
 
 from __future__ import annotations
 

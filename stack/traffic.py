@@ -1,6 +1,6 @@
 """Realistic customer journeys as touchpoint events, deterministic for a seed.
 
-A journey follows the whitepaper's funnel (DOMAIN.md): an ad click lands on a mini-program,
+A journey follows the whitepaper's funnel (docs/domain.md): an ad click lands on a mini-program,
 most people add a brand consultant on WeCom, read and click rational or emotional content on
 their topics, some configure a car, ask for a quote (leaving a phone number), book and take a
 test drive, visit a store, order — or are lost to a rival (`lead.defeated`), and a few of those
@@ -10,7 +10,7 @@ Some people arrive "unlinked": the ad click carries only a mini-program openid, 
 only an external userid, official-account reads only a unionid — three customers, until a later
 event carries two of these identifiers together and ingest merges them.
 
-Plain functions returning event dicts in the contract's envelope (DESIGN.md), reusable by tests:
+Plain functions returning event dicts in the contract's envelope (docs/contract.md), reusable by tests:
     journeys(count, seed, now) -> list[Journey];  in_time_order(journeys) -> list[dict]
 """
 

@@ -1,7 +1,7 @@
 """What a campaign is: trigger, audience, action, holdout, pacing. Validated, as data.
 
 Ops create campaigns through the API; an invalid definition is refused with a reason per field
-(422) and never reaches a worker. DESIGN.md's minimal definition is valid as it stands.
+(422) and never reaches a worker. docs/contract.md's minimal definition is valid as it stands.
 """
 
 from __future__ import annotations

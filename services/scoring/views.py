@@ -25,7 +25,7 @@ from .ranking import band_key_range
 
 
 class ScoreView(BaseModel):
-    """GET /v1/customers/{customer_id}/score (DESIGN.md), plus `activity`."""
+    """GET /v1/customers/{customer_id}/score (docs/contract.md), plus `activity`."""
 
     customer_id: str
     intent_score: float

@@ -4,7 +4,7 @@ Pure: no Kafka, Faust, Redis or HTTP. A profile keeps the evidence (counts, weig
 times) and the layer, whose value-ladder transitions depend on the path taken; orientation,
 stage and tags are derived from the evidence after every change (families.py, rules.py).
 
-Value ladder (DESIGN.md): `prospect` by default; `intent` at intent_pct >= 60 or on a quote,
+Value ladder (docs/contract.md): `prospect` by default; `intent` at intent_pct >= 60 or on a quote,
 test-drive booking or store visit; `defeated` on `lead.defeated`; `owner` on an order or a
 delivery, for good. A defeated lead who re-engages (any input after the defeat that leaves the
 score at 60+, or a quote, test drive or store visit) is `intent` again and `recalled`, until

@@ -52,7 +52,7 @@ DIMENSION_SEGMENTS = frozenset(segment_key(d, v) for d, values in DIMENSIONS.ite
 
 
 class ProfileView(BaseModel):
-    """DESIGN.md's profile, plus where the customer's intent stood at the last change."""
+    """docs/contract.md's profile, plus where the customer's intent stood at the last change."""
 
     model_config = ConfigDict(frozen=True)
 

@@ -1,6 +1,6 @@
 """The numbers behind the built-in tag families and the journey stage (docs/tagging.md).
 
-Defaults follow DESIGN.md where it gives a number and DOMAIN.md's stories where it does not.
+Defaults follow docs/contract.md where it gives a number and docs/domain.md's stories where it does not.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def post(client: httpx.Client, who: dict[str, str], event_type: str, **propertie
 
 
 def nurture(campaign_id: str, **changes: Any) -> dict[str, Any]:
-    """DESIGN.md's minimal definition."""
+    """docs/contract.md's minimal definition."""
     return {
         "id": campaign_id,
         "name": "high intent nurture",

@@ -1,4 +1,4 @@
-"""DESIGN.md's ingest contract, over HTTP against a real ingest process, broker and Redis."""
+"""docs/contract.md's ingest contract, over HTTP against a real ingest process, broker and Redis."""
 
 import threading
 from concurrent.futures import ThreadPoolExecutor

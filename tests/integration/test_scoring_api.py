@@ -1,4 +1,4 @@
-"""The scoring API (DESIGN.md "Scoring"), in-process against the real Redis on a DB of its own."""
+"""The scoring API (docs/contract.md "Scoring"), in-process against the real Redis on a DB of its own."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Tagging domain: the value ladder, orientation, stage and the paper's tag families.
 
-Cases follow DOMAIN.md's stories (Xpeng's WeCom flow, Wuling's defeated-lead recall, NIO's
+Cases follow docs/domain.md's stories (Xpeng's WeCom flow, Wuling's defeated-lead recall, NIO's
 ripple referrals, owners' membership).
 """
 
