@@ -12,17 +12,17 @@ their own domain; everything around it is the same and lives here, once:
 - **Merged in.** A handover with a state is folded into the receiver's state.
 - **Apply** everything else, in the order read.
 
-A service supplies a `CustomerFold`: how to make, read and rebuild its row, what an input's id
-is, whether it is a merge, and how an input, a merged-in state and a late input change its
-state (and what they put in the batch's outcome). Pure: no Kafka, Faust, Redis or HTTP.
+A service supplies a `CustomerFold`: a new row and which of its fields holds the state, what an
+input's id is, whether it is a merge, and how an input and a merged-in state change the state
+(and what they put in the batch's outcome); a late input handed on is applied as an input. Pure: no Kafka, Faust, Redis or HTTP.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -93,16 +93,20 @@ class FoldOutcome(BatchOutcomeBase):
 
 
 class CustomerFold(ABC, Generic[R, S, P, Out]):
-    """A service's domain, as the fold needs it."""
+    """A service's domain, as the fold needs it. Its rows are frozen dataclasses with the state
+    in the field `state_field`, a `ledger` and `merged_into` (and whatever else they keep)."""
+
+    state_field: ClassVar[str]
 
     @abstractmethod
     def new_row(self, customer_id: str) -> R: ...
 
-    @abstractmethod
-    def state_of(self, row: R) -> S: ...
+    def state_of(self, row: R) -> S:
+        return getattr(row, self.state_field)  # type: ignore[no-any-return]
 
-    @abstractmethod
-    def row_of(self, before: R, state: S, ledger: Ledger, merged_into: str | None) -> R: ...
+    def row_of(self, before: R, state: S, ledger: Ledger, merged_into: str | None) -> R:
+        changes = {self.state_field: state, "ledger": ledger, "merged_into": merged_into}
+        return replace(before, **changes)  # type: ignore[type-var]  # the rows are dataclasses
 
     @abstractmethod
     def input_id(self, payload: P) -> str: ...

@@ -22,17 +22,17 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.types import Message
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import Field, ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.batch_drain import BatchHandler, consume_in_batches
 from shared.faust_runtime import recovery_done
+from shared.fold import Delivery, FoldOutcome
 from shared.gc_tuning import tune_gc_for_throughput
 from shared.kafka import BulkSender, OutgoingRecord, ensure_topics
 from shared.metrics import CONTENT_TYPE, render
-from shared.outcome import BatchOutcomeBase
 from shared.record_table import RecordCodec
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, contract_topics
@@ -224,31 +224,16 @@ def stop_on_shutdown(app: faust.App, sender: BulkSender) -> None:
         await sender.stop()
 
 
-class Delivered(Protocol):
-    """What every worker's Delivery has: where it was read, and what it is about."""
-
-    partition: str  # "topic/partition"
-    offset: int
-
-    @property
-    def customer_id(self) -> str: ...
-
-    @property
-    def payload(self) -> BaseModel: ...
-
-
-D = TypeVar("D", bound=Delivered)
+Outcome = TypeVar("Outcome", bound=FoldOutcome)
 P = TypeVar("P")
 
 
 def decode_inputs(
-    messages: Sequence[Message],
-    decoder_for: Callable[[str], Callable[[bytes], P]],
-    delivery: Callable[[str, int, P, bytes], D],
-) -> tuple[list[D], dict[str, int], list[DeadLetter]]:
+    messages: Sequence[Message], decoder_for: Callable[[str], Callable[[bytes], P]]
+) -> tuple[list[Delivery[P]], dict[str, int], list[DeadLetter]]:
     """Decode a batch: the deliveries (with the bytes read), each customer's input partition,
     and what does not decode."""
-    deliveries: list[D] = []
+    deliveries: list[Delivery[P]] = []
     partitions: dict[str, int] = {}
     dead: list[DeadLetter] = []
     for message in messages:
@@ -259,36 +244,37 @@ def decode_inputs(
         except (ValidationError, ValueError) as error:
             dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
             continue
-        decoded = delivery(f"{message.topic}/{message.partition}", message.offset, payload, message.value)
+        decoded = Delivery(f"{message.topic}/{message.partition}", message.offset, payload, message.value)
         deliveries.append(decoded)
         partitions[decoded.customer_id] = message.partition
     return deliveries, partitions, dead
 
 
 def one_at_a_time(
-    deliveries: Sequence[D], run: Callable[[list[D]], None], dead: list[DeadLetter], what: str
+    deliveries: Sequence[Delivery[Any]],
+    run: Callable[[list[Delivery[Any]]], None],
+    dead: list[DeadLetter],
+    what: str,
 ) -> None:
     """After a batch failed in the domain: run its inputs one by one and dead-letter those that
-    fail on their own, so one input that breaks the domain does not hold up the rest."""
+    fail on their own (as they were read), so one input that breaks the domain does not hold up
+    the rest."""
     for one in deliveries:
         try:
             run([one])
         except Exception as error:  # the domain's bug, not the input's format: keep it for a replay
             topic, _, partition = one.partition.rpartition("/")
             reason = f"{what} failed: {type(error).__name__}: {error}"
-            value = one.payload.model_dump_json().encode()
+            value = one.raw or one.payload.model_dump_json().encode()
             dead.append(
                 DeadLetter(topic, one.customer_id.encode(), value, reason[:2000], int(partition), one.offset)
             )
 
 
-Outcome = TypeVar("Outcome", bound=BatchOutcomeBase)
-
-
 def fold_or_one_by_one(
-    deliveries: list[D],
+    deliveries: list[Delivery[Any]],
     rows: Mapping[str, Any],
-    fold: Callable[[list[D], Callable[[str], Any]], Outcome],
+    fold: Callable[[list[Delivery[Any]], Callable[[str], Any]], Outcome],
     new_outcome: Callable[[], Outcome],
     dead: list[DeadLetter],
     what: str,
@@ -300,12 +286,11 @@ def fold_or_one_by_one(
     except Exception:
         log.exception("a batch failed in %s; retrying its inputs one by one", what)
     outcome = new_outcome()
-    records: dict[str, Any] = outcome.records  # type: ignore[attr-defined]  # every fold outcome has rows
 
     def row_of(customer_id: str) -> Any:
-        return records.get(customer_id) or rows.get(customer_id)
+        return outcome.records.get(customer_id) or rows.get(customer_id)
 
-    def run(one: list[D]) -> None:
+    def run(one: list[Delivery[Any]]) -> None:
         outcome.absorb(fold(one, row_of))
 
     one_at_a_time(deliveries, run, dead, what)

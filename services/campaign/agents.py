@@ -203,7 +203,7 @@ class Campaigner:
         ]
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(messages, self._decoders.__getitem__, Delivery)
+        return decode_inputs(messages, self._decoders.__getitem__)
 
     def _react(self, deliveries: list[Delivery], context: Context, dead: list[DeadLetter]) -> BatchOutcome:
         return fold_or_one_by_one(

@@ -74,19 +74,13 @@ class BatchOutcome(FoldOutcome):
 class CampaignFold(CustomerFold[JourneyRecord, Journey, Payload, BatchOutcome]):
     """What an input does to a customer's journey: decisions, conversions, what comes due."""
 
+    state_field = "journey"
+
     def __init__(self, context: Context) -> None:
         self.context = context
 
     def new_row(self, customer_id: str) -> JourneyRecord:
         return JourneyRecord(journey=new_journey(customer_id))
-
-    def state_of(self, row: JourneyRecord) -> Journey:
-        return row.journey
-
-    def row_of(
-        self, before: JourneyRecord, state: Journey, ledger: Ledger, merged_into: str | None
-    ) -> JourneyRecord:
-        return JourneyRecord(journey=state, ledger=ledger, merged_into=merged_into)
 
     def input_id(self, payload: Payload) -> str:
         return input_id(payload)

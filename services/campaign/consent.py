@@ -49,9 +49,10 @@ def _overrides(word: Consent, current: Consent | None) -> bool:
     return word.at == current.at and not word.granted and current.granted  # a tie: revocation wins
 
 
-def _said(consents: Mapping[str, Consent], channels: Iterable[str], word: Consent) -> dict[str, Consent]:
+def _said(consents: Mapping[str, Consent], words: Iterable[tuple[str, Consent]]) -> dict[str, Consent]:
+    """The consents after these words, each kept only where it is the latest for its channel."""
     after = dict(consents)
-    for channel in channels:
+    for channel, word in words:
         if _overrides(word, after.get(channel)):
             after[channel] = word
     return after
@@ -63,17 +64,14 @@ def consents_after(
     """The customer's consents after one of their events (unchanged for most events, and for a
     word older than the one the channel already has)."""
     if event_type in ("wecom.friend_added", "wecom.friend_deleted"):
-        return _said(consents, WECOM_CHANNELS, Consent(event_type == "wecom.friend_added", occurred_at))
+        word = Consent(event_type == "wecom.friend_added", occurred_at)
+        return _said(consents, ((named, word) for named in WECOM_CHANNELS))
     if event_type in ("consent.granted", "consent.revoked"):
         word = Consent(event_type == "consent.granted", occurred_at)
-        return _said(consents, consented_channels(channel), word)
+        return _said(consents, ((named, word) for named in consented_channels(channel)))
     return dict(consents)
 
 
 def merge_consents(survivor: Mapping[str, Consent], merged: Mapping[str, Consent]) -> dict[str, Consent]:
     """Two customers found to be one person: per channel, the later word of either stands."""
-    after = dict(survivor)
-    for channel, word in merged.items():
-        if _overrides(word, after.get(channel)):
-            after[channel] = word
-    return after
+    return _said(survivor, merged.items())

@@ -81,6 +81,7 @@ class Scorer:
             TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
             IDENTITY_MERGES: IdentityMerged.model_validate_json,
             topics.ticks: Tick.model_validate_json,
+            topics.handovers: ScoringHandover.model_validate_json,
         }
 
     async def score(self, messages: Sequence[Message]) -> None:
@@ -114,9 +115,7 @@ class Scorer:
         await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(
-            messages, lambda topic: self._decoders.get(topic, ScoringHandover.model_validate_json), Delivery
-        )
+        return decode_inputs(messages, self._decoders.__getitem__)
 
     def _score(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
         plan = self._plans.current.plan

@@ -66,20 +66,14 @@ class BatchOutcome(FoldOutcome):
 class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutcome]):
     """What an input does to a customer's score, and what goes on along the chain."""
 
+    state_field = "score"
+
     def __init__(self, plan: ScoringPlan, now: datetime) -> None:
         self.plan = plan
         self.now = now
 
     def new_row(self, customer_id: str) -> CustomerRecord:
         return CustomerRecord(score=CustomerScore(customer_id=customer_id))
-
-    def state_of(self, row: CustomerRecord) -> CustomerScore:
-        return row.score
-
-    def row_of(
-        self, before: CustomerRecord, state: CustomerScore, ledger: Ledger, merged_into: str | None
-    ) -> CustomerRecord:
-        return CustomerRecord(state, ledger, before.emitted_pct, merged_into)
 
     def input_id(self, payload: Payload) -> str:
         if isinstance(payload, IdentityMerged):

@@ -94,12 +94,13 @@ class Tagger:
         self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             SCORED_INPUTS: ScoredInput.model_validate_json,
+            topics.handovers: TaggingHandover.model_validate_json,
         }
 
     async def tag(self, messages: Sequence[Message]) -> None:
         # The rules in force for inputs accepted after a rule change was answered: the change is
         # in Redis before any such input reaches a fetch of ours (docs/causal-order.md).
-        await self.apply_rules(if_changed_since=self._rederived_version)
+        await self.apply_rules()
         async with self._lock:
             started = perf_counter()
             deliveries, partitions, dead = self._decode(messages)
@@ -109,12 +110,11 @@ class Tagger:
             self._observe(deliveries, outcome, len(dead), started, now)
             self._watch.observe(messages)
 
-    async def apply_rules(self, if_changed_since: int | None = None) -> None:
-        """Take up rules ops changed, and re-derive every profile held under them.
-
-        `if_changed_since`: a version; the rules are read only if Redis has another (one GET)."""
+    async def apply_rules(self) -> None:
+        """Take up rules ops changed, and re-derive every profile held under them. One GET of the
+        version when nothing changed (before every batch); the rules only when it moved."""
         try:
-            if if_changed_since is not None and await rules_version(self._redis) == if_changed_since:
+            if await rules_version(self._redis) == self._rederived_version:
                 return
             latest = await load_rules(self._redis)
         except (RedisError, OSError) as error:  # the next poll tries again
@@ -168,9 +168,7 @@ class Tagger:
         ]
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(
-            messages, lambda topic: self._decoders.get(topic, TaggingHandover.model_validate_json), Delivery
-        )
+        return decode_inputs(messages, self._decoders.__getitem__)
 
     def _tag(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
         rules = self.rules

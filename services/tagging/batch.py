@@ -71,20 +71,14 @@ class Rules:
 class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
     """What an input does to a customer's profile, and what goes on along the chain."""
 
+    state_field = "profile"
+
     def __init__(self, rules: Rules, now: datetime) -> None:
         self.thresholds, self.rules = rules.thresholds, rules.rules
         self.now = now
 
     def new_row(self, customer_id: str) -> ProfileRecord:
         return ProfileRecord(profile=Profile(customer_id=customer_id))
-
-    def state_of(self, row: ProfileRecord) -> Profile:
-        return row.profile
-
-    def row_of(
-        self, before: ProfileRecord, state: Profile, ledger: Ledger, merged_into: str | None
-    ) -> ProfileRecord:
-        return ProfileRecord(profile=state, ledger=ledger, merged_into=merged_into)
 
     def input_id(self, payload: Payload) -> str:
         return input_id(payload)

@@ -33,16 +33,10 @@ class Outcome(FoldOutcome):
 
 
 class Tally(CustomerFold[TallyRow, tuple[str, ...], Did | IdentityMerged | Handover, Outcome]):
+    state_field = "tally"
+
     def new_row(self, customer_id: str) -> TallyRow:
         return TallyRow()
-
-    def state_of(self, row: TallyRow) -> tuple[str, ...]:
-        return row.tally
-
-    def row_of(
-        self, before: TallyRow, state: tuple[str, ...], ledger: Ledger, merged_into: str | None
-    ) -> TallyRow:
-        return TallyRow(state, ledger, merged_into)
 
     def input_id(self, payload: Did | IdentityMerged | Handover) -> str:
         return payload.merge_id if isinstance(payload, IdentityMerged) else payload.input_id  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None
         message("t", 2, 9, None),
         message("t", 2, 10, b'{"customer_id": "c2", "n": 2}'),
     ]
-    deliveries, partitions, dead = decode_inputs(messages, lambda topic: Ping.model_validate_json, Delivery)
+    deliveries, partitions, dead = decode_inputs(messages, lambda topic: Ping.model_validate_json)
     assert [(d.partition, d.offset, d.payload.n) for d in deliveries] == [("t/0", 5, 1), ("t/2", 10, 2)]
     assert deliveries[1].raw == b'{"customer_id": "c2", "n": 2}'  # the bytes read, for the chain
     assert partitions == {"c1": 0, "c2": 2}
@@ -78,7 +78,7 @@ def test_outcomes_join_rows_outputs_and_counts() -> None:
 
 @pytest.mark.parametrize("value", [b"{}", b'{"customer_id": "c"}'])
 def test_a_payload_missing_fields_is_a_dead_letter_too(value: bytes) -> None:
-    _, _, dead = decode_inputs([message("t", 0, 1, value)], lambda topic: Ping.model_validate_json, Delivery)
+    _, _, dead = decode_inputs([message("t", 0, 1, value)], lambda topic: Ping.model_validate_json)
     assert len(dead) == 1
 
 
