@@ -6,8 +6,7 @@ ingest accepted for that customer before it. Reading scores and profiles from th
 cannot promise that: a worker reads several topics in whatever order fetches return them. So
 the workers pass each input on, on one topic keyed by the customer, with their result attached:
 
-    touchpoint.events.v1 ─┐
-    identity.merges.v1  ──┴▶ scoring ─▶ scored.inputs.v1 (input + score)
+    touchpoint.events.v1 ──▶ scoring ─▶ scored.inputs.v1 (input + score)
                                             ─▶ tagging ─▶ tagged.inputs.v1 (input + score + profile)
                                                               ─▶ campaign
 
@@ -64,7 +63,8 @@ class ChainInput(BaseModel):
     `input_id` is what downstream ledgers dedupe by: the event id, the merge id, or an id a
     worker made for a change of its own (a merged-in state, new tag rules). `event` and `merge`
     say what the input was (neither: a worker's own change); `score` is set by scoring when the
-    input moved or carries a score, `profile` by tagging.
+    input moved or carries a score, `profile` by tagging. `joins` names the merge whose merged
+    customer comes in at this input: each worker takes in its state of them here (shared/fold.py).
     """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
@@ -75,6 +75,7 @@ class ChainInput(BaseModel):
     received_at: AwareDatetime | None = None  # of the touchpoint event, for end-to-end latency
     event: PublishedEvent | None = None
     merge: IdentityMerged | None = None
+    joins: str | None = None
     score: ScoreSnapshot | None = None
     profile: ProfileSnapshot | None = None
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -87,6 +88,7 @@ def chain_record(
     received_at: datetime | None = None,
     event_json: bytes | None = None,
     merge: IdentityMerged | None = None,
+    joins: str | None = None,
     score: ScoreSnapshot | None = None,
     profile: ProfileSnapshot | None = None,
 ) -> bytes:
@@ -102,6 +104,8 @@ def chain_record(
         record["event"] = orjson.Fragment(event_json)
     if merge is not None:
         record["merge"] = merge.model_dump(mode="json")
+    if joins is not None:
+        record["joins"] = joins
     if score is not None:
         record["score"] = score.__dict__
     if profile is not None:

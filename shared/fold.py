@@ -9,7 +9,14 @@ their own domain; everything around it is the same and lives here, once:
   `Handover` on the worker's own handovers topic, keyed by the survivor) and leaves an empty
   state with `merged_into` set; whatever still names the merged customer afterwards is handed
   on to the survivor as it was read (`input_json`), and applied there as the survivor's own.
-- **Merged in.** A handover with a state is folded into the receiver's state.
+- **Merged in, at one place.** A merge has its place among the survivor's own inputs: the input
+  that `joins` it (at scoring `identity.joined`, which ingest puts right before the event that
+  caused the merge; downstream the `merged:<merge id>` input scoring makes there). The merged
+  customer's state arrives on another topic, earlier or later. The `Barrier` in the row keeps
+  what came early: a handover is held until the input that joins it; an input that joins a merge
+  whose handover has not come is parked, with everything after it, until it comes. So a
+  survivor's inputs are applied in one order however the topics were read — and a replay after
+  a crash makes the same outputs as the first run (docs/causal-order.md, "Merges").
 - **Apply** everything else, in the order read.
 
 A service supplies a `CustomerFold`: a new row and which of its fields holds the state, what an
@@ -38,9 +45,40 @@ R = TypeVar("R", bound="Row")  # a table row
 Out = TypeVar("Out", bound="FoldOutcome")
 
 
+# Bounds on what a barrier keeps per customer (it is stored in the row, on the changelog). A
+# handover normally comes within a batch or two; past these the fold stops waiting (counted as
+# "merge_overdue") rather than grow a row without bound.
+MAX_PARKED = 100
+MAX_HELD = 8
+JOINED_KEPT = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """An input read but not applied yet, as it was read: enough to decode it again."""
+
+    partition: str
+    offset: int
+    input_id: str
+    kind: str  # the payload's type name (CustomerFold.payload_types)
+    raw: str
+
+
+@dataclass(frozen=True, slots=True)
+class Barrier:
+    """Where a customer's merges stand: what waits, and which merges are in (the latest few)."""
+
+    held: tuple[Waiting, ...] = ()  # handovers whose joining input has not come yet
+    awaiting: str | None = None  # the merge the first parked input joins
+    parked: tuple[Waiting, ...] = ()  # that input and every input after it, in order
+    joined: tuple[str, ...] = ()  # merge ids merged in: a repeated handover or join is a no-op
+    overdue: tuple[str, ...] = ()  # merges no longer waited for: merged in when they come
+
+
 class Row(Protocol):
     ledger: Ledger
     merged_into: str | None
+    barrier: Barrier
 
 
 class Handover(BaseModel, Generic[S]):
@@ -98,6 +136,8 @@ class CustomerFold(ABC, Generic[R, S, P, Out]):
     in the field `state_field`, a `ledger` and `merged_into` (and whatever else they keep)."""
 
     state_field: ClassVar[str]
+    # Every type an input may decode to, so that a parked input can be decoded again.
+    payload_types: ClassVar[tuple[type[BaseModel], ...]]
 
     @abstractmethod
     def new_row(self, customer_id: str) -> R: ...
@@ -105,8 +145,8 @@ class CustomerFold(ABC, Generic[R, S, P, Out]):
     def state_of(self, row: R) -> S:
         return getattr(row, self.state_field)  # type: ignore[no-any-return]
 
-    def row_of(self, before: R, state: S, ledger: Ledger, merged_into: str | None) -> R:
-        changes = {self.state_field: state, "ledger": ledger, "merged_into": merged_into}
+    def row_of(self, before: R, state: S, ledger: Ledger, merged_into: str | None, barrier: Barrier) -> R:
+        changes = {self.state_field: state, "ledger": ledger, "merged_into": merged_into, "barrier": barrier}
         return replace(before, **changes)  # type: ignore[type-var]  # the rows are dataclasses
 
     @abstractmethod
@@ -124,6 +164,10 @@ class CustomerFold(ABC, Generic[R, S, P, Out]):
     @abstractmethod
     def decode(self, raw: bytes) -> P:
         """A late input handed on, as the service reads its inputs."""
+
+    def joins(self, payload: P) -> str | None:
+        """The merge whose handed-over state comes in at this input, if any."""
+        return None
 
     def merge_of(self, payload: P) -> IdentityMerged | None:
         """The merge, if this input merges the customer away."""
@@ -167,48 +211,172 @@ def _fold_customer(
     customer_id: str, row: R, inputs: list[Delivery[P]], domain: CustomerFold[R, S, P, Out], outcome: Out
 ) -> R:
     ledger = LedgerEntry(row.ledger)
-    state = domain.state_of(row)
-    merged_into = row.merged_into
+    walk = _Walk(customer_id, row, domain, outcome)
     admitted = False
     for delivery in inputs:
-        payload = delivery.payload
-        input_id = payload.handover_id if isinstance(payload, Handover) else domain.input_id(payload)
+        input_id = _input_id(delivery.payload, domain)
         if not ledger.admit(delivery.partition, delivery.offset, input_id):
             outcome.count("duplicate")
             continue
         admitted = True
-        if merged_into is not None:
-            handed = _hand_on(delivery, input_id, customer_id, merged_into, domain)
-            if handed is not None:
-                outcome.handovers.append(handed)
-            outcome.count("handed_over")
-        elif isinstance(payload, Handover):
-            if payload.state is not None:
-                state = domain.merge_in(state, payload, outcome)
-            if payload.input_json is not None:
-                raw = payload.input_json.encode()
-                late = Delivery(delivery.partition, delivery.offset, domain.decode(raw), raw)
-                state = domain.apply(state, late, outcome)
-            outcome.count("processed")
-        elif (merge := domain.merge_of(payload)) is not None:
-            merged_into = merge.survivor_customer_id
-            outcome.handovers.append(
-                Handover(
-                    handover_id=merge.merge_id,
-                    customer_id=merged_into,
-                    from_customer_id=customer_id,
-                    state=state,
-                )
-            )
-            domain.merged_away(state, delivery, merge, outcome)
-            state = domain.state_of(domain.new_row(customer_id))
-            outcome.count("merged")
-        else:
-            state = domain.apply(state, delivery, outcome)
-            outcome.count("processed")
+        walk.step(delivery, input_id)
     if not admitted:
         return row
-    return domain.row_of(row, state, ledger.freeze(), merged_into)
+    return domain.row_of(row, walk.state, ledger.freeze(), walk.merged_into, walk.barrier())
+
+
+def _input_id(payload: Any, domain: CustomerFold[Any, Any, Any, Any]) -> str:
+    return payload.handover_id if isinstance(payload, Handover) else domain.input_id(payload)
+
+
+class _Walk(Generic[R, S, P, Out]):
+    """One customer's row while the fold goes through their inputs."""
+
+    def __init__(self, customer_id: str, row: R, domain: CustomerFold[R, S, P, Out], outcome: Out) -> None:
+        self.customer_id = customer_id
+        self.domain = domain
+        self.outcome = outcome
+        self.state: S = domain.state_of(row)
+        self.merged_into = row.merged_into
+        self.unchanged: Barrier | None = row.barrier  # None once anything moved through it
+        barrier = row.barrier
+        self.held = list(barrier.held)
+        self.awaiting = barrier.awaiting
+        self.parked = list(barrier.parked)
+        self.joined = list(barrier.joined)
+        self.overdue = list(barrier.overdue)
+
+    def barrier(self) -> Barrier:
+        if self.unchanged is not None:  # the common case: no merge anywhere near
+            return self.unchanged
+        return Barrier(
+            tuple(self.held),
+            self.awaiting,
+            tuple(self.parked),
+            tuple(self.joined[-JOINED_KEPT:]),
+            tuple(self.overdue[-JOINED_KEPT:]),
+        )
+
+    def step(self, delivery: Delivery[P], input_id: str) -> None:
+        payload = delivery.payload
+        if self.merged_into is not None:
+            handed = _hand_on(delivery, input_id, self.customer_id, self.merged_into, self.domain)
+            if handed is not None:
+                self.outcome.handovers.append(handed)
+            self.outcome.count("handed_over")
+        elif isinstance(payload, Handover):
+            if payload.state is not None:
+                self._arrived(delivery, payload)
+            if payload.input_json is not None:
+                raw = payload.input_json.encode()
+                late = Delivery(delivery.partition, delivery.offset, self.domain.decode(raw), raw)
+                self._own(late, self.domain.input_id(late.payload))
+        else:
+            self._own(delivery, input_id)
+
+    def _arrived(self, delivery: Delivery[P], handover: Handover[Any]) -> None:
+        """A merged customer's state: in now if its place was reached, else held until it is."""
+        merge_id = handover.handover_id
+        self.unchanged = None
+        if merge_id in self.joined:
+            self.outcome.count("duplicate")
+        elif merge_id == self.awaiting:
+            self._merge_in(handover)
+            self._release()
+        elif merge_id in self.overdue:
+            self.overdue.remove(merge_id)
+            self._merge_in(handover)
+        else:
+            if len(self.held) >= MAX_HELD:  # never joined (or not yet): stop waiting for the oldest
+                self.outcome.count("merge_overdue")
+                self._merge_in(self._decode(self.held.pop(0)).payload)
+            self.held.append(_waiting(delivery, merge_id))
+            self.outcome.count("held")
+
+    def _own(self, delivery: Delivery[P], input_id: str) -> None:
+        """One of the customer's own inputs (or a late one handed on), in its place."""
+        if self.parked:
+            self._park(delivery, input_id)
+            return
+        merge_id = self.domain.joins(delivery.payload)
+        if merge_id is not None and merge_id not in self.joined:
+            held = next((w for w in self.held if w.input_id == merge_id), None)
+            if held is not None:
+                self.held.remove(held)
+                self._merge_in(self._decode(held).payload)
+            elif merge_id in self.overdue:
+                pass  # merged in whenever it comes
+            else:
+                self.awaiting = merge_id
+                self._park(delivery, input_id)
+                return
+        if (merge := self.domain.merge_of(delivery.payload)) is not None:
+            self._merge_away(delivery, merge)
+        else:
+            self.state = self.domain.apply(self.state, delivery, self.outcome)
+            self.outcome.count("processed")
+
+    def _park(self, delivery: Delivery[P], input_id: str) -> None:
+        self.unchanged = None
+        if len(self.parked) >= MAX_PARKED:  # the handover is overdue: go on without it
+            assert self.awaiting is not None
+            self.overdue.append(self.awaiting)
+            self.outcome.count("merge_overdue")
+            self._release()
+            self.step(delivery, input_id)
+            return
+        self.parked.append(_waiting(delivery, input_id))
+        self.outcome.count("parked")
+
+    def _release(self) -> None:
+        """The awaited merge is in (or overdue): the parked inputs go, in order."""
+        self.awaiting = None
+        parked, self.parked = self.parked, []
+        for waiting in parked:
+            self.step(self._decode(waiting), waiting.input_id)
+
+    def _merge_in(self, handover: Any) -> None:
+        self.unchanged = None
+        self.state = self.domain.merge_in(self.state, handover, self.outcome)
+        self.joined.append(handover.handover_id)
+        self.outcome.count("merged_in")
+
+    def _merge_away(self, delivery: Delivery[P], merge: IdentityMerged) -> None:
+        survivor = merge.survivor_customer_id
+        self.merged_into = survivor
+        self.outcome.handovers.append(
+            Handover(
+                handover_id=merge.merge_id,
+                customer_id=survivor,
+                from_customer_id=self.customer_id,
+                state=self.state,
+            )
+        )
+        # Whatever was held for this customer goes on with them (held only if never joined).
+        for held in self.held:
+            handover: Any = self._decode(held).payload
+            self.outcome.handovers.append(handover.model_copy(update={"customer_id": survivor}))
+        self.held = []
+        self.domain.merged_away(self.state, delivery, merge, self.outcome)
+        self.state = self.domain.state_of(self.domain.new_row(self.customer_id))
+        self.outcome.count("merged")
+
+    def _decode(self, waiting: Waiting) -> Delivery[P]:
+        kinds = {_kind(kind): kind for kind in self.domain.payload_types}
+        raw = waiting.raw.encode()
+        payload: Any = kinds[waiting.kind].model_validate_json(raw)
+        return Delivery(waiting.partition, waiting.offset, payload, raw)
+
+
+def _waiting(delivery: Delivery[Any], input_id: str) -> Waiting:
+    payload: Any = delivery.payload
+    raw = delivery.raw.decode() if delivery.raw else payload.model_dump_json()
+    return Waiting(delivery.partition, delivery.offset, input_id, _kind(type(payload)), raw)
+
+
+def _kind(payload_type: type) -> str:
+    # Handover[S] for one service, however it was built (parametrised when read from a topic).
+    return "Handover" if issubclass(payload_type, Handover) else payload_type.__name__
 
 
 def _hand_on(

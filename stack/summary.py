@@ -109,10 +109,15 @@ def _merged_ids(records: list[Record]) -> set[str]:
     }
 
 
+def _customer_of(value: dict[str, object]) -> object:
+    return value.get("customer_id", value.get("merged_customer_id"))
+
+
 def _events_lines(events: list[Record], merged: set[str]) -> list[str]:
     values = [r.value for r in events if r.value is not None]
     partitions = Counter(r.partition for r in events)
-    keyed = sum(1 for r in events if r.value and r.key == str(r.value.get("customer_id")).encode())
+    # identity.merged (a merge, among the events) is keyed by the customer merged away.
+    keyed = sum(1 for r in events if r.value and r.key == str(_customer_of(r.value)).encode())
     by_type = Counter(str(v.get("type")) for v in values).most_common()
     lines = [
         f"  {TOUCHPOINT_EVENTS}: {len(events)} records, partitions "
@@ -122,7 +127,7 @@ def _events_lines(events: list[Record], merged: set[str]) -> list[str]:
     width = max((len(t) for t, _ in by_type), default=0)
     cells = [f"{t:<{width}} {n:>5}" for t, n in by_type]
     lines += ["    " + "   ".join(cells[i : i + 3]) for i in range(0, len(cells), 3)]
-    customers = {str(v.get("customer_id")) for v in values}
+    customers = {str(_customer_of(v)) for v in values}
     lines.append(
         f"    distinct customer_ids: {len(customers)}; once merges are applied: {len(customers - merged)}"
     )

@@ -11,7 +11,7 @@ import orjson
 import redis
 
 from services.scoring.read_model import PREFIX, customer_key
-from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS
+from shared.topics import TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
 
@@ -63,7 +63,7 @@ SCORING_WORKER = WorkerUnderTest(
     name="scoring-worker",
     module="services.scoring.worker",
     group="pd-scoring",
-    input_topics=(TOUCHPOINT_EVENTS, IDENTITY_MERGES, "pd-scoring-handovers", "pd-scoring-ticks"),
+    input_topics=(TOUCHPOINT_EVENTS, "pd-scoring-handovers", "pd-scoring-ticks"),
     env=scoring_env,
     read_state=read_scoring_state,
 )
@@ -101,19 +101,41 @@ def scoring_feed(seed: int, events: int, customers: int, merges: int) -> list[Re
         if rng.random() < 0.01:  # a producer retry: the same event again
             records.append(record)
     for merged, survivor in zip(ids[:merges], ids[merges : 2 * merges], strict=True):
-        body = {
+        # As ingest publishes a merge: after the merged customer's events `identity.merged`, the
+        # survivor's `identity.joined`, and the merged customer's later events re-keyed.
+        at = rng.randrange(len(records))
+        merge_id = str(uuid.UUID(int=rng.getrandbits(128)))
+        merge = {
             "type": "identity.merged",
-            "merge_id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "merge_id": merge_id,
             "merged_customer_id": merged,
             "survivor_customer_id": survivor,
             "identities": {"phone": ["h"]},
             "merged_at": now.isoformat(),
             "schema_version": 1,
         }
-        records.insert(
-            rng.randrange(len(records)), Record(IDENTITY_MERGES, merged.encode(), orjson.dumps(body))
-        )
+        joined = {
+            "type": "identity.joined",
+            "merge_id": merge_id,
+            "customer_id": survivor,
+            "merged_customer_id": merged,
+            "joined_at": now.isoformat(),
+            "schema_version": 1,
+        }
+        later = [_rekeyed(r, merged, survivor) for r in records[at:]]
+        records[at:] = [
+            Record(TOUCHPOINT_EVENTS, merged.encode(), orjson.dumps(merge)),
+            Record(TOUCHPOINT_EVENTS, survivor.encode(), orjson.dumps(joined)),
+            *later,
+        ]
     return records
+
+
+def _rekeyed(record: Record, merged: str, survivor: str) -> Record:
+    if record.key != merged.encode():
+        return record
+    body = orjson.loads(record.value)
+    return Record(record.topic, survivor.encode(), orjson.dumps({**body, "customer_id": survivor}))
 
 
 def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
@@ -121,17 +143,15 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     from services.scoring.batch import Delivery, Handover, score_batch
-    from services.scoring.inputs import ScoringEvent
+    from services.scoring.inputs import decode_touchpoint
     from services.scoring.plan import default_plan
     from services.scoring.read_model import ScoreSnapshot
-    from shared.identity import IdentityMerged
 
     plan, now, table = default_plan(), datetime.now(UTC), {}
     pending: list[Handover] = []
     inputs: list[Delivery] = []
     for offset, record in enumerate(feed):
-        decode = ScoringEvent if record.topic == TOUCHPOINT_EVENTS else IdentityMerged
-        inputs.append(Delivery(f"{record.topic}/0", offset, decode.model_validate_json(record.value)))
+        inputs.append(Delivery(f"{record.topic}/0", offset, decode_touchpoint(record.value), record.value))
     for delivery in inputs:
         outcome = score_batch([delivery], table.get, plan, now)
         table.update(outcome.records)
@@ -140,6 +160,8 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
         outcome = score_batch([Delivery("handovers/0", offset, handover)], table.get, plan, now)
         table.update(outcome.records)
         pending += outcome.handovers
+    # Every merged customer joined their survivor: nothing waits at a barrier.
+    assert all(row.barrier.held == row.barrier.parked == () for row in table.values())
     return {
         customer: _comparable(
             orjson.loads(

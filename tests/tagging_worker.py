@@ -130,6 +130,10 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
             rng.randrange(len(records)), Record(SCORED_INPUTS, customer.encode(), orjson.dumps(body))
         )
     for merged, survivor in zip(ids[:merges], ids[merges : 2 * merges], strict=True):
+        # As scoring passes a merge on: the merge after the merged customer's inputs, the input
+        # where the merged customer joins the survivor, and the merged customer's later inputs
+        # re-keyed (ingest resolves them to the survivor).
+        at = rng.randrange(len(records))
         merge = {
             "type": "identity.merged",
             "merge_id": str(uuid.UUID(int=rng.getrandbits(128))),
@@ -139,11 +143,25 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
             "merged_at": now.isoformat(),
             "schema_version": 1,
         }
-        body = {"input_id": merge["merge_id"], "customer_id": merged, "merge": merge}
-        records.insert(
-            rng.randrange(len(records)), Record(SCORED_INPUTS, merged.encode(), orjson.dumps(body))
-        )
+        merge_id = merge["merge_id"]
+        body = {"input_id": merge_id, "customer_id": merged, "merge": merge}
+        joins = {"input_id": f"merged:{merge_id}", "customer_id": survivor, "joins": merge_id}
+        later = [_rekeyed(r, merged, survivor) for r in records[at:]]
+        records[at:] = [
+            Record(SCORED_INPUTS, merged.encode(), orjson.dumps(body)),
+            Record(SCORED_INPUTS, survivor.encode(), orjson.dumps(joins)),
+            *later,
+        ]
     return records
+
+
+def _rekeyed(record: Record, merged: str, survivor: str) -> Record:
+    if record.key != merged.encode():
+        return record
+    body = orjson.loads(record.value)
+    if "event" in body:
+        body["event"] = {**body["event"], "customer_id": survivor}
+    return Record(record.topic, survivor.encode(), orjson.dumps({**body, "customer_id": survivor}))
 
 
 def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
@@ -165,6 +183,8 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
         outcome = tag_batch([Delivery("handovers/0", offset, handover)], table.get, rules, now)
         table.update(outcome.records)
         pending += outcome.handovers
+    # Every merged customer joined their survivor: nothing waits at a barrier.
+    assert all(row.barrier.held == row.barrier.parked == () for row in table.values())
     profiles: dict[str, Any] = {}
     for customer, row in table.items():
         if row.merged_into:

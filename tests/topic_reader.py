@@ -18,6 +18,8 @@ class TopicReader:
         self._id_field = id_field
         self._assigned: set[int] = set()
         self.records: dict[str, list[tuple[bytes | None, dict[str, Any], int]]] = defaultdict(list)
+        # Every record read, per partition in offset order.
+        self.partitions: dict[int, list[tuple[bytes | None, dict[str, Any]]]] = defaultdict(list)
 
     def _assign_new_partitions(self) -> None:
         partitions = self._consumer.partitions_for_topic(self._topic) or set()
@@ -37,7 +39,10 @@ class TopicReader:
         for tp, messages in self._consumer.poll(timeout_ms=200).items():
             for message in messages:
                 record = orjson.loads(message.value)
-                self.records[str(record[self._id_field])].append((message.key, record, tp.partition))
+                # A merge's records on touchpoint.events.v1 have no event_id: they go by merge_id.
+                record_id = record.get(self._id_field, record.get("merge_id"))
+                self.records[str(record_id)].append((message.key, record, tp.partition))
+                self.partitions[tp.partition].append((message.key, record))
 
     def wait_for(
         self, ids: list[str], timeout: float = 20

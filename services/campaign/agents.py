@@ -198,7 +198,8 @@ class Campaigner:
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
             *keyed_records(topics.actions, [r for r in records if r.outcome == "sent"]),
-            *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
+            # Every field, None too: a state may hold a required field that is None.
+            *keyed_records(topics.handovers, outcome.handovers),
             *dead_letter_records(topics.dead_letters, dead),
         ]
 

@@ -2,7 +2,8 @@
 
 Inputs reach the worker on co-partitioned topics, all keyed by the customer they concern:
 `tagged.inputs.v1` (the enrichment chain, shared/chain.py: every input of the customer in
-order, with the score and profile it led to; merges keyed by the merged customer), ticks (the
+order, with the score and profile it led to; merges keyed by the merged customer; the input
+where a merged customer joins the survivor, `joins`), ticks (the
 worker's own: something of the customer's may be due) and handovers (the worker's own: a merged
 customer's journey, or an input that still names them, for the survivor). The loop around an
 input — ledger, merges, handovers — is the one every worker shares (`shared/fold.py`);
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.chain import ChainInput
-from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
+from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 
@@ -48,6 +49,7 @@ class JourneyRecord:
     journey: Journey
     ledger: Ledger = field(default_factory=Ledger)
     merged_into: str | None = None
+    barrier: Barrier = field(default_factory=Barrier)  # merges waiting for their place (shared/fold.py)
 
 
 CampaignHandover = Handover[Journey]
@@ -75,6 +77,7 @@ class CampaignFold(CustomerFold[JourneyRecord, Journey, Payload, BatchOutcome]):
     """What an input does to a customer's journey: decisions, conversions, what comes due."""
 
     state_field = "journey"
+    payload_types = (TaggedInput, Tick, CampaignHandover)
 
     def __init__(self, context: Context) -> None:
         self.context = context
@@ -87,6 +90,9 @@ class CampaignFold(CustomerFold[JourneyRecord, Journey, Payload, BatchOutcome]):
 
     def merge_of(self, payload: Payload) -> IdentityMerged | None:
         return payload.merge if isinstance(payload, TaggedInput) else None
+
+    def joins(self, payload: Payload) -> str | None:
+        return payload.joins if isinstance(payload, TaggedInput) else None
 
     def decode(self, raw: bytes) -> TaggedInput:
         return TaggedInput.model_validate_json(raw)

@@ -2,7 +2,7 @@
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from .api_keys import ApiKeys
 from .broker import BrokerLink
 from .identities import api_key_id, identity_key, phone_identity, protect_event
 from .identity_store import IdentityStore
-from .merge_relay import MergeRelay
+from .merge_relay import JoinRelay, MergeRelay
 from .metrics import IngestMetrics
 from .pipeline import Acknowledged, BrokerUnavailable, IngestPipeline, Overloaded, PendingEvent
 from .settings import IngestSettings
@@ -196,16 +196,22 @@ def create_app(
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         store = IdentityStore(redis, settings.dedupe_ttl_s)
         relay = MergeRelay(store, lambda key, value: broker.send(IDENTITY_MERGES, key, value))
+
+        def send_events(records: list[tuple[bytes, bytes]]) -> Awaitable[list[asyncio.Future[object]]]:
+            return broker.send_keyed(TOUCHPOINT_EVENTS, records)
+
         services.store = store
         services.pipeline = IngestPipeline(
             store,
-            lambda records: broker.send_keyed(TOUCHPOINT_EVENTS, records),
+            send_events,
             relay.nudge,
             clock,
             produce_timeout_s=settings.produce_timeout_s,
             max_queued_events=settings.max_queued_events,
         )
-        tasks = [asyncio.create_task(job) for job in (broker.connect(), services.pipeline.run(), relay.run())]
+        joins = JoinRelay(store, send_events, clock, settings.join_grace_s)
+        jobs = (broker.connect(), services.pipeline.run(), relay.run(), joins.run())
+        tasks = [asyncio.create_task(job) for job in jobs]
         try:
             yield
         finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from importlib.resources import files
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from shared.identity import IdentityMerged, group_identities
 
 OUTBOX = "pd:outbox:merges"
+JOINING = "pd:joining"
 
 
 class Claim(NamedTuple):
@@ -24,6 +25,15 @@ class Claim(NamedTuple):
 class Resolution(NamedTuple):
     customer_id: str
     duplicate: bool
+    # Pending joins whose records go on the topic right before this event's, oldest first.
+    joins: tuple[IdentityMerged, ...] = ()
+
+
+class PendingJoin(NamedTuple):
+    """A merge whose records are not yet acknowledged on the events topic."""
+
+    holder: str  # the customer whose next event carries it (the survivor, or whom it merged into)
+    merge: IdentityMerged
 
 
 class IdentityStore:
@@ -33,13 +43,60 @@ class IdentityStore:
         self._resolve = redis.register_script(_script("resolve.lua"))
         self._mark_seen = redis.register_script(_script("mark_seen.lua"))
 
-    async def resolve(self, claims: list[Claim], now: datetime) -> tuple[list[Resolution], int]:
-        """One round trip: dedupe and resolve every claim. Returns resolutions and merge count."""
+    async def resolve(self, claims: list[Claim], now: datetime) -> list[Resolution]:
+        """One round trip: dedupe and resolve every claim, merging customers where they link.
+
+        Each new event's resolution lists the pending joins to publish before it: the merges it
+        caused, and earlier ones of its customer whose records were not acknowledged yet.
+        """
         events = [{"id": claim.event_id, "idn": claim.identity_keys} for claim in claims]
-        request = {"now": now.isoformat(), "events": events}
-        reply = orjson.loads(await self._resolve(args=[orjson.dumps(request)]))
-        resolutions = [Resolution(customer_id, bool(dup)) for customer_id, dup in reply["results"]]
-        return resolutions, len(reply["merges"])
+        request = orjson.dumps({"now": now.isoformat(), "events": events})
+        reply = orjson.loads(await self._resolve(args=[request, _epoch_ms(now)]))
+        return [
+            Resolution(result[0], bool(result[1]), tuple(map(_join_record, result[2])))
+            if len(result) > 2
+            else Resolution(result[0], bool(result[1]))
+            for result in reply["results"]
+        ]
+
+    async def drop_joins(self, joins: list[tuple[str, str]]) -> None:
+        """Forget pending joins, as (holder, merge_id), whose records were acknowledged. One
+        round trip; a join that moved to another holder since stays (and goes out again)."""
+        if not joins:
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            by_holder: dict[str, list[str]] = {}
+            for holder, merge_id in joins:
+                by_holder.setdefault(holder, []).append(merge_id)
+            for holder, merge_ids in by_holder.items():
+                pipe.hdel(f"{JOINING}:{holder}", *merge_ids)
+            pipe.zrem(JOINING, *(f"{holder}|{merge_id}" for holder, merge_id in joins))
+            await pipe.execute()
+
+    async def overdue_joins(self, waiting_since: datetime, limit: int) -> list[PendingJoin]:
+        """Pending joins waiting since `waiting_since` or before, in the order they were made."""
+        members = await self._redis.zrangebyscore(
+            JOINING, "-inf", _epoch_ms(waiting_since), start=0, num=limit
+        )
+        if not members:
+            return []
+        owners = [member.decode().split("|", 1) for member in members]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for holder, merge_id in owners:
+                pipe.hget(f"{JOINING}:{holder}", merge_id)
+            values = await pipe.execute()
+        found: list[tuple[int, PendingJoin]] = []
+        gone: list[bytes] = []
+        for member, (holder, _), value in zip(members, owners, values, strict=True):
+            if value is None:  # dropped since the range was read
+                gone.append(member)
+            else:
+                join = orjson.loads(value)
+                found.append((join["seq"], PendingJoin(holder, _join_record(join))))
+        if gone:  # and if it was never there, it must not come back every time
+            await self._redis.zrem(JOINING, *gone)
+        # Made in one script call, chained merges share a score: `seq` keeps them in order.
+        return [join for _, join in sorted(found, key=lambda pair: pair[0])]
 
     async def mark_seen(self, seen: list[tuple[str, str]]) -> None:
         """Remember (event_id, customer_id) pairs the broker acknowledged. One round trip."""
@@ -69,6 +126,10 @@ def _script(name: str) -> str:
     return files(__package__).joinpath(name).read_text()
 
 
+def _epoch_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 def _merge_record(fields: dict[bytes, bytes]) -> IdentityMerged:
     return IdentityMerged(
         merge_id=fields[b"merge_id"].decode(),
@@ -76,4 +137,15 @@ def _merge_record(fields: dict[bytes, bytes]) -> IdentityMerged:
         survivor_customer_id=fields[b"survivor"].decode(),
         identities=group_identities(orjson.loads(fields[b"identities"]) or []),
         merged_at=datetime.fromisoformat(fields[b"at"].decode()),
+    )
+
+
+def _join_record(join: dict[str, Any]) -> IdentityMerged:
+    return IdentityMerged(
+        merge_id=join["merge_id"],
+        merged_customer_id=join["merged"],
+        survivor_customer_id=join["survivor"],
+        # Lua's cjson writes an empty list as {}.
+        identities=group_identities(join["identities"] or []),
+        merged_at=datetime.fromisoformat(join["at"]),
     )

@@ -1,8 +1,13 @@
-"""Publishes identity merges from the Redis outbox to `identity.merges.v1`.
+"""Publishes merges that no event carried: the outbox and the pending joins in Redis.
 
-resolve.lua writes a merge and its outbox entry in one atomic step; this relay sends the
-entries and deletes them only after the broker acknowledged. So a merge reaches the topic
-even if the broker was down when it happened (at-least-once; consumers dedupe by merge_id).
+resolve.lua writes a merge, its outbox entry and its pending join in one atomic step.
+
+- `MergeRelay` sends outbox entries to `identity.merges.v1`, the public change feed of merges,
+  and deletes them only after the broker acknowledged. So a merge reaches that topic even if
+  the broker was down when it happened (at-least-once; consumers dedupe by merge_id).
+- `JoinRelay` is the fallback for the merge's records on `touchpoint.events.v1`. Normally the
+  event that caused a merge carries them (pipeline.py); if that send failed and no later event
+  of the survivor came to carry them within the grace period, the relay sends them alone.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 
 from .identity_store import IdentityStore
+from .pipeline import SendRecords, merge_records
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +58,38 @@ class MergeRelay:
                 await asyncio.wait_for(self.publish_pending(), 30)
             except Exception as error:  # broker or Redis away: entries stay in the outbox
                 log.warning("merge relay will retry: %r", error)
+
+
+class JoinRelay:
+    def __init__(
+        self,
+        store: IdentityStore,
+        send: SendRecords,
+        clock: Callable[[], datetime],
+        grace_s: float,
+        interval_s: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._send = send
+        self._clock = clock
+        self._grace = timedelta(seconds=grace_s)
+        self._interval_s = interval_s
+
+    async def publish_overdue(self, batch: int = 500) -> int:
+        """Send each join pending longer than the grace period (`identity.merged`, then
+        `identity.joined`), and drop it once both were acknowledged."""
+        published = 0
+        while joins := await self._store.overdue_joins(self._clock() - self._grace, batch):
+            records = [record for join in joins for record in merge_records(join.merge)]
+            await asyncio.gather(*set(await self._send(records)))
+            await self._store.drop_joins([(join.holder, join.merge.merge_id) for join in joins])
+            published += len(joins)
+        return published
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)  # a poll interval, not a wait for anything
+            try:
+                await asyncio.wait_for(self.publish_overdue(), 30)
+            except Exception as error:  # broker or Redis away: the joins stay pending
+                log.warning("join relay will retry: %r", error)

@@ -6,6 +6,11 @@ Redis round trip to dedupe and resolve identities, one wait for the broker's ack
 round trip to mark the acknowledged event ids as seen. Marking only after the ack means a
 failed produce never leaves an id marked as seen; a crash between ack and mark can only
 cause a duplicate on the topic, which consumers drop by `event_id`.
+
+A merge goes on the topic as two records (`identity.merged`, `identity.joined`) right before
+the event that caused it, in the same send, so every worker reads it in its place among both
+customers' events. The event is acknowledged only with them. Until they are acknowledged the
+merge stays pending in Redis, and the customer's next event (a retry, say) carries it again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
+
+from shared.identity import IdentityJoined, IdentityMerged
 
 from .identity_store import Claim, IdentityStore, Resolution
 
@@ -141,40 +148,58 @@ class IngestPipeline:
                     unique.append(pending)
 
         claims = [Claim(p.event_id, p.identity_keys) for p in unique]
-        resolutions, merges = await self._store.resolve(claims, self._clock())
-        if merges:
+        resolutions = await self._store.resolve(claims, self._clock())
+
+        # Each new event's record, right after the records of the merges it carries.
+        records: list[tuple[bytes, bytes]] = []
+        events: list[tuple[int, int]] = []  # (claim index, position of its record)
+        joins: list[tuple[int, str, str, int]] = []  # (claim index, holder, merge id, position)
+        for index, resolution in enumerate(resolutions):
+            if resolution.duplicate:
+                continue
+            customer_id = resolution.customer_id
+            for merge in resolution.joins:
+                joins.append((index, customer_id, merge.merge_id, len(records)))
+                records += merge_records(merge)
+            events.append((index, len(records)))
+            records.append(
+                (customer_id.encode(), orjson.dumps({**unique[index].record, "customer_id": customer_id}))
+            )
+        if joins:  # every new merge is among them: its causing event carries it
             self._on_merges()
 
-        new = [index for index, resolution in enumerate(resolutions) if not resolution.duplicate]
-        records = [
-            (
-                resolutions[index].customer_id.encode(),
-                orjson.dumps({**unique[index].record, "customer_id": resolutions[index].customer_id}),
-            )
-            for index in new
-        ]
         deadline = asyncio.get_running_loop().time() + self._produce_timeout_s
-        waiting: dict[int, asyncio.Future[object]] = {}
+        sent = _SentGroup(group, first, claims, resolutions, {}, [], deadline)
         try:
             async with asyncio.timeout_at(deadline):  # sending waits while metadata is missing
-                waiting = dict(zip(new, await self._send(records), strict=True)) if records else {}
+                futures = await self._send(records) if records else []
         except (TimeoutError, BrokerUnavailable) as error:
             # Whatever was queued before this may still reach the topic: unacknowledged, its
             # request is answered 503 and retried, and consumers drop the copy by event_id.
             log.warning("stopped sending: %r", error)
-        return _SentGroup(group, first, claims, resolutions, waiting, deadline)
+            return sent
+        sent.waiting = {index: futures[position] for index, position in events}
+        sent.joins = [
+            _SentJoin(index, holder, merge_id, (futures[position], futures[position + 1]))
+            for index, holder, merge_id, position in joins
+        ]
+        return sent
 
     async def _finish_group(self, sent: _SentGroup) -> None:
         """Wait for the acks, mark what was acknowledged as seen, answer every request."""
         try:
-            acked = await self._acknowledged(sent)
-            await self._store.mark_seen(
+            acked, delivered = await self._acknowledged(sent)
+            marking = self._store.mark_seen(
                 [
                     (claim.event_id, resolution.customer_id)
                     for claim, resolution, ok in zip(sent.claims, sent.resolutions, acked, strict=True)
                     if ok and not resolution.duplicate
                 ]
             )
+            if delivered:  # merges are rare: only then a second round trip, beside the first
+                await asyncio.gather(marking, self._drop_joins(delivered))
+            else:
+                await marking
         except Exception as error:
             _fail(sent.group, error)
             return
@@ -193,19 +218,37 @@ class IngestPipeline:
             else:
                 submission.done.set_exception(BrokerUnavailable("broker did not acknowledge in time"))
 
-    async def _acknowledged(self, sent: _SentGroup) -> list[bool]:
-        """True per unique event once acknowledged (duplicates count as done)."""
+    async def _drop_joins(self, joins: list[tuple[str, str]]) -> None:
+        try:
+            await self._store.drop_joins(joins)
+        except Exception as error:  # the events are on the topic; the joins go out again later
+            log.warning("could not drop %d delivered joins, they stay pending: %r", len(joins), error)
+
+    async def _acknowledged(self, sent: _SentGroup) -> tuple[list[bool], list[tuple[str, str]]]:
+        """True per unique event once it and the merge records before it were acknowledged
+        (duplicates count as done); and the pending joins, as (holder, merge id), whose
+        records were acknowledged. The merge records before an event are those carried by the
+        group's first event of its customer, so a later one depends on them too."""
         acked = [resolution.duplicate for resolution in sent.resolutions]
-        if sent.waiting:
+        # Records of one record batch share its future: look at each future once.
+        futures = {*sent.waiting.values(), *(future for join in sent.joins for future in join.futures)}
+        if futures:
             remaining = max(0.0, sent.deadline - asyncio.get_running_loop().time())
-            await asyncio.wait(set(sent.waiting.values()), timeout=remaining)
+            await asyncio.wait(futures, timeout=remaining)
+        ok = {future: _succeeded(future) for future in futures}
         for index, future in sent.waiting.items():
-            if not future.done():
-                future.add_done_callback(_ignore_late_outcome)
-            elif future.cancelled() or future.exception() is not None:
-                log.warning("produce failed: %r", None if future.cancelled() else future.exception())
+            acked[index] = ok[future]
+        delivered: list[tuple[str, str]] = []
+        failed: dict[str, int] = {}  # holder -> the first claim index whose joins failed
+        for join in sent.joins:
+            if ok[join.futures[0]] and ok[join.futures[1]]:
+                delivered.append((join.holder, join.merge_id))
             else:
-                acked[index] = True
+                failed.setdefault(join.holder, join.index)
+        for index in sent.waiting if failed else ():
+            since = failed.get(sent.resolutions[index].customer_id)
+            if since is not None and index >= since:
+                acked[index] = False
         if not all(acked):
             log.warning(
                 "broker acknowledged %d of %d events within %.1fs",
@@ -213,7 +256,31 @@ class IngestPipeline:
                 len(acked),
                 self._produce_timeout_s,
             )
-        return acked
+        return acked, delivered
+
+
+def merge_records(merge: IdentityMerged) -> list[tuple[bytes, bytes]]:
+    """A merge's two (key, value) records on the events topic, in order: the merged customer
+    hands its state over, then the survivor takes it in (shared/identity.py)."""
+    joined = IdentityJoined(
+        merge_id=merge.merge_id,
+        customer_id=merge.survivor_customer_id,
+        merged_customer_id=merge.merged_customer_id,
+        joined_at=merge.merged_at,
+    )
+    return [
+        (merge.merged_customer_id.encode(), merge.model_dump_json().encode()),
+        (merge.survivor_customer_id.encode(), joined.model_dump_json().encode()),
+    ]
+
+
+class _SentJoin(NamedTuple):
+    """A pending join sent before the event that carried it."""
+
+    index: int  # the carrying event's claim index
+    holder: str
+    merge_id: str
+    futures: tuple[asyncio.Future[object], asyncio.Future[object]]  # the acks of its two records
 
 
 @dataclass
@@ -224,7 +291,8 @@ class _SentGroup:
     first: dict[str, int]  # event id -> index of its first occurrence among the claims
     claims: list[Claim]
     resolutions: list[Resolution]
-    waiting: dict[int, asyncio.Future[object]]  # claim index -> the broker's ack
+    waiting: dict[int, asyncio.Future[object]]  # claim index -> the broker's ack of its event
+    joins: list[_SentJoin]
     deadline: float
 
 
@@ -233,6 +301,16 @@ def _fail(group: list[_Submission], error: Exception) -> None:
     for submission in group:
         if not submission.done.done():
             submission.done.set_exception(error)
+
+
+def _succeeded(future: asyncio.Future[object]) -> bool:
+    if not future.done():
+        future.add_done_callback(_ignore_late_outcome)
+        return False
+    if future.cancelled() or future.exception() is not None:
+        log.warning("produce failed: %r", None if future.cancelled() else future.exception())
+        return False
+    return True
 
 
 def _ignore_late_outcome(future: asyncio.Future[object]) -> None:

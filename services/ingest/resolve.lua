@@ -2,7 +2,12 @@
 -- alone, so two requests racing to link the same identifiers cannot create two customers).
 --
 -- ARGV[1]: {"now": iso8601, "events": [{"id": event_id, "idn": ["type:value", ...]}, ...]}
--- Returns: {"results": [[customer_id, duplicate(0|1)], ...], "merges": [merge_id, ...]}
+-- ARGV[2]: now in epoch milliseconds (when new pending joins start to wait)
+-- Returns: {"results": [[customer_id, duplicate(0|1)] or [customer_id, 0, joins], ...]}
+-- where `joins` are the pending joins whose records go on the topic right before that event:
+-- [{"merge_id", "merged", "survivor", "identities": ["type:value", ...], "at", "seq"}, ...],
+-- oldest first. Only the first new event of the batch resolving to a customer carries them
+-- (an event's ack then depends on theirs: pipeline.py).
 --
 -- Keys (all under pd:):
 --   idn:<type>:<value>      -> customer_id owning that identifier
@@ -11,11 +16,24 @@
 --   customer:seq            -> counter; customer ids are "cus_<n>", so a smaller n is older
 --   seen:<event_id>         -> customer_id (written by ingest after the broker acknowledged)
 --   outbox:merges           -> stream of merges not yet published to identity.merges.v1
+--   joining:<id>            -> hash merge_id -> merge (JSON): merges whose records are not yet
+--                              acknowledged on touchpoint.events.v1; <id>'s next event carries them
+--   joining                 -> sorted set "<id>|<merge_id>" by when it started waiting (ms)
+--   joining:seq             -> counter ordering merges, so chained ones keep their order
 local request = cjson.decode(ARGV[1])
-local results, merges = {}, {}
+local now_ms = ARGV[2]
+local results = {}
+-- Most batches meet no pending join: then no customer's hash needs reading.
+local any_pending = redis.call('EXISTS', 'pd:joining') == 1
+local pending = {}  -- customer -> its pending joins, oldest first (read once per call)
+local carried = {}  -- merge_id -> true once an event of this batch carries it
 
 local function age(customer_id)
   return tonumber(string.sub(customer_id, 5))
+end
+
+local function by_seq(a, b)
+  return a.seq < b.seq
 end
 
 local function survivor_of(customer_id)
@@ -27,8 +45,30 @@ local function survivor_of(customer_id)
   return customer_id
 end
 
--- Move every identifier of `from` to `into`, and leave a record for the outbox publisher.
+local function pending_of(customer_id)
+  local joins = pending[customer_id]
+  if not joins then
+    joins = {}
+    if any_pending then
+      for _, value in ipairs(redis.call('HVALS', 'pd:joining:' .. customer_id)) do
+        table.insert(joins, cjson.decode(value))
+      end
+      table.sort(joins, by_seq)
+    end
+    pending[customer_id] = joins
+  end
+  return joins
+end
+
+local function add_pending(customer_id, join, score)
+  redis.call('HSET', 'pd:joining:' .. customer_id, join.merge_id, cjson.encode(join))
+  redis.call('ZADD', 'pd:joining', score, customer_id .. '|' .. join.merge_id)
+end
+
+-- Move every identifier of `from` to `into`, leave a record for the outbox publisher, and
+-- leave the merge pending until its records are acknowledged on touchpoint.events.v1.
 local function merge(from, into)
+  local joins = pending_of(into)  -- read before this merge adds to it
   local members = redis.call('SMEMBERS', 'pd:cust:' .. from .. ':idn')
   for _, member in ipairs(members) do
     redis.call('SET', 'pd:idn:' .. member, into)
@@ -39,7 +79,27 @@ local function merge(from, into)
   local merge_id = from .. '>' .. into
   redis.call('XADD', 'pd:outbox:merges', '*', 'merge_id', merge_id, 'merged', from,
     'survivor', into, 'at', request.now, 'identities', cjson.encode(members))
-  table.insert(merges, merge_id)
+
+  -- Joins still pending for `from` would never be carried now (no event resolves to it any
+  -- more): `into`'s next event carries them, before this merge, as they happened before it;
+  -- again if an event of `from` carries them already, as that event's produce may fail.
+  for _, join in ipairs(pending_of(from)) do
+    local member = from .. '|' .. join.merge_id
+    local since = redis.call('ZSCORE', 'pd:joining', member) or now_ms
+    redis.call('ZREM', 'pd:joining', member)
+    add_pending(into, join, since)
+    table.insert(joins, join)
+    carried[join.merge_id] = nil
+  end
+  redis.call('DEL', 'pd:joining:' .. from)
+  pending[from] = {}
+
+  local join = {merge_id = merge_id, merged = from, survivor = into, identities = members,
+    at = request.now, seq = redis.call('INCR', 'pd:joining:seq')}
+  add_pending(into, join, now_ms)
+  table.insert(joins, join)
+  table.sort(joins, by_seq)
+  any_pending = true
 end
 
 for i, event in ipairs(request.events) do
@@ -72,8 +132,20 @@ for i, event in ipairs(request.events) do
         redis.call('SADD', 'pd:cust:' .. customer_id .. ':idn', identity)
       end
     end
-    results[i] = {customer_id, 0}
+
+    local joins = {}
+    for _, join in ipairs(pending_of(customer_id)) do
+      if not carried[join.merge_id] then
+        carried[join.merge_id] = true
+        table.insert(joins, join)
+      end
+    end
+    if #joins > 0 then
+      results[i] = {customer_id, 0, joins}
+    else
+      results[i] = {customer_id, 0}
+    end
   end
 end
 
-return cjson.encode({results = results, merges = merges})
+return cjson.encode({results = results})

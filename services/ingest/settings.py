@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Self
+
+from pydantic import Field, model_validator
 
 from shared.settings import ServiceSettings
 
@@ -22,3 +24,15 @@ class IngestSettings(ServiceSettings):
     max_batch_events: int = 500
     produce_timeout_s: float = 5.0
     max_queued_events: int = 50_000
+    # How long a merge's records may wait for an event of the survivor to carry them before the
+    # relay sends them alone. Longer than a produce may take, so that the relay does not send
+    # again what a send still waiting for its acks carries.
+    join_grace_s: float = 30.0
+
+    @model_validator(mode="after")
+    def _grace_outlasts_a_produce(self) -> Self:
+        if self.join_grace_s <= self.produce_timeout_s:
+            raise ValueError(
+                f"join_grace_s ({self.join_grace_s}) must exceed produce_timeout_s ({self.produce_timeout_s})"
+            )
+        return self

@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 
 from shared.faust_runtime import table_rows
 from shared.fold import Delivery, Tick
-from shared.identity import IdentityMerged
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
 from shared.stream_worker import (
@@ -33,12 +32,12 @@ from shared.stream_worker import (
     keyed_records,
     retrying,
 )
-from shared.topics import IDENTITY_MERGES, SCORED_INPUTS, TOUCHPOINT_EVENTS
+from shared.topics import SCORED_INPUTS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Payload, ScoringHandover, score_batch
-from .inputs import ScoringEvent
+from .inputs import ScoringEvent, decode_touchpoint
 from .plan_store import VersionedPlan, load_plan, plan_version
 from .topics import ScoringTopics
 
@@ -78,8 +77,7 @@ class Scorer:
         self._watch = watch
         self._clock = clock
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
-            TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
-            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+            TOUCHPOINT_EVENTS: decode_touchpoint,
             topics.ticks: Tick.model_validate_json,
             topics.handovers: ScoringHandover.model_validate_json,
         }
@@ -107,7 +105,8 @@ class Scorer:
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
             *keyed_records(topics.scores, outcome.scores),
             *(OutgoingRecord(SCORED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
-            *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
+            # Every field, None too: a state may hold a required field that is None.
+            *keyed_records(topics.handovers, outcome.handovers),
             *dead_letter_records(topics.dead_letters, dead),
         ]
 

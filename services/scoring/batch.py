@@ -1,8 +1,9 @@
 """One batch of scoring inputs in, new customer records and outputs out. Pure: no Kafka or Redis.
 
 Inputs reach the worker on three co-partitioned topics, all keyed by the customer they concern:
-touchpoint events, identity merges (keyed by the merged customer) and handovers, the worker's
-own topic for moving things to a survivor's partition. The loop around an input — ledger,
+touchpoint events (among them a merge's two records: `identity.merged` keyed by the merged
+customer, `identity.joined` keyed by the survivor), ticks, and handovers, the worker's own topic
+for moving a merged customer's score to the survivor's partition. The loop around an input — ledger,
 merges, handovers — is the one every worker shares (`shared/fold.py`); `ScoringFold` says what
 an input does to a customer's score.
 
@@ -13,16 +14,16 @@ led to: events and merges as they came, a merged-in state as an input of its own
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.chain import ScoreSnapshot, chain_record
-from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
-from shared.identity import IdentityMerged
+from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
+from shared.identity import IdentityJoined, IdentityMerged
 from shared.ledger import Ledger
 from shared.scores import IntentScoreChanged
 
-from .inputs import ScoringEvent
+from .inputs import ScoringEvent, decode_touchpoint
 from .intent import (
     CustomerScore,
     activity_of,
@@ -47,10 +48,11 @@ class CustomerRecord:
     ledger: Ledger = field(default_factory=Ledger)
     emitted_pct: float | None = None  # intent_pct last published on intent.scores.v1
     merged_into: str | None = None  # set once this customer was merged away
+    barrier: Barrier = field(default_factory=Barrier)  # merges waiting for their place (shared/fold.py)
 
 
 ScoringHandover = Handover[CustomerScore]
-Payload = ScoringEvent | IdentityMerged | Tick | ScoringHandover
+Payload = ScoringEvent | IdentityMerged | IdentityJoined | Tick | ScoringHandover
 ScoringDelivery = Delivery[Payload]
 
 
@@ -67,6 +69,7 @@ class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutc
     """What an input does to a customer's score, and what goes on along the chain."""
 
     state_field = "score"
+    payload_types = (ScoringEvent, IdentityMerged, IdentityJoined, Tick, ScoringHandover)
 
     def __init__(self, plan: ScoringPlan, now: datetime) -> None:
         self.plan = plan
@@ -78,16 +81,23 @@ class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutc
     def input_id(self, payload: Payload) -> str:
         if isinstance(payload, IdentityMerged):
             return payload.merge_id
+        if isinstance(payload, IdentityJoined):
+            return f"joined:{payload.merge_id}"  # not the merge id: the handover has that one
         if isinstance(payload, Tick):
             return payload.tick_id
         assert isinstance(payload, ScoringEvent)
         return payload.event_id
 
-    def decode(self, raw: bytes) -> ScoringEvent:
-        return ScoringEvent.model_validate_json(raw)
+    def joins(self, payload: Payload) -> str | None:
+        return payload.merge_id if isinstance(payload, IdentityJoined) else None
+
+    def decode(self, raw: bytes) -> ScoringEvent | IdentityMerged | IdentityJoined:
+        return decode_touchpoint(raw)
 
     def apply(self, state: CustomerScore, delivery: ScoringDelivery, outcome: BatchOutcome) -> CustomerScore:
         event = delivery.payload
+        if isinstance(event, IdentityJoined):
+            return state  # the merged customer's score came in right before (merge_in)
         if isinstance(event, Tick):
             # Time alone moved the band or the activity: downstream hears it as an input of its own.
             record = chain_record(
@@ -112,8 +122,10 @@ class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutc
     ) -> CustomerScore:
         assert handover.state is not None
         score = merge_states(state, handover.state, self.plan)
-        merged_in = f"merged:{handover.handover_id}"
-        record = chain_record(merged_in, score.customer_id, score=snapshot(score, self.plan, self.now))
+        # Downstream workers take in their state of the merged customer at this input.
+        merge_id = handover.handover_id
+        snap = snapshot(score, self.plan, self.now)
+        record = chain_record(f"merged:{merge_id}", score.customer_id, joins=merge_id, score=snap)
         outcome.chain.append((score.customer_id, record))
         return score
 
@@ -205,6 +217,4 @@ def _maybe_emit(
             received_at=received_at,
         )
     )
-    return CustomerRecord(
-        score=score, ledger=record.ledger, emitted_pct=round(pct, 2), merged_into=record.merged_into
-    )
+    return replace(record, emitted_pct=round(pct, 2))

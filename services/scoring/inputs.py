@@ -9,6 +9,7 @@ from __future__ import annotations
 from pydantic import AliasChoices, AliasPath, Field
 
 from shared.events import PublishedEventCore
+from shared.identity import IdentityJoined, IdentityMerged
 
 
 class ScoringEvent(PublishedEventCore):
@@ -18,3 +19,18 @@ class ScoringEvent(PublishedEventCore):
     vehicle_model: str | None = Field(
         default=None, validation_alias=AliasChoices("vehicle_model", AliasPath("properties", "vehicle_model"))
     )
+
+
+# Ingest writes a merge's records with `type` first (shared/identity.py), so a prefix tells them
+# from events without decoding every event twice.
+_MERGED = b'{"type":"identity.merged"'
+_JOINED = b'{"type":"identity.joined"'
+
+
+def decode_touchpoint(raw: bytes) -> ScoringEvent | IdentityMerged | IdentityJoined:
+    """A record of `touchpoint.events.v1`: an event, or one of a merge's two records."""
+    if raw.startswith(_MERGED):
+        return IdentityMerged.model_validate_json(raw)
+    if raw.startswith(_JOINED):
+        return IdentityJoined.model_validate_json(raw)
+    return ScoringEvent.model_validate_json(raw)

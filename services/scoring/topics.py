@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import faust
 
 from shared.topics import (
-    IDENTITY_MERGES,
     INTENT_SCORES,
     TOUCHPOINT_EVENTS,
     TopicSpec,
@@ -26,7 +25,7 @@ def worker_owned_topics(settings: ScoringSettings) -> list[TopicSpec]:
 
 @dataclass(frozen=True)
 class ScoringTopics:
-    inputs: faust.TopicT  # events, merges, handovers and ticks: one stream, all keyed by customer
+    inputs: faust.TopicT  # events (merges among them), handovers and ticks: all keyed by customer
     scores: str
     handovers: str
     ticks: str
@@ -36,7 +35,7 @@ class ScoringTopics:
 
 def scoring_topics(app: faust.App, settings: ScoringSettings) -> ScoringTopics:
     handovers, ticks = f"{settings.scoring_app_id}-handovers", f"{settings.scoring_app_id}-ticks"
-    inputs = (TOUCHPOINT_EVENTS, IDENTITY_MERGES, handovers, ticks)
+    inputs = (TOUCHPOINT_EVENTS, handovers, ticks)
     return ScoringTopics(
         inputs=app.topic(*inputs, key_serializer="raw", value_serializer="raw"),
         scores=INTENT_SCORES,

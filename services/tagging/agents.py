@@ -163,7 +163,8 @@ class Tagger:
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
             *keyed_records(topics.changes, outcome.changes),
             *(OutgoingRecord(TAGGED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
-            *keyed_records(topics.handovers, outcome.handovers, exclude_none=True),
+            # Every field, None too: a state may hold a required field that is None.
+            *keyed_records(topics.handovers, outcome.handovers),
             *dead_letter_records(topics.dead_letters, dead),
         ]
 

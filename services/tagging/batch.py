@@ -2,9 +2,10 @@
 
 Inputs reach the worker on two co-partitioned topics, both keyed by the customer they concern:
 `scored.inputs.v1`, every input of the customer in order with the score it led to (the
-enrichment chain, shared/chain.py: events, merges keyed by the merged customer, merged-in
-scores), and handovers, the worker's own topic for moving a merged customer's profile, and
-inputs that still name the merged customer, to the survivor's partition.
+enrichment chain, shared/chain.py: events, merges keyed by the merged customer, and the input
+where a merged customer joins the survivor), and handovers, the worker's own topic for moving a
+merged customer's profile, and inputs that still name the merged customer, to the survivor's
+partition.
 
 Every input applied goes on to `tagged.inputs.v1` with the profile it led to, so that campaign
 decides on the score and profile of exactly what came before.
@@ -13,11 +14,11 @@ decides on the score and profile of exactly what came before.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.chain import ChainInput, ProfileSnapshot, chain_record, with_profile
-from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
+from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 from shared.profiles import ProfileTagsChanged
@@ -42,6 +43,7 @@ class ProfileRecord:
     profile: Profile
     ledger: Ledger = field(default_factory=Ledger)
     merged_into: str | None = None  # set once this customer was merged away
+    barrier: Barrier = field(default_factory=Barrier)  # merges waiting for their place (shared/fold.py)
 
 
 TaggingHandover = Handover[Profile]
@@ -72,6 +74,7 @@ class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
     """What an input does to a customer's profile, and what goes on along the chain."""
 
     state_field = "profile"
+    payload_types = (ScoredInput, TaggingHandover)
 
     def __init__(self, rules: Rules, now: datetime) -> None:
         self.thresholds, self.rules = rules.thresholds, rules.rules
@@ -85,6 +88,9 @@ class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
 
     def merge_of(self, payload: Payload) -> IdentityMerged | None:
         return payload.merge if isinstance(payload, ScoredInput) else None
+
+    def joins(self, payload: Payload) -> str | None:
+        return payload.joins if isinstance(payload, ScoredInput) else None
 
     def decode(self, raw: bytes) -> ScoredInput:
         return ScoredInput.model_validate_json(raw)
@@ -100,12 +106,9 @@ class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
         return profile
 
     def merge_in(self, state: Profile, handover: TaggingHandover, outcome: BatchOutcome) -> Profile:
+        # Right before the input that joins the merge, which goes on with the merged profile.
         assert handover.state is not None
-        profile = merge_profiles(state, handover.state, self.thresholds, self.rules)
-        merged_in = f"profile-merged:{handover.handover_id}"
-        record = chain_record(merged_in, profile.customer_id, profile=snapshot(profile))
-        outcome.chain.append((profile.customer_id, record))
-        return profile
+        return merge_profiles(state, handover.state, self.thresholds, self.rules)
 
     def merged_away(
         self, state: Profile, delivery: TaggingDelivery, merge: IdentityMerged, outcome: BatchOutcome
@@ -154,7 +157,7 @@ def rederive(records: Iterable[ProfileRecord], rules: Rules, version_tag: str, n
         if profile is record.profile:
             continue
         customer_id = profile.customer_id
-        outcome.records[customer_id] = ProfileRecord(profile, record.ledger, None)
+        outcome.records[customer_id] = replace(record, profile=profile)
         change_id = f"{version_tag}:{customer_id}"
         change = profile_change(record.profile, profile, change_id, now)
         if change is not None:

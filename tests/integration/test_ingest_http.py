@@ -13,6 +13,7 @@ from services.ingest.identities import PHONE_HASH, phone_identity
 from shared.events import IngestedEvent
 from tests.conftest import OPS_TOKEN, WECOM_ONLY_KEY
 from tests.factories import event, unique
+from tests.harness import eventually
 
 OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
@@ -215,6 +216,48 @@ def test_lookup_finds_the_survivor_by_any_identifier_and_needs_the_ops_token(cli
     assert key == merged.encode()
     assert (record["survivor_customer_id"], record["merge_id"]) == (survivor, f"{merged}>{survivor}")
     assert record["identities"] == {"wecom_external_userid": [wecom]}
+
+
+def test_a_merge_is_on_the_events_topic_between_the_merged_customers_events_and_its_cause(
+    client, events_topic
+) -> None:
+    union, wecom = unique("u"), unique("wm")
+    older = client.post("/v1/events", json=event(identities={"unionid": union})).json()
+    earlier = [event(identities={"wecom_external_userid": wecom}) for _ in range(2)]
+    newer = [client.post("/v1/events", json=sent).json() for sent in earlier]
+    linking = event(identities={"wecom_external_userid": wecom, "unionid": union})
+    response = client.post("/v1/events", json=linking)
+    assert response.status_code == 202  # only once its merge's records were acknowledged too
+    survivor, merged = older["results"][0]["customer_id"], newer[0]["results"][0]["customer_id"]
+    assert response.json()["results"][0]["customer_id"] == survivor != merged
+    merge_id = f"{merged}>{survivor}"
+
+    def log_of(event_id: str) -> list[tuple[bytes | None, str]]:
+        """(key, event id or type) of every record read on the event's partition, in order."""
+        [(_, _, partition)] = events_topic.records[event_id]
+        return [(key, r.get("event_id") or r["type"]) for key, r in events_topic.partitions[partition]]
+
+    def in_place() -> None:
+        events_topic.poll()
+        handover, cause = (merged.encode(), "identity.merged"), (survivor.encode(), linking["event_id"])
+        # The merged customer's partition: its events, then the handover.
+        merged_log = log_of(earlier[0]["event_id"])
+        assert handover in merged_log
+        before = merged_log[: merged_log.index(handover)]
+        assert {(merged.encode(), e["event_id"]) for e in earlier} <= set(before)
+        # The survivor's partition: the join, right before the event that caused it.
+        survivor_log = log_of(linking["event_id"])
+        assert survivor_log[survivor_log.index(cause) - 1] == (survivor.encode(), "identity.joined")
+        [(_, joined, _)] = [r for r in events_topic.records[merge_id] if r[1]["type"] == "identity.joined"]
+        assert (joined["customer_id"], joined["merged_customer_id"]) == (survivor, merged)
+
+    events_topic.wait_for([e["event_id"] for e in earlier] + [linking["event_id"]])
+    eventually(in_place)
+    merged_record = next(r for _, r, _ in events_topic.records[merge_id] if r["type"] == "identity.merged")
+    assert (merged_record["survivor_customer_id"], merged_record["identities"]) == (
+        survivor,
+        {"wecom_external_userid": [wecom]},
+    )
 
 
 def test_requests_racing_to_link_the_same_identifiers_make_one_customer(ingest) -> None:

@@ -15,13 +15,13 @@ re-reads from the last commit (redeliveries at the same offsets); a crash in the
 batch keeps a prefix of its effects. A producer retry sends a prefix of a batch's outputs twice
 (republications at new offsets, which the ledgers catch by id).
 
-What must come out the same: for a customer untouched by merges, everything — score, profile,
-journey, campaign decisions and conversions. Merges have a known gap (docs/causal-order.md,
-"Where the guarantee does not reach yet"): a survivor's own inputs can overtake the merged
-customer's handover, and scoring may read a merge before the merged customer's last events. What
-still holds there is asserted below, with the reason it holds. The property also found where
-"nothing is lost or doubled" fails for merges: a crash between a batch's outputs and its rows,
-then a replay that reads two topics in another order; the xfail tests at the end pin it down.
+What must come out the same, for every customer — merged, survivor or untouched: score,
+profile, journey, campaign decisions and conversions. A merge travels as ingest publishes it: on
+the events topic, `identity.merged` after the merged customer's events and `identity.joined` in
+its place among the survivor's (docs/causal-order.md, "Merges"); the workers' barrier takes the
+merged customer's state in exactly there, whichever topic a fetch returned first. The tests at
+the end replay the three schedules an earlier design got wrong (a merge read apart from the
+merged customer's events, a handover read apart from the survivor's inputs).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from functools import partial
 from typing import Any
 
 import orjson
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -44,14 +43,14 @@ from services.campaign.examples import example_campaigns
 from services.campaign.journey import Context, Conversion
 from services.campaign.targeting import QuietHours
 from services.scoring.batch import CustomerRecord, ScoringHandover, score_batch
-from services.scoring.inputs import ScoringEvent
+from services.scoring.inputs import decode_touchpoint
 from services.scoring.plan import default_plan
 from services.tagging.batch import ProfileRecord, Rules, ScoredInput, TaggingHandover, tag_batch
 from services.tagging.rules import RuleSet
 from services.tagging.thresholds import TaggingThresholds
 from shared.fold import Delivery
-from shared.identity import IdentityMerged
-from shared.topics import IDENTITY_MERGES, SCORED_INPUTS, TAGGED_INPUTS, TOUCHPOINT_EVENTS
+from shared.identity import IdentityJoined, IdentityMerged
+from shared.topics import SCORED_INPUTS, TAGGED_INPUTS, TOUCHPOINT_EVENTS
 from tests.factories import published
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -169,7 +168,7 @@ class Broker:
 
 
 def publish(scenario: Scenario, broker: Broker) -> None:
-    """What ingest (and its merge outbox) put on the broker, in acceptance order."""
+    """What ingest puts on the broker, in acceptance order: a merge as its two records."""
     for i, accepted in enumerate(scenario.accepted):
         at = START + timedelta(minutes=i)
         if isinstance(accepted, Merge):
@@ -180,7 +179,14 @@ def publish(scenario: Scenario, broker: Broker) -> None:
                 identities={"phone": ["h"]},
                 merged_at=at,
             )
-            broker.append(IDENTITY_MERGES, accepted.merged, merge.model_dump_json().encode())
+            joined = IdentityJoined(
+                merge_id=merge.merge_id,
+                customer_id=accepted.survivor,
+                merged_customer_id=accepted.merged,
+                joined_at=at,
+            )
+            broker.append(TOUCHPOINT_EVENTS, accepted.merged, merge.model_dump_json().encode())
+            broker.append(TOUCHPOINT_EVENTS, accepted.survivor, joined.model_dump_json().encode())
             continue
         customer, touch = accepted
         event_id = str(uuid.uuid5(IDS, f"event-{i}"))
@@ -264,7 +270,7 @@ class Worker:
             for cid, value in getattr(outcome, "chain", ())
         ]
         for handover in outcome.handovers:
-            raw = handover.model_dump_json(exclude_none=True).encode()
+            raw = handover.model_dump_json().encode()
             send = partial(broker.append, self.handovers_topic, handover.customer_id, raw)
             outputs.append(Effect("output", send, handover.from_customer_id))
         effects += outputs[:resent] + outputs
@@ -291,8 +297,7 @@ def workers() -> tuple[Worker, Worker, Worker]:
     scoring = Worker(
         "scoring",
         {
-            TOUCHPOINT_EVENTS: ScoringEvent.model_validate_json,
-            IDENTITY_MERGES: IdentityMerged.model_validate_json,
+            TOUCHPOINT_EVENTS: decode_touchpoint,
             SCORING_HANDOVERS: ScoringHandover.model_validate_json,
         },
         lambda deliveries, row_of: score_batch(deliveries, row_of, PLAN, NOW),
@@ -454,54 +459,26 @@ def test_any_schedule_ends_where_one_clean_in_order_run_ends(scenario: Scenario,
     clean = clean_run(scenario)
     shaken = shaken_run(scenario, data)
     (scoring, tagging, campaign), (scoring_, tagging_, campaign_) = clean, shaken
-    merge = scenario.merge
-    touched = {merge.merged, merge.survivor} if merge else set()
-
-    for customer in set(scenario.customers) - touched:
+    for customer in scenario.customers:
         assert score_of(scoring_, customer) == score_of(scoring, customer), customer
         assert profile_of(tagging_, customer) == profile_of(tagging, customer), customer
         assert journey_of(campaign_, customer) == journey_of(campaign, customer), customer
         assert decisions_of(campaign_, customer) == decisions_of(campaign, customer), customer
         assert conversions_of(campaign_, customer) == conversions_of(campaign, customer), customer
-
-    if merge is None:
-        return
-    # The merged customer ends empty and pointing at the survivor, in every worker.
-    for worker, worker_ in zip(clean, shaken, strict=True):
-        assert worker_.table[merge.merged].merged_into == merge.survivor, worker.name
-        assert worker.table[merge.merged].merged_into == merge.survivor, worker.name
-    assert score_of(scoring_, merge.merged) == score_of(scoring, merge.merged)
-    assert profile_of(tagging_, merge.merged) == profile_of(tagging, merge.merged)
-
-    # A crash that lost a row after some of its batch's outputs went out, to a customer who reads
-    # two topics (the merged customer at scoring; the survivor at scoring and tagging), lets the
-    # replay apply them in another order than the outputs already out: see the xfail tests below.
-    if touched & (scoring_.torn | tagging_.torn):
-        return
-    # Otherwise the survivor gets everything once, in some order. Counts, points, growth, times
-    # and model interest are sums or maxima: the same in any order.
-    survivor, survivor_ = score_of(scoring, merge.survivor), score_of(scoring_, merge.survivor)
-    assert survivor is not None and survivor_ is not None
-    assert survivor_[1:] == survivor[1:]
-    profile, profile_ = profile_of(tagging, merge.survivor), profile_of(tagging_, merge.survivor)
-    assert profile is not None and profile_ is not None
-    assert profile_[1:3] == profile[1:3]  # orientation and stage: sums of evidence
-    # The intent score too, but for the floor at zero, which only a negative weight
-    # (lead.defeated) reaches; and then the whole profile, whose layer only a defeat (and what
-    # counts as a re-engagement after it) makes depend on the order inputs came in.
-    if all(t.kind != "lead.defeated" for t in touches_of(scenario, touched)):
-        assert survivor_ == survivor
-        assert profile_ == profile
+    if (merge := scenario.merge) is not None:
+        # The merged customer ends empty and pointing at the survivor, in every worker.
+        for worker in (*clean, *shaken):
+            assert worker.table[merge.merged].merged_into == merge.survivor, worker.name
 
 
-# --- Found by the property: replays of two input topics in another order -----------------------
+# --- Found by the property, once: replays of two input topics in another order ---------------
 #
 # The agents send a batch's outputs before its changelog rows (so that a row is never durable
 # without its outputs); a crash in between loses the rows and the batch is re-read from the last
 # commit. Downstream, ledgers drop the replay's outputs as duplicates by input id, which is right
-# only if the replay makes the same outputs. It does for a customer whose inputs come on one
-# topic; not for one who reads two (events and merges at scoring; own inputs and handovers):
-# the replay may read them in another order and make other outputs under the same ids.
+# only if the replay makes the same outputs. When merges came on their own topic and a handover
+# was applied as soon as it was read, a replay could read two topics in another order and make
+# other outputs under the same ids. These were the three schedules that showed it.
 
 CUSTOMERS = ("cus-0", "cus-1", "cus-3")
 POST = Touch("community.post", "app", {})
@@ -531,44 +508,36 @@ def events_of(customer_id: str) -> Place:
     return (TOUCHPOINT_EVENTS, partition_of(customer_id))
 
 
-def merges_of(customer_id: str) -> Place:
-    return (IDENTITY_MERGES, partition_of(customer_id))
-
-
-@pytest.mark.xfail(strict=True, reason="a merge replayed in another order: see the comment above")
-def test_a_merge_read_first_then_replayed_after_the_event_loses_the_event() -> None:
-    # Scoring reads the merge before cus-1's post, hands over cus-1's empty score and dies before
-    # the row. The replay reads the post first: cus-1's score with the post goes to cus-0 under
-    # the same merge id, and cus-0 drops it as a duplicate. The post is lost to cus-0's score.
+def test_a_merge_is_never_read_before_the_merged_customers_events() -> None:
+    # Once: scoring read the merge before cus-1's post, handed over cus-1's empty score and died
+    # before the row; the replay read the post first, and cus-0 dropped the second handover as a
+    # duplicate. Now the merge comes after the post on the same partition.
     merge = Merge("cus-1", "cus-0")
     scenario = Scenario(CUSTOMERS, (("cus-1", POST), merge), merge)
-    shaken = torn_scoring_run(scenario, [([merges_of("cus-1")], True)])
+    shaken = torn_scoring_run(scenario, [([events_of("cus-1"), events_of("cus-1")], True)])
     assert score_of(shaken[0], "cus-0") == score_of(clean_run(scenario)[0], "cus-0")
 
 
-@pytest.mark.xfail(strict=True, reason="a merge replayed in another order: see the comment above")
-def test_an_event_sent_on_then_replayed_after_the_merge_is_applied_twice() -> None:
-    # Scoring passes cus-1's post on the chain and dies before the row; then it reads the merge
-    # (cus-1 still empty) and, on the replay, the post comes after it: handed on to cus-0 as a
-    # late input. Tagging and campaign apply the post to cus-1 (then merged into cus-0) and again
-    # to cus-0: counted twice, its points granted twice.
+def test_an_event_sent_on_and_replayed_is_applied_once() -> None:
+    # Once: scoring passed cus-1's post on and died before the row; read on its own topic, the
+    # merge came next and the replayed post was handed on to cus-0 as a late input, so tagging
+    # and campaign applied it to cus-1 and again to cus-0. Now the replay reads the post first.
     merge = Merge("cus-1", "cus-0")
     scenario = Scenario(CUSTOMERS, (("cus-1", POST), merge), merge)
-    shaken = torn_scoring_run(scenario, [([events_of("cus-1")], True), ([merges_of("cus-1")], False)])
+    shaken = torn_scoring_run(scenario, [([events_of("cus-1")], True), ([events_of("cus-1")], False)])
     clean = clean_run(scenario)
     assert shaken[1].table["cus-0"].profile.interactions == clean[1].table["cus-0"].profile.interactions
     assert shaken[2].decisions == clean[2].decisions
 
 
-@pytest.mark.xfail(strict=True, reason="a merge replayed in another order: see the comment above")
-def test_a_merged_in_score_replayed_before_the_survivors_input_is_lost_downstream() -> None:
-    # Scoring folds cus-3's score into cus-0 ("merged:<merge id>" on the chain) and dies before
-    # the row; the replay reads cus-0's favourite first, then the handover. Downstream keeps the
-    # first "merged:<merge id>" and drops the replay's, so the last score tagging and campaign
-    # see for cus-0 is the favourite's, without cus-3's test drive, until cus-0's next input.
+def test_a_handover_read_before_the_survivors_input_still_comes_in_at_its_place() -> None:
+    # Once: scoring folded cus-3's score into cus-0 as soon as it read the handover, died before
+    # the row, and the replay read cus-0's favourite first; downstream kept the first
+    # "merged:<merge id>" and the last score it saw lacked cus-3's test drive. Now the handover
+    # waits for cus-0's `identity.joined`, after the favourite, on both runs.
     merge = Merge("cus-3", "cus-0")
     scenario = Scenario(CUSTOMERS, (("cus-3", BOOKED), ("cus-0", FAVORITE), merge), merge)
     handovers = (SCORING_HANDOVERS, partition_of("cus-0"))
-    batches = [([events_of("cus-3"), merges_of("cus-3")], False), ([handovers], True)]
+    batches = [([events_of("cus-3"), events_of("cus-3")], False), ([handovers], True)]
     shaken = torn_scoring_run(scenario, batches)
     assert profile_of(shaken[1], "cus-0") == profile_of(clean_run(scenario)[1], "cus-0")

@@ -9,7 +9,16 @@ from datetime import UTC, datetime
 import orjson
 from pydantic import BaseModel
 
-from shared.fold import CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
+from shared.fold import (
+    MAX_HELD,
+    MAX_PARKED,
+    Barrier,
+    CustomerFold,
+    Delivery,
+    FoldOutcome,
+    Handover,
+    fold_batch,
+)
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 
@@ -25,6 +34,7 @@ class TallyRow:
     tally: tuple[str, ...] = ()
     ledger: Ledger = field(default_factory=Ledger)
     merged_into: str | None = None
+    barrier: Barrier = field(default_factory=Barrier)
 
 
 @dataclass
@@ -34,12 +44,18 @@ class Outcome(FoldOutcome):
 
 class Tally(CustomerFold[TallyRow, tuple[str, ...], Did | IdentityMerged | Handover, Outcome]):
     state_field = "tally"
+    payload_types = (Did, IdentityMerged, Handover)
 
     def new_row(self, customer_id: str) -> TallyRow:
         return TallyRow()
 
     def input_id(self, payload: Did | IdentityMerged | Handover) -> str:
         return payload.merge_id if isinstance(payload, IdentityMerged) else payload.input_id  # type: ignore[union-attr]
+
+    def joins(self, payload: Did | IdentityMerged | Handover) -> str | None:
+        # "join:<merge id>": where the merged customer comes in (identity.joined, in a worker).
+        what = getattr(payload, "what", "")
+        return what.removeprefix("join:") if what.startswith("join:") else None
 
     def decode(self, raw: bytes) -> Did:
         return Did.model_validate_json(raw)
@@ -106,8 +122,13 @@ def test_a_merge_hands_the_state_over_and_later_inputs_follow_as_they_were_read(
         "what": "share",
     }
     received = table.run([Delivery("handovers/0", n, h) for n, h in enumerate([handover, late_handover])])
-    assert table["old"].tally == ("view", "click", "share") and received.counts == {"processed": 2}
+    # The state is held for the input that joins it; the late input is the survivor's own.
+    assert table["old"].tally == ("view", "share") and received.counts == {"held": 1, "processed": 1}
+    joined = table.run([did("old", "join:new>old", 5)])
+    assert table["old"].tally == ("view", "share", "click", "join:new>old")
+    assert joined.counts == {"merged_in": 1, "processed": 1} and table["old"].barrier.held == ()
     assert table.run([Delivery("handovers/0", 9, handover)]).counts == {"duplicate": 1}  # republished
+    assert table.run([Delivery("handovers/1", 0, handover)]).counts == {"duplicate": 1}  # past the ledger
 
 
 def test_merged_twice_a_handover_goes_onwards_and_a_second_merge_hands_nothing() -> None:
@@ -125,3 +146,55 @@ def test_merged_twice_a_handover_goes_onwards_and_a_second_merge_hands_nothing()
     assert (onward.customer_id, onward.state) == ("root", ("p",))
     (empty,) = table.run([Delivery("merges/0", 2, merge("a", "root2"))]).handovers
     assert (empty.customer_id, empty.state, empty.input_json) == ("root", None, None)
+
+
+def handover_of(merged: str, survivor: str, *state: str) -> Handover:
+    return Handover(
+        handover_id=f"{merged}>{survivor}", customer_id=survivor, from_customer_id=merged, state=state
+    )
+
+
+def test_a_merged_state_comes_in_where_it_is_joined_whichever_topic_is_read_first() -> None:
+    # The survivor's own inputs, and the handover on another topic, in every interleaving.
+    own = [did("old", "view", 0), did("old", "join:new>old", 1), did("old", "click", 2)]
+    handover = Delivery("handovers/0", 0, handover_of("new", "old", "lead"))
+    for at in range(len(own) + 1):
+        for cut in range(len(own) + 2):  # and any batch boundary
+            table = Table()
+            inputs = [*own[:at], handover, *own[at:]]
+            table.run(inputs[:cut])
+            table.run(inputs[cut:])
+            row = table["old"]
+            assert row.tally == ("view", "lead", "join:new>old", "click"), (at, cut)
+            assert row.barrier == Barrier(joined=("new>old",)), (at, cut)
+
+
+def test_a_merge_away_waits_behind_a_join_and_hands_over_the_joined_state() -> None:
+    table = Table()
+    table.run([did("b", "join:c>b", 0), Delivery("in/0", 1, merge("b", "a"))])
+    assert table["b"].merged_into is None and len(table["b"].barrier.parked) == 2
+    outcome = table.run([Delivery("handovers/0", 0, handover_of("c", "b", "from-c"))])
+    (handover,) = outcome.handovers
+    assert handover.state == ("from-c", "join:c>b") and table["b"].merged_into == "a"
+
+
+def test_a_handover_that_does_not_come_is_waited_for_only_so_long() -> None:
+    table = Table()
+    table.run([did("old", "join:new>old", 0)])
+    outcome = table.run([did("old", f"e{n}", n) for n in range(1, MAX_PARKED + 2)])
+    assert outcome.counts["merge_overdue"] == 1
+    row = table["old"]
+    assert row.tally[0] == "join:new>old" and len(row.tally) == MAX_PARKED + 2
+    assert row.barrier == Barrier(overdue=("new>old",))
+    table.run([Delivery("handovers/0", 0, handover_of("new", "old", "late"))])  # merged in when it comes
+    assert table["old"].tally[-1] == "late" and table["old"].barrier == Barrier(joined=("new>old",))
+
+
+def test_handovers_never_joined_are_held_only_so_many() -> None:
+    table = Table()
+    handovers = [
+        Delivery("handovers/0", n, handover_of(f"m{n}", "old", f"s{n}")) for n in range(MAX_HELD + 1)
+    ]
+    outcome = table.run(handovers)
+    assert outcome.counts == {"held": MAX_HELD + 1, "merge_overdue": 1, "merged_in": 1}
+    assert table["old"].tally == ("s0",) and len(table["old"].barrier.held) == MAX_HELD

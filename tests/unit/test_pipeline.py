@@ -7,8 +7,15 @@ import orjson
 import pytest
 
 from services.ingest.identity_store import Claim, Resolution
-from services.ingest.pipeline import BrokerUnavailable, IngestPipeline, Overloaded, PendingEvent
+from services.ingest.pipeline import (
+    BrokerUnavailable,
+    IngestPipeline,
+    Overloaded,
+    PendingEvent,
+    merge_records,
+)
 from shared.events import validate_event
+from shared.identity import IdentityJoined, IdentityMerged
 from tests.factories import event
 
 
@@ -19,19 +26,35 @@ def now() -> datetime:
 
 
 class FakeStore:
+    """Customers are "cus_" + the first identity key; pending joins are set by the test."""
+
     def __init__(self) -> None:
         self.seen: dict[str, str] = {}
         self.resolve_calls: list[list[str]] = []
+        self.pending: dict[str, list[IdentityMerged]] = {}  # holder -> its pending joins
+        self.drop_error: Exception | None = None
 
-    async def resolve(self, claims: list[Claim], now: datetime) -> tuple[list[Resolution], int]:
+    async def resolve(self, claims: list[Claim], now: datetime) -> list[Resolution]:
         self.resolve_calls.append([c.event_id for c in claims])
-        return [
-            Resolution(self.seen.get(c.event_id, "cus_" + c.identity_keys[0]), c.event_id in self.seen)
-            for c in claims
-        ], 0
+        resolutions, carried = [], set()
+        for claim in claims:
+            if claim.event_id in self.seen:
+                resolutions.append(Resolution(self.seen[claim.event_id], True))
+                continue
+            customer_id = "cus_" + claim.identity_keys[0]
+            joins = tuple(m for m in self.pending.get(customer_id, []) if m.merge_id not in carried)
+            carried.update(m.merge_id for m in joins)
+            resolutions.append(Resolution(customer_id, False, joins))
+        return resolutions
 
     async def mark_seen(self, seen: list[tuple[str, str]]) -> None:
         self.seen.update(seen)
+
+    async def drop_joins(self, joins: list[tuple[str, str]]) -> None:
+        if self.drop_error is not None:
+            raise self.drop_error
+        for holder, merge_id in joins:
+            self.pending[holder] = [m for m in self.pending[holder] if m.merge_id != merge_id]
 
 
 class FakeBroker:
@@ -43,6 +66,8 @@ class FakeBroker:
 
     async def send(self, records: list[tuple[bytes, bytes]]) -> list[asyncio.Future[object]]:
         self.sent += records
+        if self.mode == "fail_merges":  # one future per record: the merge records' fail
+            return [self._future(value.startswith(b'{"type":"identity.')) for _, value in records]
         # One future for the lot, as records of one record batch share their batch's.
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if self.mode == "ack":
@@ -51,12 +76,31 @@ class FakeBroker:
             future.set_exception(ConnectionError("broker gone"))
         return [future] * len(records)  # "hold": never acknowledged
 
+    @staticmethod
+    def _future(fail: bool) -> asyncio.Future[object]:
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if fail:
+            future.set_exception(ConnectionError("partition leader gone"))
+        else:
+            future.set_result(None)
+        return future
+
 
 def pending(**changes: object) -> PendingEvent:
     raw = event(**changes)
     validate_event(raw, now())
     key = next(iter(raw["identities"].values()))
     return PendingEvent(raw["event_id"], raw, [key])
+
+
+def merged_into(survivor: str, merged: str) -> IdentityMerged:
+    return IdentityMerged(
+        merge_id=f"{merged}>{survivor}",
+        merged_customer_id=merged,
+        survivor_customer_id=survivor,
+        identities={"unionid": [merged]},
+        merged_at=now(),
+    )
 
 
 @pytest.fixture
@@ -132,3 +176,77 @@ async def test_more_events_than_the_queue_holds_are_refused(setup) -> None:
     with pytest.raises(Overloaded):
         await pipeline.submit([pending() for _ in range(11)])
     assert broker.sent == []
+
+
+def test_merge_records_are_keyed_by_their_customer_and_start_with_their_type() -> None:
+    # Workers tell a merge's records from events by this prefix, without parsing them.
+    merge = merged_into("cus_1", "cus_2")
+    (merged_key, merged), (joined_key, joined) = merge_records(merge)
+    assert merged_key == b"cus_2" and merged.startswith(b'{"type":"identity.merged"')
+    assert joined_key == b"cus_1" and joined.startswith(b'{"type":"identity.joined"')
+    assert IdentityMerged.model_validate_json(merged) == merge
+    assert IdentityJoined.model_validate_json(joined) == IdentityJoined(
+        merge_id=merge.merge_id, customer_id="cus_1", merged_customer_id="cus_2", joined_at=merge.merged_at
+    )
+
+
+async def test_a_merge_goes_right_before_the_first_event_that_carries_it(setup) -> None:
+    pipeline, store, broker = setup
+    merge = merged_into("cus_a", "cus_b")
+    store.pending["cus_a"] = [merge]
+    other, first, second = (
+        pending(identities={"unionid": "z"}),
+        pending(identities={"unionid": "a"}),
+        pending(identities={"unionid": "a"}),
+    )
+    await pipeline.submit([other, first, second])
+    assert broker.sent[1:3] == merge_records(merge)
+    assert [orjson.loads(value).get("event_id") for _, value in broker.sent] == [
+        other.event_id,
+        None,
+        None,
+        first.event_id,
+        second.event_id,
+    ]
+    assert store.pending == {"cus_a": []}  # acknowledged: dropped
+
+
+async def test_an_event_whose_merge_records_failed_fails_and_its_retry_carries_them_again(setup) -> None:
+    pipeline, store, broker = setup
+    merge = merged_into("cus_a", "cus_b")
+    store.pending["cus_a"] = [merge]
+    carrier, bystander = pending(identities={"unionid": "a"}), pending(identities={"unionid": "z"})
+    broker.mode = "fail_merges"
+    with pytest.raises(BrokerUnavailable):
+        await pipeline.submit([carrier])
+    [ack] = await pipeline.submit([bystander])  # its own record was acknowledged
+    assert not ack.duplicate
+    assert store.seen == {bystander.event_id: "cus_z"} and store.pending == {"cus_a": [merge]}
+
+    broker.mode = "ack"
+    broker.sent.clear()
+    await pipeline.submit([carrier])
+    assert broker.sent[:2] == merge_records(merge)
+    assert store.pending == {"cus_a": []}
+
+
+async def test_a_later_event_of_the_customer_in_the_same_group_fails_with_the_merge_records(setup) -> None:
+    pipeline, store, broker = setup
+    store.pending["cus_a"] = [merged_into("cus_a", "cus_b")]
+    carrier, later = pending(identities={"unionid": "a"}), pending(identities={"unionid": "a"})
+    broker.mode = "fail_merges"
+    outcomes = await asyncio.gather(
+        pipeline.submit([carrier]), pipeline.submit([later]), return_exceptions=True
+    )
+    assert store.resolve_calls == [[carrier.event_id, later.event_id]]  # one group
+    assert [type(outcome) for outcome in outcomes] == [BrokerUnavailable, BrokerUnavailable]
+    assert store.seen == {}
+
+
+async def test_failing_to_drop_delivered_joins_does_not_fail_the_request(setup) -> None:
+    pipeline, store, _ = setup
+    store.pending["cus_a"] = [merged_into("cus_a", "cus_b")]
+    store.drop_error = ConnectionError("redis gone")
+    carrier = pending(identities={"unionid": "a"})
+    [ack] = await pipeline.submit([carrier])
+    assert store.seen == {carrier.event_id: ack.customer_id}

@@ -12,13 +12,13 @@ from services.scoring.inputs import ScoringEvent
 from services.scoring.plan import default_plan
 from shared.chain import ChainInput
 from shared.fold import Tick
-from shared.identity import IdentityMerged
+from shared.identity import IdentityJoined, IdentityMerged
 from shared.ledger import RECENT_IDS
+from shared.record_table import RecordCodec
 
 PLAN = default_plan()
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EVENTS = "touchpoint.events.v1/0"
-MERGES = "identity.merges.v1/0"
 HANDOVERS = "pd-scoring-handovers/0"
 TICKS = "pd-scoring-ticks/0"
 
@@ -42,6 +42,15 @@ def merge(merged: str, survivor: str) -> IdentityMerged:
         survivor_customer_id=survivor,
         identities={"phone": ["h"]},
         merged_at=NOW,
+    )
+
+
+def joined(record: IdentityMerged) -> IdentityJoined:
+    return IdentityJoined(
+        merge_id=record.merge_id,
+        customer_id=record.survivor_customer_id,
+        merged_customer_id=record.merged_customer_id,
+        joined_at=record.merged_at,
     )
 
 
@@ -91,24 +100,29 @@ def test_a_merge_hands_the_state_to_the_survivor_exactly_once() -> None:
         ]
     )
     record = merge("new", "old")
-    first = table.run([Delivery(MERGES, 0, record)])
+    first = table.run([Delivery(EVENTS, 3, record)])
     assert table["new"].merged_into == "old" and table["new"].score.intent_score == 0
     [handover] = first.handovers
     assert handover.customer_id == "old" and handover.state.intent_score == 8.0
-    # The handover arrives twice (a replay of the merge before its row was durable).
+    # The handover arrives twice (a replay of the merge before its row was durable), before the
+    # survivor's input that joins it, and again after it.
     table.run([Delivery(HANDOVERS, 0, handover), Delivery(HANDOVERS, 1, handover)])
+    assert table["old"].score.intent_score == 4.0  # held for its place
+    table.run([Delivery(EVENTS, 4, joined(record))])
+    assert table["old"].score.intent_score == 12.0
+    assert table.run([Delivery(HANDOVERS, 2, handover)]).counts == {"duplicate": 1}
     assert table["old"].score.intent_score == 12.0
 
 
 def test_inputs_that_still_name_a_merged_customer_go_on_to_the_survivor() -> None:
     table = Table()
-    table.run([Delivery(MERGES, 0, merge("new", "old"))])
+    table.run([Delivery(EVENTS, 0, merge("new", "old"))])
     late = table.run([Delivery(EVENTS, 5, click("new"))])
     [handover] = late.handovers
     assert handover.customer_id == "old" and handover.input_json is not None
     assert late.counts == {"handed_over": 1}
     # A survivor merged later passes what it receives on again.
-    table.run([Delivery(MERGES, 1, merge("old", "oldest"))])
+    table.run([Delivery(EVENTS, 6, merge("old", "oldest"))])
     onward = table.run([Delivery(HANDOVERS, 0, handover)])
     assert [h.customer_id for h in onward.handovers] == ["oldest"]
     table.run([Delivery(HANDOVERS, 1, onward.handovers[0])])
@@ -166,13 +180,16 @@ def test_a_merge_goes_on_in_its_place_and_the_survivor_passes_the_merged_in_scor
     table = Table()
     table.run([Delivery(EVENTS, 0, click("old")), Delivery(EVENTS, 1, click("new"))])
     record = merge("new", "old")
-    merged = table.run([Delivery(MERGES, 0, record)])
+    merged = table.run([Delivery(EVENTS, 2, record)])
     ((_, value),) = merged.chain
     merge_input = ChainInput.model_validate_json(value)
     assert (merge_input.customer_id, merge_input.merge, merge_input.score) == ("new", record, None)
     late_click = click("new")
-    late = table.run([Delivery(EVENTS, 2, late_click, orjson.dumps(late_click.model_dump(mode="json")))])
+    late = table.run([Delivery(EVENTS, 3, late_click, orjson.dumps(late_click.model_dump(mode="json")))])
     assert not late.chain  # the survivor passes it on, with its own score
+    # The survivor's input that joins the merge comes before the handover: it waits for it.
+    waiting = table.run([Delivery(EVENTS, 4, joined(record))])
+    assert not waiting.chain and waiting.counts == {"parked": 1}
     received = table.run(
         [Delivery(HANDOVERS, 0, merged.handovers[0]), Delivery(HANDOVERS, 1, late.handovers[0])]
     )
@@ -182,6 +199,7 @@ def test_a_merge_goes_on_in_its_place_and_the_survivor_passes_the_merged_in_scor
         "old",
         8.0,
     )
+    assert merged_in.joins == record.merge_id  # downstream workers take their state in here too
     assert (late_input.input_id, late_input.event.customer_id, round(late_input.score.intent_score, 2)) == (
         late_click.event_id,
         "old",
@@ -213,5 +231,38 @@ def test_a_tick_passes_on_what_time_alone_did_and_schedules_the_next_moment() ->
             break
     assert seen[-1] == ("low", "dormant") and {b for b, _ in seen} == {"hot", "high", "medium", "low"}
     # A merged customer keeps no clock: its ticks stay behind.
-    table.run([Delivery(MERGES, 0, merge("c1", "c0"))])
+    table.run([Delivery(EVENTS, 99, merge("c1", "c0"))])
     assert not table.run([Delivery(TICKS, 99, Tick(tick_id="decay:c1:99", customer_id="c1"))]).handovers
+
+
+def test_what_waits_at_the_barrier_survives_the_table_encoding() -> None:
+    """Parked inputs and held handovers are in the row, so in the changelog: a worker that takes
+    the partition over goes on where the barrier stood."""
+    table = Table()
+    table.run(
+        [Delivery(EVENTS, 0, click("a")), Delivery(EVENTS, 1, click("b")), Delivery(EVENTS, 2, click("old"))]
+    )
+    first, second = merge("a", "old"), merge("b", "old")
+    handovers = [
+        *table.run([Delivery(EVENTS, 3, first)]).handovers,
+        *table.run([Delivery(EVENTS, 4, second)]).handovers,
+    ]
+    late = click("old")
+    table.run(
+        [
+            Delivery(HANDOVERS, 0, ScoringHandover.model_validate_json(handovers[1].model_dump_json())),
+            Delivery(EVENTS, 5, joined(first)),
+            Delivery(EVENTS, 6, late, late.model_dump_json().encode()),
+        ]
+    )
+    barrier = table["old"].barrier
+    assert (len(barrier.held), barrier.awaiting, len(barrier.parked)) == (1, first.merge_id, 2)
+    codec = RecordCodec(CustomerRecord)
+    table["old"] = codec.decode(codec.encode(table["old"]))
+    assert table["old"].barrier == barrier
+    released = table.run([Delivery(HANDOVERS, 1, handovers[0]), Delivery(EVENTS, 7, joined(second))])
+    assert released.counts == {"merged_in": 2, "processed": 3}
+    assert table["old"].score.intent_score == 16.0 and table["old"].barrier.joined == (
+        first.merge_id,
+        second.merge_id,
+    )

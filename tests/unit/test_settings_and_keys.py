@@ -27,6 +27,14 @@ def test_dedupe_window_cannot_be_set_below_seven_days(monkeypatch: pytest.Monkey
         IngestSettings()
 
 
+def test_the_join_grace_must_outlast_a_produce(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert IngestSettings().join_grace_s > IngestSettings().produce_timeout_s
+    monkeypatch.setenv("PRODUCE_TIMEOUT_S", "10")
+    monkeypatch.setenv("JOIN_GRACE_S", "10")
+    with pytest.raises(ValueError, match="join_grace_s"):
+        IngestSettings()
+
+
 def test_keys_grant_sources() -> None:
     keys = ApiKeys({"all": ["*"], "wecom": ["wecom"]})
     assert keys.sources_for(None) is None

@@ -162,18 +162,28 @@ def test_a_merged_profile_is_handed_to_the_survivor_and_late_inputs_follow() -> 
     wire = [TaggingHandover.model_validate_json(h.model_dump_json()) for h in (handover, late_handover)]
     assert wire == [handover, late_handover]
     received = table.run([Delivery(HANDOVERS, i, h) for i, h in enumerate(wire)])
-    survivor = table["old"].profile
-    assert (survivor.shares, survivor.layer) == (2, Layer.owner)
-    assert "ripple" in survivor.tags
-    assert received.changes[0].tags_added == ["ripple"]
-    merged_in, late_input = passed_on(received)
-    assert (merged_in.customer_id, merged_in.input_id) == ("old", f"profile-merged:{handover.handover_id}")
-    assert "ripple" in merged_in.profile.tags
+    assert table["old"].profile.shares == 1  # the merged profile waits for its place
+    (late_input,) = passed_on(received)
     assert (late_input.customer_id, late_input.event.type, late_input.profile.layer) == (
         "old",
         "order.placed",
         "owner",
     )
+    # Scoring's input where the merged customer joins: the merged profile comes in right there.
+    merge_id = handover.handover_id
+    joins = ScoredInput(input_id=f"merged:{merge_id}", customer_id="old", joins=merge_id)
+    joined = table.run([Delivery(SCORED, 4, joins)])
+    survivor = table["old"].profile
+    assert (survivor.shares, survivor.layer) == (2, Layer.owner)
+    assert "ripple" in survivor.tags
+    assert joined.changes[0].tags_added == ["ripple"]
+    (merged_in,) = passed_on(joined)
+    assert (merged_in.customer_id, merged_in.input_id, merged_in.joins) == (
+        "old",
+        f"merged:{merge_id}",
+        merge_id,
+    )
+    assert "ripple" in merged_in.profile.tags
     again = table.run([Delivery(HANDOVERS, 5, wire[0])])  # republished: caught by its id
     assert again.counts == {"duplicate": 1}
 
