@@ -156,3 +156,82 @@ def test_the_same_with_a_worker_killed_mid_stream(
 ) -> None:
     service: RunningService = request.getfixturevalue(worker)
     run_warm_ups(client, ops, kill=(service.worker, f"{service.metrics_url}/readyz"))
+
+
+# --- Merges: the survivor's decision sees the merged customer's history ------------------------
+
+PAIRS = 30  # per orientation
+
+
+def merge_warm_ups(value_point: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """A WeCom friend (the older customer: the survivor), a reader known only by a device who
+    read four pieces (medium on their own), and the favourite that links the two: high only
+    with the reader's history, rational or emotional only from it, sent only with the friend's
+    consent."""
+    friend = {"wecom_external_userid": unique("wf")}
+    device = {"device_id": unique("dv")}
+    added = [event(type="wecom.friend_added", identities=friend, properties={})]
+    reads = [
+        event(
+            type="content.click",
+            identities=device,
+            properties={"content_id": f"c-{n}", "value_point": value_point},
+        )
+        for n in range(4)
+    ]
+    favourite = {"content_id": "c-9", "value_point": value_point}
+    link = event(type="content.favorite", identities=friend | device, properties=favourite)
+    return added, reads, link
+
+
+def run_merges(client: httpx.Client, ops: httpx.Client, kill: tuple[Process, str] | None) -> None:
+    campaign_id = f"merges-{uuid.uuid4().hex[:8]}"
+    assert ops.post("/v1/campaigns", json=nurture(campaign_id)).status_code == 201
+    try:
+        pairs = [(point, *merge_warm_ups(point)) for point in ("rational", "emotional") for _ in range(PAIRS)]
+        friends = post_batches(client, [e for _, added, _, _ in pairs for e in added])
+        readers = post_batches(client, interleaved({"reads": [reads for _, _, reads, _ in pairs]}))
+        if kill is not None:
+            kill_and_restart(*kill)
+        links = post_batches(client, [link for *_, link in pairs])
+        expected: dict[str, tuple[str, str | None, str | None]] = {}
+        merged: set[str] = set()
+        for point, added, reads, link in pairs:
+            survivor = links[link["event_id"]]
+            assert survivor == friends[added[0]["event_id"]]  # the older customer survives
+            merged.add(readers[reads[0]["event_id"]])
+            expected[survivor] = ("sent", None, CONTENT[point])
+
+        def decided(customer: str) -> list[tuple[str, str | None, str | None]]:
+            history = ops.get(f"/v1/customers/{customer}/actions").json()
+            return [
+                (h["outcome"], h["reason"], h["content_id"])
+                for h in history
+                if h["campaign_id"] == campaign_id
+            ]
+
+        wrong = {}
+        for customer, want in expected.items():
+            got = eventually(lambda c=customer: _one(decided(c)), timeout=120, interval=0.2)
+            if got != want:
+                wrong[customer] = (want, got)
+        assert not wrong, f"{len(wrong)} of {len(expected)} decided otherwise, e.g. {list(wrong.items())[:3]}"
+        # Nobody was decided about as the reader alone (never high on their own).
+        stats = ops.get(f"/v1/campaigns/{campaign_id}/stats").json()
+        assert stats["triggered"] == len(expected), stats
+        assert not any(decided(customer) for customer in merged)
+    finally:
+        ops.delete(f"/v1/campaigns/{campaign_id}")
+
+
+def _one(decisions: list[tuple[str, str | None, str | None]]) -> tuple[str, str | None, str | None]:
+    assert len(decisions) == 1, decisions
+    return decisions[0]
+
+
+@pytest.mark.parametrize("worker", [None, "scoring", "tagging", "campaign"])
+def test_a_survivor_is_decided_on_with_the_merged_customers_history(
+    worker: str | None, client, ops, request: pytest.FixtureRequest
+) -> None:
+    service: RunningService | None = request.getfixturevalue(worker) if worker else None
+    run_merges(client, ops, kill=(service.worker, f"{service.metrics_url}/readyz") if service else None)
