@@ -20,8 +20,9 @@ their own domain; everything around it is the same and lives here, once:
 - **Apply** everything else, in the order read.
 
 A service supplies a `CustomerFold`: a new row and which of its fields holds the state, what an
-input's id is, whether it is a merge, and how an input and a merged-in state change the state
-(and what they put in the batch's outcome); a late input handed on is applied as an input.
+input's id is, whether it is a merge or joins one, the types its inputs decode to (to decode a
+parked input again), and how an input and a merged-in state change the state (and what they
+put in the batch's outcome); a late input handed on is applied as an input.
 Pure: no Kafka, Faust, Redis or HTTP.
 """
 

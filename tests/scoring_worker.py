@@ -68,8 +68,8 @@ SCORING_WORKER = WorkerUnderTest(
     read_state=read_scoring_state,
 )
 
-# Positive weights only: with the zero floor of a negative weight (lead.defeated), a survivor's
-# score would depend on when a handover meets its own events, which differs between any two runs.
+# Positive weights only: the zero floor of a negative weight (lead.defeated) would make the
+# expected score depend on exactly where the domain replay takes each merged-in score in.
 FEED_TYPES = [
     ("content.view", {"content_id": "c-1"}),
     ("content.click", {"content_id": "c-2"}),

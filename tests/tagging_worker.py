@@ -90,7 +90,7 @@ def tagging_feed(seed: int, events: int, customers: int, merges: int, owners: in
         customer = rng.choice(ids)
         at = (now - timedelta(minutes=rng.randint(1, 60 * 24 * 20))).isoformat()
         # Scoring's view of the customer; not for merged customers and their survivors, whose
-        # intent_pct would depend on whether a handed-over score or their own arrives last.
+        # intent_pct this feed could not keep consistent with the merged-in profiles.
         if rng.random() < 0.1 and customer not in ids[: 2 * merges]:
             score = {
                 "intent_score": 1.0,

@@ -205,7 +205,6 @@ class Effect:
 
     kind: str  # "redis", "output" or "row"
     apply: Callable[[], None]
-    customer_id: str = ""  # a row's or an output's customer (a handover's: whom it comes from)
 
 
 def decision_key(decision: Any) -> tuple[str, str, str, str, str | None, str | None]:
@@ -233,8 +232,6 @@ class Worker:
     position: dict[Place, int] = field(default_factory=dict)
     decisions: set[tuple[str, str, str, str, str | None, str | None]] = field(default_factory=set)
     conversions: set[Conversion] = field(default_factory=set)
-    # Customers whose row a crash lost after some of the batch's outputs about them went out.
-    torn: set[str] = field(default_factory=set)
 
     def pending(self, broker: Broker) -> list[Place]:
         return [
@@ -266,17 +263,17 @@ class Worker:
         for conversion in getattr(outcome, "conversions", ()):
             effects.append(Effect("redis", lambda c=conversion: self.conversions.add(c)))
         outputs = [
-            Effect("output", partial(broker.append, self.chain_topic or "", cid, value), cid)
+            Effect("output", partial(broker.append, self.chain_topic or "", cid, value))
             for cid, value in getattr(outcome, "chain", ())
         ]
         for handover in outcome.handovers:
             raw = handover.model_dump_json().encode()
             send = partial(broker.append, self.handovers_topic, handover.customer_id, raw)
-            outputs.append(Effect("output", send, handover.from_customer_id))
+            outputs.append(Effect("output", send))
         effects += outputs[:resent] + outputs
         # The changelog goes last, alone: a row is durable only once the outputs are.
         for customer_id, row in outcome.records.items():
-            effects.append(Effect("row", partial(self.table.__setitem__, customer_id, row), customer_id))
+            effects.append(Effect("row", partial(self.table.__setitem__, customer_id, row)))
         return effects
 
     def commit(self) -> None:
@@ -285,12 +282,6 @@ class Worker:
     def restart(self) -> None:
         """A crash: the table is what the changelog holds; reading resumes at the last commit."""
         self.position = dict(self.committed)
-
-
-def torn(kept: list[Effect], lost: list[Effect]) -> set[str]:
-    """Customers some of whose outputs went out while their row was lost."""
-    sent = {e.customer_id for e in kept if e.kind == "output"}
-    return sent & {e.customer_id for e in lost if e.kind == "row"}
 
 
 def workers() -> tuple[Worker, Worker, Worker]:
@@ -383,7 +374,6 @@ def shaken_run(scenario: Scenario, data: st.DataObject) -> tuple[Worker, Worker,
         for effect in effects[:kept]:
             effect.apply()
         if dies:
-            worker.torn |= torn(effects[:kept], effects[kept:])
             worker.restart()
     drain(pipeline, broker)
     return pipeline
