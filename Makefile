@@ -39,6 +39,7 @@ bench: install
 	$(PY) -m bench.scoring
 	$(PY) -m bench.tagging
 	$(PY) -m bench.pipeline
+	$(PY) -m bench.console
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

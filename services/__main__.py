@@ -19,6 +19,7 @@ PROCESSES = {
     "tagging-api": "services.tagging.api:main",
     "campaign-worker": "services.campaign.worker:main",
     "campaign-api": "services.campaign.api:main",
+    "console": "services.console.app:main",
     "topics": "services.topics:main",
 }
 

@@ -1,4 +1,5 @@
-"""What every HTTP process serves (/healthz, /readyz, /metrics) and the ops-token check."""
+"""What every HTTP process serves (/healthz, /readyz, /metrics), the ops-token check, and how
+each one runs (`serve`)."""
 
 import asyncio
 import logging
@@ -6,7 +7,8 @@ import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
@@ -73,3 +75,8 @@ def require_ops_token(tokens: Iterable[str]) -> Callable[..., Awaitable[None]]:
             )
 
     return check
+
+
+def serve(app: FastAPI, host: str, port: int) -> None:
+    """Run an HTTP process until SIGTERM, its logs in our JSON format."""
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)

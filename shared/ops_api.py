@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from shared.http import operations_router, require_ops_token
 from shared.metrics import LATENCY_BUCKETS
 from shared.settings import ServiceSettings
+from shared.web_assets import assets_dir, self_hosted_docs
 
 
 def ops_api(
@@ -51,6 +52,8 @@ def ops_api(
         description=description,
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served from our own copy of Swagger UI below, not a CDN
+        redoc_url=None,
         telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
     )
 
@@ -71,6 +74,8 @@ def ops_api(
         route = getattr(request.scope.get("route"), "path", "unmatched")
         request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
         return response
+
+    self_hosted_docs(app, assets_dir(settings.web_assets_dir))
 
     async def redis_ready() -> None:
         await redis.ping()

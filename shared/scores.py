@@ -6,9 +6,27 @@ input that moved the score).
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+
+class Band(StrEnum):
+    """Intent bands, lowest first (docs/contract.md): scoring sets them, tagging and campaign read them."""
+
+    low = "low"
+    medium = "medium"
+    high = "high"
+    hot = "hot"
+
+
+class Activity(StrEnum):
+    """Recency of the customer's last own interaction."""
+
+    active_7d = "active_7d"
+    active_30d = "active_30d"
+    dormant = "dormant"
 
 
 class IntentScoreChanged(BaseModel):

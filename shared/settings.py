@@ -26,6 +26,8 @@ class ServiceSettings(BaseSettings):
     # time from `clock_epoch` on, so that decay and dormancy can be watched in seconds.
     clock_speed: float = Field(default=1.0, gt=0)
     clock_epoch: AwareDatetime | None = None
+    # Where the npm-installed browser assets are (shared/web_assets.py); unset: the repository's.
+    web_assets_dir: str | None = None
 
     @field_validator("ops_tokens", mode="before")
     @classmethod

@@ -9,7 +9,7 @@ import httpx
 from .layout import Layout
 from .lifecycle import say, up
 from .posting import RetryLater, post_events, progress_printer
-from .processes import BOOTSTRAP_SERVERS, OPS_TOKEN, SERVICES, TOUCHPOINT_KEY
+from .processes import BOOTSTRAP_SERVERS, CONSOLE, OPS_TOKEN, SERVICES, TOUCHPOINT_KEY
 from .summary import DemoRun, summary
 from .traffic import CHINA, flawed_events, in_time_order, journeys
 
@@ -45,5 +45,6 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
     run.worker_metrics_urls = [f"{s.url}/metrics" for s in SERVICES if s.name.endswith("-worker")]
     say("")
     say(summary(run))
-    say("\nthe stack stays up: make status to check it, make down to stop it")
+    say(f"\nops console: {CONSOLE.url}/   (sign in with the ops token {OPS_TOKEN})")
+    say("the stack stays up: make status to check it, make down to stop it")
     return 0

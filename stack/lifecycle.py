@@ -225,6 +225,8 @@ def _print_ready() -> None:
     for service in SERVICES:
         if service.api:
             say(f"  {service.name:<{width}} {service.url}   (API docs: {service.url}/docs)")
+        elif service.pages:
+            say(f"  {service.name:<{width}} {service.url}/   (sign in with the ops token)")
         else:
             say(f"  {service.name:<{width}} {service.url}/metrics")
     say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, in memory)   redis {REDIS_URL}")

@@ -1,6 +1,7 @@
-"""Machine prerequisites the stack and the test suite share: the machine's `redis-server`, and
-Prometheus's `promtool` for checking the alerting rules (optional: the tests fall back to a
-structural check without it).
+"""Machine prerequisites the stack and the test suite share: the machine's `redis-server`; npm,
+to install the browser assets the console and the APIs' `/docs` serve (`web/`, shared/web_assets.py);
+Debian's `chromium` for the console's browser tests; and Prometheus's `promtool` for checking the
+alerting rules (optional: the tests fall back to a structural check without it).
 
 `pd-stack up` calls `ensure_redis_server()`; `make install` runs `python -m stack.prereqs`.
 """
@@ -11,6 +12,9 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 class MissingPrerequisite(RuntimeError):
@@ -27,6 +31,36 @@ def ensure_promtool() -> str:
     return _ensure("promtool", "prometheus", "Prometheus's promtool", ["--no-install-recommends"])
 
 
+def ensure_chromium() -> str:
+    """Debian's Chromium, which the browser tests drive (a test tool's own browser download cannot
+    work on a closed network)."""
+    return _ensure("chromium", "chromium", "Chromium")
+
+
+def ensure_cjk_font() -> None:
+    """A Chinese font, so the screenshots the browser tests take of zh-CN pages show characters."""
+    listed = subprocess.run(["fc-list", ":lang=zh"], capture_output=True, text=True, check=False)
+    if not listed.stdout.strip():
+        _apt_install("fonts-wqy-microhei", [])
+
+
+def ensure_web_assets(web_dir: Path = WEB_DIR) -> Path:
+    """`npm ci` in web/ when its lock file is newer than the last install; returns node_modules."""
+    modules = web_dir / "node_modules"
+    stamp = modules / ".installed"
+    lock = web_dir / "package-lock.json"
+    if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime:
+        return modules
+    npm = _ensure("npm", "npm", "Node.js's npm")
+    print(f"installing the browser assets pinned in {lock} (npm ci)")
+    # --ignore-scripts: we only copy files out of these packages; none of their scripts may run.
+    command = [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(web_dir)]
+    if subprocess.run(command, check=False).returncode != 0:
+        raise MissingPrerequisite(f"`{' '.join(command)}` failed")
+    stamp.touch()
+    return modules
+
+
 def _ensure(binary: str, package: str, what: str, options: list[str] | None = None) -> str:
     found = shutil.which(binary)
     if found:
@@ -36,15 +70,20 @@ def _ensure(binary: str, package: str, what: str, options: list[str] | None = No
     if shutil.which("apt-get") is None:
         raise MissingPrerequisite(f"{binary} is not installed and apt-get is missing: install {what}")
     print(f"{binary} is missing: installing it (apt-get update && apt-get install -y {package})")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", *(options or []), package]
-    for command in (["apt-get", "update"], install):
-        if subprocess.run(command, env=env, check=False).returncode != 0:
-            raise MissingPrerequisite(f"`{' '.join(command)}` failed: install {package} by hand")
+    _apt_install(package, options or [])
     found = shutil.which(binary)
     if not found:
         raise MissingPrerequisite(f"apt-get installed {package} but {binary} is not on PATH")
     return found
+
+
+def _apt_install(package: str, options: list[str]) -> None:
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise MissingPrerequisite(f"{package} is not installed: run `sudo apt-get install {package}`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for command in (["apt-get", "update"], ["apt-get", "install", "-y", *options, package]):
+        if subprocess.run(command, env=env, check=False).returncode != 0:
+            raise MissingPrerequisite(f"`{' '.join(command)}` failed: install {package} by hand")
 
 
 def main() -> None:
@@ -52,6 +91,15 @@ def main() -> None:
         print(f"redis-server: {ensure_redis_server()}")
     except MissingPrerequisite as error:
         sys.exit(f"error: {error}")
+    try:
+        print(f"web assets: {ensure_web_assets()}")
+    except MissingPrerequisite as error:
+        sys.exit(f"error: {error}")
+    try:
+        print(f"chromium: {ensure_chromium()}")
+        ensure_cjk_font()
+    except MissingPrerequisite as error:  # the stack runs without it; the browser tests say so
+        print(f"warning: {error}; the console's browser tests cannot run")
     try:
         print(f"promtool: {ensure_promtool()}")
     except MissingPrerequisite as error:  # optional: the rule tests fall back to a structural check

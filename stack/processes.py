@@ -20,6 +20,7 @@ TOPIC_PARTITIONS = 3
 
 TOUCHPOINT_KEY = "local-touchpoint-key"
 OPS_TOKEN = "local-ops-token"
+CONSOLE_PORT = 8005
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class Service:
     port: int  # the port /readyz (and /metrics) answer on
     env: Mapping[str, str] = field(default_factory=dict)
     api: bool = False  # an HTTP API worth showing (with /docs), not just a metrics port
+    pages: bool = False  # a web console for people: its URL is what `up` and `demo` point at
 
     @property
     def url(self) -> str:
@@ -49,7 +51,9 @@ SERVICES: tuple[Service, ...] = (
     Service("tagging-api", "pd-tagging-api", 8003, {"TAGGING_PORT": "8003"}, api=True),
     Service("campaign-worker", "pd-campaign-worker", 9104, {"CAMPAIGN_METRICS_PORT": "9104"}),
     Service("campaign-api", "pd-campaign-api", 8004, {"CAMPAIGN_PORT": "8004"}, api=True),
+    Service("console", "pd-console", CONSOLE_PORT, {"CONSOLE_PORT": str(CONSOLE_PORT)}, pages=True),
 )
+CONSOLE = next(service for service in SERVICES if service.pages)
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,8 @@ def common_service_env() -> dict[str, str]:
         # Explicit, so the keys printed by `up` hold even if the caller's shell sets others.
         "INGEST_API_KEYS": json.dumps({TOUCHPOINT_KEY: ["*"]}),
         "OPS_TOKENS": OPS_TOKEN,
+        # The console's session cookie secret: fixed locally, so sessions survive a restart.
+        "CONSOLE_SESSION_SECRET": "local-console-session-secret-not-for-production",
         "LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",  # log lines reach .run/logs/ as they happen
     }

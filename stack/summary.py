@@ -178,7 +178,7 @@ def lookup_section(run: DemoRun) -> list[str]:
 
 def scoring_section(run: DemoRun) -> list[str]:
     """The lead concentration matrix and the hottest leads, once the workers have settled."""
-    behind = _wait_until_settled(run.worker_metrics_urls) if run.worker_metrics_urls else 0.0
+    behind = wait_until_settled(run.worker_metrics_urls) if run.worker_metrics_urls else 0.0
     survivors = sorted({ids[-1] for journey in run.journeys if (ids := run.customers_of(journey))})
     headers = {"Authorization": f"Bearer {run.ops_token}"}
     with httpx.Client(base_url=run.scoring_url, headers=headers, timeout=5) as api:
@@ -255,7 +255,7 @@ def _wait_until_present(api: httpx.Client, paths: list[str]) -> int:
     return len(waiting)
 
 
-def _wait_until_settled(metrics_urls: list[str]) -> float:
+def wait_until_settled(metrics_urls: list[str]) -> float:
     """Poll (with a deadline) until every worker has taken all it was sent: no lag, and nothing
     taken between two polls. Returns the lag left (0 when settled)."""
     deadline = time.monotonic() + CATCH_UP_TIMEOUT_S

@@ -131,7 +131,7 @@ class RunningService:
     api: Process
 
 
-def _worker_and_api(
+def worker_and_api(
     service: str, env: dict[str, str], metrics_port: int, api_port: int, log_dir: Path
 ) -> Iterator[RunningService]:
     metrics_url, api_url = f"http://127.0.0.1:{metrics_port}", f"http://127.0.0.1:{api_port}"
@@ -151,7 +151,7 @@ def scoring(backends: Backends, log_dir: Path, ingest: RunningIngest) -> Iterato
     metrics_port, api_port = free_port(), free_port()
     env = scoring_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
     env |= {"SCORING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "PLAN_POLL_INTERVAL_S": "0.2"}
-    yield from _worker_and_api("scoring", env, metrics_port, api_port, log_dir)
+    yield from worker_and_api("scoring", env, metrics_port, api_port, log_dir)
 
 
 @pytest.fixture(scope="session")
@@ -162,7 +162,7 @@ def tagging(backends: Backends, log_dir: Path, scoring: RunningService) -> Itera
     metrics_port, api_port = free_port(), free_port()
     env = tagging_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
     env |= {"TAGGING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "RULES_POLL_INTERVAL_S": "0.2"}
-    yield from _worker_and_api("tagging", env, metrics_port, api_port, log_dir)
+    yield from worker_and_api("tagging", env, metrics_port, api_port, log_dir)
 
 
 @pytest.fixture(scope="session")
@@ -173,4 +173,4 @@ def campaign(backends: Backends, log_dir: Path, tagging: RunningService) -> Iter
     metrics_port, api_port = free_port(), free_port()
     env = campaign_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
     env |= {"CAMPAIGN_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "CAMPAIGNS_POLL_INTERVAL_S": "0.2"}
-    yield from _worker_and_api("campaign", env, metrics_port, api_port, log_dir)
+    yield from worker_and_api("campaign", env, metrics_port, api_port, log_dir)

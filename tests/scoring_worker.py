@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import redis
 
-from services.scoring.read_model import PREFIX, customer_key
+from services.scoring.read_model import PREFIX, customer_key, events_key
 from shared.topics import TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
@@ -37,14 +37,22 @@ def scoring_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: 
 
 
 def read_scoring_state(redis_url: str) -> dict[str, Any]:
+    """Every customer's snapshot and, unless merged away, their latest events (entry JSON)."""
     client = redis.Redis.from_url(redis_url)
     try:
         keys = list(client.scan_iter(match=customer_key("*"), count=1000))
         values = client.mget(keys) if keys else []
-        return {
+        state = {
             key.decode().removeprefix(f"{PREFIX}customer:"): _comparable(orjson.loads(value))
             for key, value in zip(keys, values, strict=True)
         }
+        pipe = client.pipeline(transaction=False)
+        customers = [c for c, snapshot in state.items() if not snapshot.get("merged_into")]
+        for customer in customers:
+            pipe.zrange(events_key(customer), 0, -1)
+        for customer, entries in zip(customers, pipe.execute(), strict=True):
+            state[customer]["latest_events"] = sorted(entry.decode() for entry in entries)
+        return state
     finally:
         client.close()
 
@@ -144,25 +152,35 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
 
     from services.scoring.batch import Delivery, Handover, score_batch
     from services.scoring.inputs import decode_touchpoint
+    from services.scoring.latest_events import KEPT
     from services.scoring.plan import default_plan
     from services.scoring.read_model import ScoreSnapshot
 
     plan, now, table = default_plan(), datetime.now(UTC), {}
     pending: list[Handover] = []
     inputs: list[Delivery] = []
+    events: dict[str, dict[bytes, float]] = {}  # what Redis keeps, before keeping the newest
     for offset, record in enumerate(feed):
         inputs.append(Delivery(f"{record.topic}/0", offset, decode_touchpoint(record.value), record.value))
+    outcomes = []
     for delivery in inputs:
         outcome = score_batch([delivery], table.get, plan, now)
         table.update(outcome.records)
         pending += outcome.handovers
+        outcomes.append(outcome)
     for offset, handover in enumerate(pending):  # grows while handovers are handed on
         outcome = score_batch([Delivery("handovers/0", offset, handover)], table.get, plan, now)
         table.update(outcome.records)
         pending += outcome.handovers
+        outcomes.append(outcome)
+    for outcome in outcomes:
+        for customer, entry, occurred_s in outcome.latest_events:
+            events.setdefault(customer, {})[entry] = occurred_s
+        for survivor, merged in outcome.events_moved:
+            events.setdefault(survivor, {}).update(events.pop(merged, {}))
     # Every merged customer joined their survivor: nothing waits at a barrier.
     assert all(row.barrier.held == row.barrier.parked == () for row in table.values())
-    return {
+    state = {
         customer: _comparable(
             orjson.loads(
                 ScoreSnapshot(
@@ -172,3 +190,9 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
         )
         for customer, row in table.items()
     }
+    for customer, snapshot in state.items():
+        if not snapshot.get("merged_into"):
+            # The newest KEPT by (occurred_at, entry), as Redis's rank order trims them.
+            kept = sorted(events.get(customer, {}).items(), key=lambda pair: (pair[1], pair[0]))[-KEPT:]
+            snapshot["latest_events"] = sorted(entry.decode() for entry, _ in kept)
+    return state

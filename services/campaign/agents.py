@@ -48,6 +48,7 @@ from .batch import (
     Payload,
     TaggedInput,
     Tick,
+    consents_changed,
     react_batch,
 )
 from .dealers import Consultant
@@ -134,8 +135,11 @@ class Campaigner:
         outcome = self._react(deliveries, context, dead)
         records = await self._assign_dealers(outcome, now)
         due = {cid: record.journey.next_due for cid, record in outcome.records.items()}
+        # Compared with the rows as the batch found them: the table takes the new ones only below.
+        consents = consents_changed(self._rows.get, outcome.records)
         await retrying(
-            "redis write", lambda: read_model.write_batch(self._redis, records, outcome.conversions, due)
+            "redis write",
+            lambda: read_model.write_batch(self._redis, records, outcome.conversions, due, consents),
         )
         data = self._rows
         for customer_id, record in outcome.records.items():

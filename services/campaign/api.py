@@ -1,4 +1,5 @@
-"""Campaign HTTP API (port 8004): campaign CRUD, a customer's actions, campaign stats.
+"""Campaign HTTP API (port 8004): campaign CRUD, a customer's actions and consents, campaign
+stats with lift, each campaign's actions per day.
 
 Stateless: definitions and figures live in Redis, written by this API and the worker.
 `python -m services.campaign.api`.
@@ -6,14 +7,17 @@ Stateless: definitions and figures live in Redis, written by this API and the wo
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Annotated
 
-import uvicorn
-from fastapi import FastAPI, HTTPException, Path, Response, status
+from fastapi import FastAPI, HTTPException, Path, Query, Response, status
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
+from shared.clock import clock_of, utc_now
+from shared.http import serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
@@ -21,8 +25,12 @@ from shared.redis import create_redis
 from shared.versioned_hash import VersionConflict
 
 from . import read_model
+from .consent_view import CustomerConsent, read_consent
+from .daily import DailyActions, china_date, read_daily_actions
+from .decide import HOLDOUT
 from .definitions import Campaign
 from .examples import example_campaigns
+from .lift import lift_of
 from .read_model import ActionRecord
 from .settings import CampaignSettings
 from .store import CAMPAIGNS, load_campaigns
@@ -30,6 +38,7 @@ from .store import CAMPAIGNS, load_campaigns
 log = logging.getLogger(__name__)
 
 CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
+CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
 class CampaignList(BaseModel):
@@ -41,6 +50,14 @@ class GroupStats(BaseModel):
     entered: int = Field(description="customers in the group (sent or deferred, or held out)")
     converted: int = Field(description="of them, customers with an attributed store visit or order")
     conversion_rate: float | None
+    lift: float | None = Field(
+        description="conversion rate minus the holdout group's, as a fraction; null for the holdout "
+        "group itself, without a holdout group, or when either group has no customers"
+    )
+    lift_ci95: tuple[float, float] | None = Field(
+        description="95% confidence interval [low, high] of `lift`: Newcombe's hybrid score interval "
+        "(Wilson score interval per group; Newcombe 1998, method 10); null when `lift` is"
+    )
 
 
 class CampaignStats(BaseModel):
@@ -59,14 +76,25 @@ def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
         return {name.removeprefix(prefix): n for name, n in figures.items() if name.startswith(prefix)}
 
     entered, converted = by_prefix("entered:"), by_prefix("converted:")
-    groups = {
-        group: GroupStats(
+
+    def converted_in(group: str) -> int:
+        # A survivor's conversion is counted under the survivor's id, which the group's entered
+        # set may hold under the merged customer's: never more converted than entered.
+        return min(converted.get(group, 0), entered.get(group, 0))
+
+    def group_stats(group: str, n: int) -> GroupStats:
+        found = None
+        if group != HOLDOUT:
+            found = lift_of(converted_in(group), n, converted_in(HOLDOUT), entered.get(HOLDOUT, 0))
+        return GroupStats(
             entered=n,
             converted=converted.get(group, 0),
             conversion_rate=converted.get(group, 0) / n if n else None,
+            lift=found.lift if found else None,
+            lift_ci95=(found.low, found.high) if found else None,
         )
-        for group, n in sorted(entered.items())
-    }
+
+    groups = {group: group_stats(group, n) for group, n in sorted(entered.items())}
     return CampaignStats(
         campaign_id=campaign_id,
         triggered=figures.get("triggered", 0),
@@ -77,7 +105,11 @@ def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
     )
 
 
-def create_app(settings: CampaignSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: CampaignSettings,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], dt.datetime] = utc_now,
+) -> FastAPI:
     registry = registry if registry is not None else process_registry()
     redis = create_redis(settings.redis_url)
     app, v1 = ops_api(
@@ -198,10 +230,32 @@ def create_app(settings: CampaignSettings, registry: CollectorRegistry | None = 
         tags=["customers"],
         summary="Every action and suppression for a customer, oldest first",
     )
-    async def get_actions(
-        customer_id: Annotated[str, Path(min_length=1, max_length=256)],
-    ) -> list[ActionRecord]:
+    async def get_actions(customer_id: CustomerId) -> list[ActionRecord]:
         return await read_model.customer_actions(redis, customer_id)
+
+    @v1.get(
+        "/customers/{customer_id}/consent",
+        response_model=CustomerConsent,
+        tags=["customers"],
+        summary="The customer's consent per messaging channel, as the campaign worker applies it",
+    )
+    async def get_consent(customer_id: CustomerId) -> CustomerConsent:
+        """Every messaging channel; one the customer never named (or a customer the worker never
+        saw) is not granted."""
+        return await read_consent(redis, customer_id)
+
+    @v1.get(
+        "/actions/daily",
+        response_model=DailyActions,
+        tags=["campaigns"],
+        summary="Each campaign's actions on one China day: sent, deferred, suppressed by reason",
+    )
+    async def get_daily_actions(
+        day: Annotated[
+            dt.date | None, Query(alias="date", description="YYYY-MM-DD, China time; default today")
+        ] = None,
+    ) -> DailyActions:
+        return await read_daily_actions(redis, day or china_date(clock()))
 
     app.include_router(v1)
     return app
@@ -210,13 +264,7 @@ def create_app(settings: CampaignSettings, registry: CollectorRegistry | None = 
 def main() -> None:
     settings = CampaignSettings()
     configure_logging("campaign-api", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.campaign_port,
-        log_config=None,  # keep our JSON logging
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app(settings, clock=clock_of(settings)), settings.http_host, settings.campaign_port)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ input — ledger, merges, handovers — is the one every worker shares (`shared/
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -21,7 +21,7 @@ from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, 
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 
-from .consent import merge_consents
+from .consent import Consent, merge_consents
 from .decide import Decision, Pacing
 from .inputs import CampaignEvent
 from .journey import (
@@ -124,6 +124,21 @@ def react_batch(
 ) -> BatchOutcome:
     """Apply a batch; each customer's inputs in the order they were read."""
     return fold_batch(deliveries, record_of, CampaignFold(context), BatchOutcome())
+
+
+def consents_changed(
+    before: Callable[[str], JourneyRecord | None], changed: Mapping[str, JourneyRecord]
+) -> dict[str, Mapping[str, Consent]]:
+    """The consents of the customers whose consents a batch changed (`changed`: the batch's rows;
+    `before`: the rows as they were), for the read model. Customers whose consents stayed as
+    they were, or came back to them within the batch, have nothing to write."""
+    consents: dict[str, Mapping[str, Consent]] = {}
+    for customer_id, record in changed.items():
+        row = before(customer_id)
+        now = record.journey.view.consents
+        if now != (row.journey.view.consents if row is not None else {}):
+            consents[customer_id] = now
+    return consents
 
 
 def merge_journeys(survivor: Journey, merged: Journey) -> Journey:

@@ -7,12 +7,15 @@ Keys (all under `pd:campaign:`):
   `converted:{group}` (customer ids, per group: a variant, `default`, or `holdout`).
 - `stats:{campaign}:figures` set of the figure names the campaign has, so stats never scan.
 - `due`  sorted set customer -> epoch seconds of their next scheduled item (the ticker reads it).
-Every write sets state (HSET, SADD, ZADD, ZREM): a replayed batch writes the same state again.
+- `customer:{id}:consent` the customer's consents per channel (consent_view.py).
+- `daily:{date}...` each campaign's actions per China day (daily.py).
+Every write sets state (HSET, SADD, SET, ZADD, ZREM, EXPIREAT): a replayed batch writes the same
+state again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -21,6 +24,8 @@ from redis.asyncio import Redis
 from shared.redis import KEY_PREFIX
 from shared.ticks import schedule
 
+from . import daily
+from .consent_view import Consents, queue_consents
 from .decide import HOLDOUT, Decision
 from .journey import Conversion
 
@@ -84,8 +89,11 @@ async def write_batch(
     records: Iterable[ActionRecord],
     conversions: Iterable[Conversion],
     due: dict[str, datetime | None],
+    consents: Mapping[str, Consents],
 ) -> None:
-    """Record a batch's actions, suppressions, conversions and next due times in one round trip."""
+    """Record a batch's actions, suppressions, conversions, next due times and the consents it
+    changed (customer id -> their consents now) in one round trip."""
+    records = list(records)
     pipe = redis.pipeline(transaction=False)
     figures: dict[str, set[str]] = {}
 
@@ -112,6 +120,8 @@ async def write_batch(
         add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
     for campaign_id, names in figures.items():
         pipe.sadd(stats_key(campaign_id, "figures"), *names)
+    daily.queue_actions(pipe, records)
+    queue_consents(pipe, consents)
     schedule(pipe, DUE, due)
     await pipe.execute()
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import orjson
-from fastapi import Depends, FastAPI, HTTPException, Path, Request, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
@@ -27,9 +27,11 @@ from shared.http import operations_router, require_ops_token
 from shared.metrics import process_registry
 from shared.redis import create_redis
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics
+from shared.web_assets import assets_dir, self_hosted_docs
 
 from .api_keys import ApiKeys
 from .broker import BrokerLink
+from .event_counts import MAX_MINUTES, EventsPerMinute, events_per_minute
 from .identities import api_key_id, identity_key, phone_identity, protect_event
 from .identity_store import IdentityStore
 from .merge_relay import JoinRelay, MergeRelay
@@ -78,6 +80,11 @@ BATCH_SCHEMA = {
         }
     },
 }
+
+
+class IdentityQuery(BaseModel):
+    type: IdentityType
+    value: str = Field(min_length=1, max_length=256)
 
 
 class IdentityLookup(BaseModel):
@@ -208,6 +215,7 @@ def create_app(
             clock,
             produce_timeout_s=settings.produce_timeout_s,
             max_queued_events=settings.max_queued_events,
+            on_count_failed=metrics.count_failures.inc,
         )
         joins = JoinRelay(store, send_events, clock, settings.join_grace_s)
         jobs = (broker.connect(), services.pipeline.run(), relay.run(), joins.run())
@@ -227,10 +235,13 @@ def create_app(
         f"`{TOUCHPOINT_EVENTS}`, keyed by the resolved customer.",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served from our own copy of Swagger UI below, not a CDN
+        redoc_url=None,
         max_body_size=settings.max_body_bytes,  # 413 before anything parses, declared or chunked
         telemetry={"tracing": False, "metrics": False, "logs": False},  # we export Prometheus
     )
     _document_envelope(app)
+    self_hosted_docs(app, assets_dir(settings.web_assets_dir))
 
     async def redis_ready() -> None:
         await redis.ping()
@@ -389,18 +400,37 @@ def create_app(
         metrics.request_seconds.labels("batch").observe(time.perf_counter() - started)
         return accepted_json(results, 202 if accepted else 422, rejected=rejected)
 
+    ops_only = [Depends(require_ops_token(settings.ops_tokens))]
+
     @app.get(
         "/v1/identities/{identity_type}/{value}",
         response_model=IdentityLookup,
         tags=["identities"],
-        dependencies=[Depends(require_ops_token(settings.ops_tokens))],
+        dependencies=ops_only,
         responses={401: {}, 404: {}},
     )
     async def lookup_identity(
         identity_type: IdentityType, value: Annotated[str, Path(max_length=256)]
     ) -> IdentityLookup:
         """The customer an identifier belongs to (the survivor, after merges). A phone may be
-        given raw (it is hashed here, never stored) or as its hash."""
+        given raw (it is hashed here, never stored) or as its hash. Prefer the POST form for a
+        raw phone: a path ends up in access logs and proxies' logs."""
+        return await owner_of(identity_type, value)
+
+    @app.post(
+        "/v1/identities/lookup",
+        response_model=IdentityLookup,
+        tags=["identities"],
+        dependencies=ops_only,
+        responses={401: {}, 404: {}, 422: {}},
+    )
+    async def lookup_identity_in_body(query: IdentityQuery) -> IdentityLookup:
+        """The same lookup with the identifier in the body, where no log keeps it (the console's
+        customer search uses this)."""
+        return await owner_of(query.type, query.value)
+
+    async def owner_of(identity_type: IdentityType, value: str) -> IdentityLookup:
+        """One key read in the identity store: a lookup never scans."""
         if identity_type is IdentityType.phone:
             try:
                 value = phone_identity(value, settings.phone_hash_salt, settings.default_phone_region)
@@ -411,5 +441,29 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no customer has this identifier")
         customer_id, identities = found
         return IdentityLookup(customer_id=customer_id, identities=identities)
+
+    @app.get(
+        "/v1/stats/events",
+        response_model=EventsPerMinute,
+        tags=["stats"],
+        dependencies=ops_only,
+        responses={401: {}, 503: {"description": "Redis down"}},
+    )
+    async def get_events_per_minute(
+        minutes: Annotated[int, Query(ge=1, le=MAX_MINUTES, description="how many minutes back")] = 60,
+    ) -> Response:
+        """Accepted events (duplicates not counted) per minute and source, oldest first, every
+        minute of the window present, the current one last."""
+        try:
+            counts = await events_per_minute(redis, clock(), minutes)
+        except RedisError as error:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"counts unavailable, retry: {error!r}"[:300],
+                headers={"Retry-After": "1"},
+            ) from error
+        # Serialised by the model itself: FastAPI would validate a day's 1,440 minutes again and
+        # write them with the standard json module, doubling the time of the request.
+        return Response(counts.model_dump_json(), media_type="application/json")
 
     return app

@@ -11,6 +11,8 @@ from redis.asyncio import Redis
 
 from shared.identity import IdentityMerged, group_identities
 
+from .event_counts import MINUTE_TTL_S, minute_key
+
 OUTBOX = "pd:outbox:merges"
 JOINING = "pd:joining"
 
@@ -27,6 +29,14 @@ class Resolution(NamedTuple):
     duplicate: bool
     # Pending joins whose records go on the topic right before this event's, oldest first.
     joins: tuple[IdentityMerged, ...] = ()
+
+
+class SeenEvent(NamedTuple):
+    """An event the broker acknowledged: to be marked seen and counted for its source."""
+
+    event_id: str
+    customer_id: str
+    source: str
 
 
 class PendingJoin(NamedTuple):
@@ -98,10 +108,23 @@ class IdentityStore:
         # Made in one script call, chained merges share a score: `seq` keeps them in order.
         return [join for _, join in sorted(found, key=lambda pair: pair[0])]
 
-    async def mark_seen(self, seen: list[tuple[str, str]]) -> None:
-        """Remember (event_id, customer_id) pairs the broker acknowledged. One round trip."""
-        if seen:
-            await self._mark_seen(args=[self._seen_ttl_s, *(value for pair in seen for value in pair)])
+    async def mark_seen(self, seen: list[SeenEvent], at: datetime) -> str | None:
+        """Remember events the broker acknowledged and count them per source in `at`'s minute
+        (event_counts.py). One round trip. Returns why counting failed, if it did: the marks are
+        made all the same, and the events were accepted."""
+        if not seen:
+            return None
+        by_source: dict[str, list[str]] = {}
+        for event_id, customer_id, source in seen:
+            pairs = by_source.get(source)
+            if pairs is None:
+                pairs = by_source[source] = []
+            pairs += (event_id, customer_id)
+        args: list[str | int] = [self._seen_ttl_s, minute_key(at), MINUTE_TTL_S]
+        for source, pairs in by_source.items():
+            args += (source, len(pairs) // 2, *pairs)
+        _, failure = await self._mark_seen(args=args)
+        return failure.decode() if failure else None
 
     async def lookup(self, identity_key: str) -> tuple[str, dict[str, list[str]]] | None:
         """The customer owning an identifier, and all of that customer's identifiers."""

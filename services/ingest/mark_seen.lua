@@ -1,7 +1,37 @@
--- Remember events the broker acknowledged: pd:seen:<event_id> -> customer_id, for ARGV[1] seconds.
--- ARGV[2..]: event_id, customer_id, event_id, customer_id, ...  (one call instead of one SET each)
-local ttl = ARGV[1]
-for i = 2, #ARGV, 2 do
-  redis.call('SET', 'pd:seen:' .. ARGV[i], ARGV[i + 1], 'EX', ttl)
+-- Remember events the broker acknowledged (pd:seen:<event_id> -> customer_id, for ARGV[1]
+-- seconds) and count them per source in the minute's hash ARGV[2] (kept ARGV[3] seconds).
+-- ARGV[4..]: per source, `source, n` and then n pairs `event_id, customer_id`: grouped by
+-- source so that counting adds no argument per event. One call instead of one SET each.
+-- An event counts only if its seen-mark is new (SET ... GET answers the old value): a retry or
+-- the same event in two racing groups counts once. Counting runs under pcall: an error there
+-- must neither undo nor fail the marks, on which the request's 202 depends.
+-- Returns {events marked, the counting error or ""}.
+local seen_ttl, minute, minute_ttl = ARGV[1], ARGV[2], ARGV[3]
+local marked, counted, failure = 0, 0, ''
+local i = 4
+while i <= #ARGV do
+  local source, n = ARGV[i], tonumber(ARGV[i + 1])
+  local fresh = 0
+  for j = i + 2, i + 2 * n, 2 do
+    if not redis.call('SET', 'pd:seen:' .. ARGV[j], ARGV[j + 1], 'EX', seen_ttl, 'GET') then
+      fresh = fresh + 1
+    end
+  end
+  marked = marked + n
+  if fresh > 0 then
+    local reply = redis.pcall('HINCRBY', minute, source, fresh)
+    if type(reply) == 'table' and reply.err then
+      failure = reply.err
+    else
+      counted = counted + fresh
+    end
+  end
+  i = i + 2 + 2 * n
 end
-return (#ARGV - 1) / 2
+if counted > 0 then
+  local reply = redis.pcall('EXPIRE', minute, minute_ttl)
+  if type(reply) == 'table' and reply.err then
+    failure = reply.err
+  end
+end
+return {marked, failure}

@@ -18,6 +18,12 @@ class IngestMetrics:
             ["source", "type", "outcome"],
             registry=registry,
         )
+        self.count_failures = CounterMetric(
+            "pd_ingest_event_count_failures",
+            "Groups of accepted events that could not be counted per minute (the events were "
+            "accepted all the same; GET /v1/stats/events undercounts)",
+            registry=registry,
+        )
         self.request_seconds = Histogram(
             "pd_ingest_request_seconds",
             "Time to answer an ingest request",

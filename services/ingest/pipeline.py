@@ -3,9 +3,10 @@
 Concurrent requests are coalesced: while one group is being resolved and produced, the next
 requests queue up and go together as the next group (group commit). Each group costs one
 Redis round trip to dedupe and resolve identities, one wait for the broker's acks, and one
-round trip to mark the acknowledged event ids as seen. Marking only after the ack means a
-failed produce never leaves an id marked as seen; a crash between ack and mark can only
-cause a duplicate on the topic, which consumers drop by `event_id`.
+round trip to mark the acknowledged event ids as seen and count them per minute and source
+(event_counts.py). Marking only after the ack means a failed produce never leaves an id marked
+as seen; a crash between ack and mark can only cause a duplicate on the topic, which consumers
+drop by `event_id` (and an event not counted).
 
 A merge goes on the topic as two records (`identity.merged`, `identity.joined`) right before
 the event that caused it, in the same send, so every worker reads it in its place among both
@@ -27,7 +28,7 @@ import orjson
 
 from shared.identity import IdentityJoined, IdentityMerged
 
-from .identity_store import Claim, IdentityStore, Resolution
+from .identity_store import Claim, IdentityStore, Resolution, SeenEvent
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +79,12 @@ class IngestPipeline:
         max_queued_events: int,
         max_group_events: int = 2_000,
         max_groups_in_flight: int = 4,
+        on_count_failed: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._send = send
         self._on_merges = on_merges
+        self._on_count_failed = on_count_failed
         self._clock = clock
         self._produce_timeout_s = produce_timeout_s
         self._max_queued_events = max_queued_events
@@ -169,7 +172,8 @@ class IngestPipeline:
             self._on_merges()
 
         deadline = asyncio.get_running_loop().time() + self._produce_timeout_s
-        sent = _SentGroup(group, first, claims, resolutions, {}, [], deadline)
+        sources = [p.record["source"] for p in unique]
+        sent = _SentGroup(group, first, claims, sources, resolutions, {}, [], deadline)
         try:
             async with asyncio.timeout_at(deadline):  # sending waits while metadata is missing
                 futures = await self._send(records) if records else []
@@ -191,18 +195,24 @@ class IngestPipeline:
             acked, delivered = await self._acknowledged(sent)
             marking = self._store.mark_seen(
                 [
-                    (claim.event_id, resolution.customer_id)
-                    for claim, resolution, ok in zip(sent.claims, sent.resolutions, acked, strict=True)
+                    SeenEvent(claim.event_id, resolution.customer_id, source)
+                    for claim, source, resolution, ok in zip(
+                        sent.claims, sent.sources, sent.resolutions, acked, strict=True
+                    )
                     if ok and not resolution.duplicate
-                ]
+                ],
+                self._clock(),
             )
             if delivered:  # merges are rare: only then a second round trip, beside the first
-                await asyncio.gather(marking, self._drop_joins(delivered))
+                count_failure, _ = await asyncio.gather(marking, self._drop_joins(delivered))
             else:
-                await marking
+                count_failure = await marking
         except Exception as error:
             _fail(sent.group, error)
             return
+        if count_failure is not None:  # the events are on the topic and seen: answer them all the same
+            log.warning("acknowledged events not counted per minute: %s", count_failure)
+            self._on_count_failed()
 
         answered: set[str] = set()
         for submission in sent.group:
@@ -290,6 +300,7 @@ class _SentGroup:
     group: list[_Submission]
     first: dict[str, int]  # event id -> index of its first occurrence among the claims
     claims: list[Claim]
+    sources: list[str]  # per claim: its event's source, to count it by
     resolutions: list[Resolution]
     waiting: dict[int, asyncio.Future[object]]  # claim index -> the broker's ack of its event
     joins: list[_SentJoin]

@@ -131,8 +131,18 @@ class Scorer:
         if not outcome.records:
             return
         plan = self._plans.current.plan
-        records, due = outcome.records.values(), outcome.due
-        await retrying("redis write", lambda: read_model.write_records(self._redis, records, plan, now, due))
+        await retrying(
+            "redis write",
+            lambda: read_model.write_records(
+                self._redis,
+                outcome.records.values(),
+                plan,
+                now,
+                outcome.due,
+                latest_events=outcome.latest_events,
+                events_moved=outcome.events_moved,
+            ),
+        )
 
     def _observe(
         self,

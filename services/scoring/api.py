@@ -1,4 +1,5 @@
-"""Scoring HTTP API (port 8002): scores, the lead concentration matrix, leads and the scoring plan.
+"""Scoring HTTP API (port 8002): scores and their forecast, latest events, the lead concentration
+matrix, leads and the scoring plan.
 
 Stateless: every answer is read from the Redis read model the worker writes and decayed to now
 with the plan in force, so nothing here goes stale between events. `python -m services.scoring.api`.
@@ -12,24 +13,27 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Path, Query, status
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
+from shared.http import serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
 
 from . import read_model
+from .calibration import PlanCheck, check_plan
 from .intent import Activity, Band
+from .latest_events import KEPT, LatestEventsView, newest
+from .lead_matrix import lead_matrix
 from .plan import ScoringPlan
 from .plan_store import VersionedPlan, load_plan, save_plan
 from .ranking import band_key_range
 from .settings import ScoringSettings
-from .views import ScoreView, activity_at, matrix, score_view
+from .views import ForecastView, ScoreView, activity_at, forecast, score_view
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ def create_app(
 
     async def update_matrix() -> None:
         current = await load_plan(redis)
-        cells = matrix(await read_model.all_ranks(redis), current.plan, clock())
+        cells = await lead_matrix(redis, current.plan, clock())
         for band, row in cells.items():
             for activity, count in row.items():
                 matrix_customers.labels(band.value, activity.value).set(count)
@@ -76,8 +80,9 @@ def create_app(
     app, v1 = ops_api(
         service="scoring",
         title="Scoring",
-        description="Customers' intent scores, decayed to the moment of the request, the lead "
-        "concentration matrix (band x activity), the leads in a cell, and the scoring plan.",
+        description="Customers' intent scores, decayed to the moment of the request, and where "
+        "decay alone takes them; their latest events; the lead concentration matrix (band x "
+        "activity), the leads in a cell; and the scoring plan, with a check of a candidate plan.",
         settings=settings,
         registry=registry,
         redis=redis,
@@ -99,15 +104,58 @@ def create_app(
         current = await load_plan(redis)
         return score_view(snapshot.score, snapshot.updated_at, current.plan, clock())
 
+    @v1.get(
+        "/customers/{customer_id}/forecast",
+        response_model=ForecastView,
+        tags=["scores"],
+        summary="Where decay alone takes a customer's intent",
+        responses={404: {"description": "unknown customer"}},
+    )
+    async def get_forecast(
+        customer_id: Annotated[str, Path(min_length=1, max_length=256)],
+        days: Annotated[int, Query(ge=1, le=90)] = 28,
+        step_hours: Annotated[int, Query(ge=1, le=168)] = 24,
+    ) -> ForecastView:
+        """intent_pct and band at now, now + step_hours, ... up to now + days, with the plan in
+        force and no new events. A merged-away customer answers with the survivor's."""
+        snapshot = await read_model.read_score(redis, customer_id)
+        if snapshot is None or snapshot.score is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        current = await load_plan(redis)
+        return ForecastView(
+            customer_id=snapshot.score.customer_id,
+            plan_version=current.version,
+            points=forecast(snapshot.score, current.plan, clock(), days, step_hours),
+        )
+
+    @v1.get(
+        "/customers/{customer_id}/events",
+        response_model=LatestEventsView,
+        tags=["scores"],
+        summary="A customer's latest events and what each added",
+        responses={404: {"description": "unknown customer"}},
+    )
+    async def get_latest_events(
+        customer_id: Annotated[str, Path(min_length=1, max_length=256)],
+        limit: Annotated[int, Query(ge=1, le=KEPT)] = 20,
+    ) -> LatestEventsView:
+        """Newest first by occurred_at; the scoring worker keeps the latest 50 per customer. A
+        merged-away customer answers with the survivor's, which include theirs."""
+        snapshot = await read_model.read_score(redis, customer_id)
+        if snapshot is None or snapshot.score is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        survivor = snapshot.score.customer_id
+        entries = await read_model.latest_events(redis, survivor)
+        return LatestEventsView(customer_id=survivor, events=newest(entries, limit))
+
     @v1.get("/matrix", response_model=MatrixView, tags=["leads"], summary="The lead concentration matrix")
     async def get_matrix() -> MatrixView:
         """Customers per (band x activity) cell, as of now with the plan in force."""
         now = clock()
         current = await load_plan(redis)
-        rows = await read_model.all_ranks(redis)
-        return MatrixView(
-            as_of=now, plan_version=current.version, cells=matrix(rows, current.plan, now), total=len(rows)
-        )
+        cells = await lead_matrix(redis, current.plan, now)
+        total = sum(n for row in cells.values() for n in row.values())
+        return MatrixView(as_of=now, plan_version=current.version, cells=cells, total=total)
 
     @v1.get("/leads", response_model=LeadsView, tags=["leads"], summary="The customers in a matrix cell")
     async def get_leads(
@@ -157,6 +205,19 @@ def create_app(
         log.info("scoring plan replaced", extra={"plan_version": saved.version})
         return saved
 
+    @v1.post(
+        "/scoring-plan/check",
+        response_model=PlanCheck,
+        tags=["plan"],
+        summary="Where a candidate plan puts the paper's reference customers",
+        responses={422: {"description": "the plan is invalid, exactly as PUT would refuse it"}},
+    )
+    async def check_candidate_plan(plan: ScoringPlan) -> PlanCheck:
+        """A new customer with 5 content.click and 1 content.favorite within a day (the paper's
+        calibration: 70 +- 5 under the default plan) and one with a single test_drive.booked
+        (hot under the default plan), scored under `plan`. Saves nothing."""
+        return check_plan(plan)
+
     app.include_router(v1)
     return app
 
@@ -164,13 +225,7 @@ def create_app(
 def main() -> None:
     settings = ScoringSettings()
     configure_logging("scoring-api", settings.log_level)
-    uvicorn.run(
-        create_app(settings, clock=clock_of(settings)),
-        host=settings.http_host,
-        port=settings.scoring_port,
-        log_config=None,  # keep our JSON logging
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app(settings, clock=clock_of(settings)), settings.http_host, settings.scoring_port)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from .intent import (
     score_at,
     should_emit,
 )
+from .latest_events import latest_entry
 from .plan import ScoringPlan
 
 
@@ -63,6 +64,10 @@ class BatchOutcome(FoldOutcome):
     chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, scored.inputs.v1 record)
     # When time alone next moves each changed customer's band or activity (None: never).
     due: dict[str, datetime | None] = field(default_factory=dict)
+    # The customers' latest events (latest_events.py): (customer, entry, occurred_at epoch s), and
+    # (survivor, merged customer) for every merged-in state, whose entries the survivor takes over.
+    latest_events: list[tuple[str, bytes, float]] = field(default_factory=list)
+    events_moved: list[tuple[str, str]] = field(default_factory=list)
 
 
 class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutcome]):
@@ -115,6 +120,8 @@ class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutc
             score=snapshot(score, self.plan, self.now),
         )
         outcome.chain.append((score.customer_id, record))
+        latest = latest_entry(event, self.plan)
+        outcome.latest_events.append((score.customer_id, latest, event.occurred_at.timestamp()))
         return score
 
     def merge_in(
@@ -127,6 +134,7 @@ class ScoringFold(CustomerFold[CustomerRecord, CustomerScore, Payload, BatchOutc
         snap = snapshot(score, self.plan, self.now)
         record = chain_record(f"merged:{merge_id}", score.customer_id, joins=merge_id, score=snap)
         outcome.chain.append((score.customer_id, record))
+        outcome.events_moved.append((score.customer_id, handover.from_customer_id))
         return score
 
     def merged_away(

@@ -15,9 +15,13 @@ from shared.identity import IdentityJoined, IdentityMerged
 class ScoringEvent(PublishedEventCore):
     """The part of a `touchpoint.events.v1` envelope that scoring uses."""
 
-    # On the wire it is properties.vehicle_model; in a handover, the field itself.
+    # On the wire these are properties.vehicle_model and .content_id; in a handover, the fields
+    # themselves. content_id is only shown in the customer's latest events (latest_events.py).
     vehicle_model: str | None = Field(
         default=None, validation_alias=AliasChoices("vehicle_model", AliasPath("properties", "vehicle_model"))
+    )
+    content_id: str | None = Field(
+        default=None, validation_alias=AliasChoices("content_id", AliasPath("properties", "content_id"))
     )
 
 

@@ -12,25 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from enum import StrEnum
+
+from shared.scores import Activity, Band
 
 from .inputs import ScoringEvent
 from .plan import ScoringPlan
 
 DAY_S = 86_400.0
-
-
-class Band(StrEnum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-    hot = "hot"
-
-
-class Activity(StrEnum):
-    active_7d = "active_7d"
-    active_30d = "active_30d"
-    dormant = "dormant"
 
 
 @dataclass(frozen=True, slots=True)

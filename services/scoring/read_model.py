@@ -4,12 +4,19 @@ Keys (all under `pd:scoring:`):
 - `customer:{id}`   JSON `CustomerScore` of the customer (undecayed, with `score_at`), plus
                     `updated_at`; for a merged-away customer only `{"merged_into": survivor}`.
 - `rank`            sorted set, customer -> `ranking.rank_key` (decay-invariant order by intent).
-- `last_interaction` sorted set, customer -> epoch seconds of the last own interaction.
+- `last_interaction` sorted set, customer -> epoch seconds of the last own interaction, -inf
+                    for none yet: the same customers as `rank`, so every activity is a range of
+                    it (lead_matrix.py).
+- `events:{id}`     sorted set, the customer's latest events (latest_events.py) -> when each
+                    occurred (epoch s), the newest `latest_events.KEPT`; a merged-away customer's
+                    move to the survivor when the survivor takes their state in (and expire if
+                    nobody does).
 The API decays and bands at read time with the current plan, so a read is never stale by decay.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -17,12 +24,14 @@ from datetime import datetime
 import orjson
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared.redis import KEY_PREFIX
 from shared.ticks import schedule
 
 from .batch import CustomerRecord
 from .intent import CustomerScore
+from .latest_events import KEPT
 from .plan import ScoringPlan
 from .ranking import rank_key
 
@@ -30,12 +39,18 @@ PREFIX = f"{KEY_PREFIX}scoring:"
 RANK = f"{PREFIX}rank"
 DUE = f"{PREFIX}due"  # customer -> when time alone next moves their band or activity
 LAST_INTERACTION = f"{PREFIX}last_interaction"
+NEVER_INTERACTED = -math.inf  # in `last_interaction`: dormant at any time, as views.activity_at has None
 MAX_MERGE_HOPS = 8
+MERGED_EVENTS_WAIT_S = 7 * 86_400  # how long a merged-away customer's latest events await the survivor
 _SCORE = TypeAdapter(CustomerScore)
 
 
 def customer_key(customer_id: str) -> str:
     return f"{PREFIX}customer:{customer_id}"
+
+
+def events_key(customer_id: str) -> str:
+    return f"{PREFIX}events:{customer_id}"
 
 
 class ScoreSnapshot(BaseModel):
@@ -52,8 +67,12 @@ async def write_records(
     plan: ScoringPlan,
     now: datetime,
     due: Mapping[str, datetime | None] | None = None,
+    latest_events: Iterable[tuple[str, bytes, float]] = (),
+    events_moved: Iterable[tuple[str, str]] = (),
 ) -> None:
-    """Write changed customers in one round trip. Idempotent: a replay writes the same rows."""
+    """Write changed customers and their latest events (batch.BatchOutcome) in one round trip.
+
+    Idempotent: a replay writes the same rows, and the same entries as members already there."""
     # Snapshots are assembled from their parts' JSON: the same bytes ScoreSnapshot would write,
     # at a fraction of the cost of building one model per customer.
     updated_at = b'"updated_at":' + orjson.dumps(now) + b"}"
@@ -72,20 +91,64 @@ async def write_records(
             continue
         snapshots[customer_key(customer_id)] = b'{"score":' + _SCORE.dump_json(score) + b"," + updated_at
         ranks[customer_id] = rank_key(score, plan)
-        if score.last_interaction_at is not None:
-            interactions[customer_id] = score.last_interaction_at.timestamp()
+        last = score.last_interaction_at
+        interactions[customer_id] = NEVER_INTERACTED if last is None else last.timestamp()
     pipe = redis.pipeline(transaction=False)
     if snapshots:
         pipe.mset(snapshots)
     if ranks:
         pipe.zadd(RANK, ranks)
-    if interactions:
+    if interactions:  # every customer written to `rank` (and only they)
         pipe.zadd(LAST_INTERACTION, interactions)
     if gone:
         pipe.zrem(RANK, *gone)
         pipe.zrem(LAST_INTERACTION, *gone)
     schedule(pipe, DUE, due or {})
+    _queue_latest_events(pipe, latest_events, events_moved, gone)
     await pipe.execute()
+
+
+# KEYS: customers' event keys. ARGV: how many to keep; JSON, per key the list of its
+# [occurred_at, entry]. One command and one document for the batch: pipelined commands per
+# customer, or an argument per entry, cost the worker more to pack than Redis spends decoding
+# the document (docs/scoring.md, "Latest events"). %.17g: Lua's own number-to-text keeps 14
+# digits; the score must keep every one.
+_ADD_LATEST = """
+local kept, added = tonumber(ARGV[1]), cjson.decode(ARGV[2])
+for i, key in ipairs(KEYS) do
+  for _, pair in ipairs(added[i]) do
+    redis.call('ZADD', key, string.format('%.17g', pair[1]), pair[2])
+  end
+  redis.call('ZREMRANGEBYRANK', key, 0, -(kept + 1))
+end
+return 0
+"""
+
+
+def _queue_latest_events(
+    pipe: Pipeline,
+    latest_events: Iterable[tuple[str, bytes, float]],
+    events_moved: Iterable[tuple[str, str]],
+    gone: list[str],
+) -> None:
+    added: dict[str, list[tuple[float, str]]] = {}
+    for customer_id, entry, occurred_s in latest_events:
+        added.setdefault(events_key(customer_id), []).append((occurred_s, entry.decode()))
+    if added:
+        # Only a batch's newest KEPT can be among the customer's newest KEPT.
+        newest = [pairs if len(pairs) <= KEPT else heapq.nlargest(KEPT, pairs) for pairs in added.values()]
+        pipe.eval(_ADD_LATEST, len(added), *added, KEPT, orjson.dumps(newest))
+    for survivor, merged in events_moved:
+        # A set union: taking the same merged customer in twice (a replay) changes nothing.
+        survivor_key, merged_key = events_key(survivor), events_key(merged)
+        pipe.zunionstore(survivor_key, [survivor_key, merged_key], aggregate="MAX")
+        pipe.delete(merged_key)
+        pipe.zremrangebyrank(survivor_key, 0, -(KEPT + 1))  # keep the newest KEPT
+    for customer_id in gone:
+        # Normally the survivor takes these in (and deletes them) within seconds. A merge replayed
+        # after the survivor did (the handover was durable, the merged row was not) writes them
+        # again, and nobody comes for them a second time: they must not stay forever.
+        pipe.expire(events_key(customer_id), MERGED_EVENTS_WAIT_S)
 
 
 async def rewrite_ranks(redis: Redis, scores: Iterable[CustomerScore], plan: ScoringPlan) -> int:
@@ -131,8 +194,6 @@ async def last_interactions(redis: Redis, customer_ids: Sequence[str]) -> list[f
     return await redis.zmscore(LAST_INTERACTION, list(customer_ids))
 
 
-async def all_ranks(redis: Redis) -> dict[str, tuple[float, float | None]]:
-    """Every customer's (rank key, last interaction epoch s): the matrix's input."""
-    ranks = await redis.zrange(RANK, 0, -1, withscores=True)
-    interactions = dict(await redis.zrange(LAST_INTERACTION, 0, -1, withscores=True))
-    return {member.decode(): (rank, interactions.get(member)) for member, rank in ranks}
+async def latest_events(redis: Redis, customer_id: str) -> list[bytes]:
+    """The customer's latest event entries (every one kept), newest first."""
+    return await redis.zrevrange(events_key(customer_id), 0, KEPT - 1)

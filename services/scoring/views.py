@@ -5,11 +5,13 @@ Pure: the API fetches rows from the read model and hands them here.
 
 from __future__ import annotations
 
-from datetime import datetime
+import math
+from datetime import datetime, timedelta
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .intent import (
+    DAY_S,
     Activity,
     Band,
     CustomerScore,
@@ -58,6 +60,35 @@ def score_view(state: CustomerScore, updated_at: datetime, plan: ScoringPlan, no
     )
 
 
+class ForecastPoint(BaseModel):
+    at: datetime
+    intent_pct: float
+    band: Band
+
+
+class ForecastView(BaseModel):
+    """GET /v1/customers/{customer_id}/forecast: where decay alone takes the customer's intent."""
+
+    customer_id: str
+    plan_version: int
+    points: list[ForecastPoint] = Field(description="from now, one per step, assuming no new events")
+
+
+def forecast(
+    state: CustomerScore, plan: ScoringPlan, now: datetime, days: int, step_hours: int
+) -> list[ForecastPoint]:
+    """The customer's intent at now, now + step, ... up to now + days, if nothing else happens.
+
+    Decayed and banded exactly as the score endpoint would answer at each of those moments."""
+    step = timedelta(hours=step_hours)
+    points: list[ForecastPoint] = []
+    for n in range(days * 24 // step_hours + 1):
+        at = now + n * step
+        pct = intent_pct(score_at(state, at, plan), plan)
+        points.append(ForecastPoint(at=at, intent_pct=round(pct, 2), band=band_of(pct, plan)))
+    return points
+
+
 def band_of_key(key: float, plan: ScoringPlan, now: datetime) -> Band:
     for band in (Band.hot, Band.high, Band.medium):
         if key >= band_key_range(band, plan, now)[0]:
@@ -65,15 +96,34 @@ def band_of_key(key: float, plan: ScoringPlan, now: datetime) -> Band:
     return Band.low
 
 
+def _within(last_interaction_s: float, days: float, now_s: float) -> bool:
+    # The one formula for "active within `days`": activity_at and active_since must agree to the
+    # last bit, or the matrix counted in Redis would differ from this one at a window's edge.
+    return (now_s - last_interaction_s) / DAY_S <= days
+
+
 def activity_at(last_interaction_s: float | None, plan: ScoringPlan, now: datetime) -> Activity:
     if last_interaction_s is None:
         return Activity.dormant
-    idle_days = (now.timestamp() - last_interaction_s) / 86_400.0
-    if idle_days <= plan.activity.active_7d_days:
+    now_s = now.timestamp()
+    if _within(last_interaction_s, plan.activity.active_7d_days, now_s):
         return Activity.active_7d
-    if idle_days <= plan.activity.active_30d_days:
+    if _within(last_interaction_s, plan.activity.active_30d_days, now_s):
         return Activity.active_30d
     return Activity.dormant
+
+
+def active_since(days: float, now: datetime) -> float:
+    """The earliest last interaction (epoch s) still active within `days` of `now`, to the bit:
+    `activity_at`'s window as a bound on the `last_interaction` sorted set."""
+    now_s = now.timestamp()
+    since = now_s - days * DAY_S
+    # Rounding may put the plain difference a few ulps off the formula's edge: step onto it.
+    while not _within(since, days, now_s):
+        since = math.nextafter(since, math.inf)
+    while _within(earlier := math.nextafter(since, -math.inf), days, now_s):
+        since = earlier
+    return since
 
 
 def matrix(

@@ -1,4 +1,5 @@
-"""Tagging HTTP API (port 8003): profiles, segment counts, the ladder matrix and tag rules.
+"""Tagging HTTP API (port 8003): profiles, segments (counts and members), the funnel, the ladder
+matrix and tag rules.
 
 Stateless: every answer is read from the Redis read model the worker writes.
 `python -m services.tagging.api`.
@@ -9,31 +10,78 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-import uvicorn
-from fastapi import Body, FastAPI, HTTPException, Path, Query, Response, status
+from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Response, status
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from shared.http import serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
 from shared.versioned_hash import VersionConflict
 
-from . import read_model
+from . import read_model, segment_queries
+from .funnel import FunnelStep
+from .paging import PageCursor
 from .read_model import ProfileView
 from .rule_store import RULES, load_rules
 from .rules import Layer, Orientation, RuleSet, Stage, TagRule
+from .segments import Activity, Band, SegmentQuery
 from .settings import TaggingSettings
 
 log = logging.getLogger(__name__)
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
 TagName = Annotated[str, Path(min_length=1, max_length=64)]
+# A tag in a filter: bounded, like the number of them, since each names a set Redis combines.
+FilterTag = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+MAX_FILTER_TAGS = 50
+
+
+def segment_query(
+    layer: Annotated[list[Layer] | None, Query(description="any of these (repeat)")] = None,
+    orientation: Annotated[list[Orientation] | None, Query(description="any of these (repeat)")] = None,
+    stage: Annotated[list[Stage] | None, Query(description="any of these (repeat)")] = None,
+    band: Annotated[list[Band] | None, Query(description="any of these (repeat)")] = None,
+    activity: Annotated[list[Activity] | None, Query(description="any of these (repeat)")] = None,
+    tag: Annotated[
+        list[FilterTag] | None, Query(max_length=MAX_FILTER_TAGS, description="every one of these (repeat)")
+    ] = None,
+    not_tag: Annotated[
+        list[FilterTag] | None, Query(max_length=MAX_FILTER_TAGS, description="none of these (repeat)")
+    ] = None,
+) -> SegmentQuery:
+    """The segment filters both segment endpoints take: OR within a dimension, AND across."""
+    return SegmentQuery.of(
+        layers=layer,
+        orientations=orientation,
+        stages=stage,
+        bands=band,
+        activities=activity,
+        tags_all=tag,
+        tags_none=not_tag,
+    )
 
 
 class SegmentCount(BaseModel):
     count: int
+
+
+class SegmentMembers(BaseModel):
+    count: int = Field(description="customers in the segment when paging began")
+    members: list[ProfileView]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null after the last")
+
+
+class FunnelCount(BaseModel):
+    step: FunnelStep
+    customers: int
+
+
+class FunnelView(BaseModel):
+    steps: list[FunnelCount] = Field(description="in funnel order")
+    total: int = Field(description="all customers")
 
 
 class LadderView(BaseModel):
@@ -79,17 +127,51 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
         return profile
 
     @v1.get("/segments/count", response_model=SegmentCount, tags=["segments"], summary="Count a segment")
-    async def count_segment(
-        layer: Layer | None = None,
-        orientation: Orientation | None = None,
-        stage: Stage | None = None,
-        tag: Annotated[list[str] | None, Query(description="repeat for several tags (AND)")] = None,
-    ) -> SegmentCount:
-        """Customers matching every filter given (AND); all customers without filters."""
-        filters = [("layer", layer), ("orientation", orientation), ("stage", stage)]
-        chosen = [(name, str(value)) for name, value in filters if value is not None]
-        chosen += [("tag", t) for t in tag or ()]
-        return SegmentCount(count=await read_model.count_segment(redis, chosen))
+    async def count_segment(query: Annotated[SegmentQuery, Depends(segment_query)]) -> SegmentCount:
+        """Customers matching the filters: any of a dimension's values given, every `tag`, no
+        `not_tag`; all customers without filters."""
+        return SegmentCount(count=await segment_queries.count(redis, query))
+
+    @v1.get(
+        "/segments/members",
+        response_model=SegmentMembers,
+        tags=["segments"],
+        summary="The customers of a segment, a page at a time",
+        responses={422: {"description": "invalid filters, or a cursor not given out for this query"}},
+    )
+    async def segment_members(
+        query: Annotated[SegmentQuery, Depends(segment_query)],
+        limit: Annotated[int, Query(ge=1, le=200, description="at most this many customers")] = 50,
+        cursor: Annotated[
+            str | None,
+            Query(max_length=200, description="`next_cursor` of the previous page; absent or 0: the first"),
+        ] = None,
+    ) -> SegmentMembers:
+        """The same filters as the count. Pass `next_cursor` back (with the same filters) for the
+        next page. A large segment is read live: every customer in it throughout comes at least
+        once, and a page may hold fewer than `limit` (even none) with a cursor to go on. Any
+        other is read from a snapshot taken at the first page: every customer in it once."""
+
+        def bad_cursor(error: ValueError) -> HTTPException:
+            detail = [{"type": "value_error", "loc": ["query", "cursor"], "msg": str(error), "input": cursor}]
+            return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail)
+
+        try:
+            start = PageCursor.decode(cursor or "")
+        except ValueError as error:
+            raise bad_cursor(error) from None
+        try:
+            page = await segment_queries.members(redis, query, limit, start)
+        except segment_queries.ForeignCursor as error:
+            raise bad_cursor(error) from None
+        following = page.next_cursor.encode() if page.next_cursor else None
+        return SegmentMembers(count=page.count, members=page.members, next_cursor=following)
+
+    @v1.get("/funnel", response_model=FunnelView, tags=["segments"], summary="The conversion funnel")
+    async def get_funnel() -> FunnelView:
+        """Customers who reached each step (a step is not implied by a later one), in funnel order."""
+        steps, total = await segment_queries.funnel(redis)
+        return FunnelView(steps=[FunnelCount(step=s, customers=n) for s, n in steps], total=total)
 
     @v1.get("/segments/ladder", response_model=LadderView, tags=["segments"], summary="Layer x orientation")
     async def get_ladder() -> LadderView:
@@ -191,13 +273,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 def main() -> None:
     settings = TaggingSettings()
     configure_logging("tagging-api", settings.log_level)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.http_host,
-        port=settings.tagging_port,
-        log_config=None,  # keep our JSON logging
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app(settings), settings.http_host, settings.tagging_port)
 
 
 if __name__ == "__main__":

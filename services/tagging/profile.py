@@ -19,6 +19,7 @@ from datetime import datetime
 from shared.chain import ScoreSnapshot
 
 from .families import derive
+from .funnel import FunnelStep, reached_after, reached_by_either
 from .inputs import TaggingEvent
 from .rules import Evidence, Layer, Orientation, RuleSet, Stage, merge_evidence, record_hit
 from .thresholds import (
@@ -60,6 +61,9 @@ class Profile:
     level: str | None = None  # membership level, from scoring's growth
     band: str | None = None  # from scoring's latest score, decay included
     activity: str | None = None
+    # Funnel steps reached, in funnel order (funnel.py). Rows written before steps were kept
+    # decode with none reached.
+    reached: tuple[FunnelStep, ...] = ()
     evidence: dict[str, Evidence] = field(default_factory=dict)  # rule condition key -> evidence
     # Derived after every change.
     orientation: Orientation = Orientation.unknown
@@ -134,6 +138,7 @@ def _with_event(
         purchase_amount=profile.purchase_amount + (event.number("amount") if purchase else 0.0),
         last_purchase_at=last_purchase,
         last_event_at=last_event,
+        reached=reached_after(profile.reached, kind),
         evidence=_record_evidence(profile.evidence, event, rules),
     )
     return _climb(updated, event)
@@ -224,6 +229,7 @@ def merge_profiles(
             last_event_at=_latest(survivor.last_event_at, merged.last_event_at),
             intent_pct=survivor.intent_pct if survivor.intent_pct is not None else merged.intent_pct,
             level=survivor.level or merged.level,
+            reached=reached_by_either(survivor.reached, merged.reached),
             evidence=evidence,
         ),
         thresholds,

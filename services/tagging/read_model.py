@@ -4,9 +4,13 @@ Keys (all under `pd:tagging:`):
 - `profile:{id}`        JSON `ProfileView` of the customer; for a merged-away customer only
                         `{"merged_into": survivor, "updated_at"}`.
 - `seg:all`             set of every (not merged-away) customer;
-  `seg:layer:{layer}`, `seg:orientation:{orientation}`, `seg:stage:{stage}`, `seg:tag:{tag}`:
-                        a set per value, so a segment count is a SCARD or SINTERCARD of a few sets
-                        and never scans the customers.
+  `seg:layer:{layer}`, `seg:orientation:{orientation}`, `seg:stage:{stage}`, `seg:band:{band}`,
+  `seg:activity:{activity}`, `seg:reached:{funnel step}`, `seg:tag:{tag}`:
+                        a set per value, so a segment is set algebra over a few sets inside Redis
+                        (segment_queries.py) and never a scan of the customers. A customer is in
+                        one set of each dimension but `reached` (every step reached) and none of
+                        `band`/`activity` before their first score;
+  `seg:unset:band`, `seg:unset:activity`: the customers in no band (activity) set.
 - `tags`                set of every tag that was ever given (for "the most common tags").
 Writes are set-valued (SET, SADD, SREM) and compared with what Redis holds: a replayed batch
 writes the same state again.
@@ -14,9 +18,9 @@ writes the same state again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,8 +29,10 @@ from redis.asyncio import Redis
 from shared.redis import KEY_PREFIX
 
 from .batch import ProfileRecord
+from .funnel import FUNNEL, FunnelStep
 from .profile import Profile
 from .rules import Layer, Orientation, Stage
+from .segments import Activity, Band
 
 PREFIX = f"{KEY_PREFIX}tagging:"
 ALL = f"{PREFIX}seg:all"
@@ -36,6 +42,13 @@ DIMENSIONS: dict[str, tuple[str, ...]] = {
     "layer": tuple(Layer),
     "orientation": tuple(Orientation),
     "stage": tuple(Stage),
+    "band": tuple(Band),
+    "activity": tuple(Activity),
+    "reached": FUNNEL,
+    # Customers with no band (activity) the contract names, i.e. not scored yet: so that every
+    # customer is in one set of band and of activity too, which lets a count take "any of
+    # these bands" as "everyone but the other bands and the unscored" (segments.py).
+    "unset": ("band", "activity"),
 }
 
 
@@ -66,6 +79,8 @@ class ProfileView(BaseModel):
     activity: str | None = Field(
         default=None, description="from the latest score: active_7d, active_30d, dormant"
     )
+    # A default, so snapshots written before funnel steps were kept still read.
+    reached: list[FunnelStep] = Field(default_factory=list, description="funnel steps reached, in order")
     updated_at: datetime
 
 
@@ -86,16 +101,35 @@ def view_of(profile: Profile, updated_at: datetime) -> ProfileView:
         intent_pct=profile.intent_pct,
         band=profile.band,
         activity=profile.activity,
+        reached=list(profile.reached),
         updated_at=updated_at,
     )
 
 
-def _visible(record: ProfileRecord) -> tuple[object, ...]:
-    """What a reader sees of a record: what the snapshot and the segment sets hold."""
+class Visible(NamedTuple):
+    """What a reader sees of a live customer: what the snapshot and the segment sets hold."""
+
+    layer: str
+    orientation: str
+    stage: str
+    tags: tuple[str, ...]
+    intent_pct: float | None
+    band: str | None
+    activity: str | None
+    # None only in a snapshot from before funnel steps (and band and activity sets) were kept:
+    # it never equals a record's, so the customer's next write adds them.
+    reached: tuple[str, ...] | None
+
+
+class MergedAway(NamedTuple):
+    survivor: str
+
+
+def _visible(record: ProfileRecord) -> Visible | MergedAway:
     if record.merged_into is not None:
-        return ("merged", record.merged_into)
+        return MergedAway(record.merged_into)
     p = record.profile
-    return (
+    return Visible(
         p.layer.value,
         p.orientation.value,
         p.stage.value,
@@ -103,32 +137,46 @@ def _visible(record: ProfileRecord) -> tuple[object, ...]:
         p.intent_pct,
         p.band,
         p.activity,
+        tuple(step.value for step in p.reached),
     )
 
 
-def _visible_in(snapshot: dict[str, Any] | None) -> tuple[object, ...] | None:
+def _visible_in(snapshot: dict[str, Any] | None) -> Visible | MergedAway | None:
     """The same, of a snapshot as Redis holds it (None: never written)."""
     if snapshot is None:
         return None
     if snapshot.get("merged_into") is not None:
-        return ("merged", snapshot["merged_into"])
-    keys = ("layer", "orientation", "stage")
-    scored = (snapshot.get("intent_pct"), snapshot.get("band"), snapshot.get("activity"))
-    return (*(snapshot[k] for k in keys), tuple(snapshot["tags"]), *scored)
+        return MergedAway(snapshot["merged_into"])
+    return Visible(
+        snapshot["layer"],
+        snapshot["orientation"],
+        snapshot["stage"],
+        tuple(snapshot["tags"]),
+        snapshot.get("intent_pct"),
+        snapshot.get("band"),
+        snapshot.get("activity"),
+        tuple(snapshot["reached"]) if "reached" in snapshot else None,
+    )
 
 
-def _memberships(visible: tuple[object, ...] | None) -> set[str]:
-    if visible is None or visible[0] == "merged":
+def _memberships(visible: Visible | MergedAway | None) -> set[str]:
+    if not isinstance(visible, Visible):
         return set()
-    layer, orientation, stage, tags, *_ = visible
-    assert isinstance(tags, tuple)
-    return {
+    sets = {
         ALL,
-        segment_key("layer", str(layer)),
-        segment_key("orientation", str(orientation)),
-        segment_key("stage", str(stage)),
-        *(segment_key("tag", str(tag)) for tag in tags),
+        segment_key("layer", visible.layer),
+        segment_key("orientation", visible.orientation),
+        segment_key("stage", visible.stage),
+        *(segment_key("tag", tag) for tag in visible.tags),
+        *(segment_key("reached", step) for step in visible.reached or ()),
     }
+    # No band or activity before the first score: unset. So is a value the contract does not
+    # name (one scoring may add later): queries accept only the contract's values, and the sweep
+    # of stale values in write_records knows only theirs.
+    for dimension, value in (("band", visible.band), ("activity", visible.activity)):
+        known = value is not None and value in DIMENSIONS[dimension]
+        sets.add(segment_key(dimension, value) if known else segment_key("unset", dimension))
+    return sets
 
 
 async def write_records(redis: Redis, records: Mapping[str, ProfileRecord], now: datetime) -> None:
@@ -192,16 +240,6 @@ async def read_profile(redis: Redis, customer_id: str) -> ProfileView | None:
             return ProfileView.model_validate_json(raw)
         customer_id = snapshot.merged_into
     return None
-
-
-async def count_segment(redis: Redis, filters: Iterable[tuple[str, str]]) -> int:
-    """Customers in every one of the segments (dimension, value); all customers without filters."""
-    keys = sorted({segment_key(dimension, value) for dimension, value in filters})
-    if not keys:
-        return int(await redis.scard(ALL))
-    if len(keys) == 1:
-        return int(await redis.scard(keys[0]))
-    return int(await redis.sintercard(len(keys), keys))
 
 
 async def ladder(redis: Redis) -> dict[str, dict[str, int]]:

@@ -4,11 +4,13 @@ campaign.actions.v1 with the content for the customer's orientation (issue 5, it
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from services.campaign.daily import china_date
 from shared.topics import CAMPAIGN_ACTIONS
 from tests.conftest import OPS_TOKEN
 from tests.factories import event, unique
@@ -99,8 +101,22 @@ def test_a_high_intent_wecom_friend_gets_the_content_for_their_orientation(
         assert stats["sent"]["default"] == 2 and stats["triggered"] == 2
         history = ops.get(f"/v1/customers/{next(iter(sent))}/actions").json()
         assert [h["outcome"] for h in history if h["campaign_id"] == campaign_id] == ["sent"]
+        assert _sent_per_day(ops, list(sent), campaign_id) == 2
     finally:
         ops.delete(f"/v1/campaigns/{campaign_id}")
+
+
+def _sent_per_day(ops: httpx.Client, customers: list[str], campaign_id: str) -> int:
+    """The campaign's `sent` on each China day its actions for these customers were decided,
+    summed (two days, should the test run across midnight in China)."""
+    days = {
+        china_date(datetime.fromisoformat(h["at"]))
+        for customer in customers
+        for h in ops.get(f"/v1/customers/{customer}/actions").json()
+        if h["campaign_id"] == campaign_id
+    }
+    figures = [ops.get("/v1/actions/daily", params={"date": str(day)}).json() for day in days]
+    return sum(f["campaigns"][campaign_id]["sent"] for f in figures)
 
 
 def _in_force(campaign, version: int) -> None:
@@ -137,8 +153,57 @@ def test_without_consent_the_action_is_suppressed_and_recorded(client, ops, camp
         assert (record["outcome"], record["reason"]) == ("suppressed", "no_consent")
         stats = ops.get(f"/v1/campaigns/{campaign_id}/stats").json()
         assert stats["suppressed"] == {"no_consent": 1}
+        day = china_date(datetime.fromisoformat(record["at"]))
+        daily = ops.get("/v1/actions/daily", params={"date": str(day)}).json()["campaigns"][campaign_id]
+        assert daily == {"sent": 0, "deferred": 0, "suppressed": 1, "suppressed_by_reason": {"no_consent": 1}}
     finally:
         ops.delete(f"/v1/campaigns/{campaign_id}")
+
+
+def test_consent_changes_are_read_back_per_channel(client, ops, campaign) -> None:
+    who = {"wecom_external_userid": unique("wm")}
+    friended_at = datetime.now(UTC) - timedelta(minutes=4)
+    added = event(
+        type="wecom.friend_added", identities=who, properties={}, occurred_at=friended_at.isoformat()
+    )
+    response = client.post("/v1/events", json=added)
+    assert response.status_code == 202, response.text
+    customer = response.json()["results"][0]["customer_id"]
+
+    def consent() -> dict[str, tuple[bool, datetime | None]]:
+        channels = ops.get(f"/v1/customers/{customer}/consent").json()["channels"]
+        return {
+            name: (c["granted"], datetime.fromisoformat(c["at"]) if c["at"] else None)
+            for name, c in channels.items()
+        }
+
+    def friends() -> None:
+        assert consent()["wecom_1v1"] == (True, friended_at)
+
+    eventually(friends, timeout=60, interval=0.2)
+    assert consent()["wecom_group"] == (True, friended_at)
+    assert consent()["sms"] == (False, None)
+
+    revoked_at, granted_at = friended_at + timedelta(minutes=1), friended_at + timedelta(minutes=2)
+    words = [
+        ("consent.revoked", "wecom_group", revoked_at),
+        # Older than the revocation, arriving after it: changes nothing (the latest word wins).
+        ("consent.granted", "wecom_group", friended_at + timedelta(seconds=30)),
+        # Last: once it shows, the customer's words before it were taken too (one partition).
+        ("consent.granted", "sms", granted_at),
+    ]
+    for kind, channel, at in words:
+        said = event(type=kind, identities=who, properties={"channel": channel}, occurred_at=at.isoformat())
+        assert client.post("/v1/events", json=said).status_code == 202
+
+    def changed() -> None:
+        assert consent()["sms"] == (True, granted_at)
+
+    eventually(changed, timeout=60, interval=0.2)
+    assert consent()["wecom_group"] == (False, revoked_at)
+    assert consent()["wecom_1v1"] == (True, friended_at)
+    unknown = ops.get(f"/v1/customers/{unique('cus')}/consent").json()["channels"]
+    assert {c["granted"] for c in unknown.values()} == {False}
 
 
 def test_campaign_crud_and_validation(ops) -> None:

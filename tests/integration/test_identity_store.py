@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from services.ingest.broker import BrokerLink
-from services.ingest.identity_store import Claim, IdentityStore, Resolution
+from services.ingest.event_counts import MINUTE_TTL_S, minute_key
+from services.ingest.identity_store import Claim, IdentityStore, Resolution, SeenEvent
 from services.ingest.merge_relay import JoinRelay
 from shared.topics import TOUCHPOINT_EVENTS, contract_topics
 from tests.factories import unique
@@ -19,6 +20,8 @@ NOW = datetime.now(UTC)
 # the same session), so they stay until a test drops them.
 LATER = NOW + timedelta(days=2)
 GRACE_S = 30.0
+# Marks made here count in a minute long past, away from the live ingest process's counts.
+COUNTED_AT = datetime(2020, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -70,12 +73,43 @@ async def test_a_seen_event_is_a_duplicate_of_the_survivor(store) -> None:
     a, b = unique("a"), unique("b")
     event_id = unique("e")
     older = await resolve_one(store, ids(b), event_id)
-    await store.mark_seen([(event_id, older.customer_id)])
+    await store.mark_seen([SeenEvent(event_id, older.customer_id, "wecom")], COUNTED_AT)
     newer = await resolve_one(store, ids(a))
     linked = await resolve_one(store, ids(a, b))
     again = await resolve_one(store, ids(b), event_id)
     assert again.duplicate
     assert again.customer_id == linked.customer_id == older.customer_id != newer.customer_id
+
+
+def a_minute_of_its_own() -> datetime:
+    """A minute no other test counts in (any minute of a few years back)."""
+    return COUNTED_AT + timedelta(minutes=int(unique("m")[-6:], 16) % (3 * 365 * 24 * 60))
+
+
+async def test_marking_events_seen_counts_each_new_one_once_per_source(store, backends) -> None:
+    at = a_minute_of_its_own()
+    a, b, c = unique("e"), unique("e"), unique("e")
+    seen = [SeenEvent(a, "cus_1", "wecom"), SeenEvent(b, "cus_1", "app"), SeenEvent(c, "cus_2", "wecom")]
+    assert await store.mark_seen(seen, at) is None
+    # Marked again (the same events in a racing group, say), with one new: only that one counts.
+    d = unique("e")
+    assert await store.mark_seen([*seen, SeenEvent(d, "cus_3", "app")], at + timedelta(seconds=59)) is None
+    async with Redis.from_url(backends.redis_url) as redis:
+        assert await redis.hgetall(minute_key(at)) == {b"wecom": b"2", b"app": b"2"}
+        assert 0 < await redis.ttl(minute_key(at)) <= MINUTE_TTL_S
+        assert await redis.get(f"pd:seen:{d}") == b"cus_3"
+
+
+async def test_a_failure_to_count_is_reported_and_the_events_are_marked_seen_all_the_same(
+    store, backends
+) -> None:
+    at = a_minute_of_its_own()
+    event_id = unique("e")
+    async with Redis.from_url(backends.redis_url) as redis:
+        await redis.set(minute_key(at), "not a hash", ex=60)
+        failure = await store.mark_seen([SeenEvent(event_id, "cus_1", "wecom")], at)
+        assert failure is not None and "WRONGTYPE" in failure
+        assert await redis.get(f"pd:seen:{event_id}") == b"cus_1"
 
 
 async def test_merged_away_customers_point_to_their_survivor_through_chains(store) -> None:
@@ -84,7 +118,7 @@ async def test_merged_away_customers_point_to_their_survivor_through_chains(stor
     await resolve_one(store, ids(b))  # the middle customer
     event_id = unique("e")
     newest = await resolve_one(store, ids(c), event_id)
-    await store.mark_seen([(event_id, newest.customer_id)])
+    await store.mark_seen([SeenEvent(event_id, newest.customer_id, "wecom")], COUNTED_AT)
     await resolve_one(store, ids(b, c))  # newest -> middle
     await resolve_one(store, ids(a, b))  # middle -> oldest
     again = await resolve_one(store, ids(c), event_id)

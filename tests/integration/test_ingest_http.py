@@ -2,13 +2,15 @@
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import httpx
 import orjson
 import pytest
 import redis
 
+from services.ingest.event_counts import minute_key
 from services.ingest.identities import PHONE_HASH, phone_identity
 from shared.events import IngestedEvent
 from tests.conftest import OPS_TOKEN, WECOM_ONLY_KEY
@@ -212,6 +214,16 @@ def test_lookup_finds_the_survivor_by_any_identifier_and_needs_the_ops_token(cli
     assert client.get(f"/v1/identities/unionid/{unique('nobody')}", headers=OPS).status_code == 404
     assert client.get("/v1/identities/email/a@b.c", headers=OPS).status_code == 422
 
+    # The same lookup with the identifier in the body (no access log keeps a phone given so).
+    lookup = "/v1/identities/lookup"
+    found = client.post(lookup, json={"type": "phone", "value": "+86 137 0013 7000"}, headers=OPS)
+    assert found.status_code == 200 and found.json()["customer_id"] == survivor
+    assert client.post(lookup, json={"type": "wecom_external_userid", "value": wecom}).status_code == 401
+    nobody = {"type": "unionid", "value": unique("nobody")}
+    assert client.post(lookup, json=nobody, headers=OPS).status_code == 404
+    assert client.post(lookup, json={"type": "email", "value": "a@b.c"}, headers=OPS).status_code == 422
+    assert client.post(lookup, json={"type": "phone", "value": "not a phone"}, headers=OPS).status_code == 422
+
     [(key, record, _)] = merges_topic.wait_for([merged])[merged]
     assert key == merged.encode()
     assert (record["survivor_customer_id"], record["merge_id"]) == (survivor, f"{merged}>{survivor}")
@@ -307,5 +319,76 @@ def test_wrong_content_is_422_not_500(client, path: str) -> None:
 def _sample(metrics: str, labels: str) -> float:
     line = next(
         line for line in metrics.splitlines() if line.startswith(f"pd_ingest_events_total{{{labels}}}")
+    )
+    return float(line.rsplit(" ", 1)[1])
+
+
+def _events_per_minute(client: httpx.Client, minutes: int = 1440) -> list[dict]:
+    response = client.get("/v1/stats/events", params={"minutes": minutes}, headers=OPS)
+    assert response.status_code == 200, response.text
+    return response.json()["minutes"]
+
+
+def _counted(client: httpx.Client, source: str) -> int:
+    # The whole day: nothing this session counted can leave the window between two reads.
+    return sum(minute["by_source"].get(source, 0) for minute in _events_per_minute(client))
+
+
+def test_accepted_events_are_counted_per_minute_and_source_duplicates_not(client) -> None:
+    before = {source: _counted(client, source) for source in ("call_center", "mall")}
+    earlier = event(source="call_center")
+    assert client.post("/v1/events", json=earlier).status_code == 202
+    fresh = [event(source="call_center") for _ in range(5)]
+    bad = event(source="call_center", type="store.visit", properties={})
+    batch = [fresh[0], earlier, *fresh[1:], fresh[0], bad, event(source="mall")]
+    response = client.post("/v1/events/batch", json={"events": batch})
+    assert response.status_code == 202
+    assert [r["duplicate"] for r in response.json()["results"]] == [False, True, *[False] * 4, True, False]
+    # Counted before the 202: the earlier event once, the five new ones, not the repeats nor the
+    # rejected one; and the other source apart.
+    assert _counted(client, "call_center") - before["call_center"] == 6
+    assert _counted(client, "mall") - before["mall"] == 1
+
+
+def test_events_per_minute_are_every_minute_of_the_window_oldest_first(client) -> None:
+    started = datetime.now(UTC).replace(second=0, microsecond=0)
+    minutes = _events_per_minute(client, 60)
+    ended = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert len(minutes) == 60
+    ats = [datetime.fromisoformat(m["at"]) for m in minutes]
+    assert minutes[-1]["at"].endswith("+00:00") and started <= ats[-1] <= ended  # the current minute
+    assert all(later - earlier == timedelta(minutes=1) for earlier, later in pairwise(ats))
+    assert all(isinstance(m["by_source"], dict) for m in minutes)
+    assert len(_events_per_minute(client, 1440)) == 1440
+    for wrong in (0, 1441):
+        assert client.get("/v1/stats/events", params={"minutes": wrong}, headers=OPS).status_code == 422
+    assert client.get("/v1/stats/events").status_code == 401
+    assert client.get("/v1/stats/events", headers={"Authorization": "Bearer x"}).status_code == 401
+
+
+def test_a_failure_to_count_neither_fails_nor_holds_the_events(client, backends) -> None:
+    now = datetime.now(UTC)
+    # The minutes the ingest process may count in now, made something a count cannot go into.
+    keys = [minute_key(now + timedelta(minutes=shift)) for shift in (-1, 0, 1)]
+    with redis.Redis.from_url(backends.redis_url) as store:
+        for key in keys:
+            store.set(key, "not a hash", ex=300)
+        try:
+            before = _failures(client)
+            sent = event()
+            response = client.post("/v1/events", json=sent)
+            assert response.status_code == 202
+            assert response.json()["results"][0]["duplicate"] is False
+            assert _failures(client) == before + 1
+            again = client.post("/v1/events", json=sent).json()["results"][0]
+            assert again["duplicate"] is True  # marked seen all the same
+        finally:
+            store.delete(*keys)
+
+
+def _failures(client: httpx.Client) -> float:
+    metrics = client.get("/metrics").text
+    line = next(
+        line for line in metrics.splitlines() if line.startswith("pd_ingest_event_count_failures_total")
     )
     return float(line.rsplit(" ", 1)[1])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import random
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,18 +14,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from services.scoring import api, read_model
+from services.scoring import api, read_model, views
 from services.scoring.api import create_app
-from services.scoring.batch import CustomerRecord
+from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, score_batch
+from services.scoring.calibration import check_plan
 from services.scoring.inputs import ScoringEvent
-from services.scoring.intent import CustomerScore, apply_event, intent_pct
+from services.scoring.intent import Activity, Band, CustomerScore, apply_event, intent_pct
 from services.scoring.plan import ScoringPlan, default_plan
 from services.scoring.plan_store import PLAN_KEY
+from services.scoring.ranking import band_key_range, rank_key
 from services.scoring.settings import ScoringSettings
+from services.scoring.views import active_since
+from shared.identity import IdentityJoined, IdentityMerged
 from tests.factories import unique
 from tests.harness import free_port
 
@@ -114,10 +122,13 @@ async def test_every_v1_route_needs_an_ops_token(scoring: Api) -> None:
     await seed(scoring.redis, customer("c1", ("content.click", T0)))
     routes = [
         ("GET", "/v1/customers/c1/score", None),
+        ("GET", "/v1/customers/c1/forecast", None),
+        ("GET", "/v1/customers/c1/events", None),
         ("GET", "/v1/matrix", None),
         ("GET", "/v1/leads", None),
         ("GET", "/v1/scoring-plan", None),
         ("PUT", "/v1/scoring-plan", plan_json(half_life_days=7.0)),
+        ("POST", "/v1/scoring-plan/check", plan_json(half_life_days=7.0)),
     ]
     for method, path, body in routes:
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}):
@@ -371,7 +382,14 @@ async def test_ready_and_metrics(scoring: Api) -> None:
 
 async def test_redis_down_is_503_not_500(backends) -> None:
     async with running(f"redis://127.0.0.1:{free_port()}/0", Clock(T0)) as down:
-        for path in ("/v1/customers/c1/score", "/v1/matrix", "/v1/leads", "/v1/scoring-plan"):
+        for path in (
+            "/v1/customers/c1/score",
+            "/v1/customers/c1/forecast",
+            "/v1/customers/c1/events",
+            "/v1/matrix",
+            "/v1/leads",
+            "/v1/scoring-plan",
+        ):
             response = await down.http.get(path, headers=OPS)
             assert response.status_code == 503, path
             assert response.json()["detail"].startswith("read model unavailable, retry")
@@ -392,6 +410,9 @@ async def test_the_docs_describe_every_route_with_bearer_auth(scoring: Api) -> N
     }
     assert set(v1) == {
         ("/v1/customers/{customer_id}/score", "get"),
+        ("/v1/customers/{customer_id}/forecast", "get"),
+        ("/v1/customers/{customer_id}/events", "get"),
+        ("/v1/scoring-plan/check", "post"),
         ("/v1/matrix", "get"),
         ("/v1/leads", "get"),
         ("/v1/scoring-plan", "get"),
@@ -421,3 +442,348 @@ async def test_metrics_answer_when_redis_does_not(backends) -> None:
     async with running(f"redis://127.0.0.1:{free_port()}/0", Clock(T0)) as down:
         metrics = await down.http.get("/metrics")
         assert metrics.status_code == 200 and "pd_scoring_api_request_seconds" in metrics.text
+
+
+async def test_a_forecast_decays_the_score_from_now_with_the_plan_in_force(scoring: Api) -> None:
+    await seed(scoring.redis, customer("c1", ("test_drive.booked", T0)), merged={"gone": "c1"})
+    response = await scoring.http.get("/v1/customers/c1/forecast?days=20&step_hours=24", headers=OPS)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (set(body), body["customer_id"], body["plan_version"]) == (
+        {"customer_id", "plan_version", "points"},
+        "c1",
+        0,
+    )
+    points = body["points"]
+    assert [datetime.fromisoformat(p["at"]) for p in points] == [T0 + n * DAY for n in range(21)]
+    score = (await scoring.http.get("/v1/customers/c1/score", headers=OPS)).json()
+    assert (points[0]["intent_pct"], points[0]["band"]) == (score["intent_pct"], score["band"])
+    assert [p["band"] for p in points] == ["hot"] + ["high"] * 15 + ["medium"] * 5
+    # A merged-away customer answers with the survivor, as the score does.
+    assert (await scoring.http.get("/v1/customers/gone/forecast?days=20", headers=OPS)).json() == body
+    assert len((await scoring.http.get("/v1/customers/c1/forecast", headers=OPS)).json()["points"]) == 29
+
+    put = await scoring.http.put("/v1/scoring-plan", json=plan_json(half_life_days=7.0), headers=OPS)
+    assert put.status_code == 200
+    faster = (await scoring.http.get("/v1/customers/c1/forecast?days=7&step_hours=168", headers=OPS)).json()
+    assert faster["plan_version"] == 1
+    week, later = (intent_score_of(p["intent_pct"]) for p in faster["points"])
+    assert later == pytest.approx(week / 2, rel=1e-3)
+
+
+def intent_score_of(pct: float) -> float:
+    return -PLAN.pct_scale * math.log(1 - pct / 100)
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("days=0", "days"),
+        ("days=91", "days"),
+        ("step_hours=0", "step_hours"),
+        ("step_hours=169", "step_hours"),
+    ],
+)
+async def test_a_forecast_out_of_range_is_422(scoring: Api, query: str, field: str) -> None:
+    await seed(scoring.redis, customer("c1", ("content.click", T0)))
+    response = await scoring.http.get(f"/v1/customers/c1/forecast?{query}", headers=OPS)
+    assert response.status_code == 422
+    assert [error["loc"] for error in response.json()["detail"]] == [["query", field]]
+
+
+async def test_an_unknown_customer_has_no_forecast_and_no_events(scoring: Api) -> None:
+    for path in ("/v1/customers/nobody/forecast", "/v1/customers/nobody/events"):
+        response = await scoring.http.get(path, headers=OPS)
+        assert (response.status_code, response.json()) == (404, {"detail": "unknown customer"}), path
+
+
+async def test_a_plan_check_scores_the_papers_customers_and_saves_nothing(scoring: Api) -> None:
+    response = await scoring.http.post("/v1/scoring-plan/check", json=plan_json(), headers=OPS)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body == check_plan(PLAN).model_dump(mode="json")
+    assert 65 <= body["calibration"]["intent_pct"] <= 75 and body["calibration"]["band"] == "high"
+    assert body["test_drive"] == {"intent_pct": pytest.approx(85.5, abs=0.1), "band": "hot"}
+    slower = await scoring.http.post("/v1/scoring-plan/check", json=plan_json(pct_scale=46.6), headers=OPS)
+    assert (slower.json()["calibration"]["band"], slower.json()["test_drive"]["band"]) == ("medium", "high")
+    assert await scoring.redis.get(PLAN_KEY) is None
+    assert (await scoring.http.get("/v1/scoring-plan", headers=OPS)).json()["version"] == 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"bands": {"medium": 60.0, "high": 30.0, "hot": 85.0}},
+        {"bands": {"medium": 30.0, "high": 60.0, "hot": 100.0}},
+        {"weights": {"content.click": 4.0, "content.teleport": 9.0}},
+        {"half_life_days": 0},
+        {"surprise": 1},
+    ],
+)
+async def test_a_plan_check_refuses_what_put_refuses_in_the_same_words(
+    scoring: Api, changes: dict[str, Any]
+) -> None:
+    check = await scoring.http.post("/v1/scoring-plan/check", json=plan_json(**changes), headers=OPS)
+    put = await scoring.http.put("/v1/scoring-plan", json=plan_json(**changes), headers=OPS)
+    assert (check.status_code, put.status_code) == (422, 422)
+    assert check.json() == put.json()
+
+
+async def test_a_plan_check_needs_no_redis(backends) -> None:
+    async with running(f"redis://127.0.0.1:{free_port()}/0", Clock(T0)) as down:
+        response = await down.http.post("/v1/scoring-plan/check", json=plan_json(), headers=OPS)
+        assert response.status_code == 200
+
+
+class Worker:
+    """The worker's batch step and its read-model write, as agents.Scorer makes them, without
+    Kafka: the latest events in Redis are exactly what a worker writes."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.rows: dict[str, CustomerRecord] = {}
+
+    async def take(self, deliveries: list[Delivery]) -> BatchOutcome:
+        outcome = score_batch(deliveries, self.rows.get, PLAN, T0)
+        self.rows.update(outcome.records)
+        await read_model.write_records(
+            self.redis,
+            outcome.records.values(),
+            PLAN,
+            T0,
+            outcome.due,
+            latest_events=outcome.latest_events,
+            events_moved=outcome.events_moved,
+        )
+        return outcome
+
+
+def on_the_wire(one: ScoringEvent, **properties: Any) -> Delivery:
+    """A delivery of the event as ingest publishes it, identities and properties too."""
+    body = {
+        **one.model_dump(mode="json", exclude={"content_id", "vehicle_model"}),
+        "identities": {"phone": "hashed-phone", "unionid": "o6_private"},
+        "properties": properties,
+    }
+    raw = orjson.dumps(body)
+    return Delivery("touchpoint.events.v1/0", next(OFFSETS), ScoringEvent.model_validate_json(raw), raw)
+
+
+OFFSETS = itertools.count()
+
+
+async def events_of(scoring: Api, customer_id: str, **params: Any) -> dict[str, Any]:
+    response = await scoring.http.get(f"/v1/customers/{customer_id}/events", params=params, headers=OPS)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_latest_events_come_newest_first_with_what_each_added(scoring: Api) -> None:
+    worker = Worker(scoring.redis)
+    booked = event("c1", "test_drive.booked", T0)
+    shared = event("c1", "content.share", T0 - DAY + timedelta(microseconds=123_457), source="ad")
+    clicked = event("c1", "content.click", T0 - 2 * DAY)
+    await worker.take(
+        [
+            on_the_wire(booked, vehicle_model="G6", note="call 13900001234"),
+            on_the_wire(clicked, content_id="c-spec-001", topics=["tech"]),
+            on_the_wire(shared, content_id="c-owner-story"),
+        ]
+    )
+    body = await events_of(scoring, "c1")
+    assert body["customer_id"] == "c1"
+    assert body["events"] == [
+        {
+            "event_id": booked.event_id,
+            "type": "test_drive.booked",
+            "source": "wecom",
+            "occurred_at": T0.isoformat().replace("+00:00", "Z"),
+            "intent_added": 45.0,
+            "points_added": None,
+            "content_id": None,
+            "vehicle_model": "G6",
+        },
+        {
+            "event_id": shared.event_id,
+            "type": "content.share",
+            "source": "ad",
+            "occurred_at": shared.occurred_at.isoformat().replace("+00:00", "Z"),
+            "intent_added": 4.8,  # 6 x 0.8 for paid traffic
+            "points_added": 5,
+            "content_id": "c-owner-story",
+            "vehicle_model": None,
+        },
+        {
+            "event_id": clicked.event_id,
+            "type": "content.click",
+            "source": "wecom",
+            "occurred_at": (T0 - 2 * DAY).isoformat().replace("+00:00", "Z"),
+            "intent_added": 4.0,
+            "points_added": None,
+            "content_id": "c-spec-001",
+            "vehicle_model": None,
+        },
+    ]
+    assert [e["event_id"] for e in (await events_of(scoring, "c1", limit=2))["events"]] == [
+        booked.event_id,
+        shared.event_id,
+    ]
+    # Ordered by when each occurred, to the microsecond: the score is the exact epoch.
+    stored = await scoring.redis.zrange(read_model.events_key("c1"), 0, -1, withscores=True)
+    assert sorted(score for _, score in stored) == [
+        e.occurred_at.timestamp() for e in (clicked, shared, booked)
+    ]
+    # Only the fields above reach Redis: no identity, no free property.
+    for key in await scoring.redis.keys("*"):
+        if await scoring.redis.type(key) == b"zset":
+            members = await scoring.redis.zrange(key, 0, -1)
+        else:
+            members = [await scoring.redis.get(key)]
+        assert not any(b"13900001234" in m or b"hashed-phone" in m or b"o6_private" in m for m in members)
+
+
+async def test_latest_events_keep_the_newest_50_and_a_replay_adds_none(scoring: Api) -> None:
+    clicks = [event("c1", "content.click", T0 - n * timedelta(hours=1)) for n in range(60)]
+    deliveries = [on_the_wire(c, content_id=f"c-{n}") for n, c in enumerate(clicks)]
+    first = Worker(scoring.redis)
+    for start in range(0, 60, 25):
+        await first.take(deliveries[start : start + 25])
+    assert await scoring.redis.zcard(read_model.events_key("c1")) == 50
+    newest = [e["event_id"] for e in (await events_of(scoring, "c1", limit=50))["events"]]
+    assert newest == [c.event_id for c in clicks[:50]]
+    # The changelog was lost after Redis was written: a restarted worker scores everything again
+    # on fresh rows, cut into other batches. Nothing doubles, nothing older comes back.
+    restarted = Worker(scoring.redis)
+    await restarted.take(deliveries[:7])
+    await restarted.take(deliveries[7:])
+    assert await scoring.redis.zcard(read_model.events_key("c1")) == 50
+    assert [e["event_id"] for e in (await events_of(scoring, "c1", limit=50))["events"]] == newest
+    assert (await scoring.http.get("/v1/customers/c1/events?limit=51", headers=OPS)).status_code == 422
+
+
+async def test_a_merged_customers_latest_events_are_the_survivors(scoring: Api) -> None:
+    worker = Worker(scoring.redis)
+    older, newer = event("old", "config.build", T0 - DAY), event("new", "quote.requested", T0 - DAY / 2)
+    await worker.take([on_the_wire(older, vehicle_model="id4"), on_the_wire(newer, vehicle_model="id4")])
+    merge = IdentityMerged(
+        merge_id=unique("m"),
+        merged_customer_id="new",
+        survivor_customer_id="old",
+        identities={"phone": ["h"]},
+        merged_at=T0,
+    )
+    joined = IdentityJoined(
+        merge_id=merge.merge_id, customer_id="old", merged_customer_id="new", joined_at=T0
+    )
+    handovers = (await worker.take([Delivery("touchpoint.events.v1/0", next(OFFSETS), merge)])).handovers
+    # Until the survivor takes the merged customer in, their events stay theirs.
+    assert (await events_of(scoring, "new"))["customer_id"] == "old"
+    assert await scoring.redis.zcard(read_model.events_key("new")) == 1
+    linking = event("old", "content.view", T0)
+    await worker.take(
+        [
+            Delivery("touchpoint.events.v1/0", next(OFFSETS), joined),
+            on_the_wire(linking, content_id="c"),
+            Delivery("pd-scoring-handovers/0", 0, handovers[0]),
+        ]
+    )
+    expected = [linking.event_id, newer.event_id, older.event_id]
+    for asked in ("old", "new"):
+        body = await events_of(scoring, asked)
+        assert (body["customer_id"], [e["event_id"] for e in body["events"]]) == ("old", expected)
+    assert not await scoring.redis.exists(read_model.events_key("new"))
+    # The handover again (a replay): the union is a no-op.
+    await Worker(scoring.redis).take([Delivery("pd-scoring-handovers/0", 0, handovers[0])])
+    assert [e["event_id"] for e in (await events_of(scoring, "old"))["events"]] == expected
+
+
+async def test_a_customer_without_events_has_an_empty_list(scoring: Api) -> None:
+    await seed(scoring.redis, CustomerScore(customer_id="quiet"))
+    assert await events_of(scoring, "quiet") == {"customer_id": "quiet", "events": []}
+
+
+def random_customer(n: int, rng: random.Random) -> CustomerScore:
+    at = T0 - timedelta(seconds=rng.uniform(0, 90 * 86_400))
+    interacted = rng.random() > 0.1
+    return CustomerScore(
+        customer_id=f"r{n}",
+        intent_score=0.0 if rng.random() < 0.05 else rng.uniform(0.1, 200.0),
+        score_at=at,
+        last_interaction_at=at - rng.uniform(0, 1) * DAY if interacted else None,
+    )
+
+
+def last_interaction_s(state: CustomerScore) -> float | None:
+    return state.last_interaction_at.timestamp() if state.last_interaction_at else None
+
+
+async def test_the_matrix_counted_in_redis_is_views_matrix(scoring: Api) -> None:
+    """Random customers (some never interacting, some at zero) written as the worker writes
+    them, plus customers exactly on every band and activity edge, at moments where different
+    bands and activities are the largest (the script lists all but the largest of each, and the
+    smaller side into its table): under the default plan, one whose windows are not whole days
+    (where `now - days` is not exact) and one whose 30-day window is the shorter; and on a read
+    model from before `last_interaction` held the customers who never interacted."""
+    rng = random.Random(3)
+    states = [random_customer(n, rng) for n in range(3000)]
+    await read_model.write_records(scoring.redis, [CustomerRecord(score=s) for s in states], PLAN, T0)
+    odd = plan_json(activity={"active_7d_days": 6.9281, "active_30d_days": 29.70913})
+    upside_down = plan_json(activity={"active_7d_days": 20.5, "active_30d_days": 9.25})
+    largest: set[tuple[Band, Activity]] = set()
+    table_sides: set[str] = set()
+    for plan_body, from_before in ((odd, False), (upside_down, False), (plan_json(), False), (odd, True)):
+        put = await scoring.http.put("/v1/scoring-plan", json=plan_body, headers=OPS)
+        assert put.status_code == 200
+        plan = ScoringPlan.model_validate(plan_body)
+        if from_before:
+            never = [s.customer_id for s in states if s.last_interaction_at is None]
+            assert await scoring.redis.zrem(read_model.LAST_INTERACTION, *never) == len(never) > 0
+        # The half-life stays, so the worker's rank keys hold under every plan.
+        rows = {s.customer_id: (rank_key(s, plan), last_interaction_s(s)) for s in states}
+        for now in (T0 - 60 * DAY, T0 - 3 * DAY, T0, T0 + timedelta(days=9, seconds=7.25), T0 + 400 * DAY):
+            edges = edge_customers(plan, now)
+            await scoring.redis.zadd(read_model.RANK, {c: key for c, (key, _) in edges.items()})
+            await scoring.redis.zadd(read_model.LAST_INTERACTION, {c: last for c, (_, last) in edges.items()})
+            expected = views.matrix(rows | edges, plan, now)
+            scoring.clock.now = now
+            body = (await scoring.http.get("/v1/matrix", headers=OPS)).json()
+            cells = {b.value: {a.value: n for a, n in row.items()} for b, row in expected.items()}
+            assert (body["cells"], body["total"]) == (cells, len(rows | edges)), (plan, from_before, now)
+            largest.add(largest_cell(expected))
+            if not from_before:  # where dormant is never listed, the sides are not as below
+                table_sides.add(smaller_side(expected))
+            await scoring.redis.zrem(read_model.RANK, *edges)
+            await scoring.redis.zrem(read_model.LAST_INTERACTION, *edges)
+    assert {band for band, _ in largest} >= {Band.low, Band.hot}, largest
+    assert {activity for _, activity in largest} >= {Activity.active_7d, Activity.dormant}, largest
+    assert table_sides == {"bands", "activities"}
+
+
+def largest_cell(cells: dict[Band, dict[Activity, int]]) -> tuple[Band, Activity]:
+    band = max(Band, key=lambda b: sum(cells[b].values()))
+    return band, max(Activity, key=lambda a: sum(cells[b][a] for b in Band))
+
+
+def smaller_side(cells: dict[Band, dict[Activity, int]]) -> str:
+    """Which side the script lists into its table: the smaller, each less its largest group."""
+    bands = [sum(cells[b].values()) for b in Band]
+    activities = [sum(cells[b][a] for b in Band) for a in Activity]
+    return "bands" if sum(bands) - max(bands) <= sum(activities) - max(activities) else "activities"
+
+
+def edge_customers(plan: ScoringPlan, now: datetime) -> dict[str, tuple[float, float]]:
+    """A customer on each band floor and each activity window's first moment at `now`, and one
+    an ulp below each (a floor's own key is in the band, the ulp below is not)."""
+    floors = [band_key_range(band, plan, now)[0] for band in (Band.medium, Band.high, Band.hot)]
+    windows = [
+        active_since(days, now) for days in (plan.activity.active_7d_days, plan.activity.active_30d_days)
+    ]
+    last = now.timestamp()
+    edges: dict[str, tuple[float, float]] = {}
+    for n, floor in enumerate(floors):
+        edges[f"band-edge-{n}"] = (floor, last)
+        edges[f"band-below-{n}"] = (math.nextafter(floor, -math.inf), last)
+    for n, since in enumerate(windows):
+        edges[f"window-edge-{n}"] = (floors[2], since)
+        edges[f"window-before-{n}"] = (floors[2], math.nextafter(since, -math.inf))
+    return edges

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+import redis
 from kafka import KafkaProducer
 
+from services.scoring import read_model
 from shared.topics import INTENT_SCORES, TOUCHPOINT_EVENTS, dead_letter_topic
 from tests.conftest import OPS_TOKEN
-from tests.factories import event, unique
+from tests.factories import event, published, unique
 from tests.harness import eventually
 from tests.topic_reader import TopicReader
 
@@ -156,3 +160,72 @@ def test_a_burst_is_taken_in_batches_not_message_by_message(client, scoring) -> 
     _, batches_after = eventually(taken, timeout=30, interval=0.2)
     # Fetched records reach the handler together (shared/batch_drain.py), not one by one.
     assert batches_after - batches_before <= len(burst) / 10
+
+
+def latest_events(ops: httpx.Client, customer_id: str, check: Any, timeout: float = 30) -> dict[str, Any]:
+    def written() -> dict[str, Any]:
+        response = ops.get(f"/v1/customers/{customer_id}/events", params={"limit": 50})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert check(body), body
+        return body
+
+    return eventually(written, timeout=timeout, interval=0.1)
+
+
+def test_the_worker_writes_each_event_once_with_no_identity_or_free_property(
+    client, ops, backends, scoring
+) -> None:
+    phone = "13900" + str(uuid.uuid4().int % 1_000_000).zfill(6)
+    who = {"phone": phone, "unionid": unique("u")}
+    customer = post(client, who, "content.click", content_id="c-spec-001", note=f"call {phone}")
+    post(client, who, "custom.callback_requested", callback_number=phone)
+    body = latest_events(ops, customer, lambda b: len(b["events"]) == 2)
+    custom, click = body["events"]
+    assert (click["type"], click["content_id"], click["intent_added"]) == ("content.click", "c-spec-001", 4.0)
+    assert (custom["type"], custom["intent_added"]) == ("custom.callback_requested", None)
+
+    # A favourite published twice, as a producer's retry does: the same event at two offsets.
+    duplicates_before = processed(scoring, "duplicate")
+    at = datetime.now(UTC).isoformat()
+    favourite = published(str(uuid.uuid4()), customer, "content.favorite", "app", at, {"content_id": "c-4"})
+    producer = KafkaProducer(bootstrap_servers=backends.kafka_bootstrap_servers, acks="all")
+    for _ in range(2):
+        producer.send(TOUCHPOINT_EVENTS, key=customer.encode(), value=orjson.dumps(favourite))
+    producer.flush()
+    producer.close()
+
+    def retry_taken() -> None:
+        assert processed(scoring, "duplicate") > duplicates_before
+
+    eventually(retry_taken, timeout=30, interval=0.1)
+    body = latest_events(ops, customer, lambda b: b["events"][0]["type"] == "content.favorite")
+    assert [e["type"] for e in body["events"]] == [
+        "content.favorite",
+        "custom.callback_requested",
+        "content.click",
+    ]
+    assert (body["events"][0]["event_id"], body["events"][0]["intent_added"]) == (favourite["event_id"], 8.0)
+    with redis.Redis.from_url(backends.redis_url) as store:
+        stored = store.zrange(read_model.events_key(customer), 0, -1)
+    assert len(stored) == 3
+    private = {"identities", "properties", "note", "callback_number"}
+    for entry in stored:  # neither the identities nor the free properties, the phone in them least
+        assert phone.encode() not in entry and not private & set(orjson.loads(entry))
+
+
+def processed(scoring, outcome: str) -> float:
+    text = httpx.get(f"{scoring.metrics_url}/metrics").text
+    return _metric(text, f'pd_events_processed_total{{outcome="{outcome}",service="scoring"}}')
+
+
+def test_a_merged_customers_latest_events_move_to_the_survivor(client, ops) -> None:
+    phone, device = "+86 139 0001 " + str(uuid.uuid4().int % 10_000).zfill(4), unique("d")
+    older = post(client, {"phone": phone}, "config.build", vehicle_model="id4")
+    newer = post(client, {"device_id": device}, "quote.requested", vehicle_model="id4")
+    latest_events(ops, newer, lambda b: len(b["events"]) == 1)
+    assert post(client, {"phone": phone, "device_id": device}, "content.view", content_id="c") == older
+    body = latest_events(ops, newer, lambda b: len(b["events"]) == 3)
+    assert body["customer_id"] == older
+    assert [e["type"] for e in body["events"]] == ["content.view", "quote.requested", "config.build"]
+    assert ops.get(f"/v1/customers/{older}/events").json() == body

@@ -199,3 +199,80 @@ def test_the_worker_exposes_its_metrics(tagging, client) -> None:
         return text
 
     assert "pd_event_processing_seconds_bucket" in eventually(counted)
+
+
+def funnel(ops: httpx.Client) -> dict[str, int]:
+    response = ops.get("/v1/funnel")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [row["step"] for row in body["steps"]] == ["friend_added", "lead", "test_drive", "order"]
+    return {row["step"]: row["customers"] for row in body["steps"]} | {"total": body["total"]}
+
+
+def members(ops: httpx.Client, limit: int, **filters: Any) -> list[dict[str, Any]]:
+    """Every page of a segment."""
+    found: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params = {**filters, "limit": limit, **({"cursor": cursor} if cursor else {})}
+        response = ops.get("/v1/segments/members", params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["members"]) <= limit
+        found += page["members"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return found
+
+
+def test_funnel_steps_bands_and_segment_queries_follow_the_profiles(client, ops) -> None:
+    topic = f"t{uuid.uuid4().hex[:8]}"
+    interest = f"interest:{topic}"
+    before = funnel(ops)
+    lead, driver, buyer = ({"app_user_id": unique("app")} for _ in range(3))
+    post(client, lead, "wecom.friend_added")
+    post(client, lead, "ad.lead_form")
+    post(client, driver, "test_drive.booked", vehicle_model="g6")
+    post(client, buyer, "order.placed", vehicle_model="et5")
+    ids = {}
+    for name, who in (("lead", lead), ("driver", driver), ("buyer", buyer)):
+        for n in range(3):  # the topic scopes this test's queries to these three customers
+            price = name == "driver"
+            ids[name] = post(
+                client, who, "content.view", content_id=f"c{n}", topics=[topic], price_related=price
+            )
+    profiles = {
+        name: profile_of(ops, customer, lambda b: interest in b["tags"] and b["band"] is not None)
+        for name, customer in ids.items()
+    }
+    assert profiles["lead"]["reached"] == ["friend_added", "lead"]
+    assert profiles["driver"]["reached"] == ["lead", "test_drive"]  # a booking leaves contact details
+    assert profiles["buyer"]["reached"] == ["lead", "order"]
+    after = funnel(ops)
+    for step in ("friend_added", "lead", "test_drive", "order"):
+        assert after[step] >= before[step] + 1, (step, before, after)
+    assert after["total"] >= before["total"] + 3
+
+    # A test drive takes a customer to hot (docs/contract.md), an order even further; the rest
+    # is read off the profiles, so that the queries, not scoring's calibration, are under test.
+    assert profiles["driver"]["band"] == profiles["buyer"]["band"] == "hot"
+
+    def having(**wanted: list[str]) -> int:
+        return sum(1 for p in profiles.values() if all(p[k] in values for k, values in wanted.items()))
+
+    assert count(ops, tag=interest) == 3
+    assert count(ops, tag=interest, band="hot") == having(band=["hot"])
+    assert count(ops, tag=interest, band=["low", "medium", "high"]) == 1
+    assert count(ops, tag=interest, layer=["intent", "owner"]) == having(layer=["intent", "owner"]) >= 2
+    both = {"layer": ["intent", "owner"], "band": ["hot"], "activity": ["active_7d"]}
+    assert count(ops, tag=interest, **both) == having(**both) == 2
+    assert count(ops, tag=interest, activity=["active_30d", "dormant"]) == 0
+    assert count(ops, tag=interest, not_tag="price_sensitive") == 2
+    assert count(ops, tag=[interest, "price_sensitive"]) == 1
+    paged = members(ops, 2, tag=interest, band="hot")
+    assert sorted(m["customer_id"] for m in paged) == sorted([ids["driver"], ids["buyer"]])
+    assert {m["customer_id"]: m for m in paged}[ids["buyer"]]["layer"] == "owner"
+    everyone = members(ops, 1, tag=interest)
+    assert sorted(m["customer_id"] for m in everyone) == sorted(ids.values())
+    assert ops.get("/v1/segments/members", params={"tag": interest, "limit": 500}).status_code == 422
+    assert ops.get("/v1/segments/count", params={"band": "warm"}).status_code == 422

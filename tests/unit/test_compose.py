@@ -20,6 +20,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from services.campaign.settings import CampaignSettings
+from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from services.tagging.settings import TaggingSettings
@@ -33,6 +34,7 @@ PROMETHEUS = ROOT / "deploy" / "prometheus" / "prometheus.yml"
 REQUIRED_VARIABLES = {
     "INGEST_API_KEYS": '{"test-key": ["*"]}',
     "PHONE_HASH_SALT": "test-salt-long-enough-for-anyone",
+    "CONSOLE_SESSION_SECRET": "test-session-secret-of-32-characters-at-least",
 }
 
 # Each long-running process of our image: its settings class and the field holding the port its
@@ -45,6 +47,7 @@ ENTRYPOINTS: dict[str, tuple[type[BaseSettings], str]] = {
     "pd-tagging-worker": (TaggingSettings, "tagging_metrics_port"),
     "pd-campaign-api": (CampaignSettings, "campaign_port"),
     "pd-campaign-worker": (CampaignSettings, "campaign_metrics_port"),
+    "pd-console": (ConsoleSettings, "console_port"),
 }
 # The one-shot topics job builds these (see its command).
 TOPICS_JOB_SETTINGS: tuple[type[BaseSettings], ...] = (
@@ -174,6 +177,31 @@ def test_every_env_var_is_a_setting_the_process_reads(name: str) -> None:
     known = {field.upper() for cls in classes for field in cls.model_fields}
     unread = sorted(set(service.get("environment", {})) - known)
     assert unread == [], f"{name} sets variables no settings class reads (a typo is silently ignored)"
+
+
+def test_the_console_calls_the_four_apis_where_compose_runs_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each *_URL names the API's compose service on the port that API's settings read; the
+    console waits for them, and gets neither the broker, Redis nor an ops token of its own."""
+    services = load_compose()["services"]
+    console = services["console"]
+    settings = settings_of(ConsoleSettings, console, monkeypatch)
+    apis = {
+        "ingest_url": ("ingest", IngestSettings, "ingest_port"),
+        "scoring_url": ("scoring-api", ScoringSettings, "scoring_port"),
+        "tagging_url": ("tagging-api", TaggingSettings, "tagging_port"),
+        "campaign_url": ("campaign-api", CampaignSettings, "campaign_port"),
+    }
+    for field, (name, cls, port_field) in apis.items():
+        assert field.upper() in console["environment"], f"console: set {field.upper()} explicitly"
+        port = getattr(settings_of(cls, services[name], monkeypatch), port_field)
+        assert getattr(settings, field) == f"http://{name}:{port}", field
+        assert console["depends_on"][name] == {"condition": "service_healthy"}, name
+    assert not {"KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL", "OPS_TOKENS"} & set(console["environment"])
+    # Required like the other secrets (compose refuses to start without it), and long enough.
+    assert re.fullmatch(
+        r"\$\{CONSOLE_SESSION_SECRET:\?.+\}", console["environment"]["CONSOLE_SESSION_SECRET"]
+    )
+    assert settings.console_session_secret == REQUIRED_VARIABLES["CONSOLE_SESSION_SECRET"]
 
 
 def test_every_process_agrees_on_the_partition_count(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -26,6 +26,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from services.campaign.settings import CampaignSettings
+from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from services.tagging.settings import TaggingSettings
@@ -50,6 +51,7 @@ PROCESSES: dict[str, tuple[str, type[BaseSettings], str, bool]] = {
     "scoring-api": ("pd-scoring-api", ScoringSettings, "scoring_port", True),
     "tagging-api": ("pd-tagging-api", TaggingSettings, "tagging_port", True),
     "campaign-api": ("pd-campaign-api", CampaignSettings, "campaign_port", True),
+    "console": ("pd-console", ConsoleSettings, "console_port", True),
     "scoring-worker": ("pd-scoring-worker", ScoringSettings, "scoring_metrics_port", False),
     "tagging-worker": ("pd-tagging-worker", TaggingSettings, "tagging_metrics_port", False),
     "campaign-worker": ("pd-campaign-worker", CampaignSettings, "campaign_metrics_port", False),
@@ -63,7 +65,11 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ScoringSettings,
     TaggingSettings,
     CampaignSettings,
+    ConsoleSettings,
 )
+# The Secret's keys, and which process reads which: the console signs its users in with their own
+# ops tokens, so it has its session secret only.
+SECRET_KEYS = {"PHONE_HASH_SALT", "INGEST_API_KEYS", "OPS_TOKENS", "CONSOLE_SESSION_SECRET"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +338,7 @@ def test_every_env_var_set_is_read_by_a_settings_class(directory: Path) -> None:
     secrets = by_kind(docs, "Secret")
     if secrets:
         secret_keys = set(secrets["pd-secrets"]["stringData"])
-        assert secret_keys == {"PHONE_HASH_SALT", "INGEST_API_KEYS", "OPS_TOKENS"}
+        assert secret_keys == SECRET_KEYS
         assert secret_keys <= known
     # Each process's own env vars must be read by the settings class that process builds.
     for name, (_, settings_class, _, _) in PROCESSES.items():
@@ -348,7 +354,7 @@ def test_every_env_var_set_is_read_by_a_settings_class(directory: Path) -> None:
         assert refs == ["pd-config"], name
 
 
-def test_ingest_gets_every_secret_and_workers_none() -> None:
+def test_each_process_gets_only_the_secrets_it_reads() -> None:
     deployments = by_kind(rendered(BASE), "Deployment")
 
     def secret_keys(name: str) -> set[str]:
@@ -356,11 +362,13 @@ def test_ingest_gets_every_secret_and_workers_none() -> None:
         return {item["name"] for item in env if "secretKeyRef" in item.get("valueFrom", {})}
 
     assert secret_keys("ingest") == {"PHONE_HASH_SALT", "INGEST_API_KEYS", "OPS_TOKENS"}
+    assert secret_keys("console") == {"CONSOLE_SESSION_SECRET"}
     for name in APIS:
-        if name != "ingest":
+        if name not in ("ingest", "console"):
             assert secret_keys(name) == {"OPS_TOKENS"}, name
     for name in WORKERS:
         assert secret_keys(name) == set(), name
+    assert set().union(*(secret_keys(name) for name in PROCESSES)) == SECRET_KEYS
 
 
 def test_the_base_secret_holds_only_marked_example_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -374,6 +382,8 @@ def test_the_base_secret_holds_only_marked_example_values(monkeypatch: pytest.Mo
     assert settings.ingest_api_keys == json.loads(secret["stringData"]["INGEST_API_KEYS"])
     assert settings.ops_tokens == (secret["stringData"]["OPS_TOKENS"],)
     assert settings.phone_hash_salt == secret["stringData"]["PHONE_HASH_SALT"]
+    # min_length: a placeholder too short for the console would stop it at start.
+    assert ConsoleSettings().console_session_secret == secret["stringData"]["CONSOLE_SESSION_SECRET"]
 
 
 def test_production_ships_no_example_secret() -> None:
@@ -382,6 +392,42 @@ def test_production_ships_no_example_secret() -> None:
     # The pods still read it: it is created out of band, as deploy/README.md says.
     assert "pd-secrets" in yaml.safe_dump(by_kind(docs, "Deployment")["ingest"])
     assert "create secret generic pd-secrets" in (ROOT / "deploy" / "README.md").read_text()
+
+
+@RENDERS
+def test_the_console_calls_the_apis_services_on_their_ports(directory: Path) -> None:
+    docs = rendered(directory)
+    services = by_kind(docs, "Service")
+    env = {
+        item["name"]: item.get("value")
+        for item in the_container(by_kind(docs, "Deployment")["console"])["env"]
+    }
+    for variable, api in (
+        ("INGEST_URL", "ingest"),
+        ("SCORING_URL", "scoring-api"),
+        ("TAGGING_URL", "tagging-api"),
+        ("CAMPAIGN_URL", "campaign-api"),
+    ):
+        _, settings_class, port_field, _ = PROCESSES[api]
+        port = settings_default(settings_class, port_field)
+        (service_port,) = services[api]["spec"]["ports"]
+        assert service_port["port"] == port, api
+        assert env[variable] == f"http://{api}:{port}", variable
+
+
+def test_production_sends_the_console_cookie_over_https_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console is behind TLS in production; the base keeps the settings' default (plain HTTP)."""
+    assert settings_default(ConsoleSettings, "cookie_secure") is False
+    for directory, expected in ((BASE, False), (PRODUCTION, True)):
+        docs = rendered(directory)
+        env = dict(by_kind(docs, "ConfigMap")["pd-config"]["data"])
+        container = the_container(by_kind(docs, "Deployment")["console"])
+        env |= {item["name"]: item["value"] for item in container["env"] if "value" in item}
+        for field in ConsoleSettings.model_fields:
+            monkeypatch.delenv(field.upper(), raising=False)
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        assert ConsoleSettings().cookie_secure is expected, directory.name
 
 
 # ---------------------------------------------------------------------------------------------

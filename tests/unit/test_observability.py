@@ -37,6 +37,8 @@ CONTRACT_METRICS = {
     "pd_event_to_action_seconds",
     "pd_campaign_actions_total",
     "pd_consumer_lag",
+    "pd_ingest_event_count_failures_total",
+    "pd_console_request_seconds",
 }
 SEVERITIES = {"critical", "warning", "info"}
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
@@ -196,6 +198,32 @@ def test_the_alerts_the_pipeline_needs_are_there() -> None:
         assert needle in expanded, f"{alert} is not about {needle}: {expr}"
 
 
+def job_matcher(alert: str) -> re.Pattern[str]:
+    """The `job=~"..."` of an `up{...} == 0` alert, anchored as Prometheus anchors it."""
+    expr = next(rule["expr"] for rule in all_rules() if rule.get("alert") == alert)
+    match = re.fullmatch(r'up\{job=~"([^"]+)"\} == 0', expr.strip())
+    assert match, f"{alert}: {expr}"
+    return re.compile(f"(?:{match.group(1)})")
+
+
+def test_every_scraped_process_is_covered_by_a_down_alert() -> None:
+    """Each API (the console included) pages through PdApiDown, each worker through PdWorkerDown;
+    a job named outside the alert's regex would go down unnoticed."""
+    config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    alert_of = {"api": "PdApiDown", "worker": "PdWorkerDown"}
+    matchers = {alert: job_matcher(alert) for alert in alert_of.values()}
+    covered = set()
+    for job in config["scrape_configs"]:
+        if job["job_name"] == "prometheus":
+            continue
+        (component,) = {static["labels"]["component"] for static in job["static_configs"]}
+        for alert, matcher in matchers.items():
+            matches = bool(matcher.fullmatch(job["job_name"]))
+            assert matches == (alert == alert_of[component]), f"{job['job_name']} and {alert}"
+        covered.add(job["job_name"])
+    assert {"ingest", "console", "campaign-api", "campaign-worker"} <= covered
+
+
 # --- metric names: used vs exported ---------------------------------------------------------
 
 _KEYWORDS = {
@@ -309,6 +337,8 @@ def registered_by_the_processes() -> set[str]:
     from services.campaign.agents import ActionMetrics
     from services.campaign.api import create_app as campaign_api
     from services.campaign.settings import CampaignSettings
+    from services.console.app import create_app as console_app
+    from services.console.settings import ConsoleSettings
     from services.ingest.api import create_app as ingest_api
     from services.ingest.settings import IngestSettings
     from services.scoring.api import create_app as scoring_api
@@ -322,6 +352,7 @@ def registered_by_the_processes() -> set[str]:
     scoring_api(ScoringSettings(), registry)
     tagging_api(TaggingSettings(), registry)
     campaign_api(CampaignSettings(), registry)
+    console_app(ConsoleSettings(), registry)
     WorkerMetrics("test", registry)
     ActionMetrics(registry)
     kinds = {"counter": "Counter", "gauge": "Gauge", "histogram": "Histogram", "summary": "Summary"}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from services.ingest.identity_store import Claim, Resolution
+from services.ingest.identity_store import Claim, Resolution, SeenEvent
 from services.ingest.pipeline import (
     BrokerUnavailable,
     IngestPipeline,
@@ -33,6 +33,8 @@ class FakeStore:
         self.resolve_calls: list[list[str]] = []
         self.pending: dict[str, list[IdentityMerged]] = {}  # holder -> its pending joins
         self.drop_error: Exception | None = None
+        self.marked: list[tuple[list[SeenEvent], datetime]] = []  # each mark_seen call
+        self.count_failure: str | None = None
 
     async def resolve(self, claims: list[Claim], now: datetime) -> list[Resolution]:
         self.resolve_calls.append([c.event_id for c in claims])
@@ -47,8 +49,10 @@ class FakeStore:
             resolutions.append(Resolution(customer_id, False, joins))
         return resolutions
 
-    async def mark_seen(self, seen: list[tuple[str, str]]) -> None:
-        self.seen.update(seen)
+    async def mark_seen(self, seen: list[SeenEvent], at: datetime) -> str | None:
+        self.seen.update((event.event_id, event.customer_id) for event in seen)
+        self.marked.append((seen, at))
+        return self.count_failure
 
     async def drop_joins(self, joins: list[tuple[str, str]]) -> None:
         if self.drop_error is not None:
@@ -250,3 +254,56 @@ async def test_failing_to_drop_delivered_joins_does_not_fail_the_request(setup) 
     carrier = pending(identities={"unionid": "a"})
     [ack] = await pipeline.submit([carrier])
     assert store.seen == {carrier.event_id: ack.customer_id}
+
+
+COUNTED_AT = datetime(2026, 12, 1, 10, 15, 42, tzinfo=UTC)
+
+
+@pytest.fixture
+async def counting():
+    """A pipeline whose clock stands still, and the count failures it reports."""
+    store, broker, failures = FakeStore(), FakeBroker(), []
+    pipeline = IngestPipeline(
+        store,
+        broker.send,
+        lambda: None,
+        lambda: COUNTED_AT,
+        produce_timeout_s=0.2,
+        max_queued_events=10,
+        on_count_failed=lambda: failures.append(1),
+    )
+    runner = asyncio.create_task(pipeline.run())
+    yield pipeline, store, broker, failures
+    runner.cancel()
+
+
+async def test_acknowledged_new_events_are_counted_by_source_in_one_call_with_their_marks(counting) -> None:
+    pipeline, store, broker, _ = counting
+    seen_before = pending(source="app", type="mini_program.visit", properties={})
+    await pipeline.submit([seen_before])
+    store.marked.clear()
+    fresh = [pending(), pending(source="ad", type="ad.click", properties={})]
+    await pipeline.submit([fresh[0], seen_before, fresh[1], fresh[0]])  # a duplicate, a repeat
+    [(marked, at)] = store.marked
+    assert at == COUNTED_AT
+    assert [(e.event_id, e.source) for e in marked] == [
+        (fresh[0].event_id, "wecom"),
+        (fresh[1].event_id, "ad"),
+    ]
+
+    broker.mode = "fail"
+    with pytest.raises(BrokerUnavailable):
+        await pipeline.submit([pending()])
+    assert store.marked[1][0] == []  # nothing acknowledged: nothing marked, nothing counted
+
+
+async def test_a_failure_to_count_is_reported_and_the_request_answered_all_the_same(counting) -> None:
+    pipeline, store, _, failures = counting
+    store.count_failure = "WRONGTYPE Operation against a key holding the wrong kind of value"
+    one = pending()
+    [ack] = await pipeline.submit([one])
+    assert not ack.duplicate and store.seen == {one.event_id: ack.customer_id}
+    assert failures == [1]
+    store.count_failure = None
+    await pipeline.submit([pending()])
+    assert failures == [1]

@@ -9,8 +9,10 @@ import orjson
 
 from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, ScoringHandover, score_batch
 from services.scoring.inputs import ScoringEvent
+from services.scoring.latest_events import latest_entry, newest
 from services.scoring.plan import default_plan
 from shared.chain import ChainInput
+from shared.events import Source
 from shared.fold import Tick
 from shared.identity import IdentityJoined, IdentityMerged
 from shared.ledger import RECENT_IDS
@@ -266,3 +268,91 @@ def test_what_waits_at_the_barrier_survives_the_table_encoding() -> None:
         first.merge_id,
         second.merge_id,
     )
+
+
+def latest(outcome: BatchOutcome) -> list[tuple[str, dict, float]]:
+    return [(customer, orjson.loads(entry), at) for customer, entry, at in outcome.latest_events]
+
+
+def test_every_applied_event_leaves_an_entry_with_the_listed_fields_only() -> None:
+    table = Table()
+    shared = click("c1").model_copy(update={"type": "content.share", "content_id": "c-spec-001"})
+    on_the_wire = {
+        **shared.model_dump(mode="json", exclude={"content_id"}),
+        "identities": {"phone": "hashed-13900001234", "unionid": "o6_secret"},
+        "properties": {"content_id": "c-spec-001", "note": "call me on 13900001234", "topics": ["tech"]},
+    }
+    raw = orjson.dumps(on_the_wire)
+    outcome = table.run([Delivery(EVENTS, 0, ScoringEvent.model_validate_json(raw), raw)])
+    [(customer, entry, at)] = latest(outcome)
+    assert customer == "c1" and at == shared.occurred_at.timestamp()
+    assert entry == {
+        "event_id": shared.event_id,
+        "type": "content.share",
+        "source": "wecom",
+        "occurred_at": shared.occurred_at.isoformat(),
+        "intent_added": 6.0,
+        "points_added": 5,
+        "content_id": "c-spec-001",
+    }
+    stored = outcome.latest_events[0][1]
+    assert b"13900001234" not in stored and b"o6_secret" not in stored
+
+
+def test_an_entry_says_what_the_plan_gave_the_event_whatever_came_before() -> None:
+    table = Table()
+    table.run([Delivery(EVENTS, 0, click("c1", minutes_ago=1))])
+    # Two weeks older than the score: the entry still says 4 x 0.8, not its decayed weight.
+    late_ad = click("c1", minutes_ago=60 * 24 * 14).model_copy(update={"source": Source.ad})
+    custom = click("c1").model_copy(update={"type": "custom.poll_vote"})
+    booked = click("c1").model_copy(update={"type": "test_drive.booked", "vehicle_model": "id4"})
+    outcome = table.run([Delivery(EVENTS, n, e) for n, e in enumerate((late_ad, custom, booked), start=1)])
+    entries = [entry for _, entry, _ in latest(outcome)]
+    added = [(e["intent_added"], e["points_added"]) for e in entries]
+    assert added == [(3.2, None), (None, None), (45.0, None)]
+    assert entries[2]["vehicle_model"] == "id4" and "content_id" not in entries[2]
+
+
+def test_the_same_event_scored_again_after_a_crash_makes_the_same_entry() -> None:
+    """Redis was written, the table's changelog was not: the restarted worker applies the inputs
+    again, on the rows as they were, maybe cut into other batches, and must write the same
+    members (a sorted set keeps one of each)."""
+    deliveries = [Delivery(EVENTS, n, e) for n, e in enumerate((click("c1"), click("c2"), click("c1")))]
+    first = Table().run(deliveries)
+    again = Table()
+    replayed = [*again.run(deliveries[:1]).latest_events, *again.run(deliveries[1:]).latest_events]
+    assert len(first.latest_events) == 3 and sorted(replayed) == sorted(first.latest_events)
+    assert not again.run(deliveries[1:2]).latest_events  # a redelivery the ledger catches: nothing
+
+
+def test_a_merged_customers_entries_go_to_the_survivor() -> None:
+    table = Table()
+    table.run([Delivery(EVENTS, 0, click("old")), Delivery(EVENTS, 1, click("new"))])
+    record = merge("new", "old")
+    merged = table.run([Delivery(EVENTS, 2, record)])
+    assert not merged.latest_events and not merged.events_moved  # the survivor has not taken them in
+    late_click = click("new")
+    late = table.run([Delivery(EVENTS, 3, late_click, orjson.dumps(late_click.model_dump(mode="json")))])
+    assert not late.latest_events  # handed on, not applied here
+    received = table.run(
+        [
+            Delivery(EVENTS, 4, joined(record)),
+            Delivery(HANDOVERS, 0, merged.handovers[0]),
+            Delivery(HANDOVERS, 1, late.handovers[0]),
+        ]
+    )
+    assert received.events_moved == [("old", "new")]
+    assert [(c, e["event_id"]) for c, e, _ in latest(received)] == [("old", late_click.event_id)]
+
+
+def test_an_event_entered_twice_under_two_plans_is_shown_once() -> None:
+    """A replay across a plan change leaves two members for one event: the reader shows one."""
+    booked = click("c1").model_copy(update={"type": "test_drive.booked"})
+    heavier = PLAN.model_copy(update={"weights": PLAN.weights | {"test_drive.booked": 50.0}})
+    later, earlier = click("c1", minutes_ago=0), click("c1", minutes_ago=5)
+    as_read = [(later, PLAN), (booked, PLAN), (booked, heavier), (earlier, PLAN)]  # newest first
+    entries = [latest_entry(event, plan) for event, plan in as_read]
+    assert len(set(entries)) == 4
+    shown = newest(entries, limit=10)
+    assert [e.event_id for e in shown] == [later.event_id, booked.event_id, earlier.event_id]
+    assert [e.event_id for e in newest(entries, limit=2)] == [later.event_id, booked.event_id]

@@ -6,6 +6,7 @@ from itertools import permutations
 import pytest
 from pydantic import ValidationError
 
+from services.scoring.calibration import CALIBRATION_DAY, check_plan
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import (
     Activity,
@@ -51,6 +52,34 @@ def test_paper_calibration_five_clicks_and_a_favourite_in_a_day_is_70_percent() 
     for read_at in (T0 + timedelta(hours=12), T0 + timedelta(days=1)):
         assert 65 <= pct_now(state, read_at) <= 75
     assert band_of(pct_now(state, T0 + timedelta(hours=12)), PLAN) is Band.high
+
+
+def test_the_plan_check_finds_the_papers_calibration_in_the_default_plan() -> None:
+    check = check_plan(PLAN)
+    assert 65 <= check.calibration.intent_pct <= 75 and check.calibration.band is Band.high
+    assert check.test_drive.intent_pct == pytest.approx(85.5, abs=0.1) and check.test_drive.band is Band.hot
+    # The same day as the calibration test above, read the moment the favourite is in.
+    day = [ingested(t, T0 + timedelta(hours=h), content_id="c") for t, h in CALIBRATION_DAY]
+    assert check.calibration.intent_pct == round(pct_now(replay(day), day[-1].occurred_at), 2)
+
+
+def test_the_plan_check_follows_the_candidate_plan() -> None:
+    lighter = PLAN.model_copy(update={"weights": PLAN.weights | {"content.click": 2.0}})
+    slower = PLAN.model_copy(update={"pct_scale": 46.6})
+    wecom_down = PLAN.model_copy(update={"source_multipliers": {"wecom": 0.5}})
+    strict = PLAN.model_copy(update={"bands": PLAN.bands.model_copy(update={"hot": 90.0})})
+    default = check_plan(PLAN)
+    assert check_plan(lighter).calibration.intent_pct < default.calibration.intent_pct  # 18 points
+    assert check_plan(lighter).test_drive == default.test_drive
+    assert [r.band for r in (check_plan(slower).calibration, check_plan(slower).test_drive)] == [
+        Band.medium,  # 28 points on a scale of 46.6: 45 %
+        Band.high,  # 62 %
+    ]
+    assert check_plan(wecom_down).calibration.intent_pct < default.calibration.intent_pct
+    assert (check_plan(strict).test_drive.band, check_plan(strict).calibration) == (
+        Band.high,
+        default.calibration,
+    )
 
 
 @pytest.mark.parametrize("history", [[], ["content.view"], ["lead.defeated"], ["content.click"] * 10])

@@ -15,11 +15,12 @@ from services.scoring.intent import (
     activity_of,
     band_of,
     intent_pct,
+    next_change_at,
     score_at,
 )
 from services.scoring.plan import default_plan
 from services.scoring.ranking import NEVER, band_key_range, key_floor, rank_key, score_floor
-from services.scoring.views import activity_at, band_of_key, matrix, score_view
+from services.scoring.views import active_since, activity_at, band_of_key, forecast, matrix, score_view
 
 PLAN = default_plan()
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
@@ -177,3 +178,58 @@ def test_score_view_decays_bands_and_levels_at_read_time() -> None:
     assert (later.band, later.activity) == (Band.high, Activity.active_30d)
     assert later.model_interest["G6"] < fresh.model_interest["G6"]
     assert (later.points, later.growth, later.updated_at) == (20, 150, NOW)  # points and growth never decay
+
+
+def booked(at: datetime) -> CustomerScore:
+    """A customer whose one behaviour was a test_drive.booked (45) at `at`."""
+    return CustomerScore(customer_id="c1", intent_score=45.0, score_at=at, last_interaction_at=at)
+
+
+def test_a_forecast_decays_with_the_plans_half_life_from_now() -> None:
+    state = booked(NOW - 3 * DAY)
+    points = forecast(state, PLAN, NOW, days=28, step_hours=24)
+    assert [p.at for p in points] == [NOW + n * DAY for n in range(29)]  # first point: now
+    assert points[0].intent_pct == score_view(state, NOW, PLAN, NOW).intent_pct
+    assert all(a.intent_pct > b.intent_pct for a, b in pairwise(points))
+    # One half-life later the score (not the pct) has halved.
+    today, half_life_on = score_floor(points[0].intent_pct, PLAN), score_floor(points[14].intent_pct, PLAN)
+    assert half_life_on == pytest.approx(today / 2, rel=1e-3)
+
+
+def test_a_forecast_crosses_bands_where_the_plan_puts_them() -> None:
+    """45 points fall below hot (85 %, 44.2 points) in a third of a day, below high (21.4) after
+    15.1 days and below medium (8.3) after 34.1 days of a 14-day half-life."""
+    state = replace(booked(NOW), last_interaction_at=None)  # so only bands move
+    points = forecast(state, PLAN, NOW, days=60, step_hours=24)
+    bands = [p.band for p in points]
+    assert bands == [Band.hot] + [Band.high] * 15 + [Band.medium] * 19 + [Band.low] * 26
+    # Each crossing lies in the step where the worker schedules its decay tick (next_change_at).
+    crossings = [points[n].at for n in range(1, len(points)) if bands[n] != bands[n - 1]]
+    at: datetime | None = NOW
+    ticks = []
+    while (at := next_change_at(state, at, PLAN)) is not None:
+        ticks.append(at)
+    assert len(ticks) == len(crossings) == 3
+    assert all(step_end - DAY < tick <= step_end for step_end, tick in zip(crossings, ticks, strict=True))
+
+
+def test_a_forecast_steps_and_spans_as_asked() -> None:
+    hourly = forecast(booked(NOW), PLAN, NOW, days=1, step_hours=1)
+    assert len(hourly) == 25 and hourly[-1].at == NOW + DAY
+    weekly = forecast(booked(NOW), PLAN, NOW, days=90, step_hours=168)
+    assert [p.at for p in weekly] == [NOW + n * 7 * DAY for n in range(13)]  # never past 90 days
+    nothing = forecast(CustomerScore(customer_id="new"), PLAN, NOW, days=2, step_hours=24)
+    assert [(p.intent_pct, p.band) for p in nothing] == [(0.0, Band.low)] * 3
+
+
+def test_active_since_is_activity_ats_window_to_the_bit() -> None:
+    """The matrix counted in Redis takes activity windows as bounds on last_interaction: the
+    plain `now - days` is an ulp off for a few windows in a hundred (this test finds them)."""
+    rng = random.Random(5)
+    for _ in range(2000):
+        days = rng.choice([7.0, 30.0, rng.uniform(0.01, 60.0)])
+        now = NOW + timedelta(microseconds=rng.randrange(-(10**14), 10**14))
+        plan = PLAN.model_copy(update={"activity": PLAN.activity.model_copy(update={"active_7d_days": days})})
+        since = active_since(days, now)
+        assert activity_at(since, plan, now) is Activity.active_7d
+        assert activity_at(math.nextafter(since, -math.inf), plan, now) is not Activity.active_7d

@@ -1,0 +1,81 @@
+"""The ops APIs as the console calls them: one HTTP client, each call with the user's own token.
+
+The console has no data of its own; everything on its pages is one of these calls. Failures are
+typed so pages can say what went wrong where it went wrong: a 401 ends the session, a 422 is
+shown at the form's fields, anything else marks the panel it feeds as unavailable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+
+class ApiError(Exception):
+    """An ops API answered with an error status (or could not be reached: status 0)."""
+
+    def __init__(self, service: str, status: int, detail: Any) -> None:
+        super().__init__(f"{service}: {status} {detail!r}"[:300])
+        self.service = service
+        self.status = status
+        self.detail = detail
+
+
+class SignedOut(ApiError):
+    """The API refused the session's token (expired or withdrawn): sign in again."""
+
+
+@dataclass(frozen=True)
+class OpsApi:
+    """One ops API (ingest, scoring, tagging or campaign) at its base URL."""
+
+    service: str
+    base_url: str
+    http: httpx.AsyncClient
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        token: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+    ) -> Any:
+        """The answer's JSON (None for 204). Raises SignedOut on 401 and ApiError otherwise."""
+        try:
+            response = await self.http.request(
+                method,
+                self.base_url + path,
+                params=params,
+                json=json,
+                headers={"Authorization": f"Bearer {token}"},
+            )
+        except httpx.HTTPError as error:
+            raise ApiError(self.service, 0, f"unreachable: {type(error).__name__}") from error
+        if response.status_code == 401:
+            raise SignedOut(self.service, 401, "token refused")
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail")
+            except ValueError:
+                detail = response.text[:300]
+            raise ApiError(self.service, response.status_code, detail)
+        return None if response.status_code == 204 else response.json()
+
+    async def get(self, path: str, token: str, params: Any = None) -> Any:
+        return await self.call("GET", path, token, params=params)
+
+
+@dataclass(frozen=True)
+class OpsApis:
+    ingest: OpsApi
+    scoring: OpsApi
+    tagging: OpsApi
+    campaign: OpsApi
+
+    @classmethod
+    def over(cls, http: httpx.AsyncClient, urls: dict[str, str]) -> OpsApis:
+        return cls(**{name: OpsApi(name, url.rstrip("/"), http) for name, url in urls.items()})

@@ -1,0 +1,151 @@
+"""Campaigns: the list with status, a form to create and edit (the API's validation errors at
+their fields), the audience estimate before launch, pause and resume, and stats per variant with
+conversion, lift over the holdout and its confidence interval."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import forms
+from ..ops_client import ApiError, SignedOut
+from ..pages import CheckedForm, Page, PageOf
+
+router = APIRouter()
+CampaignId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
+
+
+def _multi(form: CheckedForm) -> dict[str, list[str]]:
+    return {key: [str(v) for v in form.getlist(key)] for key in form}
+
+
+async def _estimate(page: Page, audience: dict[str, Any]) -> int | None:
+    """Customers in the audience now (the tagging API's segment count); None if it cannot say."""
+    try:
+        answer = await page.apis.tagging.get(
+            "/v1/segments/count", page.token, forms.audience_filters(audience)
+        )
+    except SignedOut:
+        raise
+    except ApiError:
+        return None
+    return int(answer["count"])
+
+
+def _form_page(page: Page, editing: str | None, values: dict[str, Any], **extra: Any) -> HTMLResponse:
+    status_code = 422 if extra.get("errors") else 200
+    return page.render(
+        "campaign_form.html",
+        status_code,
+        nav="campaigns",
+        editing=editing,
+        values=values,
+        errors=extra.pop("errors", {}),
+        trigger_kinds=forms.TRIGGER_KINDS,
+        action_kinds=forms.ACTION_KINDS,
+        channels=forms.CHANNELS,
+        **extra,
+    )
+
+
+@router.get("/campaigns", include_in_schema=False)
+async def campaign_list(page: PageOf) -> HTMLResponse:
+    listing = await page.apis.campaign.get("/v1/campaigns", page.token)
+    campaigns = sorted(listing["campaigns"], key=lambda c: (c["status"] != "active", c["id"]))
+    return page.render("campaigns.html", nav="campaigns", campaigns=campaigns, version=listing["version"])
+
+
+@router.post("/campaigns/examples", include_in_schema=False)
+async def add_examples(page: PageOf, _: CheckedForm) -> Response:
+    await page.apis.campaign.call("POST", "/v1/campaigns/examples", page.token)
+    return RedirectResponse("/campaigns", 303)
+
+
+@router.get("/campaigns/new", include_in_schema=False)
+async def new_form(page: PageOf) -> HTMLResponse:
+    return _form_page(page, None, forms.new_campaign_form())
+
+
+async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
+    posted = _multi(form)
+    definition, errors = forms.campaign_of(posted)
+    values = forms.campaign_form(definition) | {
+        # Keep what was typed, even where it is not valid yet.
+        name: posted.get(name, [""])[0]
+        for name in ("action.variants",)
+        if name in posted
+    }
+    if editing is not None:
+        definition["id"] = editing
+    if errors:
+        return _form_page(page, editing, values, errors=errors)
+    if posted.get("intent", [""])[0] == "estimate":
+        estimate = await _estimate(page, definition.get("audience", {}))
+        return _form_page(page, editing, values, estimate=estimate, estimated=True)
+    try:
+        if editing is None:
+            await page.apis.campaign.call("POST", "/v1/campaigns", page.token, json=definition)
+        else:
+            await page.apis.campaign.call("PUT", f"/v1/campaigns/{editing}", page.token, json=definition)
+    except SignedOut:
+        raise
+    except ApiError as error:
+        if error.status == 422:
+            placed = forms.errors_at_fields(error.detail, (*forms.CAMPAIGN_FIELDS, *forms.CAMPAIGN_GROUPS))
+        elif error.status == 409:
+            placed = {"id": [str(error.detail)]}
+        else:
+            raise
+        return _form_page(page, editing, values, errors=placed)
+    return RedirectResponse(f"/campaigns/{definition['id']}?saved=1", 303)
+
+
+@router.post("/campaigns/new", include_in_schema=False)
+async def create(page: PageOf, form: CheckedForm) -> Response:
+    return await _submit(page, form, None)
+
+
+@router.get("/campaigns/{campaign_id}/edit", include_in_schema=False)
+async def edit_form(page: PageOf, campaign_id: CampaignId) -> HTMLResponse:
+    definition = await page.apis.campaign.get(f"/v1/campaigns/{campaign_id}", page.token)
+    return _form_page(page, campaign_id, forms.campaign_form(definition))
+
+
+@router.post("/campaigns/{campaign_id}/edit", include_in_schema=False)
+async def edit(page: PageOf, form: CheckedForm, campaign_id: CampaignId) -> Response:
+    return await _submit(page, form, campaign_id)
+
+
+@router.post("/campaigns/{campaign_id}/status", include_in_schema=False)
+async def set_status(page: PageOf, form: CheckedForm, campaign_id: CampaignId) -> Response:
+    """Pause or resume: the definition as it is, with the new status."""
+    wanted = str(form.get("status"))
+    if wanted in ("active", "paused"):
+        definition = await page.apis.campaign.get(f"/v1/campaigns/{campaign_id}", page.token)
+        definition["status"] = wanted
+        await page.apis.campaign.call("PUT", f"/v1/campaigns/{campaign_id}", page.token, json=definition)
+    back = str(form.get("back") or "")
+    return RedirectResponse("/campaigns" if back == "list" else f"/campaigns/{campaign_id}", 303)
+
+
+@router.get("/campaigns/{campaign_id}", include_in_schema=False)
+async def campaign_page(page: PageOf, campaign_id: CampaignId, saved: bool = False) -> HTMLResponse:
+    definition, stats = await asyncio.gather(
+        page.apis.campaign.get(f"/v1/campaigns/{campaign_id}", page.token),
+        page.apis.campaign.get(f"/v1/campaigns/{campaign_id}/stats", page.token),
+    )
+    estimate = await _estimate(page, definition.get("audience", {}))
+    groups = stats.get("groups", {})
+    return page.render(
+        "campaign.html",
+        nav="campaigns",
+        campaign=definition,
+        stats=stats,
+        # Variants first, the holdout last: it is what the others are compared with.
+        groups=sorted(groups.items(), key=lambda item: (item[0] == "holdout", item[0])),
+        estimate=estimate,
+        saved=saved,
+    )

@@ -1,0 +1,88 @@
+"""Tag rules: the rules in force, and a form to add, change or delete one (validated by the
+tagging API, its errors shown at their fields)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .. import forms, views
+from ..ops_client import ApiError, SignedOut
+from ..pages import CheckedForm, Page, PageOf
+
+router = APIRouter()
+Tag = Annotated[str, Path(min_length=1, max_length=64)]
+CHOICES = {"layers": views.LAYERS, "orientations": views.ORIENTATIONS, "stages": views.STAGES}
+
+
+def _form_page(page: Page, editing: str | None, values: dict[str, Any], errors: Any = None) -> HTMLResponse:
+    return page.render(
+        "rule_form.html",
+        422 if errors else 200,
+        nav="rules",
+        editing=editing,
+        values=values,
+        errors=errors or {},
+        choices=CHOICES,
+    )
+
+
+@router.get("/tag-rules", include_in_schema=False)
+async def rule_list(page: PageOf, deleted: bool = False) -> HTMLResponse:
+    rules = await page.apis.tagging.get("/v1/tag-rules", page.token)
+    return page.render(
+        "rules.html", nav="rules", rules=rules["rules"], version=rules["version"], deleted=deleted
+    )
+
+
+@router.get("/tag-rules/new", include_in_schema=False)
+async def new_form(page: PageOf) -> HTMLResponse:
+    return _form_page(page, None, forms.rule_form({}))
+
+
+@router.get("/tag-rules/{tag}/edit", include_in_schema=False)
+async def edit_form(page: PageOf, tag: Tag) -> HTMLResponse:
+    rule = await page.apis.tagging.get(f"/v1/tag-rules/{tag}", page.token)
+    return _form_page(page, tag, forms.rule_form(rule))
+
+
+async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
+    posted = {key: [str(v) for v in form.getlist(key)] for key in form}
+    rule, errors = forms.rule_of(posted)
+    if editing is not None:
+        rule["tag"] = editing
+    values = forms.rule_form(rule) | {"counts": posted.get("counts", [""])[0]}
+    if errors:
+        return _form_page(page, editing, values, errors)
+    try:
+        if editing is None:
+            await page.apis.tagging.call("POST", "/v1/tag-rules", page.token, json=rule)
+        else:
+            await page.apis.tagging.call("PUT", f"/v1/tag-rules/{editing}", page.token, json=rule)
+    except SignedOut:
+        raise
+    except ApiError as error:
+        if error.status == 422:
+            return _form_page(page, editing, values, forms.errors_at_fields(error.detail, forms.RULE_FIELDS))
+        if error.status == 409:
+            return _form_page(page, editing, values, {"tag": [str(error.detail)]})
+        raise
+    return RedirectResponse("/tag-rules", 303)
+
+
+@router.post("/tag-rules/new", include_in_schema=False)
+async def create(page: PageOf, form: CheckedForm) -> Response:
+    return await _submit(page, form, None)
+
+
+@router.post("/tag-rules/{tag}/edit", include_in_schema=False)
+async def edit(page: PageOf, form: CheckedForm, tag: Tag) -> Response:
+    return await _submit(page, form, tag)
+
+
+@router.post("/tag-rules/{tag}/delete", include_in_schema=False)
+async def delete(page: PageOf, _: CheckedForm, tag: Tag) -> Response:
+    await page.apis.tagging.call("DELETE", f"/v1/tag-rules/{tag}", page.token)
+    return RedirectResponse("/tag-rules?deleted=1", 303)
