@@ -69,7 +69,7 @@ def events_per_minute(view: Mapping[str, Any]) -> dict[str, Any]:
             totals[source] = totals.get(source, 0) + int(n)
     sources = sorted(totals, key=lambda s: (-totals[s], s))
     return {
-        "labels": [str(m.get("at", ""))[11:16] for m in minutes],
+        "labels": [china_time(m.get("at"))[11:16] for m in minutes],  # HH:MM on the China clock
         "series": [
             {"name": s, "counts": [int(m.get("by_source", {}).get(s, 0)) for m in minutes]} for s in sources
         ],

@@ -248,7 +248,7 @@ def test_events_per_minute_put_the_busiest_source_first() -> None:
             ]
         }
     )
-    assert shaped["labels"] == ["10:15", "10:16"]
+    assert shaped["labels"] == ["18:15", "18:16"]  # China time
     assert shaped["series"] == [{"name": "wecom", "counts": [2, 3]}, {"name": "app", "counts": [1, 0]}]
     assert shaped["total"] == 6
 
