@@ -25,7 +25,7 @@ from shared.web_assets import assets_dir, vendor_router
 
 from . import views
 from .ops_client import ApiError, OpsApis, SignedOut
-from .pages import TEMPLATES, Console, FormExpired, NotSignedIn, Page, console_of
+from .pages import TEMPLATES, Console, FormExpired, NotSignedIn, Page
 from .routes import auth, campaigns, customers, overview, pending, plan, rules, segments
 from .session import SESSION_COOKIE, SessionCodec
 from .settings import ConsoleSettings
@@ -117,17 +117,21 @@ def create_app(settings: ConsoleSettings, registry: CollectorRegistry | None = N
     async def token_withdrawn(request: Request, _: SignedOut) -> RedirectResponse:
         return await sign_in_first(request, NotSignedIn(request.url.path, expired=True))
 
+    def message_page(request: Request) -> Page:
+        """A page for an error, with the navigation when the browser has a session."""
+        return Page(request, console, console.codec.unseal(request.cookies.get(SESSION_COOKIE)))
+
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, _: FormExpired) -> Response:
-        page = Page(request, console_of(request), None)
-        return page.render("message.html", status.HTTP_403_FORBIDDEN, message_key="csrf.failed")
+        return message_page(request).render(
+            "message.html", status.HTTP_403_FORBIDDEN, message_key="csrf.failed"
+        )
 
     @app.exception_handler(ApiError)
     async def api_failed(request: Request, error: ApiError) -> Response:
         # A route that did not handle an API's failure itself: say which API, keep the session.
         log.warning("ops api call failed", extra={"service": error.service, "status": error.status})
-        page = Page(request, console_of(request), None)
-        return page.render("message.html", status.HTTP_502_BAD_GATEWAY, api_error=error)
+        return message_page(request).render("message.html", status.HTTP_502_BAD_GATEWAY, api_error=error)
 
     app.include_router(operations_router(registry, {}))
     app.include_router(vendor_router(assets_dir(settings.web_assets_dir)))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request, Response
+from fastapi import APIRouter, Form, Query, Request, Response
 from fastapi.responses import RedirectResponse
 
+from ..i18n import LANGUAGES
 from ..ops_client import ApiError, SignedOut
 from ..pages import CheckedForm, Page, console_of, local_path
 from ..session import LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, same_token
@@ -88,10 +89,11 @@ async def logout(_: CheckedForm) -> Response:
 
 
 @router.get("/lang", include_in_schema=False)
-async def switch_language(request: Request, to: str = "zh-CN", next: str = "/") -> Response:
+async def switch_language(
+    to: str = "zh-CN", next_path: Annotated[str, Query(alias="next", max_length=2048)] = "/"
+) -> Response:
     """A preference, not an action on data: a link is enough."""
-    response = RedirectResponse(local_path(next), 303)
-    if to in ("zh-CN", "en"):
+    response = RedirectResponse(local_path(next_path), 303)
+    if to in LANGUAGES:
         response.set_cookie(LANG_COOKIE, to, max_age=365 * 86400, samesite="lax", httponly=True)
-    del request
     return response

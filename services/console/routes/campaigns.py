@@ -72,12 +72,9 @@ async def new_form(page: PageOf) -> HTMLResponse:
 async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
     posted = _multi(form)
     definition, errors = forms.campaign_of(posted)
-    values = forms.campaign_form(definition) | {
-        # Keep what was typed, even where it is not valid yet.
-        name: posted.get(name, [""])[0]
-        for name in ("action.variants",)
-        if name in posted
-    }
+    values = forms.campaign_form(definition)
+    if "action.variants" in posted:  # shown back as typed, even where it is not JSON yet
+        values["action.variants"] = posted["action.variants"][0]
     if editing is not None:
         definition["id"] = editing
     if errors:
