@@ -211,9 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 headers={"Authorization": f"Bearer {args.ops_token}"},
             )
             if known.status_code != 200:
-                say(
-                    f"(no customer has the phone {phone}: the stack was loaded otherwise; no phone lookup)"
-                )
+                say(f"(no customer has the phone {phone}: the stack was loaded otherwise; no phone lookup)")
             else:
                 pages.append(
                     (

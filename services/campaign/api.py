@@ -27,6 +27,7 @@ from shared.versioned_hash import VersionConflict
 from . import read_model
 from .consent_view import CustomerConsent, read_consent
 from .daily import DailyActions, china_date, read_daily_actions
+from .dead_letter_routes import dead_letter_router
 from .decide import HOLDOUT
 from .definitions import Campaign
 from .examples import example_campaigns
@@ -257,6 +258,7 @@ def create_app(
     ) -> DailyActions:
         return await read_daily_actions(redis, day or china_date(clock()))
 
+    v1.include_router(dead_letter_router(settings.kafka_bootstrap_servers, redis))
     app.include_router(v1)
     return app
 

@@ -175,6 +175,15 @@ ZH: dict[str, str] = {
     "plan.lands_at": "落在",
     "dealers.title": "经销商",
     "dead_letters.title": "死信",
+    "dead_letters.topic": "主题",
+    "dead_letters.error": "原因",
+    "dead_letters.input": "输入",
+    "dead_letters.replay": "重放所选",
+    "dead_letters.replayed": "已重放",
+    "dead_letters.refused": "被拒",
+    "dead_letters.empty": "没有死信。",
+    "dead_letters.note": "工作进程无法处理的输入及其原因。修复原因后可重放：输入按原样回到原主题，"
+    "按 event_id 去重，不会重复计数。修正后的输入请用 pd-dlq replay --correct。",
     "pending.api": "此页面需要的 API 尚未提供（另一个议题会添加）。",
     "lang.switch": "English",
 }
@@ -340,6 +349,16 @@ EN: dict[str, str] = {
     "plan.lands_at": "lands at",
     "dealers.title": "Dealers",
     "dead_letters.title": "Dead letters",
+    "dead_letters.topic": "Topic",
+    "dead_letters.error": "Why",
+    "dead_letters.input": "Input",
+    "dead_letters.replay": "Replay the chosen ones",
+    "dead_letters.replayed": "Replayed",
+    "dead_letters.refused": "refused",
+    "dead_letters.empty": "No dead letters.",
+    "dead_letters.note": "Inputs a worker could not take, with why. Once the cause is fixed, replay them: "
+    "they go back to their topic as they were and are deduplicated by event_id, never counted twice. "
+    "For a corrected input use pd-dlq replay --correct.",
     "pending.api": "The API this page needs does not exist yet (another issue adds it).",
     "lang.switch": "中文",
 }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -22,13 +23,15 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import redis
+from kafka import KafkaProducer
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from shared.topics import TOUCHPOINT_EVENTS
 from stack.posting import post_events
 from stack.summary import wait_until_settled
 from stack.traffic import CHINA, in_time_order, journeys
 from tests.conftest import OPS_TOKEN, TOUCHPOINT_KEY, Backends, ingest_env, worker_and_api
-from tests.harness import free_port, start_redis, start_service, start_tansu
+from tests.harness import eventually, free_port, start_redis, start_service, start_tansu
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +58,7 @@ class DemoStack:
     tagging: str
     campaign: str
     redis_url: str = ""
+    bootstrap_servers: str = ""
     phones: dict[str, str] = field(default_factory=dict)  # a raw phone -> the customer it resolves to
     log_dir: Path = Path()
 
@@ -107,6 +111,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
         stack.callback(console.stop)
         demo = DemoStack(console_url, ingest_url, urls["scoring"], urls["tagging"], urls["campaign"])
         demo.redis_url = backends.redis_url
+        demo.bootstrap_servers = backends.kafka_bootstrap_servers
         demo.log_dir = log_dir
         _load_demo_traffic(demo, metrics)
         yield demo
@@ -461,3 +466,27 @@ def test_screenshots_of_the_demo(demo: DemoStack, browser: Browser) -> None:
         assert (target / name).stat().st_size > 10_000
     context.close()
     assert tab.problems == []
+
+
+def test_dead_letters_are_listed_and_replayed_from_the_console(demo: DemoStack, english: Watched) -> None:
+    poison = f"not an event {uuid.uuid4()}".encode()
+    producer = KafkaProducer(bootstrap_servers=demo.bootstrap_servers, acks="all")
+    producer.send(TOUCHPOINT_EVENTS, key=b"poison", value=poison).get(timeout=10)
+    producer.close()
+    _sign_in(english, demo)
+    page = english.page
+
+    def listed() -> None:
+        page.goto(demo.console + "/dead-letters?topic=" + TOUCHPOINT_EVENTS)
+        expect(page.get_by_test_id("dead-letter-list")).to_contain_text(poison.decode(), timeout=1000)
+
+    eventually(listed, timeout=30, interval=0.5)
+    row = page.locator("tr[data-letter]", has_text=poison.decode())
+    row.locator("input[type=checkbox]").check()
+    page.get_by_test_id("replay").click()
+    expect(page.get_by_test_id("replay-report")).to_contain_text("1")
+    # Replayed as it was, the input fails again: a new dead letter, the old one marked replayed.
+    eventually(
+        lambda: listed() or expect(page.locator("tr[data-letter]", has_text=poison.decode())).to_have_count(2)
+    )
+    assert english.problems == []
