@@ -49,7 +49,13 @@ SERVICES: tuple[Service, ...] = (
     Service("scoring-api", "pd-scoring-api", 8002, {"SCORING_PORT": "8002"}, api=True),
     Service("tagging-worker", "pd-tagging-worker", 9103, {"TAGGING_METRICS_PORT": "9103"}),
     Service("tagging-api", "pd-tagging-api", 8003, {"TAGGING_PORT": "8003"}, api=True),
-    Service("campaign-worker", "pd-campaign-worker", 9104, {"CAMPAIGN_METRICS_PORT": "9104"}),
+    Service(
+        "campaign-worker",
+        "pd-campaign-worker",
+        9104,
+        # One WeCom 1v1 marketing message per customer a day, whichever campaign sends it.
+        {"CAMPAIGN_METRICS_PORT": "9104", "CHANNEL_DAILY_CAPS": '{"wecom_1v1": 1}'},
+    ),
     Service("campaign-api", "pd-campaign-api", 8004, {"CAMPAIGN_PORT": "8004"}, api=True),
     Service("console", "pd-console", CONSOLE_PORT, {"CONSOLE_PORT": str(CONSOLE_PORT)}, pages=True),
 )

@@ -173,4 +173,5 @@ def campaign(backends: Backends, log_dir: Path, tagging: RunningService) -> Iter
     metrics_port, api_port = free_port(), free_port()
     env = campaign_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
     env |= {"CAMPAIGN_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "CAMPAIGNS_POLL_INTERVAL_S": "0.2"}
+    env |= {"CHANNEL_DAILY_CAPS": '{"wecom_1v1": 1}'}  # one WeCom 1v1 marketing message a day
     yield from worker_and_api("campaign", env, metrics_port, api_port, log_dir)

@@ -10,7 +10,7 @@ so that what is due is released inside the stream, in order with the customer's 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from time import perf_counter
@@ -100,6 +100,7 @@ class Campaigner:
         attribution_window: timedelta,
         quiet: QuietHours,
         clock: Callable[[], datetime],
+        channel_caps: Mapping[str, int] | None = None,
     ) -> None:
         self.campaigns: list[Campaign] = []
         self.campaigns_version = -1
@@ -115,6 +116,7 @@ class Campaigner:
         self._roster = roster
         self._window = attribution_window
         self._quiet = quiet
+        self._channel_caps = dict(channel_caps or {})
         self._clock = clock
         self._last_alone = frozenset({topics.changelog})
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
@@ -131,7 +133,7 @@ class Campaigner:
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
-        context = Context(self.campaigns, now, self._quiet, self._window)
+        context = Context(self.campaigns, now, self._quiet, self._window, channel_caps=self._channel_caps)
         outcome = self._react(deliveries, context, dead)
         records = await self._assign_dealers(outcome, now)
         due = {cid: record.journey.next_due for cid, record in outcome.records.items()}

@@ -60,6 +60,7 @@ def create_app(
         attribution_window=timedelta(days=settings.attribution_window_days),
         quiet=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
         clock=clock,
+        channel_caps=settings.channel_daily_caps,
     )
     batch_consumer(parts, topics.inputs, settings, campaigner.react)
 

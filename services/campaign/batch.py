@@ -155,7 +155,11 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
     return replace(
         survivor,
         view=replace(view, consents=consents),
-        pacing=Pacing(survivor.pacing.entered | merged.pacing.entered, sent_on),
+        pacing=Pacing(
+            survivor.pacing.entered | merged.pacing.entered,
+            sent_on,
+            dict(merged.pacing.channel_sent_on) | dict(survivor.pacing.channel_sent_on),
+        ),
         dealer_id=survivor.dealer_id or merged.dealer_id,
         city=survivor.city or merged.city,
         scheduled=survivor.scheduled + scheduled,

@@ -7,7 +7,11 @@ Checks, in order, for each campaign that fired (highest priority first, then by 
 3. `no_consent` — the channel messages the customer, who has not consented to it;
 4. `frequency_cap` — the campaign already acted for the customer as often as allowed today;
 5. `priority` — a campaign of higher priority took the same channel for this trigger;
-6. `quiet_hours` — a message during quiet hours is deferred to their end, never dropped.
+6. `channel_cap` — the channel already carried as many messages to the customer today, from any
+   campaign, as its daily cap allows (CHANNEL_DAILY_CAPS, e.g. one WeCom 1v1 message a day);
+   campaigns firing on one trigger are taken highest priority first, so priority decides who
+   takes the day's message;
+7. `quiet_hours` — a message during quiet hours is deferred to their end, never dropped.
 A deferred message is checked again when it is due (journey.on_tick): it is suppressed then as
 `campaign_inactive` if its campaign was paused or deleted meanwhile, or `no_consent`.
 Action ids are derived from (campaign, customer, trigger), so a replayed trigger decides the
@@ -37,6 +41,8 @@ class Pacing:
 
     entered: frozenset[str] = frozenset()  # campaigns the customer entered
     sent_on: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # campaign -> (China date, count)
+    # channel -> (China date, messages from any campaign that day): for the channels' daily caps.
+    channel_sent_on: Mapping[str, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,10 +72,14 @@ def decide(
     trigger_id: str,
     now: datetime,
     quiet: QuietHours,
+    channel_caps: Mapping[str, int] | None = None,
 ) -> tuple[Pacing, list[Decision]]:
-    """Decide every campaign that fired for the customer on one trigger."""
+    """Decide every campaign that fired for the customer on one trigger. `channel_caps`: the most
+    messages a channel may carry to one customer a day, from all campaigns together."""
+    caps = channel_caps or {}
     entered = set(pacing.entered)
     sent_on = dict(pacing.sent_on)
+    channel_sent_on = dict(pacing.channel_sent_on)
     today = now.astimezone(CHINA).date().isoformat()
     taken: set[Channel] = set()
     decisions: list[Decision] = []
@@ -91,6 +101,9 @@ def decide(
         )
         day, count = sent_on.get(campaign.id, (today, 0))
         count = count if day == today else 0
+        cap = caps.get(action.channel.value)
+        channel_day, on_channel = channel_sent_on.get(action.channel.value, (today, 0))
+        on_channel = on_channel if channel_day == today else 0
         reason: str | None = None
         if campaign.id in entered and not campaign.reentry:
             reason = "already_entered"
@@ -102,6 +115,8 @@ def decide(
             reason = "frequency_cap"
         elif action.channel in taken:
             reason = "priority"
+        elif cap is not None and on_channel >= cap:
+            reason = "channel_cap"
         if reason in (None, HOLDOUT):  # acted on, or measured as holdout: the customer is in
             entered.add(campaign.id)
         if reason is not None:
@@ -109,10 +124,12 @@ def decide(
             continue
         taken.add(action.channel)
         sent_on[campaign.id] = (today, count + 1)
+        if cap is not None:  # a deferred message takes the day's place too: it will go out
+            channel_sent_on[action.channel.value] = (today, on_channel + 1)
         if action.channel.messages_the_customer and campaign.respect_quiet_hours and quiet.contains(now):
             decisions.append(
                 replace(base, outcome="deferred", reason="quiet_hours", deliver_at=quiet.over_at(now))
             )
         else:
             decisions.append(base)
-    return Pacing(frozenset(entered), sent_on), decisions
+    return Pacing(frozenset(entered), sent_on, channel_sent_on), decisions

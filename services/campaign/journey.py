@@ -15,7 +15,7 @@ before it already there (docs/causal-order.md).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -82,6 +82,8 @@ class Context:
     now: datetime
     quiet: QuietHours = field(default_factory=QuietHours)
     attribution_window: timedelta = timedelta(days=7)
+    # Channel -> the most messages it may carry to one customer a day, all campaigns together.
+    channel_caps: Mapping[str, int] = field(default_factory=dict)
     # When the input being handled reached ingest: the time of the touches it leads to, so that
     # conversions (by their own received_at) are attributed in ingest's order of things.
     received_at: datetime | None = None
@@ -213,7 +215,9 @@ def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, cont
 
 
 def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
-    pacing, decisions = decide(journey.view, journey.pacing, fired, trigger_id, context.now, context.quiet)
+    pacing, decisions = decide(
+        journey.view, journey.pacing, fired, trigger_id, context.now, context.quiet, context.channel_caps
+    )
     scheduled: list[Scheduled] = []
     reaction = Reaction(replace(journey, pacing=pacing), decisions)
     by_id = {c.id: c for c in fired}

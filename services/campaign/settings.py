@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 from datetime import time
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
+from shared.channels import MESSAGING_CHANNELS
 from shared.stream_worker import WorkerSettings
 
 
@@ -19,3 +21,13 @@ class CampaignSettings(WorkerSettings):
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(9, 0)
     table_dir: str = ".run/campaign-tables"
+    # The most marketing messages a channel may carry to one customer a day, all campaigns
+    # together (JSON, e.g. {"wecom_1v1": 1}); a channel not named has no such cap.
+    channel_daily_caps: dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=dict)
+
+    @field_validator("channel_daily_caps")
+    @classmethod
+    def _messaging_channels(cls, caps: dict[str, int]) -> dict[str, int]:
+        if unknown := set(caps) - set(MESSAGING_CHANNELS):
+            raise ValueError(f"not messaging channels: {', '.join(sorted(unknown))}")
+        return caps

@@ -265,3 +265,30 @@ def _samples(metrics_url: str) -> dict[str, float]:
             name, _, value = line.rpartition(" ")
             samples[name] = float(value)
     return samples
+
+
+def test_two_campaigns_on_one_channel_and_day_give_one_message(client, ops, campaign) -> None:
+    """The session's campaign worker caps WeCom 1v1 at one marketing message a day (conftest)."""
+    tag = uuid.uuid4().hex[:8]
+    ids = [f"cap-a-{tag}", f"cap-b-{tag}"]
+    for campaign_id in ids:
+        trigger = {"on": "event", "value": f"custom.{campaign_id.replace('-', '_')}"}
+        definition = nurture(
+            campaign_id, trigger=trigger, audience={}, frequency_cap={"per_customer_per_day": 5}
+        )
+        assert ops.post("/v1/campaigns", json=definition).status_code == 201
+    version = ops.get("/v1/campaigns").json()["version"]
+    eventually(lambda: _in_force(campaign, version), timeout=20)
+    try:
+        who = {"wecom_external_userid": unique("wm")}
+        customer = post(client, who, "wecom.friend_added")
+        post(client, who, f"custom.cap_a_{tag}")
+        eventually(lambda: _decided(ops, customer, ids[0]), timeout=60, interval=0.2)
+        post(client, who, f"custom.cap_b_{tag}")
+        eventually(lambda: _decided(ops, customer, ids[1]), timeout=60, interval=0.2)
+        history = {h["campaign_id"]: h for h in ops.get(f"/v1/customers/{customer}/actions").json()}
+        assert (history[ids[0]]["outcome"], history[ids[0]]["reason"]) == ("sent", None)
+        assert (history[ids[1]]["outcome"], history[ids[1]]["reason"]) == ("suppressed", "channel_cap")
+    finally:
+        for campaign_id in ids:
+            ops.delete(f"/v1/campaigns/{campaign_id}")

@@ -307,6 +307,31 @@ def test_suppression_reasons() -> None:
     assert next_day.outcome == "sent"
 
 
+def test_a_channels_daily_cap_holds_across_campaigns_and_priority_takes_the_place() -> None:
+    caps = {"wecom_1v1": 1}
+    first, second = campaign(id="first"), campaign(id="second", priority=5)
+    other_channel = campaign(
+        id="by-sms", action={"kind": "send_content", "channel": "sms", "content": {"default": "c-sms"}}
+    )
+    # Two campaigns on one trigger: the higher priority takes the day's WeCom 1v1 message.
+    pacing, decided = decide(customer(), Pacing(), [first, second], "e1", DAY, QUIET, caps)
+    assert [(d.campaign_id, d.outcome, d.reason) for d in decided] == [
+        ("second", "sent", None),
+        ("first", "suppressed", "priority"),
+    ]
+    # Later the same day, another campaign on the same channel: capped; another channel is not.
+    later = DAY + timedelta(hours=3)
+    consenting = customer(consents=WECOM_FRIEND | {"sms": Consent(True, DAY)})
+    pacing, decided = decide(consenting, pacing, [first, other_channel], "e2", later, QUIET, caps)
+    assert {d.campaign_id: d.reason for d in decided} == {"first": "channel_cap", "by-sms": None}
+    # The next day (China time) the channel has its message again.
+    _, [next_day] = decide(customer(), pacing, [first], "e3", DAY + timedelta(days=1), QUIET, caps)
+    assert next_day.outcome == "sent"
+    # Without a cap, nothing changes.
+    _, [uncapped] = decide(customer(), pacing, [first], "e4", later, QUIET)
+    assert uncapped.outcome == "sent"
+
+
 def test_a_holdout_customer_is_measured_not_contacted() -> None:
     always = campaign(holdout_pct=100)
     pacing, [held] = decide(customer(consents={}), Pacing(), [always], "e1", DAY, QUIET)

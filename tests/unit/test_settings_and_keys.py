@@ -42,3 +42,18 @@ def test_keys_grant_sources() -> None:
     assert keys.may_write(keys.sources_for("all"), "ad")
     assert keys.may_write(keys.sources_for("wecom"), "wecom")
     assert not keys.may_write(keys.sources_for("wecom"), "ad")
+
+
+def test_channel_caps_come_as_json_and_name_messaging_channels_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from services.campaign.settings import CampaignSettings
+
+    monkeypatch.setenv("CHANNEL_DAILY_CAPS", '{"wecom_1v1": 1, "sms": 2}')
+    assert CampaignSettings().channel_daily_caps == {"wecom_1v1": 1, "sms": 2}
+    for wrong in ('{"dealer": 1}', '{"wecom_1v1": 0}', '{"fax": 1}'):
+        monkeypatch.setenv("CHANNEL_DAILY_CAPS", wrong)
+        with pytest.raises(ValidationError):
+            CampaignSettings()
+    monkeypatch.delenv("CHANNEL_DAILY_CAPS")
+    assert CampaignSettings().channel_daily_caps == {}
