@@ -101,6 +101,7 @@ class Campaigner:
         quiet: QuietHours,
         clock: Callable[[], datetime],
         channel_caps: Mapping[str, int] | None = None,
+        global_control_pct: float = 0.0,
     ) -> None:
         self.campaigns: list[Campaign] = []
         self.campaigns_version = -1
@@ -117,6 +118,7 @@ class Campaigner:
         self._window = attribution_window
         self._quiet = quiet
         self._channel_caps = dict(channel_caps or {})
+        self._global_control_pct = global_control_pct
         self._clock = clock
         self._last_alone = frozenset({topics.changelog})
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
@@ -133,7 +135,14 @@ class Campaigner:
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
-        context = Context(self.campaigns, now, self._quiet, self._window, channel_caps=self._channel_caps)
+        context = Context(
+            self.campaigns,
+            now,
+            self._quiet,
+            self._window,
+            channel_caps=self._channel_caps,
+            global_control_pct=self._global_control_pct,
+        )
         outcome = self._react(deliveries, context, dead)
         records = await self._assign_dealers(outcome, now)
         due = {cid: record.journey.next_due for cid, record in outcome.records.items()}

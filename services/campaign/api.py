@@ -31,6 +31,7 @@ from .dead_letter_routes import dead_letter_router
 from .decide import HOLDOUT
 from .definitions import Campaign
 from .examples import example_campaigns
+from .journey import PROGRAMME, PROGRAMME_CONTROL
 from .lift import lift_of
 from .read_model import ActionRecord
 from .settings import CampaignSettings
@@ -72,11 +73,13 @@ class CampaignStats(BaseModel):
     groups: dict[str, GroupStats] = Field(description="per variant and the holdout: compare rates for lift")
 
 
-def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
-    def by_prefix(prefix: str) -> dict[str, int]:
-        return {name.removeprefix(prefix): n for name, n in figures.items() if name.startswith(prefix)}
+def by_prefix(figures: dict[str, int], prefix: str) -> dict[str, int]:
+    return {name.removeprefix(prefix): n for name, n in figures.items() if name.startswith(prefix)}
 
-    entered, converted = by_prefix("entered:"), by_prefix("converted:")
+
+def groups_of(figures: dict[str, int], baseline: str) -> dict[str, GroupStats]:
+    """Each group's conversion, and its lift over the `baseline` group with the interval."""
+    entered, converted = by_prefix(figures, "entered:"), by_prefix(figures, "converted:")
 
     def converted_in(group: str) -> int:
         # A survivor's conversion is counted under the survivor's id, which the group's entered
@@ -85,8 +88,8 @@ def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
 
     def group_stats(group: str, n: int) -> GroupStats:
         found = None
-        if group != HOLDOUT:
-            found = lift_of(converted_in(group), n, converted_in(HOLDOUT), entered.get(HOLDOUT, 0))
+        if group != baseline:
+            found = lift_of(converted_in(group), n, converted_in(baseline), entered.get(baseline, 0))
         return GroupStats(
             entered=n,
             converted=converted.get(group, 0),
@@ -95,14 +98,25 @@ def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
             lift_ci95=(found.low, found.high) if found else None,
         )
 
-    groups = {group: group_stats(group, n) for group, n in sorted(entered.items())}
+    return {group: group_stats(group, n) for group, n in sorted(entered.items())}
+
+
+def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
     return CampaignStats(
         campaign_id=campaign_id,
         triggered=figures.get("triggered", 0),
-        sent=by_prefix("sent:"),
+        sent=by_prefix(figures, "sent:"),
         deferred=figures.get("deferred", 0),
-        suppressed=by_prefix("suppressed:"),
-        groups=groups,
+        suppressed=by_prefix(figures, "suppressed:"),
+        groups=groups_of(figures, HOLDOUT),
+    )
+
+
+class ProgrammeStats(BaseModel):
+    global_control_pct: float = Field(description="the share of all customers no campaign markets to")
+    groups: dict[str, GroupStats] = Field(
+        description="`treated`: customers a campaign messaged; `control`: customers of the global "
+        "control group a campaign would have messaged; `lift` of treated over control"
     )
 
 
@@ -212,6 +226,21 @@ def create_app(
         except VersionConflict:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}") from None
         return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+    @v1.get(
+        "/programme/stats",
+        response_model=ProgrammeStats,
+        tags=["campaigns"],
+        summary="The programme as a whole against the global control group",
+    )
+    async def get_programme_stats() -> ProgrammeStats:
+        """Conversions (store visits, orders) within the attribution window of the customer's
+        latest marketing decision, whichever campaign made it."""
+        figures = await read_model.campaign_figures(redis, PROGRAMME)
+        return ProgrammeStats(
+            global_control_pct=settings.global_control_pct,
+            groups=groups_of(figures, PROGRAMME_CONTROL),
+        )
 
     @v1.get(
         "/campaigns/{campaign_id}/stats",

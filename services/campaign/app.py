@@ -61,6 +61,7 @@ def create_app(
         quiet=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
         clock=clock,
         channel_caps=settings.channel_daily_caps,
+        global_control_pct=settings.global_control_pct,
     )
     batch_consumer(parts, topics.inputs, settings, campaigner.react)
 

@@ -1,6 +1,9 @@
 """What happens when campaigns fire for a customer: an action, or a suppression with its reason.
 
 Checks, in order, for each campaign that fired (highest priority first, then by id):
+0. `global_control` — the customer is in the programme's global control group
+   (GLOBAL_CONTROL_PCT): no campaign sends them a message (dealer hand-offs and points still
+   happen: they are service, not marketing); measured against the rest for the programme's lift;
 1. `already_entered` — the customer entered this campaign before (was acted on or held out) and
    it does not allow re-entry;
 2. `holdout` — the customer is in the campaign's deterministic holdout group (measured, not sent);
@@ -27,10 +30,20 @@ from datetime import datetime
 from typing import Literal
 
 from .definitions import ActionKind, Campaign, Channel
-from .targeting import CHINA, CustomerView, QuietHours, content_for, has_consent, in_holdout, variant_of
+from .targeting import (
+    CHINA,
+    CustomerView,
+    QuietHours,
+    content_for,
+    has_consent,
+    in_global_control,
+    in_holdout,
+    variant_of,
+)
 
 ACTION_IDS = uuid.UUID("6f1c3e0a-5b8e-4d7a-9c41-2f6b8a0d9e17")
 HOLDOUT = "holdout"
+GLOBAL_CONTROL = "global_control"
 
 Outcome = Literal["sent", "deferred", "suppressed"]
 
@@ -73,6 +86,7 @@ def decide(
     now: datetime,
     quiet: QuietHours,
     channel_caps: Mapping[str, int] | None = None,
+    global_control_pct: float = 0.0,
 ) -> tuple[Pacing, list[Decision]]:
     """Decide every campaign that fired for the customer on one trigger. `channel_caps`: the most
     messages a channel may carry to one customer a day, from all campaigns together."""
@@ -80,6 +94,7 @@ def decide(
     entered = set(pacing.entered)
     sent_on = dict(pacing.sent_on)
     channel_sent_on = dict(pacing.channel_sent_on)
+    controlled = in_global_control(customer.customer_id, global_control_pct)
     today = now.astimezone(CHINA).date().isoformat()
     taken: set[Channel] = set()
     decisions: list[Decision] = []
@@ -105,7 +120,9 @@ def decide(
         channel_day, on_channel = channel_sent_on.get(action.channel.value, (today, 0))
         on_channel = on_channel if channel_day == today else 0
         reason: str | None = None
-        if campaign.id in entered and not campaign.reentry:
+        if controlled and action.channel.messages_the_customer:
+            reason = GLOBAL_CONTROL
+        elif campaign.id in entered and not campaign.reentry:
             reason = "already_entered"
         elif in_holdout(campaign, customer.customer_id):
             reason, base = HOLDOUT, replace(base, variant=HOLDOUT, content_id=None)

@@ -23,13 +23,18 @@ from typing import Literal
 from shared.chain import ChainInput
 
 from .consent import consents_after
-from .decide import HOLDOUT, Decision, Pacing, action_id, decide
-from .definitions import ActionKind, Campaign, TriggerKind
+from .decide import GLOBAL_CONTROL, HOLDOUT, Decision, Pacing, action_id, decide
+from .definitions import ActionKind, Campaign, Channel, TriggerKind
 from .inputs import CampaignEvent
 from .targeting import CustomerView, QuietHours, fires, has_consent, in_audience
 
 CONVERSIONS = frozenset({"store.visit", "order.placed"})
 MAX_TOUCHES = 20
+# The programme as a whole, as a pseudo-campaign in the figures: its groups are the customers
+# campaigns messaged and the global control group (docs/campaign.md, "Global control group").
+PROGRAMME = "_programme"
+PROGRAMME_TREATED = "treated"
+PROGRAMME_CONTROL = "control"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,7 @@ class Context:
     attribution_window: timedelta = timedelta(days=7)
     # Channel -> the most messages it may carry to one customer a day, all campaigns together.
     channel_caps: Mapping[str, int] = field(default_factory=dict)
+    global_control_pct: float = 0.0
     # When the input being handled reached ingest: the time of the touches it leads to, so that
     # conversions (by their own received_at) are attributed in ingest's order of things.
     received_at: datetime | None = None
@@ -169,6 +175,8 @@ def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -
         last = _last_touch(journey, event.received_at, context)
         if last is not None:
             reaction.conversions.append(_conversion(journey, last, event.type, event.occurred_at))
+        if (programme := _programme_touch(journey, event.received_at, context)) is not None:
+            reaction.conversions.append(_conversion(journey, programme, event.type, event.occurred_at))
 
 
 def on_tick(journey: Journey, context: Context) -> Reaction:
@@ -216,7 +224,14 @@ def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, cont
 
 def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
     pacing, decisions = decide(
-        journey.view, journey.pacing, fired, trigger_id, context.now, context.quiet, context.channel_caps
+        journey.view,
+        journey.pacing,
+        fired,
+        trigger_id,
+        context.now,
+        context.quiet,
+        context.channel_caps,
+        context.global_control_pct,
     )
     scheduled: list[Scheduled] = []
     reaction = Reaction(replace(journey, pacing=pacing), decisions)
@@ -230,6 +245,8 @@ def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: C
         # deferred by quiet hours counts from the decision, like a holdout.
         if decision.outcome in ("sent", "deferred") or decision.reason == HOLDOUT:
             _touch(reaction, decision, context)
+        if (group := programme_group(decision.outcome, decision.reason, decision.channel)) is not None:
+            _touch_programme(reaction, group, decision, context)
         if decision.outcome == "sent" and decision.kind is ActionKind.assign_dealer:
             sla = timedelta(hours=by_id[decision.campaign_id].action.sla_hours)
             scheduled.append(Scheduled(context.now + sla, "sla", decision.campaign_id, decision.action_id))
@@ -271,6 +288,26 @@ def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
     reaction.journey = replace(journey, touches=(*journey.touches, touch)[-MAX_TOUCHES:])
 
 
+def programme_group(outcome: str, reason: str | None, channel: str) -> str | None:
+    """The programme-wide group a decision puts the customer in: `treated` when a campaign
+    messaged them (or will, after quiet hours), `control` when the global control group kept a
+    message from them; None for anything else (dealer hand-offs, points, other suppressions)."""
+    if reason == GLOBAL_CONTROL:
+        return PROGRAMME_CONTROL
+    if outcome in ("sent", "deferred") and Channel(channel).messages_the_customer:
+        return PROGRAMME_TREATED
+    return None
+
+
+def _touch_programme(reaction: Reaction, group: str, decision: Decision, context: Context) -> None:
+    """One programme touch per customer, the latest: a conversion within the window counts for
+    the programme's group once, whatever the campaigns that touched the customer."""
+    at = context.received_at or decision.at
+    journey = reaction.journey
+    touches = tuple(t for t in journey.touches if t.campaign_id != PROGRAMME)
+    reaction.journey = replace(journey, touches=(*touches, Touch(PROGRAMME, group, at))[-MAX_TOUCHES:])
+
+
 def _order(touch: Touch) -> tuple[datetime, str, str]:
     """Which of two touches is the later one; ties (one input firing two campaigns) by campaign."""
     return (touch.at, touch.campaign_id, touch.variant or "")
@@ -279,8 +316,14 @@ def _order(touch: Touch) -> tuple[datetime, str, str]:
 def _last_touch(journey: Journey, received_at: datetime, context: Context) -> Touch | None:
     """The touch a conversion goes to: the last one within the window before it, if any."""
     since = received_at - context.attribution_window
-    candidates = [t for t in journey.touches if since <= t.at <= received_at]
+    candidates = [t for t in journey.touches if since <= t.at <= received_at and t.campaign_id != PROGRAMME]
     return max(candidates, key=_order, default=None)
+
+
+def _programme_touch(journey: Journey, received_at: datetime, context: Context) -> Touch | None:
+    since = received_at - context.attribution_window
+    found = [t for t in journey.touches if t.campaign_id == PROGRAMME and since <= t.at <= received_at]
+    return found[-1] if found else None
 
 
 def _conversion(journey: Journey, touch: Touch, event_type: str, at: datetime) -> Conversion:

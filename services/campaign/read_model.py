@@ -27,7 +27,7 @@ from shared.ticks import schedule
 from . import daily
 from .consent_view import Consents, queue_consents
 from .decide import HOLDOUT, Decision
-from .journey import Conversion
+from .journey import PROGRAMME, Conversion, programme_group
 
 PREFIX = f"{KEY_PREFIX}campaign:"
 DUE = f"{PREFIX}due"
@@ -116,6 +116,8 @@ async def write_batch(
                 record.action_id,
             )
             add(record.campaign_id, f"entered:{group}", record.customer_id)
+        if (programme := programme_group(record.outcome, record.reason, record.channel)) is not None:
+            add(PROGRAMME, f"entered:{programme}", record.customer_id)
     for conversion in conversions:
         add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
     for campaign_id, names in figures.items():

@@ -25,6 +25,10 @@ class CampaignSettings(WorkerSettings):
     # together (JSON, e.g. {"wecom_1v1": 1}); a channel not named has no such cap.
     channel_daily_caps: dict[str, Annotated[int, Field(ge=1, le=100)]] = Field(default_factory=dict)
 
+    # The programme's global control group: this share of all customers (deterministic by
+    # customer) gets no marketing message from any campaign, for the programme's lift.
+    global_control_pct: float = Field(default=0.0, ge=0, le=50)
+
     @field_validator("channel_daily_caps")
     @classmethod
     def _messaging_channels(cls, caps: dict[str, int]) -> dict[str, int]:

@@ -83,6 +83,13 @@ def in_holdout(campaign: Campaign, customer_id: str) -> bool:
     return bucket(campaign.id, customer_id, "holdout") < campaign.holdout_pct
 
 
+def in_global_control(customer_id: str, control_pct: float) -> bool:
+    """The programme's global control group: a share of all customers that no campaign markets
+    to, whatever the campaign (same customer, same answer), so the programme's lift as a whole
+    can be measured against it."""
+    return control_pct > 0 and bucket("*", customer_id, "global-control") < control_pct
+
+
 def variant_of(campaign: Campaign, customer_id: str) -> str | None:
     """The customer's A/B variant by weight; None for a campaign without variants."""
     variants = campaign.action.variants

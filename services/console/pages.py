@@ -87,6 +87,11 @@ class Page:
         return language_of(self.request)
 
     @property
+    def t(self) -> Callable[[str], str]:
+        """The console's words, in the page's language."""
+        return translator(self.language)
+
+    @property
     def name(self) -> Callable[[str, str | None], str]:
         """Domain values in words, in the page's language."""
         return value_namer(self.language)

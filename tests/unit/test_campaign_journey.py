@@ -9,7 +9,7 @@ from typing import Any
 
 from services.campaign.examples import example_campaigns
 from services.campaign.inputs import CampaignEvent
-from services.campaign.journey import Context, new_journey, on_event, on_input, on_tick
+from services.campaign.journey import PROGRAMME, Context, new_journey, on_event, on_input, on_tick
 from shared.chain import ChainInput, ProfileSnapshot, ScoreSnapshot
 
 # A score or a profile change alone is one input of the chain, as a merged-in state is.
@@ -177,7 +177,7 @@ def test_messages_at_night_go_out_at_nine() -> None:
 def test_conversions_are_attributed_to_the_last_touch_within_the_window() -> None:
     journey = on_event(journey_of(), touch("wecom.friend_added"), context()).journey
     journey = on_score(journey, band("high", "medium"), context()).journey
-    (visit,) = on_event(
+    visit, programme = on_event(
         journey, touch("store.visit", DAY + timedelta(days=2), dealer_id="d1"), context()
     ).conversions
     assert (visit.campaign_id, visit.group, visit.event_type) == (
@@ -185,6 +185,8 @@ def test_conversions_are_attributed_to_the_last_touch_within_the_window() -> Non
         "default",
         "store.visit",
     )
+    # ... and once for the programme as a whole: the customer was messaged (treated).
+    assert (programme.campaign_id, programme.group) == (PROGRAMME, "treated")
     late = on_event(journey, touch("order.placed", DAY + timedelta(days=9), vehicle_model="g6"), context())
     assert late.conversions == []
 
@@ -259,3 +261,42 @@ def test_a_lead_cooling_down_and_a_customer_going_dormant_fire_their_campaigns_o
         journey = reaction.journey
         sent += [d.campaign_id for d in reaction.decisions if d.outcome == "sent"]
     assert sent == ["hot-cooling", "wake-dormant"]
+
+
+def test_the_global_control_group_gets_no_marketing_and_counts_for_the_programme() -> None:
+    from services.campaign.targeting import in_global_control, in_holdout
+
+    controlled = next(
+        f"cus-g-{n}"
+        for n in range(1000)
+        if in_global_control(f"cus-g-{n}", 50) and not any(in_holdout(c, f"cus-g-{n}") for c in CAMPAIGNS)
+    )
+    with_control = Context(campaigns=CAMPAIGNS, now=DAY, global_control_pct=50)
+    journey = new_journey(controlled)
+    journey = replace(journey, view=replace(journey.view, layer="prospect", orientation="rational"))
+    journey = on_event(journey, touch("wecom.friend_added"), with_control).journey
+    warm = on_score(journey, band("high", "medium"), with_control)
+    reaction = on_score(warm.journey, band("hot", "high"), with_control)
+    outcomes = {d.campaign_id: (d.outcome, d.reason) for d in (*warm.decisions, *reaction.decisions)}
+    # No message from any campaign; the dealer hand-off is service, not marketing: it goes out.
+    assert outcomes["xpeng-high-intent-group"] == ("suppressed", "global_control")
+    assert outcomes["hot-lead-to-dealer"] == ("sent", None)
+    conversions = on_event(
+        reaction.journey, touch("store.visit", DAY + timedelta(days=1), dealer_id="d"), with_control
+    ).conversions
+    assert {(c.campaign_id, c.group) for c in conversions} == {
+        ("hot-lead-to-dealer", "default"),
+        (PROGRAMME, "control"),
+    }
+    # The same customer without a control group is messaged.
+    uncontrolled = on_score(journey, band("high", "medium"), context())
+    assert {d.campaign_id: d.outcome for d in uncontrolled.decisions}["xpeng-high-intent-group"] == "sent"
+
+
+def test_the_global_control_group_is_a_stable_share_of_customers() -> None:
+    from services.campaign.targeting import in_global_control
+
+    members = [c for c in (f"cus_{n}" for n in range(20_000)) if in_global_control(c, 5)]
+    assert 0.04 < len(members) / 20_000 < 0.06
+    assert all(in_global_control(c, 5) for c in members[:50])  # the same answer every time
+    assert not any(in_global_control(f"cus_{n}", 0) for n in range(1000))

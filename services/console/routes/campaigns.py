@@ -53,9 +53,24 @@ def _form_page(page: Page, editing: str | None, values: dict[str, Any], **extra:
 
 @router.get("/campaigns", include_in_schema=False)
 async def campaign_list(page: PageOf) -> HTMLResponse:
-    listing = await page.apis.campaign.get("/v1/campaigns", page.token)
+    listing, programme = await asyncio.gather(
+        page.apis.campaign.get("/v1/campaigns", page.token),
+        page.apis.campaign.get("/v1/programme/stats", page.token),
+    )
     campaigns = sorted(listing["campaigns"], key=lambda c: (c["status"] != "active", c["id"]))
-    return page.render("campaigns.html", nav="campaigns", campaigns=campaigns, version=listing["version"])
+    return page.render(
+        "campaigns.html",
+        nav="campaigns",
+        campaigns=campaigns,
+        version=listing["version"],
+        programme=programme,
+        # Messaged first, the control group last: it is what the others are compared with.
+        programme_groups=[
+            (name, page.t(f"campaigns.programme_{name}"), programme["groups"][name])
+            for name in ("treated", "control")
+            if name in programme["groups"]
+        ],
+    )
 
 
 @router.post("/campaigns/examples", include_in_schema=False)
@@ -142,7 +157,10 @@ async def campaign_page(page: PageOf, campaign_id: CampaignId, saved: bool = Fal
         campaign=definition,
         stats=stats,
         # Variants first, the holdout last: it is what the others are compared with.
-        groups=sorted(groups.items(), key=lambda item: (item[0] == "holdout", item[0])),
+        groups=[
+            (name, page.name("reason", name) if name == "holdout" else name, group)
+            for name, group in sorted(groups.items(), key=lambda item: (item[0] == "holdout", item[0]))
+        ],
         estimate=estimate,
         saved=saved,
     )
