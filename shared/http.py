@@ -8,11 +8,12 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response, status
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
 from shared.metrics import CONTENT_TYPE, render
+from shared.ops_roles import OpsIdentity, Role, ops_identities
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 log = logging.getLogger(__name__)
@@ -60,18 +61,38 @@ async def _check(check: ReadinessCheck, timeout_s: float) -> str:
 
 
 def require_ops_token(tokens: Iterable[str]) -> Callable[..., Awaitable[None]]:
-    """A dependency answering 401 unless the request carries one of `tokens` as a bearer token."""
-    allowed = tuple(tokens)
+    """A dependency answering 401 unless the request carries one of `tokens` (OPS_TOKENS
+    entries, shared/ops_roles.py) as a bearer token; it keeps who it is in
+    `request.state.ops_identity` for `require_role`."""
+    identities = ops_identities(tokens)
     bearer = HTTPBearer(auto_error=False, description="ops token")
 
-    async def check(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        given = credentials.credentials if credentials else ""
+    async def check(
+        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+    ) -> None:
+        given = (credentials.credentials if credentials else "").encode()
         # Compare against every token in constant time, so timing does not reveal a prefix.
-        if not given or not any(secrets.compare_digest(given, token) for token in allowed):
+        found = [i for i in identities if given and secrets.compare_digest(given, i.token.encode())]
+        if not found:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "missing or invalid ops token",
                 headers={"WWW-Authenticate": "Bearer"},
+            )
+        request.state.ops_identity = found[0]
+
+    return check
+
+
+def require_role(role: Role) -> Callable[..., Awaitable[None]]:
+    """A dependency answering 403 unless the ops token's holder (checked before) has `role`."""
+
+    async def check(request: Request) -> None:
+        identity: OpsIdentity | None = getattr(request.state, "ops_identity", None)
+        if identity is None or identity.role < role:
+            held = identity.role.name if identity else "none"
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN, f"needs the {role.name} role; this token is {held}"
             )
 
     return check

@@ -28,7 +28,12 @@ from tests.topic_reader import TopicReader
 
 TOUCHPOINT_KEY = "test-touchpoint-key"
 WECOM_ONLY_KEY = "test-wecom-only-key"
-OPS_TOKEN = "test-ops-token"
+OPS_TOKEN = "test-ops-token"  # an unnamed admin
+# Named holders with lesser roles (shared/ops_roles.py), known to the scoring, tagging and
+# campaign APIs of the session.
+VIEWER_TOKEN = "test-viewer-token"
+OPERATOR_TOKEN = "test-operator-token"
+ROLE_TOKENS = f"li.wei:viewer:{VIEWER_TOKEN},wang.fang:operator:{OPERATOR_TOKEN}"
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,11 @@ def scoring(backends: Backends, log_dir: Path, ingest: RunningIngest) -> Iterato
 
     metrics_port, api_port = free_port(), free_port()
     env = scoring_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
-    env |= {"SCORING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "PLAN_POLL_INTERVAL_S": "0.2"}
+    env |= {
+        "SCORING_PORT": str(api_port),
+        "OPS_TOKENS": f"{OPS_TOKEN},{ROLE_TOKENS}",
+        "PLAN_POLL_INTERVAL_S": "0.2",
+    }
     yield from worker_and_api("scoring", env, metrics_port, api_port, log_dir)
 
 
@@ -161,7 +170,11 @@ def tagging(backends: Backends, log_dir: Path, scoring: RunningService) -> Itera
 
     metrics_port, api_port = free_port(), free_port()
     env = tagging_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
-    env |= {"TAGGING_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "RULES_POLL_INTERVAL_S": "0.2"}
+    env |= {
+        "TAGGING_PORT": str(api_port),
+        "OPS_TOKENS": f"{OPS_TOKEN},{ROLE_TOKENS}",
+        "RULES_POLL_INTERVAL_S": "0.2",
+    }
     yield from worker_and_api("tagging", env, metrics_port, api_port, log_dir)
 
 
@@ -172,6 +185,10 @@ def campaign(backends: Backends, log_dir: Path, tagging: RunningService) -> Iter
 
     metrics_port, api_port = free_port(), free_port()
     env = campaign_env(backends.kafka_bootstrap_servers, backends.redis_url, metrics_port)
-    env |= {"CAMPAIGN_PORT": str(api_port), "OPS_TOKENS": OPS_TOKEN, "CAMPAIGNS_POLL_INTERVAL_S": "0.2"}
+    env |= {
+        "CAMPAIGN_PORT": str(api_port),
+        "OPS_TOKENS": f"{OPS_TOKEN},{ROLE_TOKENS}",
+        "CAMPAIGNS_POLL_INTERVAL_S": "0.2",
+    }
     env |= {"CHANNEL_DAILY_CAPS": '{"wecom_1v1": 1}'}  # one WeCom 1v1 marketing message a day
     yield from worker_and_api("campaign", env, metrics_port, api_port, log_dir)

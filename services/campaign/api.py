@@ -12,15 +12,16 @@ import logging
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query, Response, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
-from shared.http import serve
+from shared.http import require_role, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
+from shared.ops_roles import Role
 from shared.redis import create_redis
 from shared.versioned_hash import VersionConflict
 
@@ -38,6 +39,8 @@ from .settings import CampaignSettings
 from .store import CAMPAIGNS, load_campaigns
 
 log = logging.getLogger(__name__)
+# Changes need an operator (shared/ops_roles.py); reading needs any ops token.
+OPERATOR = [Depends(require_role(Role.operator))]
 
 CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
 CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
@@ -152,6 +155,7 @@ def create_app(
 
     @v1.post(
         "/campaigns",
+        dependencies=OPERATOR,
         response_model=Campaign,
         status_code=status.HTTP_201_CREATED,
         tags=["campaigns"],
@@ -171,6 +175,7 @@ def create_app(
 
     @v1.post(
         "/campaigns/examples",
+        dependencies=OPERATOR,
         response_model=CampaignList,
         tags=["campaigns"],
         summary="Add the example campaigns (the paper's flows) that are not there yet",
@@ -195,6 +200,7 @@ def create_app(
 
     @v1.put(
         "/campaigns/{campaign_id}",
+        dependencies=OPERATOR,
         response_model=Campaign,
         tags=["campaigns"],
         summary="Change a campaign (pause and resume with `status`)",
@@ -215,6 +221,7 @@ def create_app(
 
     @v1.delete(
         "/campaigns/{campaign_id}",
+        dependencies=OPERATOR,
         status_code=status.HTTP_204_NO_CONTENT,
         tags=["campaigns"],
         summary="Delete a campaign (its figures stay readable)",

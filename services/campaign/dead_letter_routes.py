@@ -7,10 +7,12 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
+from shared.http import require_role
+from shared.ops_roles import Role
 from shared.redis import KEY_PREFIX
 
 from .dead_letters import (
@@ -87,7 +89,13 @@ def dead_letter_router(bootstrap_servers: str, redis: Redis) -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {letter_id!r}") from None
         return (await with_replays([letter]))[0]
 
-    @router.post("/replay", response_model=ReplayReport, summary="Re-publish dead letters to their topic")
+    # Re-publishing inputs is an admin's (shared/ops_roles.py).
+    @router.post(
+        "/replay",
+        response_model=ReplayReport,
+        summary="Re-publish dead letters to their topic",
+        dependencies=[Depends(require_role(Role.admin))],
+    )
     async def replay(request: ReplayRequest) -> ReplayReport:
         """Each chosen input goes back on its topic with its key, as it was or as corrected; the
         workers take it like any input and dedupe it by `event_id`, so replaying twice is safe."""

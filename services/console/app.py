@@ -131,7 +131,9 @@ def create_app(settings: ConsoleSettings, registry: CollectorRegistry | None = N
     async def api_failed(request: Request, error: ApiError) -> Response:
         # A route that did not handle an API's failure itself: say which API, keep the session.
         log.warning("ops api call failed", extra={"service": error.service, "status": error.status})
-        return message_page(request).render("message.html", status.HTTP_502_BAD_GATEWAY, api_error=error)
+        # A role that may not do this (403) is the user's answer; anything else is the API's fault.
+        code = status.HTTP_403_FORBIDDEN if error.status == 403 else status.HTTP_502_BAD_GATEWAY
+        return message_page(request).render("message.html", code, api_error=error)
 
     app.include_router(operations_router(registry, {}))
     app.include_router(vendor_router(assets_dir(settings.web_assets_dir)))

@@ -13,15 +13,16 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
-from shared.http import serve
+from shared.http import require_role, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
+from shared.ops_roles import Role
 from shared.redis import create_redis
 
 from . import read_model
@@ -36,6 +37,8 @@ from .settings import ScoringSettings
 from .views import ForecastView, ScoreView, activity_at, forecast, score_view
 
 log = logging.getLogger(__name__)
+# The plan scores every customer: changing it is an admin's (shared/ops_roles.py).
+ADMIN = [Depends(require_role(Role.admin))]
 
 # Rank entries fetched per round trip while filtering leads by activity.
 LEADS_PAGE = 500
@@ -193,6 +196,7 @@ def create_app(
 
     @v1.put(
         "/scoring-plan",
+        dependencies=ADMIN,
         response_model=VersionedPlan,
         tags=["plan"],
         summary="Replace the scoring plan",

@@ -14,10 +14,11 @@ from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Response
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field, StringConstraints
 
-from shared.http import serve
+from shared.http import require_role, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
+from shared.ops_roles import Role
 from shared.redis import create_redis
 from shared.versioned_hash import VersionConflict
 
@@ -31,6 +32,8 @@ from .segments import Activity, Band, SegmentQuery
 from .settings import TaggingSettings
 
 log = logging.getLogger(__name__)
+# Changes need an operator (shared/ops_roles.py); reading needs any ops token.
+OPERATOR = [Depends(require_role(Role.operator))]
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
 TagName = Annotated[str, Path(min_length=1, max_length=64)]
@@ -200,6 +203,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 
     @v1.post(
         "/tag-rules",
+        dependencies=OPERATOR,
         response_model=RulesView,
         status_code=status.HTTP_201_CREATED,
         tags=["tag rules"],
@@ -234,6 +238,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 
     @v1.put(
         "/tag-rules/{tag}",
+        dependencies=OPERATOR,
         response_model=RulesView,
         tags=["tag rules"],
         summary="Add or replace a tag rule",
@@ -252,6 +257,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 
     @v1.delete(
         "/tag-rules/{tag}",
+        dependencies=OPERATOR,
         status_code=status.HTTP_204_NO_CONTENT,
         tags=["tag rules"],
         summary="Delete a tag rule",
