@@ -98,6 +98,11 @@ def require_role(role: Role) -> Callable[..., Awaitable[None]]:
     return check
 
 
+# Route dependencies: a change needs an operator; the plan and replays need an admin.
+OPERATOR_ONLY = [Depends(require_role(Role.operator))]
+ADMIN_ONLY = [Depends(require_role(Role.admin))]
+
+
 def serve(app: FastAPI, host: str, port: int) -> None:
     """Run an HTTP process until SIGTERM, its logs in our JSON format."""
     uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=10)

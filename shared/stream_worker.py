@@ -131,6 +131,20 @@ class DeadLetter:
         )
 
     @classmethod
+    def decode(cls, key: bytes | None, raw: bytes) -> DeadLetter:
+        """A dead letter as `encode` wrote it on `<topic>.dlq` (its value read back as UTF-8)."""
+        letter = orjson.loads(raw)
+        value = letter.get("value")
+        return cls(
+            str(letter.get("topic")),
+            key,
+            value.encode() if value is not None else None,
+            str(letter.get("error", "")),
+            int(letter.get("partition", -1)),
+            int(letter.get("offset", -1)),
+        )
+
+    @classmethod
     def of(cls, message: Any, reason: str) -> DeadLetter:
         """From a Faust message (anything with topic, key, value, partition, offset)."""
         return cls(

@@ -12,16 +12,15 @@ import logging
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
+from fastapi import FastAPI, HTTPException, Path, Query, Response, status
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
-from shared.http import require_role, serve
+from shared.http import OPERATOR_ONLY, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
-from shared.ops_roles import Role
 from shared.redis import create_redis
 from shared.versioned_hash import VersionConflict
 
@@ -29,18 +28,15 @@ from . import read_model
 from .consent_view import CustomerConsent, read_consent
 from .daily import DailyActions, china_date, read_daily_actions
 from .dead_letter_routes import dead_letter_router
-from .decide import HOLDOUT
 from .definitions import Campaign
 from .examples import example_campaigns
 from .journey import PROGRAMME, PROGRAMME_CONTROL
-from .lift import lift_of
 from .read_model import ActionRecord
 from .settings import CampaignSettings
+from .stats import CampaignStats, ProgrammeStats, groups_of, stats_of
 from .store import CAMPAIGNS, load_campaigns
 
 log = logging.getLogger(__name__)
-# Changes need an operator (shared/ops_roles.py); reading needs any ops token.
-OPERATOR = [Depends(require_role(Role.operator))]
 
 CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
 CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
@@ -49,78 +45,6 @@ CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
 class CampaignList(BaseModel):
     version: int = Field(description="goes up with every change; workers apply it within seconds")
     campaigns: list[Campaign]
-
-
-class GroupStats(BaseModel):
-    entered: int = Field(description="customers in the group (sent or deferred, or held out)")
-    converted: int = Field(description="of them, customers with an attributed store visit or order")
-    conversion_rate: float | None
-    lift: float | None = Field(
-        description="conversion rate minus the holdout group's, as a fraction; null for the holdout "
-        "group itself, without a holdout group, or when either group has no customers"
-    )
-    lift_ci95: tuple[float, float] | None = Field(
-        description="95% confidence interval [low, high] of `lift`: Newcombe's hybrid score interval "
-        "(Wilson score interval per group; Newcombe 1998, method 10); null when `lift` is"
-    )
-
-
-class CampaignStats(BaseModel):
-    campaign_id: str
-    triggered: int = Field(
-        description="decisions: every time the campaign fired for a customer in its audience"
-    )
-    sent: dict[str, int] = Field(description="actions sent per variant (`default` without variants)")
-    deferred: int = Field(description="held for quiet hours (sent later, counted in `sent` then)")
-    suppressed: dict[str, int] = Field(description="per reason")
-    groups: dict[str, GroupStats] = Field(description="per variant and the holdout: compare rates for lift")
-
-
-def by_prefix(figures: dict[str, int], prefix: str) -> dict[str, int]:
-    return {name.removeprefix(prefix): n for name, n in figures.items() if name.startswith(prefix)}
-
-
-def groups_of(figures: dict[str, int], baseline: str) -> dict[str, GroupStats]:
-    """Each group's conversion, and its lift over the `baseline` group with the interval."""
-    entered, converted = by_prefix(figures, "entered:"), by_prefix(figures, "converted:")
-
-    def converted_in(group: str) -> int:
-        # A survivor's conversion is counted under the survivor's id, which the group's entered
-        # set may hold under the merged customer's: never more converted than entered.
-        return min(converted.get(group, 0), entered.get(group, 0))
-
-    def group_stats(group: str, n: int) -> GroupStats:
-        found = None
-        if group != baseline:
-            found = lift_of(converted_in(group), n, converted_in(baseline), entered.get(baseline, 0))
-        return GroupStats(
-            entered=n,
-            converted=converted.get(group, 0),
-            conversion_rate=converted.get(group, 0) / n if n else None,
-            lift=found.lift if found else None,
-            lift_ci95=(found.low, found.high) if found else None,
-        )
-
-    return {group: group_stats(group, n) for group, n in sorted(entered.items())}
-
-
-def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
-    return CampaignStats(
-        campaign_id=campaign_id,
-        triggered=figures.get("triggered", 0),
-        sent=by_prefix(figures, "sent:"),
-        deferred=figures.get("deferred", 0),
-        suppressed=by_prefix(figures, "suppressed:"),
-        groups=groups_of(figures, HOLDOUT),
-    )
-
-
-class ProgrammeStats(BaseModel):
-    global_control_pct: float = Field(description="the share of all customers no campaign markets to")
-    groups: dict[str, GroupStats] = Field(
-        description="`treated`: customers a campaign messaged; `control`: customers of the global "
-        "control group a campaign would have messaged; `lift` of treated over control"
-    )
 
 
 def create_app(
@@ -155,7 +79,7 @@ def create_app(
 
     @v1.post(
         "/campaigns",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         response_model=Campaign,
         status_code=status.HTTP_201_CREATED,
         tags=["campaigns"],
@@ -175,7 +99,7 @@ def create_app(
 
     @v1.post(
         "/campaigns/examples",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         response_model=CampaignList,
         tags=["campaigns"],
         summary="Add the example campaigns (the paper's flows) that are not there yet",
@@ -200,7 +124,7 @@ def create_app(
 
     @v1.put(
         "/campaigns/{campaign_id}",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         response_model=Campaign,
         tags=["campaigns"],
         summary="Change a campaign (pause and resume with `status`)",
@@ -221,7 +145,7 @@ def create_app(
 
     @v1.delete(
         "/campaigns/{campaign_id}",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         status_code=status.HTTP_204_NO_CONTENT,
         tags=["campaigns"],
         summary="Delete a campaign (its figures stay readable)",

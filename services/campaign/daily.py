@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from shared.redis import KEY_PREFIX
+from shared.redis import KEY_PREFIX, indexed_set_sizes
 
 from .targeting import CHINA
 
@@ -102,11 +102,6 @@ def daily_actions_of(day: dt.date, figures: dict[str, int]) -> DailyActions:
 
 
 async def read_daily_actions(redis: Redis, day: dt.date) -> DailyActions:
-    names = sorted(n.decode() for n in await redis.smembers(day_key(day)))
-    if not names:
-        return DailyActions(date=day, campaigns={})
-    pipe = redis.pipeline(transaction=False)
-    for name in names:
-        pipe.scard(day_key(day, name))
-    counts = await pipe.execute()
-    return daily_actions_of(day, dict(zip(names, (int(n) for n in counts), strict=True)))
+    return daily_actions_of(
+        day, await indexed_set_sizes(redis, day_key(day), lambda name: day_key(day, name))
+    )

@@ -7,12 +7,11 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from shared.http import require_role
-from shared.ops_roles import Role
+from shared.http import ADMIN_ONLY
 from shared.redis import KEY_PREFIX
 
 from .dead_letters import (
@@ -94,7 +93,7 @@ def dead_letter_router(bootstrap_servers: str, redis: Redis) -> APIRouter:
         "/replay",
         response_model=ReplayReport,
         summary="Re-publish dead letters to their topic",
-        dependencies=[Depends(require_role(Role.admin))],
+        dependencies=ADMIN_ONLY,
     )
     async def replay(request: ReplayRequest) -> ReplayReport:
         """Each chosen input goes back on its topic with its key, as it was or as corrected; the

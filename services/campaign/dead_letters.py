@@ -22,6 +22,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, Field
 
+from shared.stream_worker import DeadLetter
 from shared.topics import MAIN_TOPICS, dead_letter_topic
 
 DEAD_LETTER_TOPICS = tuple(dead_letter_topic(topic) for topic in MAIN_TOPICS)
@@ -61,15 +62,15 @@ def parse_id(letter_id: str) -> tuple[str, int, int]:
 
 
 def _view(record: Any) -> DeadLetterView:
-    letter = orjson.loads(record.value)
+    letter = DeadLetter.decode(record.key, record.value)
     return DeadLetterView(
         id=f"{record.topic}:{record.partition}:{record.offset}",
-        topic=str(letter.get("topic")),
-        partition=int(letter.get("partition", -1)),
-        offset=int(letter.get("offset", -1)),
-        error=str(letter.get("error", "")),
-        key=record.key.decode("utf-8", "replace") if record.key is not None else None,
-        value=letter.get("value"),
+        topic=letter.topic,
+        partition=letter.partition,
+        offset=letter.offset,
+        error=letter.reason,
+        key=letter.key.decode("utf-8", "replace") if letter.key is not None else None,
+        value=letter.value.decode() if letter.value is not None else None,
         at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
     )
 
@@ -165,7 +166,3 @@ def publish(
         return placed
     finally:
         producer.close()
-
-
-def _bytes(text: str | None) -> bytes | None:
-    return text.encode() if text is not None else None

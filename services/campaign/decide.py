@@ -114,11 +114,9 @@ def decide(
             at=now,
             points=action.points,
         )
-        day, count = sent_on.get(campaign.id, (today, 0))
-        count = count if day == today else 0
+        count = _sent_today(sent_on, campaign.id, today)
         cap = caps.get(action.channel.value)
-        channel_day, on_channel = channel_sent_on.get(action.channel.value, (today, 0))
-        on_channel = on_channel if channel_day == today else 0
+        on_channel = _sent_today(channel_sent_on, action.channel.value, today)
         reason: str | None = None
         if controlled and action.channel.messages_the_customer:
             reason = GLOBAL_CONTROL
@@ -150,3 +148,10 @@ def decide(
         else:
             decisions.append(base)
     return Pacing(frozenset(entered), sent_on, channel_sent_on), decisions
+
+
+def _sent_today(sent_on: Mapping[str, tuple[str, int]], key: str, today: str) -> int:
+    """How many went out today under `key` (a campaign, or a channel): a count from another
+    day is 0."""
+    day, count = sent_on.get(key, (today, 0))
+    return count if day == today else 0

@@ -175,7 +175,7 @@ def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -
         last = _last_touch(journey, event.received_at, context)
         if last is not None:
             reaction.conversions.append(_conversion(journey, last, event.type, event.occurred_at))
-        if (programme := _programme_touch(journey, event.received_at, context)) is not None:
+        if (programme := _last_touch(journey, event.received_at, context, programme=True)) is not None:
             reaction.conversions.append(_conversion(journey, programme, event.type, event.occurred_at))
 
 
@@ -313,17 +313,18 @@ def _order(touch: Touch) -> tuple[datetime, str, str]:
     return (touch.at, touch.campaign_id, touch.variant or "")
 
 
-def _last_touch(journey: Journey, received_at: datetime, context: Context) -> Touch | None:
-    """The touch a conversion goes to: the last one within the window before it, if any."""
+def _last_touch(
+    journey: Journey, received_at: datetime, context: Context, programme: bool = False
+) -> Touch | None:
+    """The touch a conversion goes to: the last one within the window before it, if any; of
+    the campaigns' touches, or (programme=True) the programme's one."""
     since = received_at - context.attribution_window
-    candidates = [t for t in journey.touches if since <= t.at <= received_at and t.campaign_id != PROGRAMME]
+    candidates = [
+        t
+        for t in journey.touches
+        if since <= t.at <= received_at and (t.campaign_id == PROGRAMME) == programme
+    ]
     return max(candidates, key=_order, default=None)
-
-
-def _programme_touch(journey: Journey, received_at: datetime, context: Context) -> Touch | None:
-    since = received_at - context.attribution_window
-    found = [t for t in journey.touches if t.campaign_id == PROGRAMME and since <= t.at <= received_at]
-    return found[-1] if found else None
 
 
 def _conversion(journey: Journey, touch: Touch, event_type: str, at: datetime) -> Conversion:

@@ -21,7 +21,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
-from shared.redis import KEY_PREFIX
+from shared.redis import KEY_PREFIX, indexed_set_sizes
 from shared.ticks import schedule
 
 from . import daily
@@ -134,10 +134,6 @@ async def customer_actions(redis: Redis, customer_id: str) -> list[ActionRecord]
 
 
 async def campaign_figures(redis: Redis, campaign_id: str) -> dict[str, int]:
-    names = sorted(n.decode() for n in await redis.smembers(stats_key(campaign_id, "figures")))
-    if not names:
-        return {}
-    pipe = redis.pipeline(transaction=False)
-    for name in names:
-        pipe.scard(stats_key(campaign_id, name))
-    return dict(zip(names, (int(n) for n in await pipe.execute()), strict=True))
+    return await indexed_set_sizes(
+        redis, stats_key(campaign_id, "figures"), lambda name: stats_key(campaign_id, name)
+    )

@@ -7,10 +7,14 @@ shown at the form's fields, anything else marks the panel it feeds as unavailabl
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+
+from .forms import errors_at_fields
 
 
 class ApiError(Exception):
@@ -79,3 +83,31 @@ class OpsApis:
     @classmethod
     def over(cls, http: httpx.AsyncClient, urls: dict[str, str]) -> OpsApis:
         return cls(**{name: OpsApi(name, url.rstrip("/"), http) for name, url in urls.items()})
+
+
+async def gather(calls: Mapping[str, Awaitable[Any]]) -> dict[str, Any]:
+    """The calls at once: each one's answer, or the ApiError it failed with, so a page can show
+    what it has. A refused token (SignedOut) or anything unexpected is raised."""
+    answers = await asyncio.gather(*calls.values(), return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, SignedOut) or (
+            isinstance(answer, BaseException) and not isinstance(answer, ApiError)
+        ):
+            raise answer
+    return dict(zip(calls, answers, strict=True))
+
+
+async def refusal_of(
+    api: OpsApi, method: str, path: str, token: str, body: Any, placed_at: Iterable[str], conflict_at: str
+) -> dict[str, list[str]] | None:
+    """Send a form's definition: None when the API took it, else why not, at the form's fields
+    (a 422's errors where their `loc` points, a 409 at `conflict_at`)."""
+    try:
+        await api.call(method, path, token, json=body)
+    except ApiError as error:
+        if error.status == 422:
+            return errors_at_fields(error.detail, placed_at)
+        if error.status == 409:
+            return {conflict_at: [str(error.detail)]}
+        raise
+    return None

@@ -136,6 +136,11 @@ async def checked_form(request: Request, session: SignedIn) -> FormData:
 CheckedForm = Annotated[FormData, Depends(checked_form)]
 
 
+def posted_values(form: FormData) -> dict[str, list[str]]:
+    """Every field of a posted form with all its values (checkboxes post one per ticked box)."""
+    return {key: [str(value) for value in form.getlist(key)] for key in form}
+
+
 def local_path(target: str | None, fallback: str = "/") -> str:
     """`target` if it is a path on this site, else `fallback`: no open redirects via `next`."""
     if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:

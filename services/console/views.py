@@ -7,10 +7,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from shared.scores import Activity, Band
+
 CHINA = timezone(timedelta(hours=8), "CST")  # Asia/Shanghai: no daylight saving time
 
-BANDS = ("hot", "high", "medium", "low")  # hottest first, as the matrix is read
-ACTIVITIES = ("active_7d", "active_30d", "dormant")
+BANDS = tuple(band.value for band in reversed(Band))  # hottest first, as the matrix is read
+ACTIVITIES = tuple(activity.value for activity in Activity)
 LAYERS = ("prospect", "intent", "defeated", "owner")
 ORIENTATIONS = ("rational", "emotional", "unknown")
 STAGES = ("newcomer", "active_fan", "die_hard_fan")

@@ -13,16 +13,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
+from fastapi import FastAPI, HTTPException, Path, Query, status
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
-from shared.http import require_role, serve
+from shared.http import ADMIN_ONLY, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
-from shared.ops_roles import Role
 from shared.redis import create_redis
 
 from . import read_model
@@ -37,8 +36,6 @@ from .settings import ScoringSettings
 from .views import ForecastView, ScoreView, activity_at, forecast, score_view
 
 log = logging.getLogger(__name__)
-# The plan scores every customer: changing it is an admin's (shared/ops_roles.py).
-ADMIN = [Depends(require_role(Role.admin))]
 
 # Rank entries fetched per round trip while filtering leads by activity.
 LEADS_PAGE = 500
@@ -92,6 +89,13 @@ def create_app(
         before_metrics=update_matrix,
     )
 
+    async def known(customer_id: str) -> read_model.ScoreSnapshot:
+        """The customer's snapshot (a merged-away customer's survivor's), or 404."""
+        snapshot = await read_model.read_score(redis, customer_id)
+        if snapshot is None or snapshot.score is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        return snapshot
+
     @v1.get(
         "/customers/{customer_id}/score",
         response_model=ScoreView,
@@ -101,9 +105,7 @@ def create_app(
     )
     async def get_score(customer_id: Annotated[str, Path(min_length=1, max_length=256)]) -> ScoreView:
         """A merged-away customer answers with the survivor's score (and the survivor's id)."""
-        snapshot = await read_model.read_score(redis, customer_id)
-        if snapshot is None or snapshot.score is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        snapshot = await known(customer_id)
         current = await load_plan(redis)
         return score_view(snapshot.score, snapshot.updated_at, current.plan, clock())
 
@@ -121,9 +123,7 @@ def create_app(
     ) -> ForecastView:
         """intent_pct and band at now, now + step_hours, ... up to now + days, with the plan in
         force and no new events. A merged-away customer answers with the survivor's."""
-        snapshot = await read_model.read_score(redis, customer_id)
-        if snapshot is None or snapshot.score is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        snapshot = await known(customer_id)
         current = await load_plan(redis)
         return ForecastView(
             customer_id=snapshot.score.customer_id,
@@ -144,9 +144,7 @@ def create_app(
     ) -> LatestEventsView:
         """Newest first by occurred_at; the scoring worker keeps the latest 50 per customer. A
         merged-away customer answers with the survivor's, which include theirs."""
-        snapshot = await read_model.read_score(redis, customer_id)
-        if snapshot is None or snapshot.score is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown customer")
+        snapshot = await known(customer_id)
         survivor = snapshot.score.customer_id
         entries = await read_model.latest_events(redis, survivor)
         return LatestEventsView(customer_id=survivor, events=newest(entries, limit))
@@ -196,7 +194,7 @@ def create_app(
 
     @v1.put(
         "/scoring-plan",
-        dependencies=ADMIN,
+        dependencies=ADMIN_ONLY,
         response_model=VersionedPlan,
         tags=["plan"],
         summary="Replace the scoring plan",

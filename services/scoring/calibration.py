@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from shared.events import Source
 
 from .inputs import ScoringEvent
-from .intent import Band, CustomerScore, apply_event, band_of, intent_pct, score_at
+from .intent import Band, CustomerScore, apply_event, intent_at
 from .plan import ScoringPlan
 
 # Decay depends on time differences only: any moment serves as the start of the day.
@@ -64,5 +64,5 @@ def reached(behaviours: tuple[tuple[str, float], ...], plan: ScoringPlan) -> Rea
         )
         state = apply_event(state, event, plan)
     last = _DAY_STARTS + timedelta(hours=max(hours for _, hours in behaviours))
-    pct = intent_pct(score_at(state, last, plan), plan)
-    return Reached(intent_pct=round(pct, 2), band=band_of(pct, plan))
+    pct, band = intent_at(state, last, plan)
+    return Reached(intent_pct=pct, band=band)

@@ -48,6 +48,12 @@ def intent_pct(score: float, plan: ScoringPlan) -> float:
     return 100.0 * (1.0 - math.exp(-max(score, 0.0) / plan.pct_scale))
 
 
+def intent_at(state: CustomerScore, at: datetime, plan: ScoringPlan) -> tuple[float, Band]:
+    """intent_pct (to 2 places) and band as a reader sees them at `at`: decayed, with `plan`."""
+    pct = intent_pct(score_at(state, at, plan), plan)
+    return round(pct, 2), band_of(pct, plan)
+
+
 def band_of(pct: float, plan: ScoringPlan) -> Band:
     if pct >= plan.bands.hot:
         return Band.hot

@@ -17,6 +17,7 @@ from .intent import (
     CustomerScore,
     activity_of,
     band_of,
+    intent_at,
     intent_pct,
     level_of,
     model_interest,
@@ -84,8 +85,8 @@ def forecast(
     points: list[ForecastPoint] = []
     for n in range(days * 24 // step_hours + 1):
         at = now + n * step
-        pct = intent_pct(score_at(state, at, plan), plan)
-        points.append(ForecastPoint(at=at, intent_pct=round(pct, 2), band=band_of(pct, plan)))
+        pct, band = intent_at(state, at, plan)
+        points.append(ForecastPoint(at=at, intent_pct=pct, band=band))
     return points
 
 

@@ -8,18 +8,21 @@ Stateless: every answer is read from the Redis read model the worker writes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Response, status
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field, StringConstraints
 
-from shared.http import require_role, serve
+from shared.clock import clock_of, utc_now
+from shared.http import OPERATOR_ONLY, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
-from shared.ops_roles import Role
 from shared.redis import create_redis
+from shared.scores import Activity, Band
 from shared.versioned_hash import VersionConflict
 
 from . import read_model, segment_queries
@@ -28,12 +31,10 @@ from .paging import PageCursor
 from .read_model import ProfileView
 from .rule_store import RULES, load_rules
 from .rules import Layer, Orientation, RuleSet, Stage, TagRule
-from .segments import Activity, Band, SegmentQuery
+from .segments import SegmentQuery
 from .settings import TaggingSettings
 
 log = logging.getLogger(__name__)
-# Changes need an operator (shared/ops_roles.py); reading needs any ops token.
-OPERATOR = [Depends(require_role(Role.operator))]
 
 CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
 TagName = Annotated[str, Path(min_length=1, max_length=64)]
@@ -102,7 +103,12 @@ class RulesView(BaseModel):
     rules: list[TagRule] = Field(description="in evaluation order")
 
 
-def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = None) -> FastAPI:
+def create_app(
+    settings: TaggingSettings,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> FastAPI:
+    """`clock` dates the shared segment results (segment_queries.py: one per query and window)."""
     registry = registry if registry is not None else process_registry()
     redis = create_redis(settings.redis_url)
     app, v1 = ops_api(
@@ -133,7 +139,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
     async def count_segment(query: Annotated[SegmentQuery, Depends(segment_query)]) -> SegmentCount:
         """Customers matching the filters: any of a dimension's values given, every `tag`, no
         `not_tag`; all customers without filters."""
-        return SegmentCount(count=await segment_queries.count(redis, query))
+        return SegmentCount(count=await segment_queries.count(redis, query, clock().timestamp()))
 
     @v1.get(
         "/segments/members",
@@ -164,7 +170,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
         except ValueError as error:
             raise bad_cursor(error) from None
         try:
-            page = await segment_queries.members(redis, query, limit, start)
+            page = await segment_queries.members(redis, query, limit, start, clock().timestamp())
         except segment_queries.ForeignCursor as error:
             raise bad_cursor(error) from None
         following = page.next_cursor.encode() if page.next_cursor else None
@@ -203,7 +209,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 
     @v1.post(
         "/tag-rules",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         response_model=RulesView,
         status_code=status.HTTP_201_CREATED,
         tags=["tag rules"],
@@ -238,7 +244,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 
     @v1.put(
         "/tag-rules/{tag}",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         response_model=RulesView,
         tags=["tag rules"],
         summary="Add or replace a tag rule",
@@ -257,7 +263,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 
     @v1.delete(
         "/tag-rules/{tag}",
-        dependencies=OPERATOR,
+        dependencies=OPERATOR_ONLY,
         status_code=status.HTTP_204_NO_CONTENT,
         tags=["tag rules"],
         summary="Delete a tag rule",
@@ -279,7 +285,7 @@ def create_app(settings: TaggingSettings, registry: CollectorRegistry | None = N
 def main() -> None:
     settings = TaggingSettings()
     configure_logging("tagging-api", settings.log_level)
-    serve(create_app(settings), settings.http_host, settings.tagging_port)
+    serve(create_app(settings, clock=clock_of(settings)), settings.http_host, settings.tagging_port)
 
 
 if __name__ == "__main__":

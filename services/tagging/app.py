@@ -16,8 +16,9 @@ from shared.clock import utc_now
 from shared.faust_runtime import owned_partitions, recovery_done
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
-from shared.stream_worker import batch_consumer, worker_parts
+from shared.stream_worker import batch_consumer, retrying, worker_parts
 
+from . import read_model
 from .agents import Tagger
 from .batch import ProfileRecord, Rules
 from .rules import RuleSet
@@ -61,6 +62,14 @@ def create_app(
         clock=clock,
     )
     batch_consumer(parts, topics.inputs, settings, tagger.tag)
+
+    @app.task
+    async def backfill_segments() -> None:
+        # Customers written before the scored segment sets existed join them (read_model.py).
+        async def backfill() -> None:
+            await read_model.backfill_scored_segments(parts.redis)
+
+        await retrying("segment backfill", backfill)
 
     @app.timer(interval=settings.rules_poll_interval_s)
     async def poll_rules() -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
@@ -32,18 +33,14 @@ from .batch import ProfileRecord
 from .funnel import FUNNEL, FunnelStep
 from .profile import Profile
 from .rules import Layer, Orientation, Stage
-from .segments import Activity, Band
+from .segments import VALUES
 
 PREFIX = f"{KEY_PREFIX}tagging:"
 ALL = f"{PREFIX}seg:all"
 TAG_NAMES = f"{PREFIX}tags"
 MAX_MERGE_HOPS = 8
 DIMENSIONS: dict[str, tuple[str, ...]] = {
-    "layer": tuple(Layer),
-    "orientation": tuple(Orientation),
-    "stage": tuple(Stage),
-    "band": tuple(Band),
-    "activity": tuple(Activity),
+    **VALUES,  # layer, orientation, stage, band, activity: one value each (segments.py)
     "reached": FUNNEL,
     # Customers with no band (activity) the contract names, i.e. not scored yet: so that every
     # customer is in one set of band and of activity too, which lets a count take "any of
@@ -266,3 +263,27 @@ async def tag_counts(redis: Redis) -> dict[str, int]:
     counts = await pipe.execute()
     ranked = sorted(zip(names, counts, strict=True), key=lambda pair: (-pair[1], pair[0]))
     return {name: int(count) for name, count in ranked if count}
+
+
+BACKFILLED = f"{PREFIX}segments:backfilled"  # set once every customer is in the scored sets
+_BACKFILL = (Path(__file__).parent / "backfill_segments.lua").read_text()
+BACKFILL_CHUNK = 500
+
+
+async def backfill_scored_segments(redis: Redis) -> int:
+    """Once per Redis: put customers written before the band, activity, unset and funnel-step
+    sets existed into them (segments.py counts "any of these bands" as everyone but the others,
+    which holds only if every customer is in one band set or `unset`). Safe beside a running
+    worker: each chunk is one atomic script. Returns how many customers it went through."""
+    if await redis.exists(BACKFILLED):
+        return 0
+    script = redis.register_script(_BACKFILL)
+    done, cursor = 0, 0
+    while True:
+        cursor, members = await redis.sscan(ALL, cursor, count=BACKFILL_CHUNK)
+        if members:
+            done += int(await script(args=[PREFIX, *members]))
+        if cursor == 0:
+            break
+    await redis.set(BACKFILLED, "1")
+    return done

@@ -65,7 +65,7 @@ class Plan:
 
     all_of: tuple[tuple[Segment, ...], ...]
     none_of: tuple[Segment, ...]
-    complements: tuple[tuple[Segment, ...] | None, ...] = ()
+    complements: tuple[tuple[Segment, ...] | None, ...]  # one per group of all_of
 
     @property
     def intersection_only(self) -> bool:
@@ -89,7 +89,7 @@ class Plan:
         return Plan(
             all_of=tuple(self.all_of[n] for n in keep),
             none_of=self.none_of,
-            complements=tuple(self.complements[n] for n in keep) if self.complements else (),
+            complements=tuple(self.complements[n] for n in keep),
         )
 
     def passes(self, membership: Mapping[Segment, Sequence[bool]], count: int) -> list[bool]:

@@ -8,7 +8,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import httpx
 import pytest
@@ -17,15 +17,24 @@ from redis.asyncio import Redis
 
 from services.campaign.api import create_app
 from services.campaign.consent import Consent
-from services.campaign.daily import day_key
+from services.campaign.daily import day_key, expires_at
 from services.campaign.journey import Conversion
 from services.campaign.read_model import ActionRecord, write_batch
 from services.campaign.settings import CampaignSettings
+from services.campaign.targeting import CHINA
 
 TOKEN = "campaign-views-token"
 OPS = {"Authorization": f"Bearer {TOKEN}"}
 VIEWS_DB = 6  # apart from DB 0 (ingest, the workers) and 5 (the scoring API's tests)
-NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 on Dec 1 in China
+# 10:00 today in China (02:00 UTC the same date): a fixed date would, 35 days on, write day keys
+# whose expiry has passed.
+NOW = datetime.combine(datetime.now(CHINA).date(), time(2, 0), UTC)
+TODAY, TOMORROW = NOW.date().isoformat(), (NOW.date() + timedelta(days=1)).isoformat()
+
+
+def zulu(moment: datetime) -> str:
+    """A UTC time as the API writes it."""
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 @dataclass
@@ -82,7 +91,7 @@ async def test_a_replayed_batch_leaves_the_days_figures_as_they_were(api: Api) -
     await write_batch(api.redis, batch, [], {}, {})
     first = (await api.http.get("/v1/actions/daily")).json()  # today, in China, by the API's clock
     assert first == {
-        "date": "2026-12-01",
+        "date": TODAY,
         "campaigns": {
             "nurture": {
                 "sent": 2,
@@ -104,18 +113,15 @@ async def test_a_replayed_batch_leaves_the_days_figures_as_they_were(api: Api) -
     # same action ids (derived from campaign, customer and trigger), and written again.
     replayed = [r.model_copy(update={"at": min(r.at + timedelta(hours=1), late)}) for r in batch[:-1]]
     await write_batch(api.redis, [*replayed, batch[-1]], [], {}, {})
-    assert (await api.http.get("/v1/actions/daily", params={"date": "2026-12-01"})).json() == first
+    assert (await api.http.get("/v1/actions/daily", params={"date": TODAY})).json() == first
     assert (await api.http.get("/v1/campaigns/nurture/stats")).json() == stats
-    next_day = (await api.http.get("/v1/actions/daily", params={"date": "2026-12-02"})).json()
+    next_day = (await api.http.get("/v1/actions/daily", params={"date": TOMORROW})).json()
     assert next_day["campaigns"] == {
         "nurture": {"sent": 1, "deferred": 0, "suppressed": 0, "suppressed_by_reason": {}}
     }
     # Every key of a day goes together, 35 days after the day.
-    ttls = [
-        await api.redis.ttl(day_key(NOW.date())),
-        await api.redis.ttl(day_key(NOW.date(), "nurture:sent")),
-    ]
-    assert ttls[0] == ttls[1] > 0
+    for key in (day_key(NOW.date()), day_key(NOW.date(), "nurture:sent")):
+        assert await api.redis.expiretime(key) == expires_at(NOW.date())
 
 
 async def test_a_day_without_actions_and_a_bad_date(api: Api) -> None:
@@ -133,13 +139,13 @@ async def test_consents_read_back_as_the_worker_writes_them_when_they_change(api
     await write_batch(api.redis, [], [], {}, {"cus_1": friend})
     body = (await api.http.get("/v1/customers/cus_1/consent")).json()
     assert body["customer_id"] == "cus_1"
-    assert body["channels"]["wecom_1v1"] == {"granted": True, "at": "2026-11-30T02:00:00Z"}
+    assert body["channels"]["wecom_1v1"] == {"granted": True, "at": zulu(granted_at)}
     assert body["channels"]["sms"] == {"granted": False, "at": None}
 
     revoked = friend | {"wecom_group": Consent(False, NOW)}
     await write_batch(api.redis, [], [], {}, {"cus_1": revoked})
     channels = (await api.http.get("/v1/customers/cus_1/consent")).json()["channels"]
-    assert channels["wecom_group"] == {"granted": False, "at": "2026-12-01T02:00:00Z"}
+    assert channels["wecom_group"] == {"granted": False, "at": zulu(NOW)}
     assert channels["wecom_1v1"]["granted"] is True
 
     never_seen = (await api.http.get("/v1/customers/cus_never_seen/consent")).json()

@@ -17,12 +17,10 @@ import httpx
 import pytest
 
 from services.campaign.targeting import in_global_control
-from shared.topics import CAMPAIGN_ACTIONS
 from tests.campaign_worker import campaign_env
 from tests.conftest import OPS_TOKEN, Backends, RunningService, worker_and_api
 from tests.factories import event, unique
 from tests.harness import eventually, free_port
-from tests.topic_reader import TopicReader
 
 pytestmark = pytest.mark.integration
 OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
@@ -63,7 +61,7 @@ def new_customer(client: httpx.Client, in_control: bool) -> tuple[dict[str, str]
 
 
 def test_a_customer_in_the_global_control_group_receives_nothing_from_any_campaign(
-    client: httpx.Client, backends: Backends, controlled_campaigns: RunningService
+    client: httpx.Client, controlled_campaigns: RunningService
 ) -> None:
     api = httpx.Client(base_url=controlled_campaigns.api_url, headers=OPS, timeout=10)
     trigger = f"custom.gc_{uuid.uuid4().hex[:8]}"
@@ -96,15 +94,6 @@ def test_a_customer_in_the_global_control_group_receives_nothing_from_any_campai
 
     control_history = eventually(lambda: decided(control), timeout=60, interval=0.2)
     treated_history = eventually(lambda: decided(treated), timeout=60, interval=0.2)
-    # On the actions topic: the treated customer's messages, nothing for the controlled one.
-    actions = TopicReader(backends.kafka_bootstrap_servers, CAMPAIGN_ACTIONS, "customer_id")
-    try:
-        sent = actions.wait_for([treated])[treated]
-        assert {record["campaign_id"] for _, record, _ in sent} >= set(ids)
-        actions.poll()
-        assert [r for _, r, _ in actions.records.get(control, []) if r["campaign_id"] in ids] == []
-    finally:
-        actions.close()
     for campaign_id in ids:
         assert (control_history[campaign_id]["outcome"], control_history[campaign_id]["reason"]) == (
             "suppressed",
@@ -118,11 +107,11 @@ def test_a_customer_in_the_global_control_group_receives_nothing_from_any_campai
 
     def measured() -> dict[str, Any]:
         groups = api.get("/v1/programme/stats").json()["groups"]
-        assert groups["control"]["converted"] >= 1 and groups["treated"]["converted"] >= 1, groups
+        assert groups["control"]["converted"] == 1 and groups["treated"]["converted"] == 1, groups
         return groups
 
     groups = eventually(measured, timeout=60, interval=0.2)
     assert api.get("/v1/programme/stats").json()["global_control_pct"] == CONTROL_PCT
-    assert groups["control"]["entered"] >= 1 and groups["treated"]["entered"] >= 1
+    assert groups["control"]["entered"] == 1 and groups["treated"]["entered"] == 1  # a Redis of its own
     assert groups["treated"]["lift"] is not None and groups["treated"]["lift_ci95"] is not None
     assert groups["control"]["lift"] is None

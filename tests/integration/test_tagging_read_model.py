@@ -4,6 +4,7 @@ band, activity and funnel-step sets are kept like the layer, orientation, stage 
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -143,3 +144,38 @@ async def test_a_snapshot_from_before_band_and_funnel_sets_is_rewritten_at_the_n
     assert customer in await members(redis, "band", "low")
     assert customer in await members(redis, "activity", "dormant")
     assert "reached" in orjson.loads(await redis.get(read_model.profile_key(customer)))
+
+
+async def test_customers_written_before_the_scored_sets_are_backfilled_once(backends) -> None:
+    # A database of its own: the backfill runs once per Redis, and the session's worker ran it.
+    url, replaced = re.subn(r"/0$", "/4", backends.redis_url)
+    assert replaced == 1, backends.redis_url
+    redis = Redis.from_url(url)
+    try:
+        await redis.flushdb()
+        old_ones = {}
+        for band, activity in (("hot", "active_7d"), (None, None)):
+            customer = unique("cus")
+            profile = Profile(customer_id=customer, band=band, activity=activity, intent_pct=50.0)
+            snapshot = read_model.view_of(profile, NOW).model_dump(mode="json")
+            del snapshot["reached"]  # as the read model wrote it before
+            await redis.set(read_model.profile_key(customer), orjson.dumps(snapshot))
+            await redis.sadd(read_model.ALL, customer)
+            old_ones[customer] = (band, activity)
+        merged = unique("cus")
+        await redis.set(read_model.profile_key(merged), orjson.dumps({"merged_into": "x", "updated_at": "t"}))
+        await redis.sadd(read_model.ALL, merged)  # not really in seg:all, but must be left alone
+
+        assert await read_model.backfill_scored_segments(redis) == 2
+        for customer, (band, activity) in old_ones.items():
+            if band is None:
+                assert customer in await members(redis, "unset", "band")
+                assert customer in await members(redis, "unset", "activity")
+            else:
+                assert customer in await members(redis, "band", band)
+                assert customer in await members(redis, "activity", activity)
+        assert merged not in await members(redis, "unset", "band")
+        assert await read_model.backfill_scored_segments(redis) == 0  # once
+    finally:
+        await redis.flushdb()
+        await redis.aclose()

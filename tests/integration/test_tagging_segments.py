@@ -22,10 +22,11 @@ from services.tagging.batch import ProfileRecord
 from services.tagging.funnel import FUNNEL
 from services.tagging.profile import Profile
 from services.tagging.rules import Layer, Orientation, Stage
-from services.tagging.segments import Activity, Band
 from services.tagging.settings import TaggingSettings
+from shared.scores import Activity, Band
 
 TOKEN = "tagging-segments-token"
+FIXED_CLOCK = datetime(2026, 12, 1, 10, 0, 7, tzinfo=UTC)  # well inside a 15-second window
 SEGMENTS_DB = 7  # apart from DB 0 (ingest, the workers), 5 (scoring API tests), 6 (campaign views)
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 TAGS = ("ripple", "price_sensitive", "interest:tech", "recalled")
@@ -80,7 +81,9 @@ def scored_customer(n: int, rng: random.Random) -> Profile:
 async def api(backends) -> AsyncIterator[Api]:
     url, replaced = re.subn(r"/0$", f"/{SEGMENTS_DB}", backends.redis_url)
     assert replaced == 1, backends.redis_url
-    app = create_app(TaggingSettings(redis_url=url, ops_tokens=(TOKEN,)), CollectorRegistry())
+    # A fixed clock: the stored results' window does not turn between two requests of a test.
+    settings = TaggingSettings(redis_url=url, ops_tokens=(TOKEN,))
+    app = create_app(settings, CollectorRegistry(), clock=lambda: FIXED_CLOCK)
     redis = Redis.from_url(url)
     await redis.flushdb()
     rng = random.Random(11)

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.campaign.api import stats_of
 from services.campaign.lift import Z95, lift_of, wilson_interval
+from services.campaign.stats import stats_of
 
 NEWCOMBE_TABLE_II_METHOD_10 = [
     # (x1, n1, x2, n2, low, high)
@@ -81,3 +81,4 @@ def test_more_conversions_than_customers_after_a_merge_do_not_break_the_stats() 
     # A survivor's conversion is counted under its own id, its entry under the merged customer's.
     groups = stats_of("c", {"entered:a": 1, "converted:a": 2, "entered:holdout": 2}).groups
     assert groups["a"].lift == pytest.approx(1.0)
+    assert (groups["a"].converted, groups["a"].conversion_rate) == (1, 1.0)  # never over 100 %

@@ -126,3 +126,10 @@ def test_outputs_are_keyed_by_customer_and_rows_go_to_their_input_partition() ->
     letter = DeadLetter("in", b"k", b"x", "bad", 0, 3)
     [dead] = dead_letter_records({"in": "in.dlq"}, [letter])
     assert (dead.topic, dead.key, orjson.loads(dead.value)["error"]) == ("in.dlq", b"k", "bad")
+
+
+def test_a_dead_letter_reads_back_as_it_was_written() -> None:
+    from shared.stream_worker import DeadLetter
+
+    letter = DeadLetter("touchpoint.events.v1", b"cus_1", b'{"event_id": "e"}', "bad: x", 2, 41)
+    assert DeadLetter.decode(b"cus_1", letter.encode()) == letter

@@ -11,15 +11,11 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .. import forms
-from ..ops_client import ApiError, SignedOut
-from ..pages import CheckedForm, Page, PageOf
+from ..ops_client import ApiError, SignedOut, refusal_of
+from ..pages import CheckedForm, Page, PageOf, posted_values
 
 router = APIRouter()
 CampaignId = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
-
-
-def _multi(form: CheckedForm) -> dict[str, list[str]]:
-    return {key: [str(v) for v in form.getlist(key)] for key in form}
 
 
 async def _estimate(page: Page, audience: dict[str, Any]) -> int | None:
@@ -85,7 +81,7 @@ async def new_form(page: PageOf) -> HTMLResponse:
 
 
 async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
-    posted = _multi(form)
+    posted = posted_values(form)
     definition, errors = forms.campaign_of(posted)
     values = forms.campaign_form(definition)
     if "action.variants" in posted:  # shown back as typed, even where it is not JSON yet
@@ -97,21 +93,11 @@ async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Respons
     if posted.get("intent", [""])[0] == "estimate":
         estimate = await _estimate(page, definition.get("audience", {}))
         return _form_page(page, editing, values, estimate=estimate, estimated=True)
-    try:
-        if editing is None:
-            await page.apis.campaign.call("POST", "/v1/campaigns", page.token, json=definition)
-        else:
-            await page.apis.campaign.call("PUT", f"/v1/campaigns/{editing}", page.token, json=definition)
-    except SignedOut:
-        raise
-    except ApiError as error:
-        if error.status == 422:
-            placed = forms.errors_at_fields(error.detail, (*forms.CAMPAIGN_FIELDS, *forms.CAMPAIGN_GROUPS))
-        elif error.status == 409:
-            placed = {"id": [str(error.detail)]}
-        else:
-            raise
-        return _form_page(page, editing, values, errors=placed)
+    method, path = ("POST", "/v1/campaigns") if editing is None else ("PUT", f"/v1/campaigns/{editing}")
+    fields = (*forms.CAMPAIGN_FIELDS, *forms.CAMPAIGN_GROUPS)
+    refused = await refusal_of(page.apis.campaign, method, path, page.token, definition, fields, "id")
+    if refused:
+        return _form_page(page, editing, values, errors=refused)
     return RedirectResponse(f"/campaigns/{definition['id']}?saved=1", 303)
 
 

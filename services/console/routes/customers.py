@@ -6,15 +6,14 @@ history or an access log; ingest hashes a phone before it looks it up and keeps 
 
 from __future__ import annotations
 
-import asyncio
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Path
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shared.events import IdentityType
 
-from ..ops_client import ApiError, SignedOut
+from ..ops_client import ApiError, SignedOut, gather
 from ..pages import CheckedForm, PageOf
 
 router = APIRouter()
@@ -80,20 +79,10 @@ async def customer(page: PageOf, customer_id: CustomerId) -> HTMLResponse:
         "actions": apis.campaign.get(f"{base}/actions", token),
         "consent": apis.campaign.get(f"{base}/consent", token),
     }
-    answers = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True), strict=True))
-    found: dict[str, Any] = {}
-    unavailable: list[str] = []
-    for part, answer in answers.items():
-        if isinstance(answer, SignedOut):
-            raise answer
-        if isinstance(answer, ApiError):
-            if answer.status != 404:
-                unavailable.append(answer.service)
-            found[part] = None
-        elif isinstance(answer, BaseException):
-            raise answer
-        else:
-            found[part] = answer
+    answers = await gather(calls)
+    # A part that failed shows as missing; a 404 just means that service has not seen them yet.
+    found = {part: None if isinstance(a, ApiError) else a for part, a in answers.items()}
+    unavailable = [a.service for a in answers.values() if isinstance(a, ApiError) and a.status != 404]
     known = found["score"] is not None or found["profile"] is not None
     actions = found["actions"] or []
     return page.render(

@@ -8,18 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from shared.topics import MAIN_TOPICS
+
 from ..pages import CheckedForm, PageOf
 
 router = APIRouter()
-TOPICS = (
-    "touchpoint.events.v1",
-    "scored.inputs.v1",
-    "tagged.inputs.v1",
-    "identity.merges.v1",
-    "intent.scores.v1",
-    "profile.tags.v1",
-    "campaign.actions.v1",
-)
+TOPICS = MAIN_TOPICS  # each has its `<topic>.dlq`
 
 
 @router.get("/dead-letters", include_in_schema=False)

@@ -4,14 +4,13 @@ then refreshes it from `/api/overview` every `refresh_s` seconds."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from .. import views
-from ..ops_client import ApiError, SignedOut
+from ..ops_client import ApiError, gather
 from ..pages import Page, PageOf
 
 router = APIRouter()
@@ -27,7 +26,7 @@ async def overview_data(page: Page) -> dict[str, Any]:
         "events": apis.ingest.get("/v1/stats/events", token, {"minutes": 60}),
         "actions": apis.campaign.get("/v1/actions/daily", token),
     }
-    answers = dict(zip(calls, await asyncio.gather(*calls.values(), return_exceptions=True), strict=True))
+    answers = await gather(calls)
     shapers = {
         "matrix": lambda a: views.heatmap(a, name),
         "ladder": lambda a: views.ladder(a, name),
@@ -37,14 +36,8 @@ async def overview_data(page: Page) -> dict[str, Any]:
     }
     panels: dict[str, Any] = {}
     for panel, answer in answers.items():
-        if isinstance(answer, SignedOut):
-            raise answer
-        if isinstance(answer, ApiError):
-            panels[panel] = {"unavailable": answer.service}
-        elif isinstance(answer, BaseException):
-            raise answer
-        else:
-            panels[panel] = shapers[panel](answer)
+        failed = isinstance(answer, ApiError)
+        panels[panel] = {"unavailable": answer.service} if failed else shapers[panel](answer)
     return panels
 
 

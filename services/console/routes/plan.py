@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .. import forms
-from ..ops_client import ApiError, SignedOut
-from ..pages import CheckedForm, Page, PageOf
+from ..ops_client import ApiError, SignedOut, refusal_of
+from ..pages import CheckedForm, Page, PageOf, posted_values
 
 router = APIRouter()
 
@@ -50,7 +50,7 @@ async def plan_page(page: PageOf, saved: bool = False) -> HTMLResponse:
 
 @router.post("/scoring-plan", include_in_schema=False)
 async def plan_submit(page: PageOf, form: CheckedForm) -> Response:
-    posted = {key: [str(v) for v in form.getlist(key)] for key in form}
+    posted = posted_values(form)
     current = await page.apis.scoring.get("/v1/scoring-plan", page.token)
     shown = list(current["plan"].get("weights", {}))
     plan, errors = forms.plan_of(posted, shown)
@@ -69,13 +69,9 @@ async def plan_submit(page: PageOf, form: CheckedForm) -> Response:
         return _render(page, current["version"], values, errors=forms.errors_at_fields(detail, fields))
     if posted.get("intent", [""])[0] == "preview":
         return _render(page, current["version"], values, check=check, previewed=True)
-    try:
-        saved = await page.apis.scoring.call("PUT", "/v1/scoring-plan", page.token, json=plan)
-    except SignedOut:
-        raise
-    except ApiError as error:
-        if error.status != 422:
-            raise
-        return _render(page, current["version"], values, errors=forms.errors_at_fields(error.detail, fields))
-    del saved
+    refused = await refusal_of(
+        page.apis.scoring, "PUT", "/v1/scoring-plan", page.token, plan, fields, "_form"
+    )
+    if refused:
+        return _render(page, current["version"], values, errors=refused)
     return RedirectResponse("/scoring-plan?saved=1", 303)

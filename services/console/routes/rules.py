@@ -9,8 +9,8 @@ from fastapi import APIRouter, Path
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from .. import forms, views
-from ..ops_client import ApiError, SignedOut
-from ..pages import CheckedForm, Page, PageOf
+from ..ops_client import refusal_of
+from ..pages import CheckedForm, Page, PageOf, posted_values
 
 router = APIRouter()
 Tag = Annotated[str, Path(min_length=1, max_length=64)]
@@ -49,26 +49,17 @@ async def edit_form(page: PageOf, tag: Tag) -> HTMLResponse:
 
 
 async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
-    posted = {key: [str(v) for v in form.getlist(key)] for key in form}
+    posted = posted_values(form)
     rule, errors = forms.rule_of(posted)
     if editing is not None:
         rule["tag"] = editing
     values = forms.rule_form(rule) | {"counts": posted.get("counts", [""])[0]}
     if errors:
         return _form_page(page, editing, values, errors)
-    try:
-        if editing is None:
-            await page.apis.tagging.call("POST", "/v1/tag-rules", page.token, json=rule)
-        else:
-            await page.apis.tagging.call("PUT", f"/v1/tag-rules/{editing}", page.token, json=rule)
-    except SignedOut:
-        raise
-    except ApiError as error:
-        if error.status == 422:
-            return _form_page(page, editing, values, forms.errors_at_fields(error.detail, forms.RULE_FIELDS))
-        if error.status == 409:
-            return _form_page(page, editing, values, {"tag": [str(error.detail)]})
-        raise
+    method, path = ("POST", "/v1/tag-rules") if editing is None else ("PUT", f"/v1/tag-rules/{editing}")
+    refused = await refusal_of(page.apis.tagging, method, path, page.token, rule, forms.RULE_FIELDS, "tag")
+    if refused:
+        return _form_page(page, editing, values, refused)
     return RedirectResponse("/tag-rules", 303)
 
 
