@@ -30,8 +30,8 @@ so the mix of funnel steps stays steady over time instead of drifting from arriv
 A share of journeys (--posts) additionally posts once in the community: the example campaign
 `community-post-points` grants points for it, and points (like dealer assignments) are never
 deferred by quiet hours (21:00-09:00 China time), when every message action is deferred and the
-histogram would otherwise get samples only from dealer assignments, which stop once the example
-roster's daily capacity (12 consultants x 20 leads) is used up.
+histogram would otherwise get samples only from dealer assignments, which stop once the demo
+roster's daily capacity (12 consultants x 20 leads) is used up (later leads wait in the lead pool).
 
 Load generator: httpx.AsyncClient (installed) and an asyncio token bucket: no rate limiter
 library (aiolimiter, pyrate-limiter) is installed, wrk (bench/ingest.py) cannot read the answers
@@ -41,7 +41,8 @@ client spends its CPU on sending only; its CPU is printed.
 
 The stack: if ingest's /readyz does not answer, the bench starts the stack (`pd-stack up`), says
 so, and stops it at the end (`pd-stack down`); a stack it did not start is left running. It loads
-the example campaigns (POST /v1/campaigns/examples, a no-op for those already there).
+the example campaigns (POST /v1/campaigns/examples, a no-op for those already there) and the demo's
+dealer roster (stack/demo_roster.json, as `pd-roster load` would).
 
 Usage (from the repository root):
     .venv/bin/python -m bench.pipeline [--window 60] [--warmup 5] [--throughput-rate 3000]
@@ -80,8 +81,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench import cpu
 from services.campaign.decide import action_id
+from services.campaign.roster_cli import load_roster
 from services.campaign.targeting import CHINA, QuietHours
 from shared.topics import CAMPAIGN_ACTIONS, SCORED_INPUTS, TAGGED_INPUTS, TOUCHPOINT_EVENTS
+from stack.demo import demo_roster
 from stack.layout import Layout
 from stack.processes import BOOTSTRAP_SERVERS, OPS_TOKEN, TOUCHPOINT_KEY
 from stack.supervisor import Supervisor
@@ -209,6 +212,8 @@ def load_examples(args: argparse.Namespace) -> list[dict[str, Any]]:
     headers = {"Authorization": f"Bearer {args.ops_token}"}
     answer = httpx.post(f"{CAMPAIGN_API}/v1/campaigns/examples", headers=headers, timeout=10)
     answer.raise_for_status()
+    with httpx.Client(base_url=CAMPAIGN_API, headers=headers, timeout=10) as api:
+        load_roster(api, demo_roster(), progress=False)
     body = answer.json()
     active = [c for c in body["campaigns"] if c.get("status", "active") == "active"]
     say(f"campaigns: version {body['version']}, {len(body['campaigns'])} defined, {len(active)} active")
@@ -876,10 +881,13 @@ async def latency(
     ]
     if is_quiet and not any(k.endswith("/sent") for k in decided):
         lines.append("!! nothing was sent: in quiet hours only assignments and points are; see --posts.")
-    if any(k.endswith("/no_capacity") for k in decided):
+    pool = re.search(
+        r'^pd_campaign_leads\{state="pool"\} (\S+)$', scrape_text(WORKERS["campaign"]), re.MULTILINE
+    )
+    if pool and float(pool.group(1)) > 0:
         lines.append(
-            "Dealer assignments hit `no_capacity`: the example roster's daily capacity is used up "
-            "(it resets at midnight China time), so assignments no longer give samples."
+            f"{float(pool.group(1)):,.0f} dealer leads wait in the lead pool: the demo roster's daily "
+            "capacity is used up (it resets at midnight China time), so assignments no longer give samples."
         )
     campaigns_by_id = {c["id"]: c for c in campaigns}
     lines += cross_check(actions, load.tally.posts or {}, campaigns_by_id, (wall_start, wall_end))

@@ -5,13 +5,15 @@ import asyncio
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 import uvicorn
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response, status
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
+from shared.audit import Editor
 from shared.metrics import CONTENT_TYPE, render
 from shared.ops_roles import OpsIdentity, Role, ops_identities
 
@@ -101,6 +103,53 @@ def require_role(role: Role) -> Callable[..., Awaitable[None]]:
 # Route dependencies: a change needs an operator; the plan and replays need an admin.
 OPERATOR_ONLY = [Depends(require_role(Role.operator))]
 ADMIN_ONLY = [Depends(require_role(Role.admin))]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """A change's who (for the audit trail) and the version it was made against (If-Match)."""
+
+    editor: Editor
+    if_match: int | None
+
+
+async def edit_of(
+    request: Request,
+    if_match: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description="the ETag of the version this change edits; 409 if it moved on since",
+        ),
+    ] = None,
+) -> Edit:
+    identity: OpsIdentity | None = getattr(request.state, "ops_identity", None)
+    editor = Editor(identity.holder, identity.role.name) if identity else Editor("anonymous", "none")
+    return Edit(editor, _version_of(if_match))
+
+
+def _version_of(if_match: str | None) -> int | None:
+    if if_match is None or if_match.strip() == "*":
+        return None
+    tag = if_match.strip().removeprefix("W/").strip('"')
+    if not tag.isascii() or not tag.isdigit():
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, 'If-Match takes the ETag a GET of the item answered, e.g. "3"'
+        )
+    return int(tag)
+
+
+def etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def stale_version(what: str, current: int) -> HTTPException:
+    """409 for a change made against a version that moved on (If-Match)."""
+    return HTTPException(
+        status.HTTP_409_CONFLICT,
+        f"{what} changed since (now version {current}): read it again and re-apply the change",
+        headers={"ETag": etag(current)} if current else None,
+    )
 
 
 def serve(app: FastAPI, host: str, port: int) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from importlib.resources import files
 
 import httpx
+
+from services.campaign.roster_cli import RosterFile, load_roster
 
 from .layout import Layout
 from .lifecycle import say, up
@@ -12,6 +15,11 @@ from .posting import RetryLater, post_events, progress_printer
 from .processes import BOOTSTRAP_SERVERS, CONSOLE, OPS_TOKEN, SERVICES, TOUCHPOINT_KEY
 from .summary import DemoRun, summary
 from .traffic import CHINA, flawed_events, in_time_order, journeys
+
+
+def demo_roster() -> RosterFile:
+    """The demo's dealer network: six stores in five cities, twelve consultants."""
+    return RosterFile.model_validate_json(files(__package__).joinpath("demo_roster.json").read_bytes())
 
 
 def demo(layout: Layout, customers: int, seed: int) -> int:
@@ -22,10 +30,15 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
     try:
         with httpx.Client(base_url=campaign.url, headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as api:
             examples = api.post("/v1/campaigns/examples").raise_for_status().json()["campaigns"]
-    except httpx.HTTPError as error:
-        say(f"\nerror: could not add the example campaigns: {error!r} (log: .run/logs/campaign-api.log)")
+            say("\nthe demo's dealer network (stack/demo_roster.json, as pd-roster load would):")
+            load_roster(api, demo_roster())
+    except (httpx.HTTPError, RuntimeError) as error:
+        say(
+            f"\nerror: could not add the example campaigns and roster: {error!r} "
+            "(log: .run/logs/campaign-api.log)"
+        )
         return 1
-    say(f"\ncampaigns in force: {', '.join(c['id'] for c in examples)}")
+    say(f"campaigns in force: {', '.join(c['id'] for c in examples)}")
     now = datetime.now(CHINA)
     batch = journeys(customers, seed, now)
     # A few flawed events first, as real touchpoints send now and then: they show rejection.

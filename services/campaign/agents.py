@@ -51,11 +51,21 @@ from .batch import (
     consents_changed,
     react_batch,
 )
-from .dealers import Consultant
+from .dealers import Roster
 from .definitions import ActionKind, Campaign
-from .desk import Lead, assign_leads, assignment_of
+from .desk import (
+    Lead,
+    LeadRecord,
+    assign_leads,
+    close_leads,
+    confirm_released,
+    lead_counts,
+    open_lead,
+    release_pool,
+)
 from .journey import Context
 from .read_model import ActionRecord, action_record
+from .roster_store import RosterVersion, load_roster, roster_version
 from .store import CAMPAIGNS, load_campaigns
 from .targeting import QuietHours
 from .topics import CampaignTopics
@@ -82,6 +92,18 @@ class ActionMetrics:
             buckets=(*LATENCY_BUCKETS, 30, 60, 300),
             registry=registry,
         )
+        self.leads = Gauge(
+            "pd_campaign_leads",
+            "Hot leads handed to dealers: waiting in the pool, open with a consultant, overdue (past SLA)",
+            ["state"],
+            registry=registry,
+        )
+        self.sla_misses = Counter(
+            "pd_campaign_sla_misses",
+            "Leads taken from a consultant after a missed SLA, by the consultant's store",
+            ["store"],
+            registry=registry,
+        )
 
 
 class Campaigner:
@@ -96,7 +118,6 @@ class Campaigner:
         metrics: WorkerMetrics,
         action_metrics: ActionMetrics,
         watch: InputWatch,
-        roster: list[Consultant],
         attribution_window: timedelta,
         quiet: QuietHours,
         clock: Callable[[], datetime],
@@ -114,7 +135,8 @@ class Campaigner:
         self._metrics = metrics
         self._action_metrics = action_metrics
         self._watch = watch
-        self._roster = roster
+        self.roster = Roster()
+        self.roster_version: RosterVersion = (-1, -1)
         self._window = attribution_window
         self._quiet = quiet
         self._channel_caps = dict(channel_caps or {})
@@ -152,6 +174,15 @@ class Campaigner:
             "redis write",
             lambda: read_model.write_batch(self._redis, records, outcome.conversions, due, consents),
         )
+        followed_up = [
+            p.customer_id
+            for d in deliveries
+            if isinstance(p := d.payload, TaggedInput)
+            and p.event is not None
+            and p.event.type == "dealer.followup"
+        ]
+        if followed_up:
+            await retrying("close leads", lambda: close_leads(self._redis, followed_up))
         data = self._rows
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
@@ -166,6 +197,40 @@ class Campaigner:
     async def _refresh_or_fail(self) -> None:
         if await CAMPAIGNS.current_version(self._redis) != self.campaigns_version:
             await self.refresh_campaigns()
+        if await roster_version(self._redis) != self.roster_version:
+            await self.refresh_roster()
+
+    async def refresh_roster(self) -> None:
+        try:
+            version, roster = await load_roster(self._redis)
+        except (RedisError, OSError, ValidationError) as error:
+            log.warning("could not read the dealer roster, keeping %s: %r", self.roster_version, error)
+            return
+        if version != self.roster_version:
+            self.roster, self.roster_version = roster, version
+            log.info(
+                "dealer roster %s in force: %d stores, %d consultants",
+                version,
+                len(roster.stores),
+                len(roster.consultants),
+            )
+
+    async def release_leads(self) -> None:
+        """Hand leads waiting in the pool to consultants with capacity now, and the open leads of
+        consultants who left to others: each as an assign_dealer action, on the actions topic
+        before the desk forgets it still has to announce it."""
+        await self.refresh_roster()
+        now = self._clock()
+        released = await release_pool(self._redis, self.roster, now)
+        if released:
+            records = [_handover_action(lead, now) for lead in released]
+            await self._sender.send_all(keyed_records(self._topics.actions, records))
+            await read_model.write_batch(self._redis, records, [], {}, {})
+            await confirm_released(self._redis, [lead.action_id for lead in released])
+            for record in records:
+                self._action_metrics.actions.labels(record.campaign_id, record.kind, "sent").inc()
+        for state, count in (await lead_counts(self._redis, now)).items():
+            self._action_metrics.leads.labels(state).set(count)
 
     async def refresh_campaigns(self) -> None:
         try:
@@ -179,25 +244,49 @@ class Campaigner:
             log.info("campaigns version %d in force: %d campaigns", version, len(campaigns))
 
     async def _assign_dealers(self, outcome: BatchOutcome, now: datetime) -> list[ActionRecord]:
-        """Every decision as a record; a dealer lead gets its consultant (or `no_capacity`)."""
+        """Every decision as a record; a dealer lead gets its consultant, or waits in the lead
+        pool (`deferred` as `lead_pool`) until one has capacity. A reassignment after a missed
+        SLA of a lead that is no longer open (followed up, or handed on when its consultant
+        left) is `lead_closed`."""
         reassigned = {decision.action_id: original for original, decision in outcome.reassignments}
+        sla_hours = {c.id: c.action.sla_hours for c in self.campaigns}
         leads: list[Lead] = []
+        closed: set[str] = set()
         for decision in outcome.decisions:
             if decision.kind is ActionKind.assign_dealer and decision.outcome == "sent":
                 row = outcome.records.get(decision.customer_id)
                 journey = row.journey if row is not None else None
-                missed = None
-                if decision.action_id in reassigned:  # rare: an SLA missed
-                    missed = await assignment_of(self._redis, reassigned[decision.action_id])
-                dealer_id, city = (journey.dealer_id, journey.city) if journey else (None, None)
-                leads.append(Lead(decision.action_id, dealer_id, city, missed))
-        consultants = await assign_leads(self._redis, self._roster, leads, now)
+                replaces = missed = None
+                if (original := reassigned.get(decision.action_id)) is not None:  # rare: an SLA missed
+                    lead = await open_lead(self._redis, original)
+                    if lead is None or lead.consultant_id is None:
+                        closed.add(decision.action_id)
+                        continue
+                    replaces, missed = original, lead.consultant_id
+                    self._action_metrics.sla_misses.labels(self.roster.store_of(missed) or "unknown").inc()
+                store_id, city = (journey.dealer_id, journey.city) if journey else (None, None)
+                hours = sla_hours.get(decision.campaign_id, 24.0)
+                leads.append(
+                    Lead(
+                        decision.action_id,
+                        decision.customer_id,
+                        decision.campaign_id,
+                        store_id,
+                        city,
+                        hours,
+                        replaces,
+                        missed,
+                    )
+                )
+        consultants = await assign_leads(self._redis, self.roster, leads, now)
         records: list[ActionRecord] = []
         for decision in outcome.decisions:
-            if decision.action_id not in consultants:
+            if decision.action_id in closed:
+                records.append(action_record(replace(decision, outcome="suppressed", reason="lead_closed")))
+            elif decision.action_id not in consultants:
                 records.append(action_record(decision))
             elif (consultant := consultants[decision.action_id]) is None:
-                records.append(action_record(replace(decision, outcome="suppressed", reason="no_capacity")))
+                records.append(action_record(replace(decision, outcome="deferred", reason="lead_pool")))
             else:
                 records.append(action_record(decision, consultant))
         return records
@@ -252,3 +341,20 @@ class Campaigner:
             received = outcome.received_at.get(record.action_id)
             if record.outcome == "sent" and received is not None:
                 self._action_metrics.event_to_action.observe((emitted - received).total_seconds())
+
+
+def _handover_action(lead: LeadRecord, now: datetime) -> ActionRecord:
+    """The assign_dealer action that hands a lead from the pool to its consultant."""
+    return ActionRecord(
+        action_id=lead.action_id,
+        campaign_id=lead.campaign_id,
+        customer_id=lead.customer_id,
+        kind=ActionKind.assign_dealer.value,
+        channel="dealer",
+        content_id=None,
+        variant=None,
+        outcome="sent",
+        reason=None,
+        at=now,
+        consultant_id=lead.consultant_id,
+    )

@@ -12,39 +12,33 @@ import logging
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query, Response, status
+from fastapi import FastAPI, HTTPException, Path, Query, status
 from prometheus_client import CollectorRegistry
-from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
-from shared.http import OPERATOR_ONLY, serve
+from shared.http import serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
-from shared.versioned_hash import VersionConflict
 
 from . import read_model
+from .audit_routes import audit_router
+from .campaign_routes import campaign_router
 from .consent_view import CustomerConsent, read_consent
 from .daily import DailyActions, china_date, read_daily_actions
 from .dead_letter_routes import dead_letter_router
-from .definitions import Campaign
-from .examples import example_campaigns
+from .dealer_routes import dealer_router
 from .journey import PROGRAMME, PROGRAMME_CONTROL
 from .read_model import ActionRecord
 from .settings import CampaignSettings
 from .stats import CampaignStats, ProgrammeStats, groups_of, stats_of
-from .store import CAMPAIGNS, load_campaigns
+from .store import CAMPAIGNS
 
 log = logging.getLogger(__name__)
 
 CampaignId = Annotated[str, Path(min_length=1, max_length=64)]
 CustomerId = Annotated[str, Path(min_length=1, max_length=256)]
-
-
-class CampaignList(BaseModel):
-    version: int = Field(description="goes up with every change; workers apply it within seconds")
-    campaigns: list[Campaign]
 
 
 def create_app(
@@ -65,98 +59,9 @@ def create_app(
         redis=redis,
     )
 
-    async def find(campaign_id: str) -> Campaign:
-        _, campaigns = await load_campaigns(redis)
-        for campaign in campaigns:
-            if campaign.id == campaign_id:
-                return campaign
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}")
-
-    @v1.get("/campaigns", response_model=CampaignList, tags=["campaigns"], summary="Every campaign")
-    async def list_campaigns() -> CampaignList:
-        version, campaigns = await load_campaigns(redis)
-        return CampaignList(version=version, campaigns=campaigns)
-
-    @v1.post(
-        "/campaigns",
-        dependencies=OPERATOR_ONLY,
-        response_model=Campaign,
-        status_code=status.HTTP_201_CREATED,
-        tags=["campaigns"],
-        summary="Create a campaign",
-        responses={409: {"description": "the id exists"}, 422: {"description": "invalid, with reasons"}},
-    )
-    async def create_campaign(campaign: Campaign) -> Campaign:
-        """Running workers take it up within seconds."""
-        try:
-            await CAMPAIGNS.change(redis, "create", campaign.id, campaign.model_dump_json())
-        except VersionConflict:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"campaign {campaign.id!r} exists: PUT to change it"
-            ) from None
-        log.info("campaign created", extra={"campaign": campaign.id})
-        return campaign
-
-    @v1.post(
-        "/campaigns/examples",
-        dependencies=OPERATOR_ONLY,
-        response_model=CampaignList,
-        tags=["campaigns"],
-        summary="Add the example campaigns (the paper's flows) that are not there yet",
-    )
-    async def add_examples() -> CampaignList:
-        for campaign in example_campaigns():
-            try:
-                await CAMPAIGNS.change(redis, "create", campaign.id, campaign.model_dump_json())
-            except VersionConflict:
-                continue
-        return await list_campaigns()
-
-    @v1.get(
-        "/campaigns/{campaign_id}",
-        response_model=Campaign,
-        tags=["campaigns"],
-        summary="One campaign",
-        responses={404: {"description": "no such campaign"}},
-    )
-    async def get_campaign(campaign_id: CampaignId) -> Campaign:
-        return await find(campaign_id)
-
-    @v1.put(
-        "/campaigns/{campaign_id}",
-        dependencies=OPERATOR_ONLY,
-        response_model=Campaign,
-        tags=["campaigns"],
-        summary="Change a campaign (pause and resume with `status`)",
-        responses={404: {"description": "no such campaign"}, 422: {"description": "invalid, or another id"}},
-    )
-    async def put_campaign(campaign_id: CampaignId, campaign: Campaign) -> Campaign:
-        if campaign.id != campaign_id:
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                [{"loc": ["body", "id"], "msg": f"must be {campaign_id!r}, the id in the path"}],
-            )
-        try:
-            await CAMPAIGNS.change(redis, "replace", campaign_id, campaign.model_dump_json())
-        except VersionConflict:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}") from None
-        log.info("campaign changed", extra={"campaign": campaign_id, "status": campaign.status})
-        return campaign
-
-    @v1.delete(
-        "/campaigns/{campaign_id}",
-        dependencies=OPERATOR_ONLY,
-        status_code=status.HTTP_204_NO_CONTENT,
-        tags=["campaigns"],
-        summary="Delete a campaign (its figures stay readable)",
-        responses={404: {"description": "no such campaign"}},
-    )
-    async def delete_campaign(campaign_id: CampaignId) -> Response:
-        try:
-            await CAMPAIGNS.change(redis, "delete", campaign_id)
-        except VersionConflict:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}") from None
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
+    v1.include_router(campaign_router(redis))
+    v1.include_router(audit_router(redis))
+    v1.include_router(dealer_router(redis, clock))
 
     @v1.get(
         "/programme/stats",
@@ -181,8 +86,9 @@ def create_app(
     )
     async def get_stats(campaign_id: CampaignId) -> CampaignStats:
         figures = await read_model.campaign_figures(redis, campaign_id)
-        if not figures:
-            await find(campaign_id)  # 404 for an unknown campaign; zeros for a quiet one
+        if not figures and await CAMPAIGNS.get(redis, campaign_id) is None:
+            # 404 for an unknown campaign; zeros for a quiet one
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}")
         return stats_of(campaign_id, figures)
 
     @v1.get(

@@ -22,7 +22,6 @@ from shared.ticks import Ticker
 
 from .agents import ActionMetrics, Campaigner
 from .batch import JourneyRecord
-from .desk import example_roster
 from .read_model import DUE
 from .settings import CampaignSettings
 from .targeting import QuietHours
@@ -56,7 +55,6 @@ def create_app(
         metrics=parts.metrics,
         action_metrics=ActionMetrics(registry),
         watch=parts.watch,
-        roster=example_roster(),
         attribution_window=timedelta(days=settings.attribution_window_days),
         quiet=QuietHours(settings.quiet_hours_start, settings.quiet_hours_end),
         clock=clock,
@@ -68,6 +66,11 @@ def create_app(
     @app.timer(interval=settings.campaigns_poll_interval_s)
     async def poll_campaigns() -> None:
         await campaigner.refresh_campaigns()
+
+    @app.timer(interval=settings.lead_pool_interval_s)
+    async def release_leads() -> None:
+        if recovery_done(app):
+            await campaigner.release_leads()
 
     ticker = Ticker(parts.redis, DUE, topics.ticks, parts.sender, clock, kind="tick")
 

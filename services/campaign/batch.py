@@ -144,6 +144,10 @@ def consents_changed(
 def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
     """The survivor keeps its view; history and what is scheduled come together."""
     sent_on = dict(merged.pacing.sent_on) | dict(survivor.pacing.sent_on)
+    # Per campaign, the later entry: re-entry after days counts from when either last entered.
+    entered_at = dict(merged.pacing.entered_at)
+    for campaign_id, at in survivor.pacing.entered_at.items():
+        entered_at[campaign_id] = max(at, entered_at.get(campaign_id, at))
     scheduled = tuple(
         replace(item, decision=replace(item.decision, customer_id=survivor.view.customer_id))
         if item.decision is not None
@@ -159,6 +163,7 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
             survivor.pacing.entered | merged.pacing.entered,
             sent_on,
             dict(merged.pacing.channel_sent_on) | dict(survivor.pacing.channel_sent_on),
+            entered_at,
         ),
         dealer_id=survivor.dealer_id or merged.dealer_id,
         city=survivor.city or merged.city,

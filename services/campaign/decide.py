@@ -5,7 +5,8 @@ Checks, in order, for each campaign that fired (highest priority first, then by 
    (GLOBAL_CONTROL_PCT): no campaign sends them a message (dealer hand-offs and points still
    happen: they are service, not marketing); measured against the rest for the programme's lift;
 1. `already_entered` — the customer entered this campaign before (was acted on or held out) and
-   it does not allow re-entry;
+   it does not allow re-entry: `reentry` `never`, or `after_days` while fewer than
+   `reentry_after_days` have passed since they last entered (`always` never suppresses for this);
 2. `holdout` — the customer is in the campaign's deterministic holdout group (measured, not sent);
 3. `no_consent` — the channel messages the customer, who has not consented to it;
 4. `frequency_cap` — the campaign already acted for the customer as often as allowed today;
@@ -17,6 +18,10 @@ Checks, in order, for each campaign that fired (highest priority first, then by 
 7. `quiet_hours` — a message during quiet hours is deferred to their end, never dropped.
 A deferred message is checked again when it is due (journey.on_tick): it is suppressed then as
 `campaign_inactive` if its campaign was paused or deleted meanwhile, or `no_consent`.
+A delayed trigger (`trigger.delay_hours`) waiting for its time exits the campaign (journey.py),
+recorded as suppressed: `converted` — the customer converted meanwhile and the campaign has
+`exit_on_conversion`; `left_audience` — an input, or the check at due time, found the customer
+outside the campaign's audience.
 Action ids are derived from (campaign, customer, trigger), so a replayed trigger decides the
 same ids and consumers can drop the repeat.
 """
@@ -26,7 +31,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from .definitions import ActionKind, Campaign, Channel
@@ -56,6 +61,9 @@ class Pacing:
     sent_on: Mapping[str, tuple[str, int]] = field(default_factory=dict)  # campaign -> (China date, count)
     # channel -> (China date, messages from any campaign that day): for the channels' daily caps.
     channel_sent_on: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    # Campaign -> when the customer last entered it, for `reentry` `after_days`: one entry per
+    # campaign, like `entered`. Rows written before it have `entered` alone (see `_may_reenter`).
+    entered_at: Mapping[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +100,7 @@ def decide(
     messages a channel may carry to one customer a day, from all campaigns together."""
     caps = channel_caps or {}
     entered = set(pacing.entered)
+    entered_at = dict(pacing.entered_at)
     sent_on = dict(pacing.sent_on)
     channel_sent_on = dict(pacing.channel_sent_on)
     controlled = in_global_control(customer.customer_id, global_control_pct)
@@ -120,7 +129,7 @@ def decide(
         reason: str | None = None
         if controlled and action.channel.messages_the_customer:
             reason = GLOBAL_CONTROL
-        elif campaign.id in entered and not campaign.reentry:
+        elif campaign.id in entered and not _may_reenter(campaign, entered_at.get(campaign.id), now):
             reason = "already_entered"
         elif in_holdout(campaign, customer.customer_id):
             reason, base = HOLDOUT, replace(base, variant=HOLDOUT, content_id=None)
@@ -134,6 +143,7 @@ def decide(
             reason = "channel_cap"
         if reason in (None, HOLDOUT):  # acted on, or measured as holdout: the customer is in
             entered.add(campaign.id)
+            entered_at[campaign.id] = now
         if reason is not None:
             decisions.append(replace(base, outcome="suppressed", reason=reason))
             continue
@@ -147,7 +157,22 @@ def decide(
             )
         else:
             decisions.append(base)
-    return Pacing(frozenset(entered), sent_on, channel_sent_on), decisions
+    return Pacing(frozenset(entered), sent_on, channel_sent_on, entered_at), decisions
+
+
+def _may_reenter(campaign: Campaign, entered_at: datetime | None, now: datetime) -> bool:
+    """Whether a customer who entered the campaign before may enter it again now."""
+    if campaign.reentry == "always":
+        return True
+    if campaign.reentry == "never":
+        return False
+    if entered_at is None:
+        # In `entered` without a time: a row from before the times were kept, so the customer
+        # entered before this change: counted as long ago, they may enter again.
+        return True
+    days = campaign.reentry_after_days
+    assert days is not None  # the definition requires it with `after_days`
+    return now - entered_at >= timedelta(days=days)
 
 
 def _sent_today(sent_on: Mapping[str, tuple[str, int]], key: str, today: str) -> int:

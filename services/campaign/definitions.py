@@ -10,7 +10,7 @@ import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from shared.events import CUSTOM_TYPE, EVENT_TYPES
 
@@ -183,7 +183,12 @@ class Campaign(BaseModel):
     action: Action
     holdout_pct: Percent = 0
     frequency_cap: FrequencyCap = FrequencyCap()
-    reentry: bool = False
+    # May a customer who entered the campaign (was acted on or held out) enter it again:
+    # `never`, `always`, or `after_days` (once `reentry_after_days` have passed since they last entered).
+    reentry: Literal["never", "always", "after_days"] = "never"
+    reentry_after_days: float | None = Field(default=None, gt=0, le=3650, validate_default=True)
+    # Drop a delayed trigger still waiting when the customer converts (a store visit, an order).
+    exit_on_conversion: bool = True
     priority: int = Field(default=0, ge=-1000, le=1000, description="higher first when several fire at once")
     respect_quiet_hours: bool = True
     schema_version: Literal[1] = 1
@@ -193,4 +198,24 @@ class Campaign(BaseModel):
     def _id(cls, value: str) -> str:
         if not ID_PATTERN.match(value):
             raise ValueError("ids are 1-64 of a-z 0-9 _ - and start with a letter or digit")
+        return value
+
+    @field_validator("reentry", mode="before")
+    @classmethod
+    def _reentry_of_old(cls, value: object) -> object:
+        """Definitions stored (and clients written) before the modes said `reentry` as a bool."""
+        if isinstance(value, bool):
+            return "always" if value else "never"
+        return value
+
+    @field_validator("reentry_after_days")
+    @classmethod
+    def _reentry_days(cls, value: float | None, info: ValidationInfo) -> float | None:
+        """The days go with `after_days` and only with it (checked here, not on the whole model,
+        so that the error names this field)."""
+        reentry = info.data.get("reentry")  # absent when `reentry` itself was refused
+        if reentry == "after_days" and value is None:
+            raise ValueError("reentry after_days needs the number of days (reentry_after_days)")
+        if reentry is not None and reentry != "after_days" and value is not None:
+            raise ValueError(f"reentry_after_days goes with reentry after_days, not with {reentry}")
         return value

@@ -8,6 +8,12 @@ another worker's own (a merged-in score or profile, new tag rules). Ticks of the
 what was scheduled: messages deferred by quiet hours, triggers delayed by a cooldown, and SLA
 checks of leads handed to dealers.
 
+A delayed trigger waits in `scheduled` and exits its campaign before its time, recorded as a
+suppressed decision under the id it would have decided: `converted` when the customer converts
+(CONVERSIONS) and the campaign has `exit_on_conversion`, `left_audience` when an input leaves
+the customer outside the campaign's audience; at due time the audience is checked once more
+(`left_audience` again).
+
 Because every input arrives with the customer exactly as they were after it, a decision never
 waits for a consent or a profile still on its way, and a conversion always finds the touches
 before it already there (docs/causal-order.md).
@@ -15,7 +21,7 @@ before it already there (docs/causal-order.md).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -35,6 +41,9 @@ MAX_TOUCHES = 20
 PROGRAMME = "_programme"
 PROGRAMME_TREATED = "treated"
 PROGRAMME_CONTROL = "control"
+# Why a delayed trigger left its campaign before acting (suppressed decisions).
+CONVERTED = "converted"
+LEFT_AUDIENCE = "left_audience"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +121,12 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     """One input of the customer with the score and profile it led to.
 
     The event's own effects come first (consent, dealer, a conversion credited to the touches
-    before it), then the customer's view takes the new score and profile, then the triggers
-    fire in a fixed order — band, layer, tags, the event itself — each decided on the customer
-    as they are after the input. A band moved by time alone comes the same way, as scoring's
-    own input (a tick), and fires `band_left` and `band_entered` like any other."""
+    before it, and the delayed triggers it ends), then the customer's view takes the new score
+    and profile, and the delayed triggers of campaigns whose audience the customer is now
+    outside exit; then the triggers fire in a fixed order — band, layer, tags, the event
+    itself — each decided on the customer as they are after the input. A band moved by time
+    alone comes the same way, as scoring's own input (a tick), and fires `band_left` and
+    `band_entered` like any other."""
     reaction = Reaction(journey)
     event = chained.event
     if event is not None:
@@ -134,6 +145,7 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
         )
     if view != before:
         reaction.journey = replace(reaction.journey, view=view)
+    _exit_waiting(reaction, LEFT_AUDIENCE, lambda c: not in_audience(c.audience, view), context)
     input_id = chained.input_id
     fired: list[tuple[TriggerKind, str, str]] = []
     if view.band != before.band:
@@ -177,6 +189,7 @@ def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -
             reaction.conversions.append(_conversion(journey, last, event.type, event.occurred_at))
         if (programme := _last_touch(journey, event.received_at, context, programme=True)) is not None:
             reaction.conversions.append(_conversion(journey, programme, event.type, event.occurred_at))
+        _exit_waiting(reaction, CONVERTED, lambda c: c.exit_on_conversion, context)
 
 
 def on_tick(journey: Journey, context: Context) -> Reaction:
@@ -202,6 +215,10 @@ def on_tick(journey: Journey, context: Context) -> Reaction:
         elif item.kind == "trigger" and campaign is not None and active:
             if in_audience(campaign.audience, reaction.journey.view):  # checked again after the delay
                 _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, context))
+            else:  # e.g. the audience was changed meanwhile: recorded, so the figures show it
+                reaction.decisions.append(
+                    _exit(campaign, reaction.journey.view.customer_id, item.trigger_id, LEFT_AUDIENCE, now)
+                )
         elif item.kind == "sla" and campaign is not None and active:  # a paused campaign reassigns nobody
             _check_sla(reaction, campaign, item, context)
     return reaction
@@ -220,6 +237,47 @@ def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, cont
     if not now:
         return Reaction(journey)
     return _decide(journey, now, trigger_id, context)
+
+
+def _exit_waiting(
+    reaction: Reaction, reason: str, exits: Callable[[Campaign], bool], context: Context
+) -> None:
+    """Drop the delayed triggers still waiting for campaigns the customer exits (`exits` says
+    which), each recorded as a suppressed decision with `reason`. A trigger of a campaign no
+    longer defined stays: at due time it is dropped as before (paused ones are judged here like
+    active ones: the exit is the customer's, whatever the campaign's status)."""
+    journey = reaction.journey
+    if not any(s.kind == "trigger" for s in journey.scheduled):
+        return
+    by_id = {c.id: c for c in context.campaigns}
+    kept: list[Scheduled] = []
+    for item in journey.scheduled:
+        campaign = by_id.get(item.campaign_id) if item.kind == "trigger" else None
+        if campaign is not None and exits(campaign):
+            customer_id = journey.view.customer_id
+            reaction.decisions.append(_exit(campaign, customer_id, item.trigger_id, reason, context.now))
+        else:
+            kept.append(item)
+    if len(kept) < len(journey.scheduled):
+        reaction.journey = replace(journey, scheduled=tuple(kept))
+
+
+def _exit(campaign: Campaign, customer_id: str, trigger_id: str, reason: str, now: datetime) -> Decision:
+    """A delayed trigger that left its campaign, under the action id it would have decided."""
+    action = campaign.action
+    return Decision(
+        action_id=action_id(campaign.id, customer_id, trigger_id),
+        campaign_id=campaign.id,
+        customer_id=customer_id,
+        kind=action.kind,
+        channel=action.channel,
+        content_id=None,
+        variant=None,
+        outcome="suppressed",
+        reason=reason,
+        at=now,
+        points=action.points,
+    )
 
 
 def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:

@@ -16,6 +16,9 @@ class CampaignSettings(WorkerSettings):
     campaign_app_id: str = "pd-campaign"
     campaigns_poll_interval_s: float = Field(default=1.0, gt=0)
     tick_interval_s: float = Field(default=1.0, gt=0)  # how often the worker looks for what is due
+    # How often the worker hands waiting leads to consultants with capacity (and the leads of
+    # consultants made inactive to others).
+    lead_pool_interval_s: float = Field(default=5.0, gt=0)
     attribution_window_days: float = Field(default=7.0, gt=0)
     # Messaging channels stay silent between these times, China time (equal times: never).
     quiet_hours_start: time = time(21, 0)

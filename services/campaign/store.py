@@ -10,7 +10,7 @@ from shared.versioned_hash import VersionedHash
 
 from .definitions import Campaign
 
-CAMPAIGNS = VersionedHash(f"{KEY_PREFIX}campaign:campaigns")
+CAMPAIGNS = VersionedHash(f"{KEY_PREFIX}campaign:campaigns", "campaign")
 
 
 async def load_campaigns(redis: Redis) -> tuple[int, list[Campaign]]:

@@ -43,12 +43,14 @@ CAMPAIGN_FIELDS = (
     "holdout_pct",
     "frequency_cap.per_customer_per_day",
     "reentry",
+    "reentry_after_days",
+    "exit_on_conversion",
     "priority",
     "respect_quiet_hours",
 )
 CAMPAIGN_LISTS = ("audience.layers", "audience.orientations", "audience.stages", "audience.bands")
 CAMPAIGN_TAGS = ("audience.tags_all", "audience.tags_none")
-CAMPAIGN_CHECKBOXES = ("reentry", "respect_quiet_hours")
+CAMPAIGN_CHECKBOXES = ("exit_on_conversion", "respect_quiet_hours")  # `reentry`: a select of its modes
 TRIGGER_KINDS = ("band_entered", "band_left", "activity_entered", "tag_added", "layer_entered", "event")
 ACTION_KINDS = ("send_content", "invite_group", "assign_dealer", "grant_points")
 # The messaging channels, then a consultant's task list and the membership account.
@@ -110,6 +112,8 @@ def campaign_form(definition: Mapping[str, Any]) -> dict[str, Any]:
             values[name] = ", ".join(node or [])
         elif name in CAMPAIGN_CHECKBOXES:
             values[name] = bool(node)
+        elif name == "reentry" and isinstance(node, bool):  # a definition from before the modes
+            values[name] = "always" if node else "never"
         elif name == "action.variants":
             values[name] = json.dumps(node, ensure_ascii=False, indent=1) if node else ""
         else:
@@ -125,6 +129,8 @@ def new_campaign_form() -> dict[str, Any]:
             "action": {"kind": "send_content", "channel": "wecom_1v1"},
             "holdout_pct": 10,
             "frequency_cap": {"per_customer_per_day": 1},
+            "reentry": "never",
+            "exit_on_conversion": True,
             "respect_quiet_hours": True,
         }
     )

@@ -13,16 +13,17 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import FastAPI, HTTPException, Path, Query, status
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
 from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
-from shared.http import ADMIN_ONLY, serve
+from shared.http import ADMIN_ONLY, Edit, edit_of, etag, serve, stale_version
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
+from shared.versioned_hash import StaleVersion
 
 from . import read_model
 from .calibration import PlanCheck, check_plan
@@ -188,9 +189,12 @@ def create_app(
         return LeadsView(band=band, activity=activity, leads=leads)
 
     @v1.get("/scoring-plan", response_model=VersionedPlan, tags=["plan"], summary="The scoring plan in force")
-    async def get_plan() -> VersionedPlan:
-        """Version 0 is the default plan from the repository."""
-        return await load_plan(redis)
+    async def get_plan(response: Response) -> VersionedPlan:
+        """Version 0 is the default plan from the repository. The ETag is the version: send it
+        back as If-Match with a PUT, so that a concurrent change is not overwritten."""
+        plan = await load_plan(redis)
+        response.headers["ETag"] = etag(plan.version)
+        return plan
 
     @v1.put(
         "/scoring-plan",
@@ -198,13 +202,22 @@ def create_app(
         response_model=VersionedPlan,
         tags=["plan"],
         summary="Replace the scoring plan",
-        responses={422: {"description": "the plan is invalid; `detail` names each field and why"}},
+        responses={
+            409: {"description": "If-Match named a version that is no longer in force"},
+            422: {"description": "the plan is invalid; `detail` names each field and why"},
+        },
     )
-    async def put_plan(plan: ScoringPlan) -> VersionedPlan:
+    async def put_plan(
+        plan: ScoringPlan, edit: Annotated[Edit, Depends(edit_of)], response: Response
+    ) -> VersionedPlan:
         """Takes a new version; running workers apply it without a restart. Scores are decayed
-        and banded with it from the next read on."""
-        saved = await save_plan(redis, plan)
-        log.info("scoring plan replaced", extra={"plan_version": saved.version})
+        and banded with it from the next read on. Kept in the audit trail (`GET /v1/audit`)."""
+        try:
+            saved = await save_plan(redis, plan, edit.editor, edit.if_match)
+        except StaleVersion as stale:
+            raise stale_version("the scoring plan", stale.current) from None
+        log.info("scoring plan replaced", extra={"plan_version": saved.version, "by": edit.editor.holder})
+        response.headers["ETag"] = etag(saved.version)
         return saved
 
     @v1.post(

@@ -11,20 +11,32 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+from shared.audit import AUDIT, AUDIT_LUA, AUDIT_MAX, Editor
 from shared.redis import KEY_PREFIX
+from shared.versioned_hash import StaleVersion
 
 from .plan import ScoringPlan, default_plan
 
 PLAN_KEY = f"{KEY_PREFIX}scoring:plan"
 VERSION_KEY = f"{KEY_PREFIX}scoring:plan:version"
 
-# Version and document change together, or not at all.
-_SAVE = """
+# Version, document and audit entry change together, or not at all. ARGV: plan, updated_at,
+# expected version ("": any), holder, role, audit cap. Returns the new version, or -1 - the
+# current one when the expected version is not it.
+_SAVE = (
+    AUDIT_LUA
+    + """
+local current = tonumber(redis.call('GET', KEYS[2]) or '0')
+if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= current then
+  return -1 - current
+end
 local version = redis.call('INCR', KEYS[2])
 local document = '{"version":' .. version .. ',"updated_at":"' .. ARGV[2] .. '","plan":' .. ARGV[1] .. '}'
 redis.call('SET', KEYS[1], document)
+audit(KEYS[3], ARGV[6], ARGV[2], ARGV[4], ARGV[5], 'scoring_plan', 'plan', 'update', version, ARGV[1])
 return version
 """
+)
 
 
 class VersionedPlan(BaseModel):
@@ -47,8 +59,16 @@ async def load_plan(redis: Redis) -> VersionedPlan:
     return VersionedPlan.model_validate_json(raw)
 
 
-async def save_plan(redis: Redis, plan: ScoringPlan) -> VersionedPlan:
+async def save_plan(
+    redis: Redis, plan: ScoringPlan, editor: Editor, if_match: int | None = None
+) -> VersionedPlan:
+    """A new version of the plan, kept in the audit trail. StaleVersion if `if_match` is given
+    and is not the version in force."""
     updated_at = datetime.now(UTC)
     document = plan.model_dump_json()
-    version = await redis.eval(_SAVE, 2, PLAN_KEY, VERSION_KEY, document, updated_at.isoformat())
-    return VersionedPlan(version=int(version), updated_at=updated_at, plan=plan)
+    expected = "" if if_match is None else str(if_match)
+    args = (document, updated_at.isoformat(), expected, editor.holder, editor.role, AUDIT_MAX)
+    version = int(await redis.eval(_SAVE, 3, PLAN_KEY, VERSION_KEY, AUDIT, *args))
+    if version < 0:
+        raise StaleVersion("plan", -1 - version)
+    return VersionedPlan(version=version, updated_at=updated_at, plan=plan)

@@ -17,13 +17,13 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field, StringConstraints
 
 from shared.clock import clock_of, utc_now
-from shared.http import OPERATOR_ONLY, serve
+from shared.http import OPERATOR_ONLY, Edit, edit_of, serve
 from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
 from shared.scores import Activity, Band
-from shared.versioned_hash import VersionConflict
+from shared.versioned_routes import apply_change, read_one
 
 from . import read_model, segment_queries
 from .funnel import FunnelStep
@@ -216,15 +216,10 @@ def create_app(
         summary="Add a tag rule",
         responses={409: {"description": "a rule for this tag exists"}, 422: {"description": "invalid"}},
     )
-    async def create_rule(rule: TagRule) -> RulesView:
+    async def create_rule(rule: TagRule, edit: Annotated[Edit, Depends(edit_of)]) -> RulesView:
         """Running workers apply it within seconds, to every profile they hold."""
         await validated_change(rule.tag, rule)
-        try:
-            await RULES.change(redis, "create", rule.tag, rule.model_dump_json())
-        except VersionConflict:
-            raise HTTPException(
-                status.HTTP_409_CONFLICT, f"a rule for {rule.tag!r} exists: PUT to change it"
-            ) from None
+        await apply_change(redis, RULES, "rule", "create", rule.tag, rule.model_dump_json(), edit)
         log.info("tag rule added", extra={"tag": rule.tag})
         return await list_rules()
 
@@ -235,12 +230,9 @@ def create_app(
         summary="One tag rule",
         responses={404: {"description": "no rule for this tag"}},
     )
-    async def get_rule(tag: TagName) -> TagRule:
-        rules = await load_rules(redis)
-        for rule in rules.rules:
-            if rule.tag == tag:
-                return rule
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule for {tag!r}")
+    async def get_rule(tag: TagName, response: Response) -> TagRule:
+        """The ETag is the rule's version: send it back as If-Match with a PUT or DELETE."""
+        return TagRule.model_validate_json(await read_one(redis, RULES, "rule", tag, response))
 
     @v1.put(
         "/tag-rules/{tag}",
@@ -248,17 +240,22 @@ def create_app(
         response_model=RulesView,
         tags=["tag rules"],
         summary="Add or replace a tag rule",
-        responses={422: {"description": "invalid, or the body names another tag"}},
+        responses={
+            409: {"description": "If-Match named a version of the rule that moved on"},
+            422: {"description": "invalid, or the body names another tag"},
+        },
     )
-    async def put_rule(tag: TagName, rule: Annotated[TagRule, Body()]) -> RulesView:
+    async def put_rule(
+        tag: TagName, rule: Annotated[TagRule, Body()], edit: Annotated[Edit, Depends(edit_of)]
+    ) -> RulesView:
         if rule.tag != tag:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"loc": ["body", "tag"], "msg": f"must be {tag!r}, the tag in the path"}],
             )
         await validated_change(tag, rule)
-        await RULES.change(redis, "put", tag, rule.model_dump_json())
-        log.info("tag rule put", extra={"tag": tag})
+        await apply_change(redis, RULES, "rule", "put", tag, rule.model_dump_json(), edit)
+        log.info("tag rule put", extra={"tag": tag, "by": edit.editor.holder})
         return await list_rules()
 
     @v1.delete(
@@ -267,14 +264,14 @@ def create_app(
         status_code=status.HTTP_204_NO_CONTENT,
         tags=["tag rules"],
         summary="Delete a tag rule",
-        responses={404: {"description": "no rule for this tag"}},
+        responses={
+            404: {"description": "no rule for this tag"},
+            409: {"description": "If-Match named a version of the rule that moved on"},
+        },
     )
-    async def delete_rule(tag: TagName) -> Response:
+    async def delete_rule(tag: TagName, edit: Annotated[Edit, Depends(edit_of)]) -> Response:
         """Customers lose the tag as running workers apply the change."""
-        try:
-            await RULES.change(redis, "delete", tag)
-        except VersionConflict:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rule for {tag!r}") from None
+        await apply_change(redis, RULES, "rule", "delete", tag, "", edit)
         log.info("tag rule deleted", extra={"tag": tag})
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 

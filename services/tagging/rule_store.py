@@ -10,7 +10,7 @@ from shared.versioned_hash import VersionedHash
 
 from .rules import RuleSet, TagRule
 
-RULES = VersionedHash(f"{KEY_PREFIX}tagging:rules")
+RULES = VersionedHash(f"{KEY_PREFIX}tagging:rules", "tag_rule")
 
 
 async def rules_version(redis: Redis) -> int:

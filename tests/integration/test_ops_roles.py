@@ -47,6 +47,8 @@ def test_a_viewer_reads_but_gets_403_on_every_change(
             campaigns.post("/v1/campaigns", json=campaign_definition(f"roles-{uuid.uuid4().hex[:6]}")),
             campaigns.post("/v1/campaigns/examples"),
             campaigns.post("/v1/dead-letters/replay", json={"ids": ["touchpoint.events.v1.dlq:0:0"]}),
+            campaigns.put("/v1/dealers/stores/roles", json={"id": "roles", "city": "wuhan", "brand": "demo"}),
+            campaigns.delete("/v1/dealers/consultants/roles-a"),
         ]
         for answer in refused:
             assert answer.status_code == 403, (answer.request.url, answer.text)

@@ -6,12 +6,12 @@ from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.campaign.batch import merge_journeys
+from services.campaign.batch import JourneyRecord, merge_journeys
 from services.campaign.consent import Consent, consents_after
-from services.campaign.dealers import Consultant, Desk, assign, sla_missed
 from services.campaign.decide import Pacing, decide
 from services.campaign.definitions import Campaign, Channel, TriggerKind
 from services.campaign.examples import example_campaigns
@@ -27,6 +27,7 @@ from services.campaign.targeting import (
     variant_of,
 )
 from shared.channels import CONSENT_CHANNELS, MESSAGING_CHANNELS
+from shared.record_table import RecordCodec
 from tests.unit.test_campaign_journey import touch
 
 # 10:00 in China: outside quiet hours.
@@ -46,7 +47,7 @@ MINIMAL = {
     },
     "holdout_pct": 0,
     "frequency_cap": {"per_customer_per_day": 1},
-    "reentry": False,
+    "reentry": "never",
 }
 EARLIER = DAY - timedelta(days=1)
 WECOM_FRIEND = {"wecom_1v1": Consent(True, EARLIER), "wecom_group": Consent(True, EARLIER)}
@@ -299,12 +300,132 @@ def test_suppression_reasons() -> None:
     assert (sent.outcome, sent.channel, sent.content_id) == ("sent", Channel.wecom_1v1, "c-spec-compare")
     _, [again] = decide(customer(), pacing, [nurture], "e2", DAY, QUIET)
     assert again.reason == "already_entered"
-    reentrant = campaign(reentry=True)
+    reentrant = campaign(reentry="always")
     pacing, _ = decide(customer(), Pacing(), [reentrant], "e1", DAY, QUIET)
     _, [capped] = decide(customer(), pacing, [reentrant], "e2", DAY + timedelta(hours=2), QUIET)
     assert capped.reason == "frequency_cap"
     _, [next_day] = decide(customer(), pacing, [reentrant], "e3", DAY + timedelta(days=1), QUIET)
     assert next_day.outcome == "sent"
+
+
+def decided_again(after: timedelta, nurture: Campaign) -> tuple[str, str | None]:
+    """The customer enters `nurture` at DAY (10:00 China); it fires again `after` later."""
+    pacing, [first] = decide(customer(), Pacing(), [nurture], "e1", DAY, QUIET)
+    assert first.outcome == "sent" and pacing.entered == {nurture.id}
+    assert pacing.entered_at == {nurture.id: DAY}
+    _, [again] = decide(customer(), pacing, [nurture], "e2", DAY + after, QUIET)
+    return again.outcome, again.reason
+
+
+def test_reentry_never_always_and_after_days() -> None:
+    never, always = campaign(), campaign(reentry="always")
+    after_3 = campaign(reentry="after_days", reentry_after_days=3)
+    assert never.reentry == "never"  # the default
+    assert decided_again(timedelta(days=1), never) == ("suppressed", "already_entered")
+    assert decided_again(timedelta(days=400), never) == ("suppressed", "already_entered")
+    assert decided_again(timedelta(days=1), always) == ("sent", None)
+    # Same day: `always` lets them in, and the frequency cap, not re-entry, stops the second send.
+    assert decided_again(timedelta(hours=2), always) == ("suppressed", "frequency_cap")
+    almost = timedelta(days=3) - timedelta(minutes=1)  # 09:59 China, outside quiet hours
+    assert decided_again(almost, after_3) == ("suppressed", "already_entered")
+    assert decided_again(timedelta(days=3), after_3) == ("sent", None)
+    assert decided_again(timedelta(days=30), after_3) == ("sent", None)
+
+
+def test_after_days_count_from_the_last_entry() -> None:
+    after_3 = campaign(reentry="after_days", reentry_after_days=3)
+    pacing, _ = decide(customer(), Pacing(), [after_3], "e1", DAY, QUIET)
+    pacing, [second] = decide(customer(), pacing, [after_3], "e2", DAY + timedelta(days=3), QUIET)
+    assert second.outcome == "sent" and pacing.entered_at == {after_3.id: DAY + timedelta(days=3)}
+    _, [third] = decide(customer(), pacing, [after_3], "e3", DAY + timedelta(days=5), QUIET)
+    assert third.reason == "already_entered"  # 2 days after the second entry, not 5 after the first
+    # A suppressed trigger is no entry: the time stays that of the last entry.
+    blocked, _ = decide(customer(), pacing, [after_3], "e3", DAY + timedelta(days=5), QUIET)
+    assert blocked.entered_at == {after_3.id: DAY + timedelta(days=3)}
+
+
+def test_a_holdout_decision_is_an_entry_too() -> None:
+    held_out = campaign(holdout_pct=100, reentry="after_days", reentry_after_days=1)
+    pacing, [held] = decide(customer(), Pacing(), [held_out], "e1", DAY, QUIET)
+    assert held.reason == "holdout" and pacing.entered_at == {held_out.id: DAY}
+    _, [again] = decide(customer(), pacing, [held_out], "e2", DAY + timedelta(hours=2), QUIET)
+    assert again.reason == "already_entered"
+
+
+def test_an_entry_from_before_the_times_were_kept_counts_as_long_ago() -> None:
+    old = Pacing(entered=frozenset({"high-intent-nurture"}))  # a row without entered_at
+    after_3 = campaign(reentry="after_days", reentry_after_days=3)
+    pacing, [sent] = decide(customer(), old, [after_3], "e1", DAY, QUIET)
+    assert sent.outcome == "sent" and pacing.entered_at == {after_3.id: DAY}
+    _, [never] = decide(customer(), old, [campaign()], "e1", DAY, QUIET)
+    assert never.reason == "already_entered"
+
+
+def test_journeys_stored_without_entry_times_read_back() -> None:
+    codec = RecordCodec(JourneyRecord)
+    pacing = Pacing(entered=frozenset({"a", "b"}), entered_at={"a": DAY})
+    row = JourneyRecord(journey=replace(new_journey("cus_1"), pacing=pacing))
+    assert codec.decode(codec.encode(row)) == row
+    written = orjson.loads(codec.encode(row))
+    del written["journey"]["pacing"]["entered_at"]  # the shape written before this field
+    old = codec.decode(orjson.dumps(written)).journey.pacing
+    assert old.entered == {"a", "b"} and old.entered_at == {}
+
+
+@pytest.mark.parametrize(
+    ("stored", "mode"), [(True, "always"), (False, "never"), ("after_days", "after_days")]
+)
+def test_reentry_stored_as_a_bool_reads_as_a_mode(stored: object, mode: str) -> None:
+    days = {"reentry_after_days": 7} if mode == "after_days" else {}
+    read = Campaign.model_validate_json(orjson.dumps(MINIMAL | {"reentry": stored} | days))
+    assert read.reentry == mode
+    assert read.model_dump(mode="json")["reentry"] == mode  # written back as the mode
+    points = next(c for c in example_campaigns() if c.id == "community-post-points")
+    assert points.reentry == "always"
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"reentry": "after_days"}, "reentry after_days needs the number of days"),
+        ({"reentry": "after_days", "reentry_after_days": 0}, "greater than 0"),
+        ({"reentry": "after_days", "reentry_after_days": 3651}, "less than or equal to 3650"),
+        ({"reentry": "always", "reentry_after_days": 3}, "goes with reentry after_days, not with always"),
+        ({"reentry": "never", "reentry_after_days": 3}, "goes with reentry after_days, not with never"),
+        ({"reentry_after_days": 3}, "goes with reentry after_days, not with never"),
+    ],
+)
+def test_reentry_days_go_with_after_days_only(changes: dict, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        campaign(**changes)
+    [error] = caught.value.errors()
+    assert error["loc"] == ("reentry_after_days",)  # the API's 422 names the field
+    assert message in error["msg"]
+
+
+def test_an_unknown_reentry_mode_is_refused() -> None:
+    with pytest.raises(ValidationError) as caught:
+        campaign(reentry="sometimes")
+    assert [e["loc"] for e in caught.value.errors()] == [("reentry",)]
+    with pytest.raises(ValidationError):
+        campaign(reentry=1)  # only real booleans are the old shape
+
+
+def test_merged_customers_keep_the_later_entry_per_campaign() -> None:
+    later = DAY + timedelta(days=2)
+    one = replace(
+        new_journey("cus_1"),
+        pacing=Pacing(entered=frozenset({"a", "b"}), entered_at={"a": DAY, "b": later}),
+    )
+    other = replace(
+        new_journey("cus_2"),
+        pacing=Pacing(entered=frozenset({"a", "c", "old"}), entered_at={"a": later, "c": DAY}),
+    )
+    expected = {"a": later, "b": later, "c": DAY}
+    for survivor, merged in ((one, other), (other, one)):  # whoever survives
+        pacing = merge_journeys(survivor, merged).pacing
+        assert pacing.entered_at == expected
+        assert pacing.entered == {"a", "b", "c", "old"}  # "old": entered before times were kept
 
 
 def test_a_channels_daily_cap_holds_across_campaigns_and_priority_takes_the_place() -> None:
@@ -370,35 +491,6 @@ def test_a_replayed_trigger_decides_the_same_action_ids() -> None:
     again = decide(customer(), Pacing(), [campaign()], "e1", DAY + timedelta(seconds=5), QUIET)[1][0]
     other = decide(customer(), Pacing(), [campaign()], "e2", DAY, QUIET)[1][0]
     assert first.action_id == again.action_id != other.action_id
-
-
-ROSTER = [
-    Consultant(id="sh-1-a", dealer_id="d-sh-1", city="shanghai", daily_capacity=2),
-    Consultant(id="sh-1-b", dealer_id="d-sh-1", city="shanghai", daily_capacity=2),
-    Consultant(id="sh-2-a", dealer_id="d-sh-2", city="shanghai", daily_capacity=1),
-    Consultant(id="bj-1-a", dealer_id="d-bj-1", city="beijing", daily_capacity=1),
-]
-
-
-def test_leads_go_round_robin_to_the_customers_dealer_then_city_then_anyone() -> None:
-    desk, picked = Desk(), []
-    for _ in range(6):
-        who, desk = assign(ROSTER, desk, "d-sh-1", "shanghai", DAY)
-        picked.append(who)
-    assert picked == ["sh-1-a", "sh-1-b", "sh-1-a", "sh-1-b", "sh-2-a", "bj-1-a"]
-    who, desk = assign(ROSTER, desk, "d-sh-1", "shanghai", DAY)
-    assert who is None  # everyone is at capacity today
-    who, _ = assign(ROSTER, desk, "d-sh-1", "shanghai", DAY + timedelta(days=1))
-    assert who is not None  # capacity is per day
-
-
-def test_a_missed_sla_reassigns_to_someone_else() -> None:
-    first, desk = assign(ROSTER, Desk(), "d-sh-1", None, DAY)
-    assert sla_missed(DAY, 24, None, DAY + timedelta(hours=25))
-    assert not sla_missed(DAY, 24, DAY + timedelta(hours=3), DAY + timedelta(hours=25))
-    assert not sla_missed(DAY, 24, None, DAY + timedelta(hours=23))
-    second, _ = assign(ROSTER, desk, "d-sh-1", None, DAY, exclude=frozenset({first}))
-    assert second not in (first, None)
 
 
 def test_a_paused_campaign_neither_reassigns_its_leads_nor_acts_on_delayed_triggers() -> None:

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from services.campaign.decide import Decision
 from services.campaign.examples import example_campaigns
 from services.campaign.inputs import CampaignEvent
 from services.campaign.journey import PROGRAMME, Context, new_journey, on_event, on_input, on_tick
@@ -141,8 +142,12 @@ def test_wuling_defeated_leads_are_recalled_after_the_cooldown_unless_the_need_d
         journey, profile("defeated", "intent", added=("defeat_reason:need_mismatch",)), context()
     )
     assert not mismatch.journey.scheduled
-    # Recalled before the cooldown ended: no longer in the audience, nothing is sent.
+    # Recalled before the cooldown ended: no longer in the audience, the waiting trigger exits
+    # at once (recorded), and nothing is sent when it would have been due.
     back = on_profile(lost.journey, profile("intent", "defeated", added=("recalled",)), context())
+    assert [(d.campaign_id, d.outcome, d.reason) for d in back.decisions] == [
+        ("defeated-recall", "suppressed", "left_audience")
+    ]
     assert on_tick(back.journey, context(DAY + timedelta(hours=72))).decisions == []
 
 
@@ -301,3 +306,116 @@ def test_the_global_control_group_is_a_stable_share_of_customers() -> None:
     # The same answer in every process and release (a changed hash would regroup everyone).
     assert members[:3] == ["cus_14", "cus_38", "cus_56"] and not in_global_control("cus_0", 5)
     assert not any(in_global_control(f"cus_{n}", 0) for n in range(1000))
+
+
+def waiting_recall(at: datetime = DAY):
+    """A WeCom friend who was just defeated (budget): the recall waits out its 72 h cooldown."""
+    journey = on_event(journey_of(), touch("wecom.friend_added", at), context(at)).journey
+    lost = on_profile(journey, profile("defeated", "intent", added=("defeat_reason:budget",)), context(at))
+    assert not lost.decisions
+    (waiting,) = lost.journey.scheduled
+    assert (waiting.kind, waiting.campaign_id) == ("trigger", "defeated-recall")
+    return lost.journey
+
+
+def recall_at_due(journey) -> Decision:
+    """What the waiting recall decides at its time, had nothing happened: its action id is the
+    one an exit records."""
+    (recall,) = on_tick(journey, context(DAY + timedelta(hours=72))).decisions
+    assert (recall.campaign_id, recall.outcome) == ("defeated-recall", "sent")
+    return recall
+
+
+def test_a_conversion_ends_the_waiting_delayed_trigger() -> None:
+    journey = waiting_recall()
+    visit_at = DAY + timedelta(days=1)
+    visited = on_event(journey, touch("store.visit", visit_at, dealer_id="d1"), context(visit_at))
+    (exited,) = visited.decisions
+    assert (exited.campaign_id, exited.outcome, exited.reason, exited.at) == (
+        "defeated-recall",
+        "suppressed",
+        "converted",
+        visit_at,
+    )
+    assert (exited.kind, exited.channel) == ("send_content", "wecom_1v1")
+    assert exited.action_id == recall_at_due(journey).action_id
+    assert visited.journey.scheduled == ()
+    assert on_tick(visited.journey, context(DAY + timedelta(hours=72))).decisions == []
+
+
+def test_without_exit_on_conversion_the_delayed_trigger_still_acts() -> None:
+    stays = [
+        c.model_copy(update={"exit_on_conversion": False}) if c.id == "defeated-recall" else c
+        for c in CAMPAIGNS
+    ]
+    journey = waiting_recall()
+    visit_at = DAY + timedelta(days=1)
+    visited = on_event(journey, touch("order.placed", visit_at, vehicle_model="g6"), Context(stays, visit_at))
+    assert visited.decisions == [] and len(visited.journey.scheduled) == 1
+    (recall,) = on_tick(visited.journey, Context(stays, DAY + timedelta(hours=72))).decisions
+    assert (recall.campaign_id, recall.outcome) == ("defeated-recall", "sent")
+
+
+def test_a_conversion_with_nothing_waiting_exits_nothing() -> None:
+    journey = on_event(journey_of(), touch("wecom.friend_added"), context()).journey
+    journey = on_score(journey, band("high", "medium"), context()).journey
+    hot = on_score(journey, band("hot", "high"), context()).journey  # a lead: an SLA check waits
+    assert [s.kind for s in hot.scheduled] == ["sla"]
+    visited = on_event(hot, touch("store.visit", DAY + timedelta(hours=1), dealer_id="d1"), context())
+    assert visited.decisions == []
+    assert visited.conversions  # credited as ever
+    assert visited.journey.scheduled == hot.scheduled  # SLA checks are not triggers: they stay
+
+
+def test_an_input_that_leaves_the_audience_ends_the_waiting_trigger() -> None:
+    journey = waiting_recall()
+    # Still defeated, but the need did not match after all: the audience excludes that tag.
+    mismatch = profile(
+        "defeated", "defeated", tags=("defeat_reason:budget",), added=("defeat_reason:need_mismatch",)
+    )
+    at = DAY + timedelta(hours=5)
+    reaction = on_profile(journey, mismatch, context(at))
+    (exited,) = reaction.decisions
+    assert (exited.campaign_id, exited.outcome, exited.reason, exited.at) == (
+        "defeated-recall",
+        "suppressed",
+        "left_audience",
+        at,
+    )
+    assert exited.action_id == recall_at_due(journey).action_id
+    assert reaction.journey.scheduled == ()
+
+
+def test_an_input_within_the_audience_leaves_the_trigger_waiting() -> None:
+    journey = waiting_recall()
+    clicked = on_event(journey, touch("content.click", DAY + timedelta(hours=1), content_id="c1"), context())
+    assert clicked.decisions == [] and clicked.journey.scheduled == journey.scheduled
+    still = on_profile(journey, profile("defeated", "defeated", tags=("defeat_reason:budget",)), context())
+    assert still.decisions == [] and still.journey.scheduled == journey.scheduled
+
+
+def test_a_customer_outside_the_audience_at_due_time_is_recorded_as_left() -> None:
+    journey = waiting_recall()
+    # Ops narrowed the audience during the cooldown, and no input of the customer came since.
+    narrowed = [
+        c.model_copy(update={"audience": c.audience.model_copy(update={"layers": ["owner"]})})
+        if c.id == "defeated-recall"
+        else c
+        for c in CAMPAIGNS
+    ]
+    due = DAY + timedelta(hours=72)
+    reaction = on_tick(journey, Context(narrowed, due))
+    (exited,) = reaction.decisions
+    assert (exited.campaign_id, exited.outcome, exited.reason, exited.at) == (
+        "defeated-recall",
+        "suppressed",
+        "left_audience",
+        due,
+    )
+    assert exited.action_id == recall_at_due(journey).action_id
+    assert reaction.journey.scheduled == ()
+    # Paused meanwhile: the trigger is dropped at due time without a decision, as before.
+    paused = [
+        c.model_copy(update={"status": "paused"}) if c.id == "defeated-recall" else c for c in CAMPAIGNS
+    ]
+    assert on_tick(journey, Context(paused, due)).decisions == []

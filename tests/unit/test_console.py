@@ -94,6 +94,8 @@ def test_a_campaign_form_becomes_the_definition_the_api_takes() -> None:
         "action.variants": [""],
         "holdout_pct": ["10"],
         "frequency_cap.per_customer_per_day": ["1"],
+        "reentry": ["never"],
+        "reentry_after_days": [""],
         "respect_quiet_hours": ["1"],
     }
     definition, errors = forms.campaign_of(posted)
@@ -118,7 +120,8 @@ def test_a_campaign_form_becomes_the_definition_the_api_takes() -> None:
         },
         "holdout_pct": "10",
         "frequency_cap": {"per_customer_per_day": "1"},
-        "reentry": False,
+        "reentry": "never",  # and no reentry_after_days: left empty, not sent
+        "exit_on_conversion": False,  # a checkbox left unchecked
         "respect_quiet_hours": True,
     }
     # And back: the form shows what the definition holds.
@@ -126,7 +129,85 @@ def test_a_campaign_form_becomes_the_definition_the_api_takes() -> None:
     assert values["audience.tags_all"] == "interest:suv, price_sensitive"
     assert values["audience.layers"] == ["prospect", "intent"]
     assert values["action.content.default"] == "c-brand"
-    assert values["respect_quiet_hours"] is True and values["reentry"] is False
+    assert values["respect_quiet_hours"] is True and values["exit_on_conversion"] is False
+    assert values["reentry"] == "never" and values["reentry_after_days"] == ""
+
+
+def test_reentry_after_days_and_exit_on_conversion_go_to_the_api_as_typed() -> None:
+    from services.campaign.definitions import Campaign
+
+    posted = {
+        "id": ["recall"],
+        "name": ["recall"],
+        "trigger.on": ["layer_entered"],
+        "trigger.value": ["defeated"],
+        "trigger.delay_hours": ["72"],
+        "action.kind": ["send_content"],
+        "action.channel": ["wecom_1v1"],
+        "action.content.default": ["c-recall"],
+        "reentry": ["after_days"],
+        "reentry_after_days": ["30"],
+        "exit_on_conversion": ["1"],
+    }
+    definition, errors = forms.campaign_of(posted)
+    assert errors == {}
+    assert (definition["reentry"], definition["reentry_after_days"]) == ("after_days", "30")
+    assert definition["exit_on_conversion"] is True
+    campaign = Campaign.model_validate(definition)
+    assert (campaign.reentry, campaign.reentry_after_days, campaign.exit_on_conversion) == (
+        "after_days",
+        30,
+        True,
+    )
+    values = forms.campaign_form(campaign.model_dump(mode="json"))
+    assert (values["reentry"], values["reentry_after_days"], values["exit_on_conversion"]) == (
+        "after_days",
+        "30.0",
+        True,
+    )
+
+
+def test_a_new_campaign_form_never_re_enters_and_exits_on_conversion() -> None:
+    values = forms.new_campaign_form()
+    assert values["reentry"] == "never" and values["reentry_after_days"] == ""
+    assert values["exit_on_conversion"] is True
+    # A definition from before the modes, with re-entry as a bool, shows as its mode.
+    assert forms.campaign_form({"reentry": True})["reentry"] == "always"
+    assert forms.campaign_form({"reentry": False})["reentry"] == "never"
+
+
+def test_the_campaign_form_offers_the_reentry_modes() -> None:
+    from services.console.app import templates
+
+    page = (
+        templates()
+        .env.get_template("campaign_form.html")
+        .render(
+            t=translator("en"),
+            v=value_namer("en"),
+            lang="en",
+            other_lang="zh-CN",
+            here="",
+            csrf="x",
+            signed_in=True,
+            refresh_s=30,
+            nav="campaigns",
+            editing=None,
+            values=forms.new_campaign_form(),
+            errors={"reentry_after_days": ["reentry after_days needs the number of days"]},
+            trigger_kinds=forms.TRIGGER_KINDS,
+            action_kinds=forms.ACTION_KINDS,
+            channels=forms.CHANNELS,
+        )
+    )
+    assert '<select name="reentry">' in page
+    for mode in ("never", "always", "after_days"):
+        assert f'<option value="{mode}"' in page
+    assert '<option value="never" selected>' in page
+    assert 'name="reentry_after_days" value=""' in page
+    assert 'name="exit_on_conversion" value="1" checked' in page
+    assert 'type="checkbox" name="reentry"' not in page  # no longer a checkbox
+    assert "reentry after_days needs the number of days" in page  # the API's error at its field
 
 
 def test_the_campaign_model_takes_what_the_form_sends() -> None:
@@ -160,6 +241,7 @@ def test_api_errors_land_at_the_fields_they_name() -> None:
         {"loc": ["body", "action", "variants", 0, "name"], "msg": "String should match pattern"},
         {"loc": ["body", "action", "content", "default"], "msg": "Field required"},
         {"loc": ["body", "surprise"], "msg": "Extra inputs are not permitted"},
+        {"loc": ["body", "reentry_after_days"], "msg": "Value error, reentry after_days needs the number"},
     ]
     placed = forms.errors_at_fields(detail, (*forms.CAMPAIGN_FIELDS, *forms.CAMPAIGN_GROUPS))
     assert placed == {
@@ -168,6 +250,7 @@ def test_api_errors_land_at_the_fields_they_name() -> None:
         "action.variants": ["String should match pattern"],
         "action.content.default": ["Field required"],
         forms.FORM_ERROR: ["Extra inputs are not permitted"],
+        "reentry_after_days": ["reentry after_days needs the number"],
     }
     assert forms.errors_at_fields("campaign 'x' exists", ["id"]) == {
         forms.FORM_ERROR: ["campaign 'x' exists"]

@@ -39,6 +39,8 @@ CONTRACT_METRICS = {
     "pd_consumer_lag",
     "pd_ingest_event_count_failures_total",
     "pd_console_request_seconds",
+    "pd_campaign_leads",
+    "pd_campaign_sla_misses_total",
 }
 SEVERITIES = {"critical", "warning", "info"}
 METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
