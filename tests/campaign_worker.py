@@ -12,8 +12,10 @@ import redis
 
 from services.campaign.examples import example_campaigns
 from services.campaign.read_model import DUE, PREFIX
+from services.campaign.roster_store import CONSULTANTS, STORES
 from services.campaign.store import CAMPAIGNS
 from shared.topics import TAGGED_INPUTS
+from stack.demo import demo_roster
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
 from tests.scoring_worker import FAST_GROUP
@@ -38,11 +40,18 @@ def campaign_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides:
 
 
 def add_example_campaigns(redis_url: str) -> None:
+    """The example campaigns and the demo's dealer roster, as the demo loads them."""
     client = redis.Redis.from_url(redis_url)
+    roster = demo_roster()
     try:
-        for number, campaign in enumerate(example_campaigns(), start=1):
-            client.hset(CAMPAIGNS.key, campaign.id, campaign.model_dump_json())
-            client.set(CAMPAIGNS.version_key, number)
+        for documents, items in (
+            (CAMPAIGNS, example_campaigns()),
+            (STORES, roster.stores),
+            (CONSULTANTS, roster.consultants),
+        ):
+            for item in items:
+                client.hset(documents.key, item.id, item.model_dump_json())
+            client.set(documents.version_key, len(items))
     finally:
         client.close()
 
