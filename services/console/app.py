@@ -26,7 +26,7 @@ from shared.web_assets import assets_dir, vendor_router
 from . import views
 from .ops_client import ApiError, OpsApis, SignedOut
 from .pages import TEMPLATES, Console, FormExpired, NotSignedIn, Page
-from .routes import auth, campaigns, customers, dead_letters, overview, pending, plan, rules, segments
+from .routes import auth, campaigns, customers, dead_letters, dealers, overview, plan, rules, segments
 from .session import SESSION_COOKIE, SessionCodec
 from .settings import ConsoleSettings
 
@@ -143,7 +143,7 @@ def create_app(settings: ConsoleSettings, registry: CollectorRegistry | None = N
     async def favicon() -> FileResponse:  # browsers ask for it on pages that do not name one
         return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
-    for module in (auth, overview, customers, segments, campaigns, rules, plan, dead_letters, pending):
+    for module in (auth, overview, customers, segments, campaigns, rules, plan, dealers, dead_letters):
         app.include_router(module.router)
     return app
 

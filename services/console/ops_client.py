@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from .forms import errors_at_fields
+from .forms import FORM_ERROR, errors_at_fields
 
 
 class ApiError(Exception):
@@ -47,15 +47,25 @@ class OpsApi:
         *,
         params: Any = None,
         json: Any = None,
+        if_match: str | None = None,
     ) -> Any:
-        """The answer's JSON (None for 204). Raises SignedOut on 401 and ApiError otherwise."""
+        """The answer's JSON (None for 204). Raises SignedOut on 401 and ApiError otherwise.
+        `if_match`: the ETag of the version a change edits (409 if it moved on)."""
+        response = await self._request(method, path, token, params, json, if_match)
+        return None if response.status_code == 204 else response.json()
+
+    async def read_versioned(self, path: str, token: str) -> tuple[Any, str | None]:
+        """One item's JSON and its ETag (the version to send back as If-Match)."""
+        response = await self._request("GET", path, token, None, None, None)
+        return response.json(), response.headers.get("ETag")
+
+    async def _request(
+        self, method: str, path: str, token: str, params: Any, json: Any, if_match: str | None
+    ) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} | ({"If-Match": if_match} if if_match else {})
         try:
             response = await self.http.request(
-                method,
-                self.base_url + path,
-                params=params,
-                json=json,
-                headers={"Authorization": f"Bearer {token}"},
+                method, self.base_url + path, params=params, json=json, headers=headers
             )
         except httpx.HTTPError as error:
             raise ApiError(self.service, 0, f"unreachable: {type(error).__name__}") from error
@@ -67,7 +77,7 @@ class OpsApi:
             except ValueError:
                 detail = response.text[:300]
             raise ApiError(self.service, response.status_code, detail)
-        return None if response.status_code == 204 else response.json()
+        return response
 
     async def get(self, path: str, token: str, params: Any = None) -> Any:
         return await self.call("GET", path, token, params=params)
@@ -98,16 +108,24 @@ async def gather(calls: Mapping[str, Awaitable[Any]]) -> dict[str, Any]:
 
 
 async def refusal_of(
-    api: OpsApi, method: str, path: str, token: str, body: Any, placed_at: Iterable[str], conflict_at: str
+    api: OpsApi,
+    method: str,
+    path: str,
+    token: str,
+    body: Any,
+    placed_at: Iterable[str],
+    conflict_at: str,
+    if_match: str | None = None,
 ) -> dict[str, list[str]] | None:
     """Send a form's definition: None when the API took it, else why not, at the form's fields
-    (a 422's errors where their `loc` points, a 409 at `conflict_at`)."""
+    (a 422's errors where their `loc` points, a 409 at `conflict_at`; a 409 for a stale
+    `if_match` — someone saved the item after the form was opened — above the form)."""
     try:
-        await api.call(method, path, token, json=body)
+        await api.call(method, path, token, json=body, if_match=if_match)
     except ApiError as error:
         if error.status == 422:
             return errors_at_fields(error.detail, placed_at)
         if error.status == 409:
-            return {conflict_at: [str(error.detail)]}
+            return {FORM_ERROR if if_match else conflict_at: [str(error.detail)]}
         raise
     return None

@@ -26,7 +26,9 @@ import redis
 from kafka import KafkaProducer
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
+from services.campaign.roster_cli import load_roster
 from shared.topics import TOUCHPOINT_EVENTS
+from stack.demo import demo_roster
 from stack.posting import post_events
 from stack.summary import wait_until_settled
 from stack.traffic import CHINA, in_time_order, journeys
@@ -118,9 +120,10 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
 
 
 def _load_demo_traffic(demo: DemoStack, worker_metrics: list[str]) -> None:
-    """What `make demo` does: the example campaigns, then the demo's journeys through ingest."""
+    """What `make demo` does: the example campaigns and roster, then the demo's journeys."""
     with demo.api(demo.campaign) as api:
         api.post("/v1/campaigns/examples").raise_for_status()
+        load_roster(api, demo_roster(), progress=False)
     batch = journeys(CUSTOMERS, seed=7, now=datetime.now(CHINA))
     events = in_time_order(batch)
     with httpx.Client(base_url=demo.ingest, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=30) as client:
@@ -490,3 +493,41 @@ def test_dead_letters_are_listed_and_replayed_from_the_console(demo: DemoStack, 
         lambda: listed() or expect(page.locator("tr[data-letter]", has_text=poison.decode())).to_have_count(2)
     )
     assert english.problems == []
+
+
+def test_the_dealers_page_shows_the_network_and_makes_a_consultant_inactive(
+    demo: DemoStack, english: Watched
+) -> None:
+    _sign_in(english, demo)
+    page = english.page
+    page.goto(demo.console + "/dealers")
+    with demo.api(demo.campaign) as api:
+        counts = api.get("/v1/leads", params={"state": "open"}).json()["counts"]
+    expect(page.get_by_test_id("state-open")).to_contain_text(str(counts["open"]))
+    row = page.locator('tr[data-consultant="d-hz-001-b"]')
+    expect(row).to_be_visible()
+    row.get_by_test_id("toggle-d-hz-001-b").click()
+    expect(page.locator('tr[data-consultant="d-hz-001-b"]')).to_contain_text("inactive")
+    with demo.api(demo.campaign) as api:
+        assert api.get("/v1/dealers/consultants/d-hz-001-b").json()["active"] is False
+        trail = api.get("/v1/audit", params={"item": "d-hz-001-b"}).json()["entries"]
+        assert (trail[0]["change"], trail[0]["document"]["active"]) == ("update", False)
+    page.locator('tr[data-consultant="d-hz-001-b"]').get_by_test_id("toggle-d-hz-001-b").click()
+    expect(page.locator('tr[data-consultant="d-hz-001-b"]')).not_to_contain_text("inactive")
+    assert english.problems == []
+
+
+def test_a_campaign_changed_by_someone_else_meanwhile_is_not_overwritten(
+    demo: DemoStack, english: Watched
+) -> None:
+    _sign_in(english, demo)
+    page = english.page
+    page.goto(demo.console + "/campaigns/prospect-nurture/edit")
+    with demo.api(demo.campaign) as api:  # a colleague saves first
+        theirs = api.get("/v1/campaigns/prospect-nurture").json() | {"name": "Renamed by a colleague"}
+        assert api.put("/v1/campaigns/prospect-nurture", json=theirs).status_code == 200
+    page.fill("input[name=name]", "Mine")
+    page.get_by_test_id("save").click()
+    expect(page.get_by_test_id("form-errors")).to_contain_text("changed since")
+    with demo.api(demo.campaign) as api:
+        assert api.get("/v1/campaigns/prospect-nurture").json()["name"] == "Renamed by a colleague"

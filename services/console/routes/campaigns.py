@@ -82,6 +82,9 @@ async def new_form(page: PageOf) -> HTMLResponse:
 
 async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
     posted = posted_values(form)
+    # The version the edit form was opened on: sent as If-Match, so a change saved by someone
+    # else in between is refused rather than overwritten; carried along when the form is shown back.
+    version = (posted.get("_version", [""])[0] or None) if editing is not None else None
     definition, errors = forms.campaign_of(posted)
     values = forms.campaign_form(definition)
     if "action.variants" in posted:  # shown back as typed, even where it is not JSON yet
@@ -89,15 +92,17 @@ async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Respons
     if editing is not None:
         definition["id"] = editing
     if errors:
-        return _form_page(page, editing, values, errors=errors)
+        return _form_page(page, editing, values, errors=errors, version=version)
     if posted.get("intent", [""])[0] == "estimate":
         estimate = await _estimate(page, definition.get("audience", {}))
-        return _form_page(page, editing, values, estimate=estimate, estimated=True)
+        return _form_page(page, editing, values, estimate=estimate, estimated=True, version=version)
     method, path = ("POST", "/v1/campaigns") if editing is None else ("PUT", f"/v1/campaigns/{editing}")
     fields = (*forms.CAMPAIGN_FIELDS, *forms.CAMPAIGN_GROUPS)
-    refused = await refusal_of(page.apis.campaign, method, path, page.token, definition, fields, "id")
+    refused = await refusal_of(
+        page.apis.campaign, method, path, page.token, definition, fields, "id", if_match=version
+    )
     if refused:
-        return _form_page(page, editing, values, errors=refused)
+        return _form_page(page, editing, values, errors=refused, version=version)
     return RedirectResponse(f"/campaigns/{definition['id']}?saved=1", 303)
 
 
@@ -108,8 +113,8 @@ async def create(page: PageOf, form: CheckedForm) -> Response:
 
 @router.get("/campaigns/{campaign_id}/edit", include_in_schema=False)
 async def edit_form(page: PageOf, campaign_id: CampaignId) -> HTMLResponse:
-    definition = await page.apis.campaign.get(f"/v1/campaigns/{campaign_id}", page.token)
-    return _form_page(page, campaign_id, forms.campaign_form(definition))
+    definition, version = await page.apis.campaign.read_versioned(f"/v1/campaigns/{campaign_id}", page.token)
+    return _form_page(page, campaign_id, forms.campaign_form(definition), version=version)
 
 
 @router.post("/campaigns/{campaign_id}/edit", include_in_schema=False)
@@ -122,9 +127,11 @@ async def set_status(page: PageOf, form: CheckedForm, campaign_id: CampaignId) -
     """Pause or resume: the definition as it is, with the new status."""
     wanted = str(form.get("status"))
     if wanted in ("active", "paused"):
-        definition = await page.apis.campaign.get(f"/v1/campaigns/{campaign_id}", page.token)
+        path = f"/v1/campaigns/{campaign_id}"
+        definition, version = await page.apis.campaign.read_versioned(path, page.token)
         definition["status"] = wanted
-        await page.apis.campaign.call("PUT", f"/v1/campaigns/{campaign_id}", page.token, json=definition)
+        # Against the version just read: a change saved in between is not overwritten (409).
+        await page.apis.campaign.call("PUT", path, page.token, json=definition, if_match=version)
     back = str(form.get("back") or "")
     return RedirectResponse("/campaigns" if back == "list" else f"/campaigns/{campaign_id}", 303)
 

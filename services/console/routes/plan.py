@@ -69,8 +69,17 @@ async def plan_submit(page: PageOf, form: CheckedForm) -> Response:
         return _render(page, current["version"], values, errors=forms.errors_at_fields(detail, fields))
     if posted.get("intent", [""])[0] == "preview":
         return _render(page, current["version"], values, check=check, previewed=True)
+    # Against the version the form showed: a plan saved by someone else since is not overwritten.
+    shown_version = posted.get("_version", [""])[0]
     refused = await refusal_of(
-        page.apis.scoring, "PUT", "/v1/scoring-plan", page.token, plan, fields, "_form"
+        page.apis.scoring,
+        "PUT",
+        "/v1/scoring-plan",
+        page.token,
+        plan,
+        fields,
+        "_form",
+        if_match=f'"{shown_version}"' if shown_version.isdigit() else None,
     )
     if refused:
         return _render(page, current["version"], values, errors=refused)

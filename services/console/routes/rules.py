@@ -17,7 +17,9 @@ Tag = Annotated[str, Path(min_length=1, max_length=64)]
 CHOICES = {"layers": views.LAYERS, "orientations": views.ORIENTATIONS, "stages": views.STAGES}
 
 
-def _form_page(page: Page, editing: str | None, values: dict[str, Any], errors: Any = None) -> HTMLResponse:
+def _form_page(
+    page: Page, editing: str | None, values: dict[str, Any], errors: Any = None, version: str | None = None
+) -> HTMLResponse:
     return page.render(
         "rule_form.html",
         422 if errors else 200,
@@ -26,6 +28,7 @@ def _form_page(page: Page, editing: str | None, values: dict[str, Any], errors: 
         values=values,
         errors=errors or {},
         choices=CHOICES,
+        version=version,
     )
 
 
@@ -44,22 +47,25 @@ async def new_form(page: PageOf) -> HTMLResponse:
 
 @router.get("/tag-rules/{tag}/edit", include_in_schema=False)
 async def edit_form(page: PageOf, tag: Tag) -> HTMLResponse:
-    rule = await page.apis.tagging.get(f"/v1/tag-rules/{tag}", page.token)
-    return _form_page(page, tag, forms.rule_form(rule))
+    rule, version = await page.apis.tagging.read_versioned(f"/v1/tag-rules/{tag}", page.token)
+    return _form_page(page, tag, forms.rule_form(rule), version=version)
 
 
 async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Response:
     posted = posted_values(form)
+    version = (posted.get("_version", [""])[0] or None) if editing is not None else None  # If-Match
     rule, errors = forms.rule_of(posted)
     if editing is not None:
         rule["tag"] = editing
     values = forms.rule_form(rule) | {"counts": posted.get("counts", [""])[0]}
     if errors:
-        return _form_page(page, editing, values, errors)
+        return _form_page(page, editing, values, errors, version)
     method, path = ("POST", "/v1/tag-rules") if editing is None else ("PUT", f"/v1/tag-rules/{editing}")
-    refused = await refusal_of(page.apis.tagging, method, path, page.token, rule, forms.RULE_FIELDS, "tag")
+    refused = await refusal_of(
+        page.apis.tagging, method, path, page.token, rule, forms.RULE_FIELDS, "tag", if_match=version
+    )
     if refused:
-        return _form_page(page, editing, values, refused)
+        return _form_page(page, editing, values, refused, version)
     return RedirectResponse("/tag-rules", 303)
 
 
