@@ -31,6 +31,7 @@ COPY --from=web /web/node_modules/swagger-ui-dist/swagger-ui-bundle.js \
      /web/node_modules/swagger-ui-dist/LICENSE \
      /web/node_modules/swagger-ui-dist/NOTICE ${WEB_ASSETS_DIR}/swagger-ui-dist/
 USER app
-ENV PYTHONUNBUFFERED=1 HTTP_HOST=0.0.0.0
+# Refuse the local stack's secrets and weak ones (shared/settings.py): the image is for real deployments.
+ENV PYTHONUNBUFFERED=1 HTTP_HOST=0.0.0.0 DEPLOYMENT=production
 ENTRYPOINT ["pd"]
 CMD ["ingest"]

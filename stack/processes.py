@@ -7,9 +7,11 @@ started once topics exist and are ready when their `/readyz` answers 200.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
 BROKER_PORT = 9092
@@ -73,6 +75,20 @@ class Program:
     priority: int = 100  # supervisord stops higher priorities first: services before infrastructure
 
 
+def ingest_api_keys() -> dict[str, Any]:
+    """The local touchpoint key (every source and type), and INGEST_API_KEYS's when it is set."""
+    extra = json.loads(os.environ.get("INGEST_API_KEYS") or "{}")
+    if not isinstance(extra, dict):
+        raise SystemExit("INGEST_API_KEYS must be a JSON object: key -> its scope (README, Configuration)")
+    return {TOUCHPOINT_KEY: ["*"]} | extra
+
+
+def ops_tokens() -> list[str]:
+    """The local ops token (an admin), and OPS_TOKENS's entries when it is set."""
+    extra = [t.strip() for t in os.environ.get("OPS_TOKENS", "").split(",") if t.strip()]
+    return [OPS_TOKEN, *(t for t in extra if t != OPS_TOKEN)]
+
+
 def common_service_env() -> dict[str, str]:
     """Settings every service gets: where the broker and Redis are, and the local credentials."""
     return {
@@ -80,9 +96,10 @@ def common_service_env() -> dict[str, str]:
         "REDIS_URL": REDIS_URL,
         "TOPIC_PARTITIONS": str(TOPIC_PARTITIONS),
         "HTTP_HOST": HOST,
-        # Explicit, so the keys printed by `up` hold even if the caller's shell sets others.
-        "INGEST_API_KEYS": json.dumps({TOUCHPOINT_KEY: ["*"]}),
-        "OPS_TOKENS": OPS_TOKEN,
+        # The local key and token always, so that `make demo` works; plus those the caller's
+        # environment sets (to try scoped keys and named roles locally). `up` prints them.
+        "INGEST_API_KEYS": json.dumps(ingest_api_keys()),
+        "OPS_TOKENS": ",".join(ops_tokens()),
         # The console's session cookie secret: fixed locally, so sessions survive a restart.
         "CONSOLE_SESSION_SECRET": "local-console-session-secret-not-for-production",
         "LOG_LEVEL": "INFO",

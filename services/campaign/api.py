@@ -21,6 +21,7 @@ from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
+from shared.settings import load_settings
 
 from . import read_model
 from .audit_routes import audit_router
@@ -130,7 +131,7 @@ def create_app(
 
 
 def main() -> None:
-    settings = CampaignSettings()
+    settings = load_settings(CampaignSettings, "campaign-api")
     configure_logging("campaign-api", settings.log_level)
     serve(create_app(settings, clock=clock_of(settings)), settings.http_host, settings.campaign_port)
 

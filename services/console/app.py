@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from shared.http import operations_router, serve
 from shared.logging import configure_logging
 from shared.metrics import LATENCY_BUCKETS, process_registry
+from shared.settings import load_settings
 from shared.web_assets import assets_dir, vendor_router
 
 from . import views
@@ -149,7 +150,7 @@ def create_app(settings: ConsoleSettings, registry: CollectorRegistry | None = N
 
 
 def main() -> None:
-    settings = ConsoleSettings()
+    settings = load_settings(ConsoleSettings, "console")
     configure_logging("console", settings.log_level)
     serve(create_app(settings), settings.http_host, settings.console_port)
 

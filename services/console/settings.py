@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, weak_secrets
 
 
 class ConsoleSettings(ServiceSettings):
@@ -20,3 +20,11 @@ class ConsoleSettings(ServiceSettings):
     # Send cookies over HTTPS only: on wherever the console is behind TLS (production).
     cookie_secure: bool = False
     refresh_s: int = Field(default=10, ge=2, le=600, description="how often the overview refreshes")
+
+    def unsafe_in_production(self) -> list[str]:
+        problems = super().unsafe_in_production()
+        if self.console_session_secret is None:
+            problems.append("CONSOLE_SESSION_SECRET is unset: every replica needs the same secret")
+        else:
+            problems += weak_secrets("CONSOLE_SESSION_SECRET", [self.console_session_secret])
+        return problems

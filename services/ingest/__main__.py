@@ -6,13 +6,14 @@ import uvicorn
 
 from shared.gc_tuning import tune_gc_for_throughput
 from shared.logging import configure_logging
+from shared.settings import load_settings
 
 from .api import create_app
 from .settings import IngestSettings
 
 
 def main() -> None:
-    settings = IngestSettings()
+    settings = load_settings(IngestSettings, "ingest")
     configure_logging("ingest", settings.log_level)
     app = create_app(settings)
     tune_gc_for_throughput()

@@ -29,10 +29,10 @@ from shared.redis import create_redis
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics
 from shared.web_assets import assets_dir, self_hosted_docs
 
-from .api_keys import ApiKeys
+from .api_keys import ApiKeys, Scope
 from .broker import BrokerLink
 from .event_counts import MAX_MINUTES, EventsPerMinute, events_per_minute
-from .identities import api_key_id, identity_key, phone_identity, protect_event
+from .identities import api_key_id, identity_key, phone_identity, protect_event, scrub_text
 from .identity_store import IdentityStore
 from .merge_relay import JoinRelay, MergeRelay
 from .metrics import IngestMetrics
@@ -42,7 +42,7 @@ from .settings import IngestSettings
 
 class EventResult(BaseModel):
     event_id: str
-    customer_id: str
+    customer_id: str | None = Field(description="null unless the key may see customers (`sees_customers`)")
     duplicate: bool = Field(description="seen before: acknowledged, not processed again")
 
 
@@ -94,10 +94,41 @@ class IdentityLookup(BaseModel):
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated touchpoint: the sources its key may write and the key's fingerprint."""
+    """An authenticated touchpoint: what its key may write, and the key's fingerprint."""
 
-    sources: frozenset[str]
+    scope: Scope
     key_id: str
+
+    def refusal(self, event: TouchpointEvent) -> dict[str, Any] | None:
+        """Why this key may not write the event (a field-level error), or None."""
+        scope = self.scope
+        if not scope.may_write_source(event.source):
+            return {
+                "loc": ["source"],
+                "type": "forbidden_source",
+                "msg": f"this key may not write source {event.source!r}",
+            }
+        if not scope.may_write_type(event.type):
+            return {
+                "loc": ["type"],
+                "type": "forbidden_type",
+                "msg": f"this key may not write {event.type!r} events",
+            }
+        if forbidden := scope.forbidden_identities([kind.value for kind in event.identities]):
+            return {
+                "loc": ["identities", forbidden[0]],
+                "type": "forbidden_identity",
+                "msg": f"this key may not send {', '.join(forbidden)} identities",
+            }
+        return None
+
+    def result(self, ack: Acknowledged) -> dict[str, Any]:
+        """What the key is told of an accepted event: the customer only if it may see customers."""
+        return {
+            "event_id": ack.event_id,
+            "customer_id": ack.customer_id if self.scope.sees_customers else None,
+            "duplicate": ack.duplicate,
+        }
 
 
 def _json_body(body: bytes) -> Any:
@@ -252,10 +283,10 @@ def create_app(
         # Called in the handler rather than as a FastAPI dependency: solving dependencies was a
         # tenth of a single post's CPU. /docs learns of the header from _json_request_body.
         key = request.headers.get("x-api-key")
-        sources = keys.sources_for(key)
-        if sources is None:  # also when the header is missing
+        scope = keys.scope_for(key)
+        if scope is None or key is None:  # also when the header is missing
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or unknown X-Api-Key")
-        return Caller(sources, api_key_id(key))
+        return Caller(scope, api_key_id(key))
 
     def pending(event: TouchpointEvent, key_id: str, received_at: str) -> PendingEvent:
         """Protect PII and stamp the event; raises InvalidEvent for a bad phone."""
@@ -265,7 +296,11 @@ def create_app(
         event_id = record["event_id"] = str(event.event_id)
         salt, region = settings.phone_hash_salt, settings.default_phone_region
         identities, record["properties"] = protect_event(
-            {kind.value: value for kind, value in event.identities.items()}, event.properties, salt, region
+            {kind.value: value for kind, value in event.identities.items()},
+            event.properties,
+            salt,
+            region,
+            event.type,
         )
         record["identities"] = identities
         record["received_at"] = received_at
@@ -323,9 +358,9 @@ def create_app(
             raise RequestValidationError(
                 [{**e, "loc": ["body", *e["loc"]]} for e in invalid.errors]
             ) from None
-        if not keys.may_write(caller.sources, event.source):
+        if (refused := caller.refusal(event)) is not None:
             metrics.count_all([(event.source, event.type, "forbidden")])
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this key may not write source {event.source!r}")
+            raise HTTPException(status.HTTP_403_FORBIDDEN, [refused])
         try:
             one = pending(event, caller.key_id, now.isoformat())
         except InvalidEvent as invalid:
@@ -335,7 +370,7 @@ def create_app(
             ) from None
         [ack] = await submit([one])
         metrics.request_seconds.labels("event").observe(time.perf_counter() - started)
-        return accepted_json([ack._asdict()])
+        return accepted_json([caller.result(ack)])
 
     @app.post(
         "/v1/events/batch",
@@ -371,20 +406,9 @@ def create_app(
                 fields = raw if isinstance(raw, dict) else {}
                 outcomes.append((fields.get("source"), fields.get("type"), "invalid"))
                 rejected.append({"index": index, "errors": event.errors})
-            elif not keys.may_write(caller.sources, event.source):
+            elif (refused := caller.refusal(event)) is not None:
                 outcomes.append((event.source, event.type, "forbidden"))
-                rejected.append(
-                    {
-                        "index": index,
-                        "errors": [
-                            {
-                                "loc": ["source"],
-                                "type": "forbidden_source",
-                                "msg": f"this key may not write source {event.source!r}",
-                            }
-                        ],
-                    }
-                )
+                rejected.append({"index": index, "errors": [refused]})
             else:
                 try:
                     accepted.append((index, pending(event, caller.key_id, received_at)))
@@ -394,8 +418,7 @@ def create_app(
         metrics.count_all(outcomes)
         acknowledged = await submit([p for _, p in accepted]) if accepted else []
         results = [
-            {"index": i, "event_id": ack.event_id, "customer_id": ack.customer_id, "duplicate": ack.duplicate}
-            for (i, _), ack in zip(accepted, acknowledged, strict=True)
+            {"index": i, **caller.result(ack)} for (i, _), ack in zip(accepted, acknowledged, strict=True)
         ]
         metrics.request_seconds.labels("batch").observe(time.perf_counter() - started)
         return accepted_json(results, 202 if accepted else 422, rejected=rejected)
@@ -436,6 +459,8 @@ def create_app(
                 value = phone_identity(value, settings.phone_hash_salt, settings.default_phone_region)
             except ValueError as error:
                 raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+        else:  # stored as ingest stores it: a phone given as another identifier is its hash
+            value = scrub_text(value, settings.phone_hash_salt, settings.default_phone_region)
         found = await services.store.lookup(identity_key(identity_type.value, value))
         if found is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no customer has this identifier")

@@ -4,13 +4,16 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, weak_secrets
+
+from .api_keys import KeyScope
 
 
 class IngestSettings(ServiceSettings):
     ingest_port: int = 8001
-    # Touchpoint key -> the sources it may write ("*" for all). Env INGEST_API_KEYS, JSON.
-    ingest_api_keys: dict[str, list[str]] = Field(default={"local-touchpoint-key": ["*"]})
+    # Touchpoint key -> its scope: sources, event types and identity types it may write, and
+    # whether it sees customer ids (services/ingest/api_keys.py). Env INGEST_API_KEYS, JSON.
+    ingest_api_keys: dict[str, list[str] | KeyScope] = Field(default={"local-touchpoint-key": ["*"]})
     # Secret salt of phone hashes. Set your own in every real deployment, and never change it:
     # a new salt gives every phone a new identity.
     phone_hash_salt: str = "local-dev-salt-change-me"
@@ -28,6 +31,12 @@ class IngestSettings(ServiceSettings):
     # relay sends them alone. Longer than a produce may take, so that the relay does not send
     # again what a send still waiting for its acks carries.
     join_grace_s: float = 30.0
+
+    def unsafe_in_production(self) -> list[str]:
+        problems = super().unsafe_in_production()
+        problems += weak_secrets("PHONE_HASH_SALT", [self.phone_hash_salt])
+        problems += weak_secrets("INGEST_API_KEYS", list(self.ingest_api_keys))
+        return problems
 
     @model_validator(mode="after")
     def _grace_outlasts_a_produce(self) -> Self:

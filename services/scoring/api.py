@@ -23,6 +23,7 @@ from shared.logging import configure_logging
 from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
+from shared.settings import load_settings
 from shared.versioned_hash import StaleVersion
 
 from . import read_model
@@ -238,7 +239,7 @@ def create_app(
 
 
 def main() -> None:
-    settings = ScoringSettings()
+    settings = load_settings(ScoringSettings, "scoring-api")
     configure_logging("scoring-api", settings.log_level)
     serve(create_app(settings, clock=clock_of(settings)), settings.http_host, settings.scoring_port)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared.clock import clock_of
+from shared.settings import load_settings
 from shared.stream_worker import run_worker
 
 from .app import create_app
@@ -11,7 +12,7 @@ from .topics import worker_owned_topics
 
 
 def main() -> None:
-    settings = ScoringSettings()
+    settings = load_settings(ScoringSettings, "scoring-worker")
     run_worker(
         "scoring-worker",
         settings,

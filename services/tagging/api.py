@@ -23,6 +23,7 @@ from shared.metrics import process_registry
 from shared.ops_api import ops_api
 from shared.redis import create_redis
 from shared.scores import Activity, Band
+from shared.settings import load_settings
 from shared.versioned_routes import apply_change, read_one
 
 from . import read_model, segment_queries
@@ -280,7 +281,7 @@ def create_app(
 
 
 def main() -> None:
-    settings = TaggingSettings()
+    settings = load_settings(TaggingSettings, "tagging-api")
     configure_logging("tagging-api", settings.log_level)
     serve(create_app(settings, clock=clock_of(settings)), settings.http_host, settings.tagging_port)
 

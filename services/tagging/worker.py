@@ -6,6 +6,7 @@ import asyncio
 
 from shared.clock import clock_of
 from shared.redis import create_redis
+from shared.settings import load_settings
 from shared.stream_worker import run_worker
 
 from .app import create_app
@@ -24,7 +25,7 @@ async def _rules_in_force(settings: TaggingSettings) -> RuleSet:
 
 
 def main() -> None:
-    settings = TaggingSettings()
+    settings = load_settings(TaggingSettings, "tagging-worker")
     # The rules in force when the worker starts, so that replayed inputs see the same rules.
     run_worker(
         "tagging-worker",

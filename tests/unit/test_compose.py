@@ -35,6 +35,7 @@ REQUIRED_VARIABLES = {
     "INGEST_API_KEYS": '{"test-key": ["*"]}',
     "PHONE_HASH_SALT": "test-salt-long-enough-for-anyone",
     "CONSOLE_SESSION_SECRET": "test-session-secret-of-32-characters-at-least",
+    "OPS_TOKENS": "ops.team:admin:test-ops-token-long-enough",
 }
 
 # Each long-running process of our image: its settings class and the field holding the port its

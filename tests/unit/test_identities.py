@@ -89,3 +89,85 @@ def test_api_key_id_names_a_key_without_revealing_it() -> None:
     assert api_key_id("local-touchpoint-key") == api_key_id("local-touchpoint-key")
     assert "touchpoint" not in api_key_id("local-touchpoint-key")
     assert api_key_id("a") != api_key_id("b")
+
+
+# --- phones wherever they hide (docs/ingest.md, "Phones") -----------------------------------
+
+SPELLINGS = [
+    "13812345678",
+    "138 1234 5678",
+    "138-1234-5678",
+    "+86 138 1234 5678",
+    "+8613812345678",
+    "8613812345678",
+    "0086 13812345678",
+]
+DIGITS = "13812345678"
+
+
+def digits_only(value: object) -> str:
+    return "".join(c for c in repr(value) if c.isdigit())
+
+
+@pytest.mark.parametrize("spelling", SPELLINGS)
+def test_a_phone_anywhere_in_properties_becomes_its_hash(spelling: str) -> None:
+    hashed = phone_identity(DIGITS, "s")
+    properties = {
+        "Tel": spelling,
+        "contact": {
+            "Phone": spelling,
+            "note": f"call me at {spelling} after six",
+            "alt": [spelling, 13812345678],
+        },
+        "comment": f"我的手机{spelling}，谢谢",
+        "lookup": {spelling: "a phone as a key"},
+        "content_id": "c-spec-compare",
+        "amount": 250000,
+    }
+    identities, protected = protect_event(
+        {"app_user_id": spelling, "unionid": "u1"}, properties, "s", event_type="custom.lead"
+    )
+    assert DIGITS not in digits_only((identities, protected)).replace(hashed, "")
+    assert identities == {"app_user_id": hashed, "unionid": "u1"}
+    assert protected["Tel"] == hashed and protected["contact"]["Phone"] == hashed
+    assert protected["contact"]["alt"] == [hashed, hashed]
+    assert protected["contact"]["note"] == f"call me at phone:{hashed} after six"
+    assert protected["comment"] == f"我的手机phone:{hashed}，谢谢"
+    assert protected["lookup"] == {hashed: "a phone as a key"}
+    assert (protected["content_id"], protected["amount"]) == ("c-spec-compare", 250000)
+
+
+def test_ids_amounts_and_uuids_are_no_phones() -> None:
+    untouched = {
+        "action_id": "6f1c3e0a-5b8e-4d7a-9c41-2f6b8a0d9e17",
+        "order_no": "SO-20261201-000123",
+        "amount": 13812345678.5,
+        "vin": "LSVAU2180N2183456",
+        "duration_s": 1380,
+        "code": "12345678901234",
+        "flag": True,
+    }
+    assert protect_event({"unionid": "o13812345678x"}, untouched, "s") == (
+        {"unionid": "o13812345678x"},
+        untouched,
+    )
+
+
+def test_a_phone_named_property_must_be_a_phone_and_landlines_count() -> None:
+    _, protected = protect_event({"unionid": "u"}, {"contact": {"tel": "010-8888 6666"}}, "s")
+    assert protected["contact"]["tel"] == phone_identity("+861088886666", "s")
+    with pytest.raises(InvalidEvent) as caught:
+        protect_event({"unionid": "u"}, {"contact": {"mobile": "n/a"}}, "s")
+    assert [e["loc"] for e in caught.value.errors] == [["properties", "contact", "mobile"]]
+
+
+def test_a_custom_type_holding_a_phone_is_refused() -> None:
+    with pytest.raises(InvalidEvent) as caught:
+        protect_event({"unionid": "u"}, {}, "s", event_type="custom.call_13812345678")
+    assert caught.value.errors[0]["loc"] == ["type"]
+
+
+def test_a_hash_with_a_trailing_newline_is_no_hash() -> None:
+    hashed = phone_identity(DIGITS, "s")
+    with pytest.raises(ValueError):
+        phone_identity(hashed + "\n", "s")

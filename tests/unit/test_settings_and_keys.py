@@ -1,6 +1,8 @@
+import json
+
 import pytest
 
-from services.ingest.api_keys import ApiKeys
+from services.ingest.api_keys import PRIVILEGED_TYPES, ApiKeys, KeyScope
 from services.ingest.settings import IngestSettings
 
 
@@ -37,11 +39,46 @@ def test_the_join_grace_must_outlast_a_produce(monkeypatch: pytest.MonkeyPatch) 
 
 def test_keys_grant_sources() -> None:
     keys = ApiKeys({"all": ["*"], "wecom": ["wecom"]})
-    assert keys.sources_for(None) is None
-    assert keys.sources_for("unknown") is None
-    assert keys.may_write(keys.sources_for("all"), "ad")
-    assert keys.may_write(keys.sources_for("wecom"), "wecom")
-    assert not keys.may_write(keys.sources_for("wecom"), "ad")
+    assert keys.scope_for(None) is None and keys.scope_for("unknown") is None
+    assert keys.scope_for("wécom") is None  # a non-ASCII key is a wrong key, not an error
+    everything, wecom = keys.scope_for("all"), keys.scope_for("wecom")
+    assert everything is not None and wecom is not None
+    assert everything.may_write_source("ad") and everything.sees_customers
+    assert wecom.may_write_source("wecom") and not wecom.may_write_source("ad")
+    assert not wecom.sees_customers  # the older form's named sources: no customer ids
+
+
+def test_privileged_types_only_for_keys_that_name_them() -> None:
+    keys = ApiKeys(
+        {
+            "trusted": ["*"],
+            "ad": ["ad"],
+            "crm": KeyScope(sources=["call_center"], event_types=["content.*", "consent.granted"]),
+            "forms": KeyScope(sources=["ad"], identity_types=["device_id", "phone"]),
+        }
+    )
+    trusted, ad, crm, forms = (keys.scope_for(k) for k in ("trusted", "ad", "crm", "forms"))
+    assert trusted and ad and crm and forms
+    for kind in sorted(PRIVILEGED_TYPES):
+        assert trusted.may_write_type(kind) and not ad.may_write_type(kind)
+    assert ad.may_write_type("ad.click") and ad.may_write_type("custom.anything")
+    assert crm.may_write_type("consent.granted") and not crm.may_write_type("consent.revoked")
+    assert crm.may_write_type("content.view") and not crm.may_write_type("ad.click")
+    assert forms.forbidden_identities(["device_id", "phone", "unionid"]) == ["unionid"]
+    assert ad.forbidden_identities(["unionid", "phone"]) == []
+
+
+def test_keys_come_from_json_in_either_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "INGEST_API_KEYS",
+        '{"k1": ["wecom"], "k2": {"sources": ["ad"], "event_types": ["ad.*"], "sees_customers": true}}',
+    )
+    keys = IngestSettings().ingest_api_keys
+    assert keys["k1"] == ["wecom"]
+    assert isinstance(keys["k2"], KeyScope) and keys["k2"].event_types == ["ad.*"]
+    monkeypatch.setenv("INGEST_API_KEYS", '{"k": {"sources": ["ad"], "event_type": ["ad.*"]}}')
+    with pytest.raises(ValueError, match="event_type"):
+        IngestSettings()
 
 
 def test_channel_caps_come_as_json_and_name_messaging_channels_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -57,3 +94,56 @@ def test_channel_caps_come_as_json_and_name_messaging_channels_only(monkeypatch:
             CampaignSettings()
     monkeypatch.delenv("CHANNEL_DAILY_CAPS")
     assert CampaignSettings().channel_daily_caps == {}
+
+
+def test_the_local_stack_adds_the_callers_keys_and_tokens_to_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stack.processes import OPS_TOKEN, TOUCHPOINT_KEY, common_service_env, ingest_api_keys, ops_tokens
+
+    monkeypatch.delenv("INGEST_API_KEYS", raising=False)
+    monkeypatch.delenv("OPS_TOKENS", raising=False)
+    assert ingest_api_keys() == {TOUCHPOINT_KEY: ["*"]} and ops_tokens() == [OPS_TOKEN]
+    monkeypatch.setenv("INGEST_API_KEYS", '{"ad-key": {"sources": ["ad"], "event_types": ["ad.*"]}}')
+    monkeypatch.setenv("OPS_TOKENS", "li.wei:viewer:v-token")
+    env = common_service_env()
+    assert json.loads(env["INGEST_API_KEYS"]) == {
+        TOUCHPOINT_KEY: ["*"],
+        "ad-key": {"sources": ["ad"], "event_types": ["ad.*"]},
+    }
+    assert env["OPS_TOKENS"] == f"{OPS_TOKEN},li.wei:viewer:v-token"
+    monkeypatch.setenv("INGEST_API_KEYS", '["not", "an", "object"]')
+    with pytest.raises(SystemExit, match="JSON object"):
+        ingest_api_keys()
+
+
+def test_production_refuses_the_local_secrets_in_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.console.settings import ConsoleSettings
+    from shared.settings import load_settings
+
+    monkeypatch.setenv("DEPLOYMENT", "production")
+    for name in ("INGEST_API_KEYS", "OPS_TOKENS", "PHONE_HASH_SALT", "CONSOLE_SESSION_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as exited:
+        load_settings(IngestSettings, "ingest")
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ingest: refusing to start: ")
+    for setting in ("OPS_TOKENS", "PHONE_HASH_SALT", "INGEST_API_KEYS"):
+        assert f"{setting} holds the local stack's development secret" in lines[0]
+    assert "Traceback" not in lines[0]
+
+    monkeypatch.setenv("OPS_TOKENS", "ops:admin:short")
+    monkeypatch.setenv("PHONE_HASH_SALT", "a-salt-nobody-else-knows-0123456789")
+    monkeypatch.setenv("INGEST_API_KEYS", '{"a-touchpoint-key-of-some-length": ["wecom"]}')
+    with pytest.raises(SystemExit):
+        load_settings(IngestSettings, "ingest")
+    assert "OPS_TOKENS holds a secret shorter than 16 characters" in capsys.readouterr().err
+    monkeypatch.setenv("OPS_TOKENS", "ops:admin:a-long-enough-ops-token")
+    assert load_settings(IngestSettings, "ingest").deployment == "production"
+    with pytest.raises(SystemExit):
+        load_settings(ConsoleSettings, "console")  # no session secret
+    assert "CONSOLE_SESSION_SECRET is unset" in capsys.readouterr().err
+    monkeypatch.setenv("DEPLOYMENT", "local")
+    monkeypatch.delenv("OPS_TOKENS")
+    assert load_settings(IngestSettings, "ingest").ops_tokens == ("local-ops-token",)  # fine locally
