@@ -1,6 +1,7 @@
 """Ingest HTTP API (port 8001): `create_app(settings)` builds and wires the whole service."""
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ from shared.events import (
     validate_event,
     validate_events,
 )
-from shared.http import operations_router, require_ops_token
+from shared.http import ADMIN_ONLY, Edit, edit_of, operations_router, require_ops_token
 from shared.metrics import process_registry
 from shared.redis import create_redis
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics
@@ -33,11 +34,13 @@ from .api_keys import ApiKeys, Scope
 from .broker import BrokerLink
 from .event_counts import MAX_MINUTES, EventsPerMinute, events_per_minute
 from .identities import api_key_id, identity_key, phone_identity, protect_event, scrub_text
-from .identity_store import IdentityStore
+from .identity_store import IdentityConflict, IdentityLimits, IdentityStore, UnbindRefused
 from .merge_relay import JoinRelay, MergeRelay
 from .metrics import IngestMetrics
 from .pipeline import Acknowledged, BrokerUnavailable, IngestPipeline, Overloaded, PendingEvent
 from .settings import IngestSettings
+
+log = logging.getLogger(__name__)
 
 
 class EventResult(BaseModel):
@@ -85,6 +88,15 @@ BATCH_SCHEMA = {
 class IdentityQuery(BaseModel):
     type: IdentityType
     value: str = Field(min_length=1, max_length=256)
+
+
+class UnbindRequest(BaseModel):
+    identities: list[IdentityQuery] = Field(min_length=1, max_length=50)
+
+
+class Unbound(BaseModel):
+    customer_id: str = Field(description="the new customer the identifiers now belong to")
+    unbound_from: str
 
 
 class IdentityLookup(BaseModel):
@@ -232,7 +244,17 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        store = IdentityStore(redis, settings.dedupe_ttl_s)
+        limits = IdentityLimits(
+            per_type={kind.value: n for kind, n in settings.identity_limits.items()},
+            default=settings.identity_limit_default,
+            merges_per_day=settings.merges_per_customer_per_day,
+        )
+        store = IdentityStore(
+            redis,
+            settings.dedupe_ttl_s,
+            limits,
+            on_conflict=lambda reason: metrics.identity_conflicts.labels(reason).inc(),
+        )
         relay = MergeRelay(store, lambda key, value: broker.send(IDENTITY_MERGES, key, value))
 
         def send_events(records: list[tuple[bytes, bytes]]) -> Awaitable[list[asyncio.Future[object]]]:
@@ -466,6 +488,61 @@ def create_app(
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no customer has this identifier")
         customer_id, identities = found
         return IdentityLookup(customer_id=customer_id, identities=identities)
+
+    @app.get(
+        "/v1/identity-conflicts",
+        response_model=list[IdentityConflict],
+        tags=["identities"],
+        dependencies=ops_only,
+        responses={401: {}},
+    )
+    async def get_identity_conflicts(
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[IdentityConflict]:
+        """Events accepted without (all) the links they named, newest first, for review: an
+        identifier shared by strangers (one device, a mistyped phone) shows up here instead of
+        merging them. The latest 10,000 are kept."""
+        return await services.store.conflicts(limit)
+
+    @app.post(
+        "/v1/customers/{customer_id}/unbind",
+        response_model=Unbound,
+        tags=["identities"],
+        dependencies=[*ops_only, *ADMIN_ONLY],
+        responses={401: {}, 403: {}, 404: {}, 409: {}, 422: {}},
+    )
+    async def unbind(
+        customer_id: Annotated[str, Path(min_length=1, max_length=64)],
+        request: UnbindRequest,
+        edit: Annotated[Edit, Depends(edit_of)],
+    ) -> Unbound:
+        """Take identifiers away from a customer: together they form one new customer, and
+        their future events go to it. Undoes a wrong merge (unbind what the other person
+        brought; `GET /v1/identities/...` shows a customer's identifiers) or frees a shared
+        identifier. What was already folded into the customer's scores and tags stays with
+        them (docs/ingest.md, "Unbinding")."""
+        keys = []
+        for given in request.identities:
+            value = given.value
+            try:
+                if given.type is IdentityType.phone:
+                    value = phone_identity(value, settings.phone_hash_salt, settings.default_phone_region)
+                else:
+                    value = scrub_text(value, settings.phone_hash_salt, settings.default_phone_region)
+            except ValueError as error:
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(error)) from None
+            keys.append(identity_key(given.type.value, value))
+        try:
+            new_customer = await services.store.unbind(
+                customer_id, sorted(set(keys)), clock(), edit.editor.holder
+            )
+        except UnbindRefused as refused:
+            raise HTTPException(refused.status, refused.reason) from None
+        log.info(
+            "identifiers unbound",
+            extra={"customer": customer_id, "into": new_customer, "by": edit.editor.holder},
+        )
+        return Unbound(customer_id=new_customer, unbound_from=customer_id)
 
     @app.get(
         "/v1/stats/events",

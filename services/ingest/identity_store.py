@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.resources import files
 from typing import Any, NamedTuple
 
 import orjson
+from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from shared.identity import IdentityMerged, group_identities
@@ -15,6 +18,46 @@ from .event_counts import MINUTE_TTL_S, minute_key
 
 OUTBOX = "pd:outbox:merges"
 JOINING = "pd:joining"
+CONFLICTS = "pd:identity:conflicts"
+MAX_CONFLICTS = 10_000  # kept for review: the latest
+
+
+@dataclass(frozen=True)
+class IdentityLimits:
+    """How far one event may grow a customer (resolve.lua): identifiers of one type a customer
+    may hold, and customers merged into one in a UTC day. Beyond them the event is accepted
+    without the links it would add, and the conflict is kept for review."""
+
+    per_type: Mapping[str, int]
+    default: int
+    merges_per_day: int
+
+    def as_json(self) -> bytes:
+        return orjson.dumps(
+            {
+                "identifiers": dict(self.per_type),
+                "default": self.default,
+                "merges_per_day": self.merges_per_day,
+                "conflicts": MAX_CONFLICTS,
+            }
+        )
+
+
+class UnbindRefused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class IdentityConflict(BaseModel):
+    entry_id: str
+    at: datetime
+    event_id: str
+    customer_id: str = Field(description="where the event went")
+    others: list[str] = Field(description="customers it would have merged, not merged")
+    identities: list[str] = Field(description="`type:value` the event named (phones as hashes)")
+    reason: str = Field(description="merge_limit or identifier_limit")
 
 
 class Claim(NamedTuple):
@@ -29,6 +72,7 @@ class Resolution(NamedTuple):
     duplicate: bool
     # Pending joins whose records go on the topic right before this event's, oldest first.
     joins: tuple[IdentityMerged, ...] = ()
+    conflict: str | None = None  # why the event was accepted without (all) its links
 
 
 class SeenEvent(NamedTuple):
@@ -47,11 +91,20 @@ class PendingJoin(NamedTuple):
 
 
 class IdentityStore:
-    def __init__(self, redis: Redis, seen_ttl_s: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        seen_ttl_s: int,
+        limits: IdentityLimits,
+        on_conflict: Callable[[str], None] = lambda reason: None,
+    ) -> None:
         self._redis = redis
         self._seen_ttl_s = seen_ttl_s
+        self._limits = limits.as_json()
+        self._on_conflict = on_conflict
         self._resolve = redis.register_script(_script("resolve.lua"))
         self._mark_seen = redis.register_script(_script("mark_seen.lua"))
+        self._unbind = redis.register_script(_script("unbind.lua"))
 
     async def resolve(self, claims: list[Claim], now: datetime) -> list[Resolution]:
         """One round trip: dedupe and resolve every claim, merging customers where they link.
@@ -61,13 +114,38 @@ class IdentityStore:
         """
         events = [{"id": claim.event_id, "idn": claim.identity_keys} for claim in claims]
         request = orjson.dumps({"now": now.isoformat(), "events": events})
-        reply = orjson.loads(await self._resolve(args=[request, _epoch_ms(now)]))
-        return [
-            Resolution(result[0], bool(result[1]), tuple(map(_join_record, result[2])))
+        reply = orjson.loads(await self._resolve(args=[request, _epoch_ms(now), self._limits]))
+        resolutions = [
+            Resolution(
+                result[0],
+                bool(result[1]),
+                tuple(map(_join_record, result[2] or [])),  # Lua's cjson writes an empty list as {}
+                result[3] if len(result) > 3 else None,
+            )
             if len(result) > 2
             else Resolution(result[0], bool(result[1]))
             for result in reply["results"]
         ]
+        for resolution in resolutions:
+            if resolution.conflict:
+                self._on_conflict(resolution.conflict)
+        return resolutions
+
+    async def unbind(self, customer_id: str, identity_keys: list[str], at: datetime, by: str) -> str:
+        """Move identifiers of a customer to one new customer; its id. UnbindRefused (404, 409)
+        if the customer is unknown or merged away, an identifier is not theirs, or none would stay."""
+        request = orjson.dumps(
+            {"customer_id": customer_id, "identities": identity_keys, "at": at.isoformat(), "by": by}
+        )
+        reply = orjson.loads(await self._unbind(args=[request]))
+        if "error" in reply:
+            raise UnbindRefused(int(reply["status"]), reply["error"])
+        return str(reply["customer_id"])
+
+    async def conflicts(self, limit: int) -> list[IdentityConflict]:
+        """Events accepted without (all) their links, newest first."""
+        entries = await self._redis.xrevrange(CONFLICTS, count=limit)
+        return [_conflict(entry_id, fields) for entry_id, fields in entries]
 
     async def drop_joins(self, joins: list[tuple[str, str]]) -> None:
         """Forget pending joins, as (holder, merge_id), whose records were acknowledged. One
@@ -145,6 +223,18 @@ class IdentityStore:
             await self._redis.xdel(OUTBOX, *entry_ids)
 
 
+def _conflict(entry_id: bytes, fields: dict[bytes, bytes]) -> IdentityConflict:
+    return IdentityConflict(
+        entry_id=entry_id.decode(),
+        at=datetime.fromisoformat(fields[b"at"].decode()),
+        event_id=fields[b"event_id"].decode(),
+        customer_id=fields[b"customer_id"].decode(),
+        others=orjson.loads(fields[b"others"]) or [],
+        identities=orjson.loads(fields[b"identities"]) or [],
+        reason=fields[b"reason"].decode(),
+    )
+
+
 def _script(name: str) -> str:
     return files(__package__).joinpath(name).read_text()
 
@@ -168,7 +258,6 @@ def _join_record(join: dict[str, Any]) -> IdentityMerged:
         merge_id=join["merge_id"],
         merged_customer_id=join["merged"],
         survivor_customer_id=join["survivor"],
-        # Lua's cjson writes an empty list as {}.
-        identities=group_identities(join["identities"] or []),
+        identities=group_identities(join["identities"] or []),  # cjson writes [] as {}
         merged_at=datetime.fromisoformat(join["at"]),
     )

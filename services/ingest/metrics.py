@@ -24,6 +24,13 @@ class IngestMetrics:
             "accepted all the same; GET /v1/stats/events undercounts)",
             registry=registry,
         )
+        self.identity_conflicts = CounterMetric(
+            "pd_ingest_identity_conflicts",
+            "Events accepted without (all) the links they named: merge_limit (merging their owners "
+            "would pass the day's merges or a type's limit), identifier_limit (a type at its limit)",
+            ["reason"],
+            registry=registry,
+        )
         self.request_seconds = Histogram(
             "pd_ingest_request_seconds",
             "Time to answer an ingest request",

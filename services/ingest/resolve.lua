@@ -3,7 +3,12 @@
 --
 -- ARGV[1]: {"now": iso8601, "events": [{"id": event_id, "idn": ["type:value", ...]}, ...]}
 -- ARGV[2]: now in epoch milliseconds (when new pending joins start to wait)
--- Returns: {"results": [[customer_id, duplicate(0|1)] or [customer_id, 0, joins], ...]}
+-- ARGV[3]: limits {"identifiers": {type: most of that type one customer holds}, "default": n,
+--          "merges_per_day": most customers merged into one customer a UTC day, "conflicts": cap}
+-- Returns: {"results": [[customer_id, duplicate(0|1)] or [customer_id, 0, joins, conflict], ...]}
+-- where `conflict` (maybe absent) says why the event was accepted without linking all it named:
+-- "merge_limit" (merging its owners would pass the day's merges or a type's limit) or
+-- "identifier_limit" (a new identifier of a type the customer holds its most of).
 -- where `joins` are the pending joins whose records go on the topic right before that event:
 -- [{"merge_id", "merged", "survivor", "identities": ["type:value", ...], "at", "seq"}, ...],
 -- oldest first. Only the first new event of the batch resolving to a customer carries them
@@ -20,8 +25,12 @@
 --                              acknowledged on touchpoint.events.v1; <id>'s next event carries them
 --   joining                 -> sorted set "<id>|<merge_id>" by when it started waiting (ms)
 --   joining:seq             -> counter ordering merges, so chained ones keep their order
+--   cust:<id>:merges:<day>  -> customers merged into <id> that UTC day (expires after two days)
+--   identity:conflicts      -> stream of events accepted without (all) their links, for review
 local request = cjson.decode(ARGV[1])
 local now_ms = ARGV[2]
+local limits = cjson.decode(ARGV[3])
+local day = string.sub(request.now, 1, 10)
 local results = {}
 -- Most batches meet no pending join: then no customer's hash needs reading.
 local any_pending = redis.call('EXISTS', 'pd:joining') == 1
@@ -30,6 +39,31 @@ local carried = {}  -- merge_id -> true once an event of this batch carries it
 
 local function age(customer_id)
   return tonumber(string.sub(customer_id, 5))
+end
+
+local function limit_of(kind)
+  return limits.identifiers[kind] or limits.default
+end
+
+local function kind_of(identity)
+  return string.match(identity, '^([^:]+):')
+end
+
+-- How many identifiers of each type `customer_id` holds (a customer holds a few dozen at most).
+local function counts_of(customer_id, into)
+  into = into or {}
+  for _, member in ipairs(redis.call('SMEMBERS', 'pd:cust:' .. customer_id .. ':idn')) do
+    local kind = kind_of(member)
+    into[kind] = (into[kind] or 0) + 1
+  end
+  return into
+end
+
+local function conflict(event_id, customer_id, others, identities, reason)
+  redis.call('XADD', 'pd:identity:conflicts', 'MAXLEN', '~', limits.conflicts, '*', 'at', request.now,
+    'event_id', event_id, 'customer_id', customer_id, 'others', cjson.encode(others),
+    'identities', cjson.encode(identities), 'reason', reason)
+  return reason
 end
 
 local function by_seq(a, b)
@@ -123,13 +157,45 @@ for i, event in ipairs(request.events) do
     if not customer_id then
       customer_id = 'cus_' .. redis.call('INCR', 'pd:customer:seq')
     end
+    local others, conflicted = {}, nil
     for _, owner in ipairs(owners) do
-      if owner ~= customer_id then merge(owner, customer_id) end
+      if owner ~= customer_id then table.insert(others, owner) end
+    end
+    local counts = nil
+    if #others > 0 then
+      -- One shared device or a mistyped phone must not chain-merge strangers: past the day's
+      -- merges, or past a type's limit once merged, the event goes to the oldest owner alone.
+      local merges_key = 'pd:cust:' .. customer_id .. ':merges:' .. day
+      local merged_today = tonumber(redis.call('GET', merges_key) or '0')
+      counts = counts_of(customer_id)
+      for _, owner in ipairs(others) do counts_of(owner, counts) end
+      local too_many = merged_today + #others > limits.merges_per_day
+      for kind, n in pairs(counts) do
+        if n > limit_of(kind) then too_many = true end
+      end
+      if too_many then
+        conflicted = conflict(event.id, customer_id, others, event.idn, 'merge_limit')
+        counts = nil
+      else
+        for _, owner in ipairs(others) do merge(owner, customer_id) end
+        redis.call('INCRBY', merges_key, #others)
+        redis.call('EXPIRE', merges_key, 2 * 86400)
+        for j, owner in ipairs(owner_of) do
+          if owner then owner_of[j] = customer_id end  -- moved by the merge
+        end
+      end
     end
     for j, identity in ipairs(event.idn) do
-      if owner_of[j] ~= customer_id then
-        redis.call('SET', 'pd:idn:' .. identity, customer_id)
-        redis.call('SADD', 'pd:cust:' .. customer_id .. ':idn', identity)
+      if not owner_of[j] then
+        counts = counts or counts_of(customer_id)
+        local kind = kind_of(identity)
+        if (counts[kind] or 0) < limit_of(kind) then
+          counts[kind] = (counts[kind] or 0) + 1
+          redis.call('SET', 'pd:idn:' .. identity, customer_id)
+          redis.call('SADD', 'pd:cust:' .. customer_id .. ':idn', identity)
+        elseif not conflicted then
+          conflicted = conflict(event.id, customer_id, {}, event.idn, 'identifier_limit')
+        end
       end
     end
 
@@ -140,7 +206,9 @@ for i, event in ipairs(request.events) do
         table.insert(joins, join)
       end
     end
-    if #joins > 0 then
+    if conflicted then
+      results[i] = {customer_id, 0, joins, conflicted}
+    elseif #joins > 0 then
       results[i] = {customer_id, 0, joins}
     else
       results[i] = {customer_id, 0}

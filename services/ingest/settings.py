@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
 from pydantic import Field, model_validator
 
+from shared.events import IdentityType
 from shared.settings import ServiceSettings, weak_secrets
 
 from .api_keys import KeyScope
@@ -18,6 +19,19 @@ class IngestSettings(ServiceSettings):
     # a new salt gives every phone a new identity.
     phone_hash_salt: str = "local-dev-salt-change-me"
     default_phone_region: str = "CN"
+    # Identifiers of one type one customer may hold, and customers merged into one a UTC day:
+    # past them an event is accepted without the links it would add, and listed for review
+    # (GET /v1/identity-conflicts). A shared device must not chain-merge strangers.
+    identity_limits: dict[IdentityType, Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default={
+            IdentityType.phone: 3,
+            IdentityType.unionid: 2,
+            IdentityType.app_user_id: 3,
+            IdentityType.wecom_external_userid: 5,
+        }
+    )
+    identity_limit_default: int = Field(default=10, ge=1, le=1000)
+    merges_per_customer_per_day: int = Field(default=5, ge=1, le=1000)
     dedupe_ttl_s: int = Field(default=8 * 24 * 3600, ge=7 * 24 * 3600, description="at least 7 days")
     max_body_bytes: int = 2 * 1024 * 1024
     # One event's largest size as sent. Larger ones are refused (413 alone, `too_large` in a

@@ -9,7 +9,14 @@ from redis.asyncio import Redis
 
 from services.ingest.broker import BrokerLink
 from services.ingest.event_counts import MINUTE_TTL_S, minute_key
-from services.ingest.identity_store import Claim, IdentityStore, Resolution, SeenEvent
+from services.ingest.identity_store import (
+    Claim,
+    IdentityLimits,
+    IdentityStore,
+    Resolution,
+    SeenEvent,
+    UnbindRefused,
+)
 from services.ingest.merge_relay import JoinRelay
 from shared.topics import TOUCHPOINT_EVENTS, contract_topics
 from tests.factories import unique
@@ -22,12 +29,15 @@ LATER = NOW + timedelta(days=2)
 GRACE_S = 30.0
 # Marks made here count in a minute long past, away from the live ingest process's counts.
 COUNTED_AT = datetime(2020, 1, 1, tzinfo=UTC)
+# Limits that the resolution tests never reach; the limit tests set their own.
+ROOMY = IdentityLimits(per_type={}, default=1000, merges_per_day=1000)
+TIGHT = IdentityLimits(per_type={"unionid": 2}, default=5, merges_per_day=2)
 
 
 @pytest.fixture
 async def store(backends):
     redis = Redis.from_url(backends.redis_url)
-    yield IdentityStore(redis, seen_ttl_s=8 * 24 * 3600)
+    yield IdentityStore(redis, seen_ttl_s=8 * 24 * 3600, limits=ROOMY)
     await redis.aclose()
 
 
@@ -129,7 +139,7 @@ async def test_merged_away_customers_point_to_their_survivor_through_chains(stor
 async def test_racing_links_of_the_same_identifiers_make_one_customer(backends) -> None:
     # Many connections, each linking the same fresh pair in either order, all at once.
     clients = [Redis.from_url(backends.redis_url) for _ in range(8)]
-    stores = [IdentityStore(client, 3600 * 24 * 8) for client in clients]
+    stores = [IdentityStore(client, 3600 * 24 * 8, ROOMY) for client in clients]
     try:
         for _ in range(20):
             a, b = unique("a"), unique("b")
@@ -250,3 +260,65 @@ async def test_the_relay_sends_merges_no_event_carried_once_the_grace_is_over(st
     assert young.customer_id == young_survivor.customer_id
     assert [m.survivor_customer_id for m in young.joins] == [young_survivor.customer_id]
     await store.drop_joins([(young.customer_id, m.merge_id) for m in young.joins])
+
+
+@pytest.fixture
+async def tight(backends):
+    redis = Redis.from_url(backends.redis_url)
+    conflicts: list[str] = []
+    yield IdentityStore(redis, 8 * 24 * 3600, TIGHT, on_conflict=conflicts.append), conflicts
+    await redis.aclose()
+
+
+def devices(*names: str) -> list[str]:
+    return [f"device_id:{name}" for name in names]
+
+
+async def test_a_type_at_its_limit_takes_no_new_identifier_and_the_conflict_is_listed(tight) -> None:
+    store, conflicts = tight
+    a, b, c = unique("u"), unique("u"), unique("u")
+    first = await resolve_one(store, ids(a, b))
+    event_id = unique("e")
+    third = await resolve_one(store, ids(a, c), event_id)  # unionid holds at most 2
+    assert (third.customer_id, third.conflict) == (first.customer_id, "identifier_limit")
+    assert await store.lookup(f"unionid:{c}") is None  # not bound
+    assert (await store.lookup(f"unionid:{a}"))[1] == {"unionid": sorted([a, b])}
+    assert conflicts == ["identifier_limit"]
+    listed = next(x for x in await store.conflicts(50) if x.event_id == event_id)
+    assert (listed.customer_id, listed.reason, listed.others) == (first.customer_id, "identifier_limit", [])
+
+
+async def test_merges_past_the_days_limit_leave_the_customers_apart(tight) -> None:
+    store, conflicts = tight
+    hub = unique("hub")  # say, a device shared at a dealer's front desk
+    survivor = await resolve_one(store, devices(hub))
+    names = [unique("d") for _ in range(3)]
+    strangers = [await resolve_one(store, devices(name)) for name in names]
+    outcomes = [await resolve_one(store, devices(hub, name)) for name in names]
+    assert [o.customer_id for o in outcomes] == [survivor.customer_id] * 3
+    assert [o.conflict for o in outcomes] == [None, None, "merge_limit"]  # two merges a day
+    assert (await store.lookup(f"device_id:{names[2]}"))[0] == strangers[2].customer_id  # still apart
+    listed = (await store.conflicts(1))[0]
+    assert (listed.reason, listed.others) == ("merge_limit", [strangers[2].customer_id])
+    tomorrow = await resolve_one(store, devices(hub, names[2]), now=NOW + timedelta(days=1))
+    assert tomorrow.conflict is None  # a new UTC day, a new allowance
+    assert (await store.lookup(f"device_id:{names[2]}"))[0] == survivor.customer_id
+    assert conflicts == ["merge_limit"]
+
+
+async def test_unbound_identifiers_form_one_new_customer(store) -> None:
+    a, b, c = unique("a"), unique("b"), unique("c")
+    customer = (await resolve_one(store, ids(a, b, c))).customer_id
+    new = await store.unbind(customer, [f"unionid:{b}", f"unionid:{c}"], NOW, "li.wei")
+    assert new != customer
+    assert (await store.lookup(f"unionid:{b}")) == (new, {"unionid": sorted([b, c])})
+    assert (await store.lookup(f"unionid:{a}")) == (customer, {"unionid": [a]})
+    assert (await resolve_one(store, ids(c))).customer_id == new  # future events follow
+    for refused, status in (
+        ((customer, [f"unionid:{b}"]), 409),  # not theirs any more
+        ((customer, [f"unionid:{a}"]), 409),  # every identifier they have
+        ((unique("cus_none"), [f"unionid:{a}"]), 404),
+    ):
+        with pytest.raises(UnbindRefused) as caught:
+            await store.unbind(*refused, NOW, "li.wei")
+        assert caught.value.status == status

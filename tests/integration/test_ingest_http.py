@@ -1,6 +1,7 @@
 """docs/contract.md's ingest contract, over HTTP against a real ingest process, broker and Redis."""
 
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -392,3 +393,50 @@ def _failures(client: httpx.Client) -> float:
         line for line in metrics.splitlines() if line.startswith("pd_ingest_event_count_failures_total")
     )
     return float(line.rsplit(" ", 1)[1])
+
+
+def post_one(client: httpx.Client, identities: dict[str, str]) -> str:
+    answer = client.post("/v1/events", json=event(identities=identities))
+    assert answer.status_code == 202, answer.text
+    return answer.json()["results"][0]["customer_id"]
+
+
+def fresh_mobile() -> str:
+    return "139" + str(uuid.uuid4().int)[:8]
+
+
+def test_an_unbound_identifier_forms_its_own_customer_and_keeps_its_future_events(client) -> None:
+    phone, device = fresh_mobile(), unique("dev")
+    owner = post_one(client, {"phone": phone})
+    stranger = post_one(client, {"device_id": device})
+    assert post_one(client, {"phone": phone, "device_id": device}) == owner  # one shared tablet: merged
+    lookup = client.post("/v1/identities/lookup", headers=OPS, json={"type": "device_id", "value": device})
+    assert lookup.json()["customer_id"] == owner != stranger
+
+    unbind = {"identities": [{"type": "device_id", "value": device}]}
+    unbound = client.post(f"/v1/customers/{owner}/unbind", headers=OPS, json=unbind)
+    assert unbound.status_code == 200, unbound.text
+    new = unbound.json()["customer_id"]
+    assert new not in (owner, stranger)
+    assert post_one(client, {"device_id": device}) == new
+    assert post_one(client, {"phone": phone}) == owner
+    mine = client.post("/v1/identities/lookup", headers=OPS, json={"type": "phone", "value": phone}).json()
+    assert mine["identities"] == {"phone": [phone_identity(phone, "test-salt")]}
+    assert client.post(f"/v1/customers/{owner}/unbind", headers=OPS, json=unbind).status_code == 409
+    assert (
+        client.post(f"/v1/customers/{owner}/unbind", headers=OPS, json={"identities": []}).status_code == 422
+    )
+    assert client.post(f"/v1/customers/{owner}/unbind", json=unbind).status_code == 401
+
+
+def test_a_type_past_its_limit_is_accepted_unlinked_and_listed_for_review(client) -> None:
+    device, unionids = unique("dev"), [unique("u") for _ in range(3)]
+    customer = post_one(client, {"device_id": device, "unionid": unionids[0]})
+    assert post_one(client, {"device_id": device, "unionid": unionids[1]}) == customer  # unionid: 2 at most
+    assert post_one(client, {"device_id": device, "unionid": unionids[2]}) == customer  # accepted, not linked
+    unlinked = client.post(
+        "/v1/identities/lookup", headers=OPS, json={"type": "unionid", "value": unionids[2]}
+    )
+    assert unlinked.status_code == 404
+    listed = client.get("/v1/identity-conflicts", headers=OPS, params={"limit": 50}).json()
+    assert any(c["customer_id"] == customer and c["reason"] == "identifier_limit" for c in listed)
