@@ -41,8 +41,13 @@ class IngestMetrics:
 
     def count_all(self, outcomes: list[tuple[object, object, str]]) -> None:
         """Count (source, type, outcome) triples; one increment per distinct label set."""
-        for (source, event_type, outcome), n in Counter(outcomes).items():
-            self.events.labels(_source_label(source), _type_label(event_type), outcome).inc(n)
+        # Labelled first: a rejected event's source or type may be anything JSON holds (a list).
+        labelled = Counter(
+            (_source_label(source), _type_label(event_type), outcome)
+            for source, event_type, outcome in outcomes
+        )
+        for (source, event_type, outcome), n in labelled.items():
+            self.events.labels(source, event_type, outcome).inc(n)
 
 
 # Labels stay bounded whatever a client sends: unknown values collapse into one label.

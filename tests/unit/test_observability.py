@@ -462,3 +462,19 @@ def test_the_lead_matrix_is_a_heatmap() -> None:
         and any("pd_lead_matrix_customers" in t["expr"] for t in panel["targets"])
     ]
     assert heatmaps
+
+
+def test_ingest_counts_a_rejected_event_whatever_its_source_and_type_hold() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.ingest.metrics import IngestMetrics
+
+    registry = CollectorRegistry()
+    IngestMetrics(registry).count_all([({"a": 1}, ["x"], "invalid"), ("wecom", "custom.x", "accepted")])
+    counted = registry.get_sample_value
+    assert (
+        counted("pd_ingest_events_total", {"source": "unknown", "type": "unknown", "outcome": "invalid"}) == 1
+    )
+    assert (
+        counted("pd_ingest_events_total", {"source": "wecom", "type": "custom", "outcome": "accepted"}) == 1
+    )
