@@ -162,3 +162,15 @@ def test_a_scoped_key_writes_only_its_types_and_identities_and_sees_no_customer(
     assert batch.status_code == 202
     assert [r["customer_id"] for r in batch.json()["results"]] == [None]
     assert [e["type"] for r in batch.json()["rejected"] for e in r["errors"]] == ["forbidden_type"]
+
+
+def test_a_non_ascii_key_or_token_is_refused_not_a_server_error(client: httpx.Client) -> None:
+    key = "clé-touchpoint".encode()  # headers are bytes: UTF-8 ones arrive as they are
+    assert client.post("/v1/events", json=event(), headers={"X-Api-Key": key}).status_code == 401
+    bearer = {"Authorization": "Bearer 令牌".encode()}
+    assert (
+        client.post(
+            "/v1/identities/lookup", json={"type": "unionid", "value": "u"}, headers=bearer
+        ).status_code
+        == 401
+    )
