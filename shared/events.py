@@ -4,6 +4,14 @@
 (the same envelope plus `customer_id`, `received_at` and the id of the key used).
 `validate_event` is the one entry point for untrusted input: it checks the envelope, the
 per-type required properties and the ingest-time rules, and reports field-level errors.
+
+Bounds (docs/contract.md, "Bounds"): free properties are JSON a touchpoint chose, and every
+worker carries them along the chain, so their shape is capped here, where a touchpoint still
+hears why (422): nesting depth, items per list, keys per object, key and string lengths, and
+`topics` per event. `property_bound_errors` checks them without recursion (level by level),
+so a body nested 100,000 levels deep costs a loop, not the interpreter's stack; and an event
+within them always serialises (orjson refuses more than 254 levels, which used to fail the
+whole produce group of a 400-level event with a 500).
 """
 
 from __future__ import annotations
@@ -31,6 +39,27 @@ from shared.channels import CONSENT_CHANNELS, CONSENT_EVENT_TYPES, consented_cha
 
 SCHEMA_VERSION = 1
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+
+# Bounds on an event's free `properties` (the envelope's own fields have theirs in the models).
+# Touchpoint events are flat records of an interaction (ids, a few labels, a number or two), so
+# each bound is far above anything a real touchpoint sends and far below what would hurt:
+# - depth 8: a nested object or list inside `properties` counts one level, `properties` none.
+#   Real events nest two or three levels (a form's answers, a cart's lines); orjson stops at 254.
+MAX_PROPERTY_DEPTH = 8
+# - 100 items a list, 100 keys an object: a cart, a survey's answers or a tag list fits; a list
+#   a worker would have to walk or keep per customer does not.
+MAX_LIST_ITEMS = 100
+MAX_OBJECT_KEYS = 100
+# - keys are names, 128 characters like every label of the contract (content_id, vehicle_model).
+MAX_KEY_CHARS = 128
+# - 4 KiB a string: a comment, a survey answer or a URL; not a document or an image.
+MAX_STRING_CHARS = 4096
+# - 20 topics an event: a piece of content has a handful; each one may become an `interest:*`
+#   tag, so a list of thousands would make one customer a segment in thousands of segments.
+MAX_TOPICS = 20
+# The first this many bound errors of one event are reported (an event breaking a bound in every
+# one of its 10,000 strings gets a readable answer, not 10,000 errors).
+MAX_BOUND_ERRORS = 10
 
 
 class Source(StrEnum):
@@ -98,7 +127,13 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
 }
 CUSTOM_TYPE = re.compile(r"^custom\.[a-z0-9][a-z0-9_.-]{0,63}$")
 
-Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
+# A label (an id, a model, a topic, a reason) is a name: 128 characters at most, as sent.
+MAX_LABEL_CHARS = 128
+# As published, a label may be longer: ingest replaces every phone number in it by `phone:` and
+# its 64-character hash (services/ingest/identities.py). What a worker keeps of an event's labels
+# (`PublishedEvent.text`, scoring's models and contents, tagging's topics) is bounded by this.
+MAX_PUBLISHED_LABEL_CHARS = 1024
+Label = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_LABEL_CHARS)]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
@@ -119,7 +154,7 @@ class KnownProperties(TypedDict, total=False):
     duration_s: NonNegative | None
     amount: NonNegative | None
     value_point: Literal["rational", "emotional"] | None
-    topics: list[Label] | None
+    topics: Annotated[list[Label], Field(max_length=MAX_TOPICS)] | None
     price_related: bool | None
 
 
@@ -161,9 +196,11 @@ class PublishedEventCore(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    event_id: str = Field(min_length=1)
-    customer_id: str = Field(min_length=1)
-    type: str = Field(min_length=1)
+    # Ingest's ids are far shorter; a record put on the topic by other means with longer ones is
+    # dead-lettered by the worker that cannot decode it (bounds, docs/contract.md).
+    event_id: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    customer_id: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
+    type: str = Field(min_length=1, max_length=MAX_LABEL_CHARS)
     source: Source
     occurred_at: AwareDatetime
     received_at: AwareDatetime
@@ -176,9 +213,10 @@ class PublishedEvent(PublishedEventCore):
     properties: dict[str, Any] = Field(default_factory=dict)
 
     def text(self, name: str) -> str | None:
-        """A non-empty string property, else None."""
+        """A non-empty string property of at most MAX_PUBLISHED_LABEL_CHARS, else None: what a
+        worker keeps of an event (a dealer, a city, a reason) stays a label."""
         value = self.properties.get(name)
-        return value if isinstance(value, str) and value else None
+        return value if isinstance(value, str) and value and len(value) <= MAX_PUBLISHED_LABEL_CHARS else None
 
 
 class InvalidEvent(ValueError):
@@ -196,10 +234,82 @@ def _field_errors(error: ValidationError, prefix: tuple[str | int, ...] = ()) ->
     ]
 
 
+def _shown(key: str) -> str:
+    """A key as an error's `loc` shows it: a key over the bound is cut, not echoed whole."""
+    return key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "…"
+
+
+def property_bound_errors(properties: Any, *, lengths: bool = True) -> list[dict[str, Any]]:
+    """Where `properties` (a JSON value as parsed) breaks the bounds above, as field-level errors
+    (`loc` from `properties`); at most MAX_BOUND_ERRORS of them, the shallowest first.
+    `lengths=False`: the shape alone (depth, items, keys, topics), as a worker checks an event
+    as published, whose strings and keys phone hashing may have made longer.
+
+    Iterative and breadth-first: a container too deep is reported at the first level past the
+    bound and not entered, so the work is bounded by what the bounds allow, however deep or wide
+    the value is."""
+    errors: list[dict[str, Any]] = []
+    topics = properties.get("topics") if isinstance(properties, dict) else None
+    if isinstance(topics, list) and len(topics) > MAX_TOPICS:  # the model says so at ingest
+        errors.append(_bound(["properties", "topics"], "too_long", f"at most {MAX_TOPICS} topics"))
+    else:
+        topics = None  # nothing said of it yet: looked at like any other value
+    level: list[tuple[Any, list[str | int], int]] = [(properties, ["properties"], 0)]
+    while level and len(errors) < MAX_BOUND_ERRORS:
+        deeper: list[tuple[Any, list[str | int], int]] = []
+        for node, loc, depth in level:
+            if len(errors) >= MAX_BOUND_ERRORS:
+                break
+            if node is topics and topics is not None:  # reported above
+                continue
+            if isinstance(node, str):
+                if lengths and len(node) > MAX_STRING_CHARS:
+                    errors.append(_bound(loc, "string_too_long", f"at most {MAX_STRING_CHARS} characters"))
+                continue
+            if not isinstance(node, dict | list):
+                continue
+            if depth > MAX_PROPERTY_DEPTH:
+                errors.append(_bound(loc, "too_deep", f"nested more than {MAX_PROPERTY_DEPTH} levels"))
+                continue
+            if isinstance(node, list):
+                if len(node) > MAX_LIST_ITEMS:
+                    errors.append(_bound(loc, "too_many_items", f"at most {MAX_LIST_ITEMS} items"))
+                    continue
+                deeper += [(item, [*loc, index], depth + 1) for index, item in enumerate(node)]
+                continue
+            if len(node) > MAX_OBJECT_KEYS:
+                errors.append(_bound(loc, "too_many_keys", f"at most {MAX_OBJECT_KEYS} keys"))
+                continue
+            for key, item in node.items():
+                if lengths and isinstance(key, str) and len(key) > MAX_KEY_CHARS:
+                    errors.append(
+                        _bound(
+                            [*loc, _shown(key)],
+                            "key_too_long",
+                            f"keys have at most {MAX_KEY_CHARS} characters",
+                        )
+                    )
+                    continue
+                deeper.append((item, [*loc, key], depth + 1))
+        level = deeper
+    return errors[:MAX_BOUND_ERRORS]
+
+
+def _bound(loc: list[str | int], kind: str, msg: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+def describe_errors(errors: list[dict[str, Any]]) -> str:
+    """Field-level errors in one line, e.g. for a dead letter's reason."""
+    return "; ".join(f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']} ({e['type']})" for e in errors)
+
+
 def event_rule_errors(event: TouchpointEvent, now: datetime) -> list[dict[str, Any]]:
-    """What the envelope's types cannot say: per-type properties, consent channels and the
-    future-skew rule."""
+    """What the envelope's types cannot say: the bounds of the free properties, per-type
+    properties, consent channels and the future-skew rule."""
     properties: dict[str, Any] = event.properties  # type: ignore[assignment]  # extra keys allowed
+    if bounds := property_bound_errors(properties):
+        return bounds  # nothing else is looked at in a value this shape
     errors: list[dict[str, Any]] = [
         {"loc": ["properties", name], "msg": f"required for {event.type}", "type": "missing"}
         for name in EVENT_TYPES.get(event.type, ())

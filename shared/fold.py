@@ -48,9 +48,12 @@ Out = TypeVar("Out", bound="FoldOutcome")
 
 # Bounds on what a barrier keeps per customer (it is stored in the row, on the changelog). A
 # handover normally comes within a batch or two; past these the fold stops waiting (counted as
-# "merge_overdue") rather than grow a row without bound.
+# "merge_overdue") rather than grow a row without bound. Counts, and the characters of what
+# waits (held and parked inputs are kept as they were read, and an input may be large): a row
+# must stay far below the largest record the broker takes (shared/stream_worker.py).
 MAX_PARKED = 100
 MAX_HELD = 8
+MAX_WAITING_CHARS = 256 * 1024
 JOINED_KEPT = 16
 
 
@@ -288,11 +291,12 @@ class _Walk(Generic[R, S, P, Out]):
             self.overdue.remove(merge_id)
             self._merge_in(handover)
         else:
-            if len(self.held) >= MAX_HELD:  # never joined (or not yet): stop waiting for the oldest
-                self.outcome.count("merge_overdue")
-                self._merge_in(self._decode(self.held.pop(0)).payload)
             self.held.append(_waiting(delivery, merge_id))
             self.outcome.count("held")
+            # Never joined (or not yet): past the bounds, stop waiting for the oldest.
+            while len(self.held) > MAX_HELD or (self.held and self._waiting_chars() > MAX_WAITING_CHARS):
+                self.outcome.count("merge_overdue")
+                self._merge_in(self._decode(self.held.pop(0)).payload)
 
     def _own(self, delivery: Delivery[P], input_id: str) -> None:
         """One of the customer's own inputs (or a late one handed on), in its place."""
@@ -319,15 +323,22 @@ class _Walk(Generic[R, S, P, Out]):
 
     def _park(self, delivery: Delivery[P], input_id: str) -> None:
         self.unchanged = None
-        if len(self.parked) >= MAX_PARKED:  # the handover is overdue: go on without it
+        waiting = _waiting(delivery, input_id)
+        if (
+            len(self.parked) >= MAX_PARKED or self._waiting_chars() + len(waiting.raw) > MAX_WAITING_CHARS
+        ):  # the handover is overdue: go on without it
             assert self.awaiting is not None
             self.overdue.append(self.awaiting)
             self.outcome.count("merge_overdue")
             self._release()
             self.step(delivery, input_id)
             return
-        self.parked.append(_waiting(delivery, input_id))
+        self.parked.append(waiting)
         self.outcome.count("parked")
+
+    def _waiting_chars(self) -> int:
+        """The characters of what waits at the barrier (bounded by MAX_WAITING_CHARS)."""
+        return sum(len(w.raw) for w in self.held) + sum(len(w.raw) for w in self.parked)
 
     def _release(self) -> None:
         """The awaited merge is in (or overdue): the parked inputs go, in order."""

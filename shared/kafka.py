@@ -1,4 +1,15 @@
-"""Kafka helpers: topic creation (kafka-python admin) and an acks=all asyncio producer."""
+"""Kafka helpers: topic creation (kafka-python admin) and an acks=all asyncio producer.
+
+Records that can never be written (docs/contract.md, "Bounds"). A broker refuses a record batch
+over its limit (Apache Kafka: `message.max.bytes`, 1,048,588 bytes by default) or one it finds
+invalid, and refuses it again on every retry: a worker that retried it would stop for good, and
+again after every restart. So `BulkSender.send_all` tells such records apart from the rest and
+returns them as `Refused`, with the reason, instead of raising: records over its own
+`max_record_bytes` are not sent at all (the limit keeps a margin below the broker's), and a
+batch the broker refuses with one of REFUSED_RECORD_ERRORS is sent again one record a batch to
+find which of its records are refused. Every other error (broker away, timeouts, leaders
+moving) raises as before: the caller retries the whole send, and nothing is given up on.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import CorruptRecordException, MessageSizeTooLargeError, RecordListTooLargeError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -55,6 +67,37 @@ class OutgoingRecord(NamedTuple):  # a tuple: made by the thousand a second
     key: bytes | None
     value: bytes
     partition: int | None = None  # None: by key, with the default partitioner (as ingest does)
+
+    @property
+    def size(self) -> int:
+        """Key and value bytes: what a limit on a record's size is measured on."""
+        return len(self.key or b"") + len(self.value)
+
+
+# Produce errors about the records themselves: sending them again is refused again.
+REFUSED_RECORD_ERRORS: tuple[type[Exception], ...] = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+)
+
+
+class Refused(NamedTuple):
+    """A record that can never be written, and why."""
+
+    record: OutgoingRecord
+    reason: str
+
+
+def over_limit(records: Iterable[OutgoingRecord], max_record_bytes: int) -> Refused | None:
+    """The first record larger than `max_record_bytes`, if any."""
+    for record in records:
+        if record.size > max_record_bytes:
+            return Refused(
+                record,
+                f"a {record.topic} record of {record.size} bytes is over the {max_record_bytes}-byte limit",
+            )
+    return None
 
 
 class KeyPartitions:
@@ -137,9 +180,12 @@ class BulkSender:
     per record.
     """
 
-    def __init__(self, bootstrap_servers: str, request_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self, bootstrap_servers: str, request_timeout_s: float = 30.0, max_record_bytes: int | None = None
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._request_timeout_s = request_timeout_s
+        self._max_record_bytes = max_record_bytes  # None: the broker alone says what is too large
         self._producer: AIOKafkaProducer | None = None
         self._partitions = KeyPartitions()
 
@@ -160,8 +206,10 @@ class BulkSender:
 
     async def send_all(
         self, records: Iterable[OutgoingRecord], *, last_alone: frozenset[str] = frozenset()
-    ) -> None:
-        """Send `records` and wait for every ack.
+    ) -> list[Refused]:
+        """Send `records` and wait for every ack; return those that can never be written (over
+        `max_record_bytes`, not sent; or refused by the broker for what they are). Any other
+        failure raises: call again (records sent before may then be written twice).
 
         `last_alone`: topics whose last record per partition is sent on its own, after the rest.
         Tansu (0.6) reports a partition's end offset as the start of its last record batch + 1,
@@ -169,9 +217,14 @@ class BulkSender:
         stop inside a multi-record last batch and miss the records after its first. A last
         batch of one record keeps the reported end exact, on any broker.
         """
+        refused: list[Refused] = []
         held: dict[tuple[str, int], OutgoingRecord] = {}
         bulk: list[OutgoingRecord] = []
+        limit = self._max_record_bytes
         for record in records:
+            if limit is not None and record.size > limit:
+                refused.append(over_limit((record,), limit))  # type: ignore[arg-type]  # it is over
+                continue
             if record.topic in last_alone and record.partition is not None:
                 earlier = held.get((record.topic, record.partition))
                 if earlier is not None:
@@ -179,16 +232,50 @@ class BulkSender:
                 held[(record.topic, record.partition)] = record
             else:
                 bulk.append(record)
-        await self._send(bulk)
-        await self._send(list(held.values()))
+        refused += await self._send(bulk)
+        refused += await self._send(list(held.values()))
+        return refused
 
-    async def _send(self, records: list[OutgoingRecord]) -> None:
+    async def _send(self, records: list[OutgoingRecord]) -> list[Refused]:
         if not records:
-            return
+            return []
         producer = await self._started()
-        await asyncio.gather(*set(await send_batched(producer, records, self._partitions)))
+        futures = await send_batched(producer, records, self._partitions)
+        failed = await _failures(futures)
+        if not failed:
+            return []
+        suspects = [
+            (record, future) for record, future in zip(records, futures, strict=True) if future in failed
+        ]
+        if len(suspects) == 1:  # a batch of its own (a record too large for a batch always is one)
+            ((record, future),) = suspects
+            return [Refused(record, _reason(failed[future]))]
+        # Which records of the refused batches does the broker refuse? Each on its own. (They go
+        # after the records sent since, so the order of a partition's records may change: only
+        # here, and only around a record that can never be written.)
+        alone = [
+            (record, (await send_batched(producer, [record], self._partitions))[0]) for record, _ in suspects
+        ]
+        failed = await _failures([future for _, future in alone])
+        return [Refused(record, _reason(failed[future])) for record, future in alone if future in failed]
 
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+
+
+async def _failures(futures: Sequence[asyncio.Future[object]]) -> dict[asyncio.Future[object], BaseException]:
+    """Wait for every ack; the futures whose batch the broker refused for its records, with the
+    error. Any other failure is raised (the first one): the caller retries the whole send."""
+    distinct = list(dict.fromkeys(futures))  # records of one batch share its future
+    outcomes = await asyncio.gather(*distinct, return_exceptions=True)
+    failed = {f: o for f, o in zip(distinct, outcomes, strict=True) if isinstance(o, BaseException)}
+    for error in failed.values():
+        if not isinstance(error, REFUSED_RECORD_ERRORS):
+            raise error
+    return failed
+
+
+def _reason(error: BaseException) -> str:
+    return f"refused by the broker: {type(error).__name__}: {error}"[:500]

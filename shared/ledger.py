@@ -10,13 +10,24 @@ Two ways the same input comes back (at-least-once delivery, docs/contract.md):
 - **Republication.** The same event published twice (a producer retry, a relay resending a
   merge) arrives at a new offset. The ids of the last few inputs catch it; such copies follow
   the original closely.
+
+Bounded (docs/contract.md, "Bounds"): a ledger is in every row, on every changelog record, so
+whatever an input can put in it is capped. The ids of the last RECENT_IDS inputs; an id longer
+than MAX_ID_CHARS (ingest's are UUIDs; a record put on a topic by hand may carry anything) is
+kept as its SHA-256, which catches its copies all the same; and the marks of the
+MAX_LEDGER_PARTITIONS partitions an input came through most recently (a customer's inputs come
+through a few: one per input topic, more only after partitions were added), the least recently
+used one forgotten first.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 RECENT_IDS = 32
+MAX_ID_CHARS = 128
+MAX_LEDGER_PARTITIONS = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +47,14 @@ class LedgerEntry:
 
     def admit(self, partition: str, offset: int, input_id: str) -> bool:
         """Record the input and say whether it is new."""
-        if offset <= self.offsets.get(partition, -1):
+        offsets = self.offsets
+        last = offsets.pop(partition, -1)  # and back at the end: the most recently used last
+        offsets[partition] = max(offset, last)
+        if offset <= last:
             return False
-        self.offsets[partition] = offset
+        if len(offsets) > MAX_LEDGER_PARTITIONS:
+            del offsets[next(iter(offsets))]
+        input_id = kept_id(input_id)
         if input_id in self.recent_ids:
             return False
         self.recent_ids.append(input_id)
@@ -48,3 +64,10 @@ class LedgerEntry:
 
     def freeze(self) -> Ledger:
         return Ledger(offsets=self.offsets, recent_ids=tuple(self.recent_ids))
+
+
+def kept_id(input_id: str) -> str:
+    """An input id as a ledger keeps it: as it is, or its digest when longer than MAX_ID_CHARS."""
+    if len(input_id) <= MAX_ID_CHARS:
+        return input_id
+    return "sha256:" + hashlib.sha256(input_id.encode()).hexdigest()

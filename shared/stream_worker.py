@@ -3,10 +3,32 @@
 - `WorkerSettings`: group timeouts, batching and the table directory, from the environment.
 - `faust_config`: the Faust settings our workers run with.
 - `add_operations_pages`: /metrics, /healthz and /readyz on the worker's web port.
-- `DeadLetter`: what goes to `<topic>.dlq` for an input the worker cannot take.
+- `DeadLetter`: what goes to `<topic>.dlq` for an input the worker cannot take (kept small).
 - `retrying`: keep trying a write while the broker or Redis is away (the batch stays unacked).
+- `fold_within_record_limit`, `send_outputs`: no input stalls a worker by making a record the
+  broker can never take (below).
 - `InputWatch`: per input partition, offsets never delivered (gaps) and lag, into the metrics.
 - `run_worker`: a worker process's entrypoint; `stop_on_shutdown`: close its producer on the way out.
+
+Records that cannot be written (docs/contract.md, "Bounds"). Brokers refuse records over a size
+(Apache Kafka's default is 1,048,588 bytes a record batch), and a refused record is refused on
+every retry: a worker that kept retrying would stall for good, and again after every restart.
+Two layers keep that from happening while keeping "effects durable before the offsets commit":
+
+1. Before any effect (`fold_within_record_limit`, pure): a batch's outputs are built and
+   measured against `max_record_bytes` (default 1,000,000: a margin below Kafka's limit for the
+   batch's own overhead). If one is larger, the batch is folded again customer by customer,
+   and the inputs of a customer whose outputs are too large one at a time: an input whose own
+   outputs are too large is dead-lettered with the reason, and the customer's state stays as it
+   was before it, so table, changelog, read model and outputs agree. The others go on.
+2. At the broker (`send_outputs`, with `BulkSender`): whatever the broker still refuses for
+   what it is (a smaller limit than ours, a record it finds invalid) is dead-lettered with the
+   broker's reason instead of retried, and only then is the batch acked. This is the last
+   resort: a refused changelog row means the worker's table is ahead of its changelog until
+   the next restart, which takes the row before the batch back (its dead letter says so).
+   Errors that are not about the record (broker away, timeouts) are retried as ever.
+
+Dead letters stay small themselves (shared/dead_letters.py).
 """
 
 from __future__ import annotations
@@ -18,7 +40,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import faust
-import orjson
 from aiokafka.errors import KafkaError
 from faust.types import Message
 from prometheus_client import CollectorRegistry
@@ -28,10 +49,11 @@ from redis.exceptions import RedisError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.batch_drain import BatchHandler, consume_in_batches
+from shared.dead_letters import DeadLetter
 from shared.faust_runtime import recovery_done
 from shared.fold import Delivery, FoldOutcome
 from shared.gc_tuning import tune_gc_for_throughput
-from shared.kafka import BulkSender, OutgoingRecord, ensure_topics
+from shared.kafka import BulkSender, OutgoingRecord, ensure_topics, over_limit
 from shared.metrics import CONTENT_TYPE, render
 from shared.record_table import RecordCodec
 from shared.settings import ServiceSettings
@@ -39,11 +61,16 @@ from shared.topics import TopicSpec, contract_topics
 from shared.worker_metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class WorkerSettings(ServiceSettings):
     # At most this many inputs per batch (a batch is what one fetch returned).
     batch_max_events: int = Field(default=2000, ge=1)
+    # The largest record (key and value) a worker writes; an input that would make a larger one
+    # is dead-lettered. Below the broker's limit (Apache Kafka: 1,048,588 bytes a batch) by a
+    # margin for the batch's own bytes; lower it with the broker's.
+    max_record_bytes: int = Field(default=1_000_000, ge=128 * 1024)  # dead letters must fit
     # Group membership: short enough that a replacement worker takes over within seconds.
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 1.0
@@ -109,51 +136,8 @@ def add_operations_pages(app: faust.App, registry: CollectorRegistry, redis: Red
         )
 
 
-@dataclass
-class DeadLetter:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    reason: str
-    partition: int
-    offset: int
-
-    def encode(self) -> bytes:
-        value = self.value.decode("utf-8", "replace") if self.value is not None else None
-        return orjson.dumps(
-            {
-                "error": self.reason,
-                "topic": self.topic,
-                "partition": self.partition,
-                "offset": self.offset,
-                "value": value,
-            }
-        )
-
-    @classmethod
-    def decode(cls, key: bytes | None, raw: bytes) -> DeadLetter:
-        """A dead letter as `encode` wrote it on `<topic>.dlq` (its value read back as UTF-8)."""
-        letter = orjson.loads(raw)
-        value = letter.get("value")
-        return cls(
-            str(letter.get("topic")),
-            key,
-            value.encode() if value is not None else None,
-            str(letter.get("error", "")),
-            int(letter.get("partition", -1)),
-            int(letter.get("offset", -1)),
-        )
-
-    @classmethod
-    def of(cls, message: Any, reason: str) -> DeadLetter:
-        """From a Faust message (anything with topic, key, value, partition, offset)."""
-        return cls(
-            message.topic, message.key, message.value, reason[:2000], message.partition, message.offset
-        )
-
-
-async def retrying(what: str, write: Callable[[], Awaitable[None]]) -> None:
-    """Call `write` until it succeeds, backing off while Kafka or Redis is away.
+async def retrying(what: str, write: Callable[[], Awaitable[T]]) -> T:
+    """Call `write` until it succeeds, backing off while Kafka or Redis is away; its result.
 
     The batch stays unacked meanwhile: nothing is lost, lag grows. A retried send may duplicate
     records, which the ledgers, the changelogs (last row wins) and consumers (event_id) absorb.
@@ -164,7 +148,34 @@ async def retrying(what: str, write: Callable[[], Awaitable[None]]) -> None:
         before_sleep=lambda state: log.warning("%s failed, retrying: %r", what, state.outcome.exception()),
     ):
         with attempt:
-            await write()
+            return await write()
+    raise AssertionError("unreachable: AsyncRetrying retries until the write succeeds")
+
+
+async def send_outputs(
+    sender: BulkSender,
+    records: list[OutgoingRecord],
+    dead_letters: str,
+    metrics: WorkerMetrics,
+    *,
+    last_alone: frozenset[str] = frozenset(),
+) -> None:
+    """Send a batch's outputs until the broker has them all, or has refused some for what they
+    are: those go to `dead_letters` (the worker's main input's `.dlq`) with the broker's reason,
+    acknowledged before this returns, so the batch may be acked. Counted as `output_refused`."""
+    refused = await retrying("send", lambda: sender.send_all(records, last_alone=last_alone))
+    if not refused:
+        return
+    for one in refused:
+        log.error("dead-lettering a %s record the broker will not take: %s", one.record.topic, one.reason)
+    metrics.count({"output_refused": len(refused)})
+    letters = [
+        OutgoingRecord(dead_letters, letter.key, letter.encode(), DEAD_LETTER_PARTITION)
+        for letter in (DeadLetter.of_refused(one) for one in refused)
+    ]
+    alone = frozenset({dead_letters})
+    for lost in await retrying("send dead letters", lambda: sender.send_all(letters, last_alone=alone)):
+        log.error("the broker refused a dead letter too, it is lost: %s", lost.reason)
 
 
 class InputWatch:
@@ -277,12 +288,7 @@ def one_at_a_time(
         try:
             run([one])
         except Exception as error:  # the domain's bug, not the input's format: keep it for a replay
-            topic, _, partition = one.partition.rpartition("/")
-            reason = f"{what} failed: {type(error).__name__}: {error}"
-            value = one.raw or one.payload.model_dump_json().encode()
-            dead.append(
-                DeadLetter(topic, one.customer_id.encode(), value, reason[:2000], int(partition), one.offset)
-            )
+            dead.append(DeadLetter.of_delivery(one, f"{what} failed: {type(error).__name__}: {error}"))
 
 
 def fold_or_one_by_one(
@@ -309,6 +315,61 @@ def fold_or_one_by_one(
 
     one_at_a_time(deliveries, run, dead, what)
     return outcome
+
+
+def fold_within_record_limit(
+    deliveries: list[Delivery[Any]],
+    rows: Mapping[str, Any],
+    fold: Callable[[list[Delivery[Any]], Callable[[str], Any]], Outcome],
+    new_outcome: Callable[[], Outcome],
+    dead: list[DeadLetter],
+    what: str,
+    records_of: Callable[[Outcome], list[OutgoingRecord]],
+    max_record_bytes: int,
+) -> tuple[Outcome, list[OutgoingRecord]]:
+    """`fold_or_one_by_one`, and the outcome's records (`records_of`), every one of them at most
+    `max_record_bytes`. Pure, and before any effect: an input whose own outputs would be larger
+    is dead-lettered with the reason, and its customer's state stays as before it.
+
+    The common case costs nothing more: the records are built once, measured, and returned for
+    sending. Only if one is too large is the batch folded again, customer by customer (their
+    folds are independent: each reads its own row), and a customer whose outputs are too large
+    one input at a time, each on the row the inputs before it left."""
+    mark = len(dead)
+    outcome = fold_or_one_by_one(deliveries, rows, fold, new_outcome, dead, what)
+    records = records_of(outcome)
+    too_large = over_limit(records, max_record_bytes)
+    if too_large is None:
+        return outcome, records
+    log.warning("%s: %s; folding the batch customer by customer", what, too_large.reason)
+    del dead[mark:]  # decided again below
+    outcome = new_outcome()
+
+    def row_of(customer_id: str) -> Any:
+        return outcome.records.get(customer_id) or rows.get(customer_id)
+
+    by_customer: dict[str, list[Delivery[Any]]] = {}
+    for delivery in deliveries:
+        by_customer.setdefault(delivery.customer_id, []).append(delivery)
+    for inputs in by_customer.values():
+        try:
+            part: Outcome | None = fold(inputs, row_of)
+        except Exception:
+            part = None
+        if part is not None and over_limit(records_of(part), max_record_bytes) is None:
+            outcome.absorb(part)
+            continue
+        for one in inputs:
+            try:
+                part = fold([one], row_of)
+            except Exception as error:  # the domain's bug, as in one_at_a_time
+                dead.append(DeadLetter.of_delivery(one, f"{what} failed: {type(error).__name__}: {error}"))
+                continue
+            if (refused := over_limit(records_of(part), max_record_bytes)) is not None:
+                dead.append(DeadLetter.of_delivery(one, f"{what}: {refused.reason}"))
+                continue
+            outcome.absorb(part)
+    return outcome, records_of(outcome)
 
 
 @dataclass
@@ -340,7 +401,7 @@ def worker_parts(
     redis = create_redis(settings.redis_url)
     metrics = WorkerMetrics(service, registry)
     watch = InputWatch(metrics, lambda tp: app.consumer.highwater(tp))
-    sender = BulkSender(settings.kafka_bootstrap_servers)
+    sender = BulkSender(settings.kafka_bootstrap_servers, max_record_bytes=settings.max_record_bytes)
     refresh_lag_every(app, watch)
     stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)
@@ -389,6 +450,20 @@ def changelog_records(
     ]
 
 
+# Dead-letter topics have one partition (shared/topics.py): named, so that the last letter of a
+# batch can be sent on its own (`read_to_the_end`).
+DEAD_LETTER_PARTITION = 0
+
+
 def dead_letter_records(dead_letters: Mapping[str, str], dead: Iterable[DeadLetter]) -> list[OutgoingRecord]:
     """Each dead letter to its input topic's `.dlq`."""
-    return [OutgoingRecord(dead_letters[d.topic], d.key, d.encode()) for d in dead]
+    return [OutgoingRecord(dead_letters[d.topic], d.key, d.encode(), DEAD_LETTER_PARTITION) for d in dead]
+
+
+def read_to_the_end(changelog: str, dead_letters: Mapping[str, str]) -> frozenset[str]:
+    """The topics whose last record of a batch a worker sends alone (BulkSender.send_all's
+    `last_alone`): its changelog, read to its end on recovery, and its dead-letter topics, read
+    to their end by `pd-dlq` and the API. Tansu reports a partition's end as the start of its
+    last record batch + 1, so a reader stopping there would miss the records after the first of
+    a multi-record last batch."""
+    return frozenset({changelog, *dead_letters.values()})

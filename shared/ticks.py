@@ -89,7 +89,8 @@ class Ticker:
             )
             for customer in fresh
         ]
-        await self._sender.send_all(records)
+        for refused in await self._sender.send_all(records):  # a tick is ids alone: never, in practice
+            log.error("the broker will not take a tick: %s", refused.reason)
         self._ticked.update(dict.fromkeys(fresh, clock))
         if len(self._ticked) > 100_000:  # forget old entries now and then
             self._ticked = {c: t for c, t in self._ticked.items() if clock - t < self._again_s}

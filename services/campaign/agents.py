@@ -5,6 +5,12 @@ table rows, their changelog records and the outputs acknowledged by the broker â
 is acked. Actions are emitted with ids derived from their trigger, so a replay emits the same ids.
 A ticker (shared/ticks.py) turns due times in Redis into tick records on the worker's own topic,
 so that what is due is released inside the stream, in order with the customer's other inputs.
+
+The rows' changelog records and the handovers are built and measured before any effect: an
+input that would make one larger than `max_record_bytes` is dead-lettered instead, and a record
+the broker still refuses for what it is goes to the dead-letter topic too
+(shared/stream_worker.py, "Records that cannot be written"): no input stalls the worker.
+Actions are made of a campaign's definition and ids, bounded by the definitions.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
-    fold_or_one_by_one,
+    fold_within_record_limit,
     keyed_records,
+    read_to_the_end,
     retrying,
+    send_outputs,
 )
 from shared.topics import TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
@@ -123,7 +131,9 @@ class Campaigner:
         clock: Callable[[], datetime],
         channel_caps: Mapping[str, int] | None = None,
         global_control_pct: float = 0.0,
+        max_record_bytes: int = 1_000_000,
     ) -> None:
+        self._max_record_bytes = max_record_bytes
         self.campaigns: list[Campaign] = []
         self.campaigns_version = -1
         self._table = table
@@ -142,7 +152,7 @@ class Campaigner:
         self._channel_caps = dict(channel_caps or {})
         self._global_control_pct = global_control_pct
         self._clock = clock
-        self._last_alone = frozenset({topics.changelog})
+        self._last_alone = read_to_the_end(topics.changelog, topics.dead_letters)
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TAGGED_INPUTS: TaggedInput.model_validate_json,
             topics.ticks: Tick.model_validate_json,
@@ -165,7 +175,7 @@ class Campaigner:
             channel_caps=self._channel_caps,
             global_control_pct=self._global_control_pct,
         )
-        outcome = self._react(deliveries, context, dead)
+        outcome, state_records = self._react(deliveries, partitions, context, dead)
         records = await self._assign_dealers(outcome, now)
         due = {cid: record.journey.next_due for cid, record in outcome.records.items()}
         # Compared with the rows as the batch found them: the table takes the new ones only below.
@@ -186,8 +196,13 @@ class Campaigner:
         data = self._rows
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
-        outputs = self._outputs(outcome, records, partitions, dead)
-        await retrying("send", lambda: self._sender.send_all(outputs, last_alone=self._last_alone))
+        outputs = [
+            *state_records,
+            *keyed_records(self._topics.actions, [r for r in records if r.outcome == "sent"]),
+            *dead_letter_records(self._topics.dead_letters, dead),
+        ]
+        dead_letters = self._topics.dead_letters[TAGGED_INPUTS]
+        await send_outputs(self._sender, outputs, dead_letters, self._metrics, last_alone=self._last_alone)
         events_received = [
             p.event.received_at for d in deliveries if isinstance(p := d.payload, TaggedInput) and p.event
         ]
@@ -224,7 +239,8 @@ class Campaigner:
         released = await release_pool(self._redis, self.roster, now)
         if released:
             records = [_handover_action(lead, now) for lead in released]
-            await self._sender.send_all(keyed_records(self._topics.actions, records))
+            for refused in await self._sender.send_all(keyed_records(self._topics.actions, records)):
+                log.error("the broker will not take a lead's action: %s", refused.reason)  # ids alone: never
             await read_model.write_batch(self._redis, records, [], {}, {})
             await confirm_released(self._redis, [lead.action_id for lead in released])
             for record in records:
@@ -291,33 +307,30 @@ class Campaigner:
                 records.append(action_record(decision, consultant))
         return records
 
-    def _outputs(
-        self,
-        outcome: BatchOutcome,
-        records: list[ActionRecord],
-        partitions: dict[str, int],
-        dead: list[DeadLetter],
-    ) -> list[OutgoingRecord]:
+    def _state_records(self, outcome: BatchOutcome, partitions: dict[str, int]) -> list[OutgoingRecord]:
+        """The outputs made of customers' journeys: the rows' changelog records and handovers."""
         topics = self._topics
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
-            *keyed_records(topics.actions, [r for r in records if r.outcome == "sent"]),
             # Every field, None too: a state may hold a required field that is None.
             *keyed_records(topics.handovers, outcome.handovers),
-            *dead_letter_records(topics.dead_letters, dead),
         ]
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(messages, self._decoders.__getitem__)
 
-    def _react(self, deliveries: list[Delivery], context: Context, dead: list[DeadLetter]) -> BatchOutcome:
-        return fold_or_one_by_one(
+    def _react(
+        self, deliveries: list[Delivery], partitions: dict[str, int], context: Context, dead: list[DeadLetter]
+    ) -> tuple[BatchOutcome, list[OutgoingRecord]]:
+        return fold_within_record_limit(
             deliveries,
             self._rows,
             lambda batch, row_of: react_batch(batch, row_of, context),
             BatchOutcome,
             dead,
             "campaign",
+            lambda outcome: self._state_records(outcome, partitions),
+            self._max_record_bytes,
         )
 
     def _observe(

@@ -60,6 +60,7 @@ def create_app(
         clock=clock,
         channel_caps=settings.channel_daily_caps,
         global_control_pct=settings.global_control_pct,
+        max_record_bytes=settings.max_record_bytes,
     )
     batch_consumer(parts, topics.inputs, settings, campaigner.react)
 

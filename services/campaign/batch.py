@@ -22,7 +22,7 @@ from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 
 from .consent import Consent, merge_consents
-from .decide import Decision, Pacing
+from .decide import Decision, Pacing, bounded_pacing
 from .inputs import CampaignEvent
 from .journey import (
     MAX_TOUCHES,
@@ -30,6 +30,7 @@ from .journey import (
     Conversion,
     Journey,
     Reaction,
+    bounded,
     new_journey,
     on_input,
     on_tick,
@@ -107,7 +108,8 @@ class CampaignFold(CustomerFold[JourneyRecord, Journey, Payload, BatchOutcome]):
 
     def merge_in(self, state: Journey, handover: CampaignHandover, outcome: BatchOutcome) -> Journey:
         assert handover.state is not None
-        return merge_journeys(state, handover.state)
+        # Both customers' waiting items together may be more than a journey keeps.
+        return _take(bounded(Reaction(merge_journeys(state, handover.state)), self.context), None, outcome)
 
 
 def _take(reaction: Reaction, received: datetime | None, outcome: BatchOutcome) -> Journey:
@@ -159,11 +161,13 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
     return replace(
         survivor,
         view=replace(view, consents=consents),
-        pacing=Pacing(
-            survivor.pacing.entered | merged.pacing.entered,
-            sent_on,
-            dict(merged.pacing.channel_sent_on) | dict(survivor.pacing.channel_sent_on),
-            entered_at,
+        pacing=bounded_pacing(
+            Pacing(
+                survivor.pacing.entered | merged.pacing.entered,
+                sent_on,
+                dict(merged.pacing.channel_sent_on) | dict(survivor.pacing.channel_sent_on),
+                entered_at,
+            )
         ),
         dealer_id=survivor.dealer_id or merged.dealer_id,
         city=survivor.city or merged.city,

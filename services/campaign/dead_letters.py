@@ -22,7 +22,7 @@ import orjson
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, Field
 
-from shared.stream_worker import DeadLetter
+from shared.dead_letters import DeadLetter
 from shared.topics import MAIN_TOPICS, dead_letter_topic
 
 DEAD_LETTER_TOPICS = tuple(dead_letter_topic(topic) for topic in MAIN_TOPICS)
@@ -37,6 +37,11 @@ class DeadLetterView(BaseModel):
     error: str = Field(description="why the worker could not take it")
     key: str | None
     value: str | None = Field(description="the input as it was read (UTF-8)")
+    value_bytes: int | None = Field(
+        default=None,
+        description="the input's size when `value` is only its beginning (a dead letter is kept "
+        "small); null: `value` is whole. Such a dead letter is replayed only corrected.",
+    )
     at: datetime = Field(description="when it was dead-lettered")
     replayed_at: datetime | None = None
 
@@ -70,7 +75,8 @@ def _view(record: Any) -> DeadLetterView:
         offset=letter.offset,
         error=letter.reason,
         key=letter.key.decode("utf-8", "replace") if letter.key is not None else None,
-        value=letter.value.decode() if letter.value is not None else None,
+        value=letter.value.decode("utf-8", "replace") if letter.value is not None else None,
+        value_bytes=letter.value_bytes,
         at=datetime.fromtimestamp(record.timestamp / 1000, UTC),
     )
 
@@ -131,6 +137,11 @@ def corrected_value(letter: DeadLetterView, correction: Mapping[str, Any] | None
     if correction is None:
         if letter.value is None:
             raise BadCorrection("the dead letter has no value to replay: give a corrected one")
+        if letter.value_bytes is not None:
+            raise BadCorrection(
+                f"the dead letter keeps only the beginning of the input's {letter.value_bytes} bytes: "
+                "give a corrected one"
+            )
         return letter.value.encode()
     try:
         original = orjson.loads(letter.value or "null")

@@ -24,6 +24,11 @@ recorded as suppressed: `converted` — the customer converted meanwhile and the
 outside the campaign's audience.
 Action ids are derived from (campaign, customer, trigger), so a replayed trigger decides the
 same ids and consumers can drop the repeat.
+
+Bounded (docs/contract.md, "Bounds"): a customer's pacing keeps today's counts only (a count of
+another day is 0 anyway), and the MAX_ENTERED campaigns the customer entered last; a campaign
+entered before those is forgotten, as if long ago (`reentry` `never` lets such a customer in
+again: the price of a row that does not grow with every campaign ever run).
 """
 
 from __future__ import annotations
@@ -49,6 +54,9 @@ from .targeting import (
 ACTION_IDS = uuid.UUID("6f1c3e0a-5b8e-4d7a-9c41-2f6b8a0d9e17")
 HOLDOUT = "holdout"
 GLOBAL_CONTROL = "global_control"
+# Campaigns a customer's pacing remembers entering: far more than run at once, so only a customer
+# in hundreds of campaigns over the years forgets the earliest.
+MAX_ENTERED = 200
 
 Outcome = Literal["sent", "deferred", "suppressed"]
 
@@ -157,7 +165,25 @@ def decide(
             )
         else:
             decisions.append(base)
-    return Pacing(frozenset(entered), sent_on, channel_sent_on, entered_at), decisions
+    return bounded_pacing(Pacing(frozenset(entered), sent_on, channel_sent_on, entered_at), today), decisions
+
+
+def bounded_pacing(pacing: Pacing, today: str | None = None) -> Pacing:
+    """`pacing` within its bounds: with `today`, the counts of other days dropped; at most
+    MAX_ENTERED campaigns entered, the latest kept (by when; those without a time, from rows
+    older than the times, go first; then by id)."""
+    sent_on, channel_sent_on = pacing.sent_on, pacing.channel_sent_on
+    if today is not None:
+        sent_on = {key: count for key, count in sent_on.items() if count[0] == today}
+        channel_sent_on = {key: count for key, count in channel_sent_on.items() if count[0] == today}
+    entered, entered_at = pacing.entered, pacing.entered_at
+    if len(entered) > MAX_ENTERED:
+        latest = sorted(entered, key=lambda c: (entered_at.get(c) is not None, entered_at.get(c), c))
+        entered = frozenset(latest[-MAX_ENTERED:])
+        entered_at = {c: at for c, at in entered_at.items() if c in entered}
+    if (sent_on, channel_sent_on, entered) == (pacing.sent_on, pacing.channel_sent_on, pacing.entered):
+        return pacing
+    return Pacing(entered, sent_on, channel_sent_on, entered_at)
 
 
 def _may_reenter(campaign: Campaign, entered_at: datetime | None, now: datetime) -> bool:

@@ -17,6 +17,13 @@ the customer outside the campaign's audience; at due time the audience is checke
 Because every input arrives with the customer exactly as they were after it, a decision never
 waits for a consent or a profile still on its way, and a conversion always finds the touches
 before it already there (docs/causal-order.md).
+
+Bounded (docs/contract.md, "Bounds"): a journey keeps at most MAX_SCHEDULED items waiting and
+MAX_TOUCHES touches (the latest); pacing is bounded in decide.py. A delayed trigger fires on
+every matching input until it acts, so a stream of inputs could schedule without end: past
+MAX_SCHEDULED the items due last go first — delayed triggers, then deferred messages (SLA checks
+of leads with dealers are kept longest) — each recorded as a suppressed decision,
+`schedule_full`, under the action id it would have decided, so the figures show it.
 """
 
 from __future__ import annotations
@@ -36,6 +43,12 @@ from .targeting import CustomerView, QuietHours, fires, has_consent, in_audience
 
 CONVERSIONS = frozenset({"store.visit", "order.placed"})
 MAX_TOUCHES = 20
+# Items waiting in a journey: a customer has a few (a deferred message, a cooldown, a lead's SLA
+# check); a hundred is a customer something keeps triggering, and the row must stay small.
+MAX_SCHEDULED = 100
+SCHEDULE_FULL = "schedule_full"
+# Which waiting items go first when there are too many: the cheapest to lose first.
+_DROP_FIRST = {"trigger": 0, "deliver": 1, "sla": 2}
 # The programme as a whole, as a pseudo-campaign in the figures: its groups are the customers
 # campaigns messaged and the global control group (docs/campaign.md, "Global control group").
 PROGRAMME = "_programme"
@@ -162,7 +175,7 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
         fired.append((TriggerKind.event, event.type, event.event_id))
     for kind, value, trigger_id in fired:
         _merge(reaction, _fire(reaction.journey, kind, value, trigger_id, context))
-    return reaction
+    return bounded(reaction, context)
 
 
 def on_event(journey: Journey, event: CampaignEvent, context: Context) -> Reaction:
@@ -221,6 +234,36 @@ def on_tick(journey: Journey, context: Context) -> Reaction:
                 )
         elif item.kind == "sla" and campaign is not None and active:  # a paused campaign reassigns nobody
             _check_sla(reaction, campaign, item, context)
+    return bounded(reaction, context)
+
+
+def bounded(reaction: Reaction, context: Context) -> Reaction:
+    """The reaction with at most MAX_SCHEDULED items waiting in its journey: past that, those due
+    last go (triggers, then deferred messages, then SLA checks), each a `schedule_full`
+    suppression where it would have decided something."""
+    journey = reaction.journey
+    if len(journey.scheduled) <= MAX_SCHEDULED:
+        return reaction
+    ranked = sorted(
+        journey.scheduled,
+        key=lambda s: (_DROP_FIRST[s.kind], -s.due.timestamp(), s.campaign_id, s.trigger_id),
+    )
+    dropped = ranked[: len(ranked) - MAX_SCHEDULED]
+    gone = {id(item) for item in dropped}
+    reaction.journey = replace(journey, scheduled=tuple(s for s in journey.scheduled if id(s) not in gone))
+    by_id = {c.id: c for c in context.campaigns}
+    customer_id = journey.view.customer_id
+    for item in sorted(dropped, key=lambda s: (s.due, s.campaign_id, s.trigger_id)):
+        if item.kind == "deliver" and item.decision is not None:
+            reaction.decisions.append(
+                replace(
+                    item.decision, outcome="suppressed", reason=SCHEDULE_FULL, at=context.now, deliver_at=None
+                )
+            )
+        elif item.kind == "trigger" and (campaign := by_id.get(item.campaign_id)) is not None:
+            reaction.decisions.append(
+                _exit(campaign, customer_id, item.trigger_id, SCHEDULE_FULL, context.now)
+            )
     return reaction
 
 

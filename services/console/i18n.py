@@ -464,6 +464,7 @@ ZH_VALUES: dict[str, str] = {
     "reason.no_capacity": "顾问无余量",
     "reason.lead_pool": "等待顾问（线索池）",
     "reason.lead_closed": "线索已关闭",
+    "reason.schedule_full": "待办已满",
     "identity.phone": "手机号",
     "identity.customer_id": "客户 ID",
     "reentry.never": "不允许",

@@ -27,7 +27,7 @@ from shared.events import (
 from shared.http import ADMIN_ONLY, Edit, edit_of, operations_router, require_ops_token
 from shared.metrics import process_registry
 from shared.redis import create_redis
-from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics
+from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics, dead_letter_topic
 from shared.web_assets import assets_dir, self_hosted_docs
 
 from .api_keys import ApiKeys, Scope
@@ -210,9 +210,14 @@ def _batch_events(body: bytes, max_events: int) -> list[Any]:
     return events
 
 
-def _oversized(events: list[Any], max_event_bytes: int) -> set[int]:
-    """Indexes of the events whose JSON is larger than `max_event_bytes`."""
-    return {index for index, raw in enumerate(events) if len(orjson.dumps(raw)) > max_event_bytes}
+def _oversized(events: list[Any], validated: list[Any], max_event_bytes: int) -> set[int]:
+    """Indexes of the valid events whose JSON is larger than `max_event_bytes` (an invalid one may
+    not even serialise, e.g. nested deeper than orjson writes: it is rejected already)."""
+    return {
+        index
+        for index, (raw, event) in enumerate(zip(events, validated, strict=True))
+        if not isinstance(event, InvalidEvent) and len(orjson.dumps(raw)) > max_event_bytes
+    }
 
 
 class _Services:
@@ -237,7 +242,7 @@ def create_app(
         [
             t
             for t in contract_topics(settings.topic_partitions)
-            if t.name in (TOUCHPOINT_EVENTS, IDENTITY_MERGES)
+            if t.name in (TOUCHPOINT_EVENTS, IDENTITY_MERGES, dead_letter_topic(IDENTITY_MERGES))
         ],
     )
     services = _Services()
@@ -255,7 +260,12 @@ def create_app(
             limits,
             on_conflict=lambda reason: metrics.identity_conflicts.labels(reason).inc(),
         )
-        relay = MergeRelay(store, lambda key, value: broker.send(IDENTITY_MERGES, key, value))
+        relay = MergeRelay(
+            store,
+            lambda key, value: broker.send(IDENTITY_MERGES, key, value),
+            # A merge the broker can never take is skipped and kept there, with why.
+            dead_letter=lambda key, value: broker.send(dead_letter_topic(IDENTITY_MERGES), key, value),
+        )
 
         def send_events(records: list[tuple[bytes, bytes]]) -> Awaitable[list[asyncio.Future[object]]]:
             return broker.send_keyed(TOUCHPOINT_EVENTS, records)
@@ -417,7 +427,7 @@ def create_app(
         received_at = now.isoformat()
         validated = validate_events(events, now)
         if len(body) > settings.max_event_bytes:  # only then can one event be over the limit
-            for index in _oversized(events, settings.max_event_bytes):
+            for index in _oversized(events, validated, settings.max_event_bytes):
                 too_large = {"loc": [], "type": "too_large", "msg": f"over {settings.max_event_bytes} bytes"}
                 validated[index] = InvalidEvent([too_large])
         accepted: list[tuple[int, PendingEvent]] = []

@@ -4,6 +4,11 @@ Order matters for "nothing lost, nothing doubled": the read model is written, th
 set, and the rows' changelog records and the batch's outputs sent and acknowledged by the
 broker; only then does the agent ack the batch, so its offsets can be committed. A crash
 anywhere before the commit means a replay, which each customer's ledger turns into no-ops.
+
+The outputs are built and measured before any of that: an input that would make a record
+larger than `max_record_bytes` is dead-lettered instead, and a record the broker still refuses
+for what it is goes to the dead-letter topic too (shared/stream_worker.py, "Records that cannot
+be written"): no input stalls the worker.
 """
 
 from __future__ import annotations
@@ -28,9 +33,11 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
-    fold_or_one_by_one,
+    fold_within_record_limit,
     keyed_records,
+    read_to_the_end,
     retrying,
+    send_outputs,
 )
 from shared.topics import SCORED_INPUTS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
@@ -64,14 +71,16 @@ class Scorer:
         watch: InputWatch,
         clock: Callable[[], datetime],
         codec: RecordCodec[CustomerRecord],
+        max_record_bytes: int,
     ) -> None:
+        self._max_record_bytes = max_record_bytes
         self._table = table
         self._rows = table_rows(table)  # the table's rows in memory, restored from its changelog
         self._codec = codec
         self._topics = topics
         self._redis = redis
         self._sender = sender
-        self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
+        self._last_alone = read_to_the_end(topics.changelog, topics.dead_letters)
         self._plans = plans
         self._metrics = metrics
         self._watch = watch
@@ -89,17 +98,16 @@ class Scorer:
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
-        outcome = self._score(deliveries, now, dead)
+        outcome, records = self._score(deliveries, partitions, now, dead)
         await self._write_read_model(outcome, now)
         data = self._rows
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
-        await self._send(self._outputs(outcome, partitions, dead))
+        records += dead_letter_records(self._topics.dead_letters, dead)
+        await self._send(records)
         self._observe(messages, deliveries, outcome, len(dead), started, now)
 
-    def _outputs(
-        self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
-    ) -> list[OutgoingRecord]:
+    def _outputs(self, outcome: BatchOutcome, partitions: dict[str, int]) -> list[OutgoingRecord]:
         topics = self._topics
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
@@ -107,24 +115,28 @@ class Scorer:
             *(OutgoingRecord(SCORED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             # Every field, None too: a state may hold a required field that is None.
             *keyed_records(topics.handovers, outcome.handovers),
-            *dead_letter_records(topics.dead_letters, dead),
         ]
 
     async def _send(self, records: list[OutgoingRecord]) -> None:
-        await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))
+        dead_letters = self._topics.dead_letters[TOUCHPOINT_EVENTS]
+        await send_outputs(self._sender, records, dead_letters, self._metrics, last_alone=self._last_alone)
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(messages, self._decoders.__getitem__)
 
-    def _score(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
+    def _score(
+        self, deliveries: list[Delivery], partitions: dict[str, int], now: datetime, dead: list[DeadLetter]
+    ) -> tuple[BatchOutcome, list[OutgoingRecord]]:
         plan = self._plans.current.plan
-        return fold_or_one_by_one(
+        return fold_within_record_limit(
             deliveries,
             self._rows,
             lambda batch, row_of: score_batch(batch, row_of, plan, now),
             BatchOutcome,
             dead,
             "scoring",
+            lambda outcome: self._outputs(outcome, partitions),
+            self._max_record_bytes,
         )
 
     async def _write_read_model(self, outcome: BatchOutcome, now: datetime) -> None:

@@ -58,6 +58,7 @@ def create_app(
         metrics=parts.metrics,
         watch=parts.watch,
         clock=clock,
+        max_record_bytes=settings.max_record_bytes,
     )
     batch_consumer(parts, topics.inputs, settings, scorer.score)
 

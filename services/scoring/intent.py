@@ -4,7 +4,10 @@ Pure: no Kafka, Faust, Redis or HTTP. A score is a sum of behaviour weights, eac
 exponentially with the plan's half-life. The state keeps the sum as of `score_at`; because decay
 is exponential, an event older than `score_at` is simply added at its decayed weight, so the
 result does not depend on the order events arrive in (except where a negative weight meets the
-floor at zero).
+floor at zero, or a model falls out of the strongest MAX_MODELS).
+
+Bounded (docs/contract.md, "Bounds"): per-model interest keeps the MAX_MODELS strongest models of
+a customer; a weaker one is forgotten (ties: the model named first alphabetically stays).
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from .inputs import ScoringEvent
 from .plan import ScoringPlan
 
 DAY_S = 86_400.0
+# Vehicle models a customer's interest is kept for: a maker sells a few dozen, a buyer weighs a
+# handful; past this the weakest interest goes, so no input can grow the row without end.
+MAX_MODELS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +116,7 @@ def apply_event(state: CustomerScore, event: ScoringEvent, plan: ScoringPlan) ->
     model = event.vehicle_model
     if model and added > 0:
         model_scores[model] = model_scores.get(model, 0.0) + added
+        model_scores = strongest_models(model_scores)
 
     interacted = event.type not in plan.activity.not_interactions
     last_interaction = state.last_interaction_at
@@ -147,12 +154,20 @@ def merge_states(survivor: CustomerScore, merged: CustomerScore, plan: ScoringPl
     return replace(
         survivor,
         intent_score=survivor.intent_score * carried(survivor) + merged.intent_score * carried(merged),
-        model_scores=models,
+        model_scores=strongest_models(models),
         score_at=reference,
         points=survivor.points + merged.points,
         growth=survivor.growth + merged.growth,
         last_interaction_at=max(interactions) if interactions else None,
     )
+
+
+def strongest_models(model_scores: dict[str, float]) -> dict[str, float]:
+    """The MAX_MODELS highest scores (all as of one moment, so comparable); ties by model name."""
+    if len(model_scores) <= MAX_MODELS:
+        return model_scores
+    kept = sorted(model_scores.items(), key=lambda item: (-item[1], item[0]))[:MAX_MODELS]
+    return {model: model_scores[model] for model in sorted(model for model, _ in kept)}
 
 
 def next_change_at(state: CustomerScore, now: datetime, plan: ScoringPlan) -> datetime | None:

@@ -7,6 +7,11 @@ anywhere before the commit means a replay, which each customer's ledger turns in
 
 New tag rules are applied to every profile the worker holds, under the same lock as a batch,
 so a customer's row is never written by both at once.
+
+The outputs are built and measured before any effect: an input that would make a record larger
+than `max_record_bytes` is dead-lettered instead, and a record the broker still refuses for
+what it is goes to the dead-letter topic too (shared/stream_worker.py, "Records that cannot be
+written"): no input stalls the worker.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
-    fold_or_one_by_one,
+    fold_within_record_limit,
     keyed_records,
+    read_to_the_end,
     retrying,
+    send_outputs,
 )
 from shared.topics import SCORED_INPUTS, TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
@@ -73,7 +80,9 @@ class Tagger:
         partitions: int,
         owned_partitions: Callable[[], set[int]],
         clock: Callable[[], datetime],
+        max_record_bytes: int,
     ) -> None:
+        self._max_record_bytes = max_record_bytes
         self.rules = rules
         self._partitioner = DefaultPartitioner()
         self._all_partitions = list(range(partitions))
@@ -91,7 +100,7 @@ class Tagger:
         # Rows restored from the changelog may predate the rules in force: the first call of
         # apply_rules re-derives them all.
         self._rederived_version: int | None = None
-        self._last_alone = frozenset({topics.changelog})  # read to its end on recovery
+        self._last_alone = read_to_the_end(topics.changelog, topics.dead_letters)
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             SCORED_INPUTS: ScoredInput.model_validate_json,
             topics.handovers: TaggingHandover.model_validate_json,
@@ -105,8 +114,8 @@ class Tagger:
             started = perf_counter()
             deliveries, partitions, dead = self._decode(messages)
             now = self._clock()
-            outcome = self._tag(deliveries, now, dead)
-            await self._write(outcome, partitions, dead, now)
+            outcome, records = self._tag(deliveries, partitions, now, dead)
+            await self._write(outcome, records + dead_letter_records(self._topics.dead_letters, dead), now)
             self._observe(deliveries, outcome, len(dead), started, now)
             self._watch.observe(messages)
 
@@ -136,7 +145,7 @@ class Tagger:
             partitions = {cid: self._partition_of(cid) for cid in self._rows}
             rows = [row for cid, row in self._rows.items() if partitions[cid] in owned]
             outcome = rederive(rows, self.rules, f"rules-{latest.version}", now)
-            await self._write(outcome, partitions, [], now)
+            await self._write(outcome, self._outputs(outcome, partitions), now)
         log.info("tag rules version %d in force; %d profiles changed", latest.version, len(outcome.records))
 
     def _partition_of(self, customer_id: str) -> int:
@@ -144,20 +153,16 @@ class Tagger:
         # with the default partitioner, as ingest publishes them.
         return self._partitioner(customer_id.encode(), self._all_partitions, self._all_partitions)
 
-    async def _write(
-        self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter], now: datetime
-    ) -> None:
+    async def _write(self, outcome: BatchOutcome, records: list[OutgoingRecord], now: datetime) -> None:
         data = self._rows
         if outcome.records:
             await retrying("redis write", lambda: read_model.write_records(self._redis, outcome.records, now))
         for customer_id, record in outcome.records.items():
             data[customer_id] = record
-        records = self._outputs(outcome, partitions, dead)
-        await retrying("send", lambda: self._sender.send_all(records, last_alone=self._last_alone))
+        dead_letters = self._topics.dead_letters[SCORED_INPUTS]
+        await send_outputs(self._sender, records, dead_letters, self._metrics, last_alone=self._last_alone)
 
-    def _outputs(
-        self, outcome: BatchOutcome, partitions: dict[str, int], dead: list[DeadLetter]
-    ) -> list[OutgoingRecord]:
+    def _outputs(self, outcome: BatchOutcome, partitions: dict[str, int]) -> list[OutgoingRecord]:
         topics = self._topics
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
@@ -165,21 +170,24 @@ class Tagger:
             *(OutgoingRecord(TAGGED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             # Every field, None too: a state may hold a required field that is None.
             *keyed_records(topics.handovers, outcome.handovers),
-            *dead_letter_records(topics.dead_letters, dead),
         ]
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
         return decode_inputs(messages, self._decoders.__getitem__)
 
-    def _tag(self, deliveries: list[Delivery], now: datetime, dead: list[DeadLetter]) -> BatchOutcome:
+    def _tag(
+        self, deliveries: list[Delivery], partitions: dict[str, int], now: datetime, dead: list[DeadLetter]
+    ) -> tuple[BatchOutcome, list[OutgoingRecord]]:
         rules = self.rules
-        return fold_or_one_by_one(
+        return fold_within_record_limit(
             deliveries,
             self._rows,
             lambda batch, row_of: tag_batch(batch, row_of, rules, now),
             BatchOutcome,
             dead,
             "tagging",
+            lambda outcome: self._outputs(outcome, partitions),
+            self._max_record_bytes,
         )
 
     def _observe(

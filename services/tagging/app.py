@@ -60,6 +60,7 @@ def create_app(
         partitions=settings.topic_partitions,
         owned_partitions=lambda: owned_partitions(app),
         clock=clock,
+        max_record_bytes=settings.max_record_bytes,
     )
     batch_consumer(parts, topics.inputs, settings, tagger.tag)
 

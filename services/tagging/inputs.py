@@ -5,7 +5,7 @@ A message that does not decode goes to its topic's dead-letter topic.
 
 from __future__ import annotations
 
-from shared.events import PublishedEvent
+from shared.events import MAX_PUBLISHED_LABEL_CHARS, MAX_TOPICS, PublishedEvent
 
 
 class TaggingEvent(PublishedEvent):
@@ -18,7 +18,11 @@ class TaggingEvent(PublishedEvent):
         return float(value)
 
     def topics(self) -> list[str]:
+        """The event's topics, normalised, sorted; as many as ingest takes (MAX_TOPICS, the
+        first in order) and each a label: an event put on a topic by other means with thousands
+        counts no more than one from ingest."""
         value = self.properties.get("topics")
         if not isinstance(value, list):
             return []
-        return sorted({t.strip().lower() for t in value if isinstance(t, str) and t.strip()})
+        topics = {t.strip().lower() for t in value if isinstance(t, str) and t.strip()}
+        return sorted(t for t in topics if len(t) <= MAX_PUBLISHED_LABEL_CHARS)[:MAX_TOPICS]

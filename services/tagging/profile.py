@@ -9,6 +9,12 @@ test-drive booking or store visit; `defeated` on `lead.defeated`; `owner` on an 
 delivery, for good. A defeated lead who re-engages (any input after the defeat that leaves the
 score at 60+, or a quote, test drive or store visit) is `intent` again and `recalled`, until
 defeated again.
+
+Bounded (docs/contract.md, "Bounds"): the evidence per topic keeps the MAX_PROFILE_TOPICS
+strongest topics of a customer (most interactions; of equal counts, the one seen last stays),
+so no stream of inputs, however varied its topics, grows a profile, a row or the customer's
+segments without end. The rest of the evidence is counts, a few times, and one entry per tag
+rule condition (rules.py keeps only as many times as a condition can need).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ INTENT_EVENTS = frozenset({"quote.requested", "test_drive.booked", "store.visit"
 OWNER_EVENTS = frozenset({"order.placed", "vehicle.delivered"})
 # Merging two profiles keeps the further layer along the ladder.
 LADDER_RANK = {Layer.prospect: 0, Layer.defeated: 1, Layer.intent: 2, Layer.owner: 3}
+# Topics whose interactions a profile counts: each at `interest_min_interactions` is an
+# `interest:<topic>` tag and a segment; a customer's real interests are a handful.
+MAX_PROFILE_TOPICS = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +123,8 @@ def _with_event(
     if engaged and (event_topics := event.topics()):
         topics = dict(topics)
         for topic in event_topics:
-            topics[topic] = topics.get(topic, 0) + 1
+            topics[topic] = topics.pop(topic, 0) + 1  # to the end: the latest seen last
+        topics = strongest_topics(topics)
     price = kind == "coupon.claimed" or (engaged and event.properties.get("price_related") is True)
     purchase = kind in PURCHASE_TYPES
     last_purchase = profile.last_purchase_at
@@ -219,7 +229,7 @@ def merge_profiles(
             deep_interactions=survivor.deep_interactions + merged.deep_interactions,
             value_points=_add(survivor.value_points, merged.value_points),
             value_point_interactions=survivor.value_point_interactions + merged.value_point_interactions,
-            topics=_add(survivor.topics, merged.topics),
+            topics=strongest_topics(_add(survivor.topics, merged.topics)),
             price_interactions=survivor.price_interactions + merged.price_interactions,
             shares=survivor.shares + merged.shares,
             referrals=survivor.referrals + merged.referrals,
@@ -248,6 +258,16 @@ def _record_evidence(
     for key, condition in matched.items():
         kept[key] = record_hit(kept.get(key), event.occurred_at, condition)
     return kept
+
+
+def strongest_topics(topics: dict[str, int]) -> dict[str, int]:
+    """The MAX_PROFILE_TOPICS topics with the most interactions; of equal counts, those later in
+    `topics` (seen later) stay. The order of `topics` is kept."""
+    if len(topics) <= MAX_PROFILE_TOPICS:
+        return topics
+    ranked = sorted(enumerate(topics.items()), key=lambda entry: (-entry[1][1], -entry[0]))
+    kept = {topic for _, (topic, _) in ranked[:MAX_PROFILE_TOPICS]}
+    return {topic: count for topic, count in topics.items() if topic in kept}
 
 
 def _add(a: dict, b: dict) -> dict:

@@ -10,13 +10,24 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.campaign.batch import JourneyRecord, merge_journeys
+from services.campaign.batch import BatchOutcome as CampaignBatchOutcome
+from services.campaign.batch import CampaignFold, JourneyRecord, merge_journeys
 from services.campaign.consent import Consent, consents_after
-from services.campaign.decide import Pacing, decide
-from services.campaign.definitions import Campaign, Channel, TriggerKind
+from services.campaign.decide import MAX_ENTERED, Decision, Pacing, bounded_pacing, decide
+from services.campaign.definitions import ActionKind, Campaign, Channel, TriggerKind
 from services.campaign.examples import example_campaigns
 from services.campaign.inputs import CampaignEvent
-from services.campaign.journey import Context, new_journey, on_event, on_tick
+from services.campaign.journey import (
+    MAX_SCHEDULED,
+    SCHEDULE_FULL,
+    Context,
+    Reaction,
+    Scheduled,
+    bounded,
+    new_journey,
+    on_event,
+    on_tick,
+)
 from services.campaign.targeting import (
     CustomerView,
     QuietHours,
@@ -27,6 +38,7 @@ from services.campaign.targeting import (
     variant_of,
 )
 from shared.channels import CONSENT_CHANNELS, MESSAGING_CHANNELS
+from shared.fold import Handover
 from shared.record_table import RecordCodec
 from tests.unit.test_campaign_journey import touch
 
@@ -514,3 +526,86 @@ def test_a_paused_campaign_neither_reassigns_its_leads_nor_acts_on_delayed_trigg
     later = DAY + timedelta(hours=2)
     assert [d.outcome for d in on_tick(journey, Context([cooled], later)).decisions] == ["sent"]
     assert not on_tick(journey, Context([cooled.model_copy(update={"status": "paused"})], later)).decisions
+
+
+def test_a_journey_keeps_at_most_so_many_items_waiting_and_records_what_it_drops() -> None:
+    # Every click fires a campaign with a cooldown: one trigger waiting per click.
+    cooled = campaign(trigger={"on": "event", "value": "content.click", "delay_hours": 2})
+    journey = replace(new_journey("cus_1"), view=customer())
+    dropped = []
+    for n in range(MAX_SCHEDULED + 5):
+        at = DAY + timedelta(seconds=n)
+        reaction = on_event(journey, touch("content.click", at, content_id="c1"), Context([cooled], at))
+        journey = reaction.journey
+        dropped += reaction.decisions
+    assert len(journey.scheduled) == MAX_SCHEDULED
+    # The ones due last went: the newest triggers, each recorded under the id it would have decided.
+    assert [(d.outcome, d.reason) for d in dropped] == [("suppressed", SCHEDULE_FULL)] * 5
+    assert max(s.due for s in journey.scheduled) == DAY + timedelta(hours=2, seconds=MAX_SCHEDULED - 1)
+
+
+def test_sla_checks_and_deferred_messages_outlast_delayed_triggers_when_the_schedule_is_full() -> None:
+    cooled = campaign(trigger={"on": "event", "value": "content.click", "delay_hours": 2})
+    decision = Decision(
+        "a1",
+        "high-intent-nurture",
+        "cus_1",
+        ActionKind.send_content,
+        Channel.wecom_1v1,
+        "c",
+        None,
+        "deferred",
+        "quiet_hours",
+        DAY,
+    )
+    waiting = (
+        Scheduled(DAY + timedelta(days=9), "sla", "high-intent-nurture", "a0"),
+        Scheduled(DAY + timedelta(days=8), "deliver", "high-intent-nurture", "t1", decision),
+        *(
+            Scheduled(DAY + timedelta(hours=1), "trigger", "high-intent-nurture", f"t{n}")
+            for n in range(MAX_SCHEDULED)
+        ),
+    )
+    reaction = bounded(Reaction(replace(new_journey("cus_1"), scheduled=waiting)), Context([cooled], DAY))
+    assert [s.kind for s in reaction.journey.scheduled[:2]] == ["sla", "deliver"]
+    assert len(reaction.journey.scheduled) == MAX_SCHEDULED
+    assert [(d.reason, d.outcome) for d in reaction.decisions] == [(SCHEDULE_FULL, "suppressed")] * 2
+    # Only SLA checks and deliveries beyond the bound: the deliveries due last go, as suppressed.
+    many = tuple(replace(waiting[1], due=DAY + timedelta(minutes=n)) for n in range(MAX_SCHEDULED + 1))
+    reaction = bounded(
+        Reaction(replace(new_journey("cus_1"), scheduled=(waiting[0], *many))), Context([], DAY)
+    )
+    assert reaction.journey.scheduled[0] == waiting[0] and len(reaction.journey.scheduled) == MAX_SCHEDULED
+    assert [(d.outcome, d.reason, d.deliver_at) for d in reaction.decisions] == [
+        ("suppressed", SCHEDULE_FULL, None)
+    ] * 2
+
+
+def test_merged_journeys_keep_the_bound_too() -> None:
+    half = MAX_SCHEDULED // 2 + 1
+    items = lambda prefix: tuple(  # noqa: E731
+        Scheduled(DAY + timedelta(hours=n), "trigger", "gone", f"{prefix}{n}") for n in range(half)
+    )
+    survivor = replace(new_journey("a"), scheduled=items("a"))
+    merged = replace(new_journey("b"), scheduled=items("b"))
+    assert len(merge_journeys(survivor, merged).scheduled) == 2 * half  # merging itself keeps all
+    fold = CampaignFold(Context([], DAY))
+    outcome = CampaignBatchOutcome()
+    handover = Handover(handover_id="m", customer_id="a", from_customer_id="b", state=merged)
+    assert len(fold.merge_in(survivor, handover, outcome).scheduled) == MAX_SCHEDULED
+    assert outcome.decisions == []  # of campaigns no longer defined: dropped without a decision
+
+
+def test_pacing_keeps_todays_counts_and_the_campaigns_entered_last() -> None:
+    old = {f"c{n:03}": ("2026-11-01", 1) for n in range(MAX_ENTERED + 10)}
+    entered_at = {f"c{n:03}": EARLIER + timedelta(minutes=n) for n in range(MAX_ENTERED + 10)}
+    pacing = Pacing(frozenset(entered_at), old, {"wecom_1v1": ("2026-11-01", 1)}, entered_at)
+    after, (sent,) = decide(customer(), pacing, [campaign(id="new-one")], "t1", DAY, QUIET)
+    assert sent.outcome == "sent"
+    assert after.sent_on == {"new-one": ("2026-11-25", 1)} and after.channel_sent_on == {}
+    assert len(after.entered) == MAX_ENTERED and "new-one" in after.entered
+    assert "c000" not in after.entered and f"c{MAX_ENTERED + 9:03}" in after.entered
+    assert set(after.entered_at) == after.entered
+    # Rows from before entry times were kept: those campaigns go first.
+    undated = bounded_pacing(Pacing(frozenset({"x", *entered_at}), {}, {}, entered_at))
+    assert "x" not in undated.entered and len(undated.entered) == MAX_ENTERED

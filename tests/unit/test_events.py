@@ -2,7 +2,22 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shared.events import EVENT_TYPES, IngestedEvent, InvalidEvent, validate_event, validate_events
+from shared.events import (
+    EVENT_TYPES,
+    MAX_BOUND_ERRORS,
+    MAX_KEY_CHARS,
+    MAX_LIST_ITEMS,
+    MAX_OBJECT_KEYS,
+    MAX_PROPERTY_DEPTH,
+    MAX_STRING_CHARS,
+    MAX_TOPICS,
+    IngestedEvent,
+    InvalidEvent,
+    describe_errors,
+    property_bound_errors,
+    validate_event,
+    validate_events,
+)
 from tests.factories import event
 
 
@@ -137,3 +152,106 @@ def test_a_batch_rejects_only_the_consent_for_an_unknown_channel() -> None:
     assert [(e["loc"], e["type"]) for e in outcomes[1].errors] == [
         (["properties", "channel"], "unknown_channel")
     ]
+
+
+def nested(levels: int, leaf: object = 1) -> object:
+    """`levels` containers, objects and lists in turn, around `leaf` (built without recursion)."""
+    value = leaf
+    for level in range(levels):
+        value = {"a": value} if level % 2 else [value]
+    return value
+
+
+@pytest.mark.parametrize("levels", [MAX_PROPERTY_DEPTH + 1, 400, 100_000])
+def test_properties_nested_too_deep_are_refused_at_the_first_level_past_the_bound(levels: int) -> None:
+    [(loc, kind)] = errors_of(event(properties={"content_id": "c", "form": nested(levels)}))
+    assert kind == "too_deep"
+    assert loc[:2] == ("properties", "form") and len(loc) == 2 + MAX_PROPERTY_DEPTH
+
+
+def test_properties_as_deep_as_the_bound_are_valid() -> None:
+    validate_event(event(properties={"content_id": "c", "form": nested(MAX_PROPERTY_DEPTH)}), now())
+
+
+def test_an_event_within_the_bounds_always_serialises() -> None:
+    """orjson writes at most 254 levels: the depth bound keeps every valid event far below."""
+    import orjson
+
+    raw = event(properties={"content_id": "c", "form": nested(MAX_PROPERTY_DEPTH)})
+    assert orjson.loads(orjson.dumps(validate_event(raw, now()).model_dump(mode="json")))
+
+
+@pytest.mark.parametrize(
+    ("properties", "loc", "kind"),
+    [
+        ({"cart": list(range(MAX_LIST_ITEMS + 1))}, ("properties", "cart"), "too_many_items"),
+        ({f"k{n}": n for n in range(MAX_OBJECT_KEYS + 1)}, ("properties",), "too_many_keys"),
+        ({"form": {f"k{n}": n for n in range(MAX_OBJECT_KEYS + 1)}}, ("properties", "form"), "too_many_keys"),
+        ({"note": "x" * (MAX_STRING_CHARS + 1)}, ("properties", "note"), "string_too_long"),
+        (
+            {"lines": [{"sku": "x" * (MAX_STRING_CHARS + 1)}]},
+            ("properties", "lines", 0, "sku"),
+            "string_too_long",
+        ),
+        ({"k" * (MAX_KEY_CHARS + 1): 1}, ("properties", "k" * MAX_KEY_CHARS + "…"), "key_too_long"),
+        (
+            {"content_id": "c", "topics": [f"t{n}" for n in range(MAX_TOPICS + 1)]},
+            ("properties", "topics"),
+            "too_long",
+        ),
+    ],
+)
+def test_lists_objects_keys_strings_and_topics_are_capped(properties: dict, loc: tuple, kind: str) -> None:
+    assert (loc, kind) in errors_of(event(type="custom.bounds", properties=properties))
+
+
+def test_values_at_the_bounds_are_valid() -> None:
+    properties = {
+        "cart": list(range(MAX_LIST_ITEMS)),
+        "note": "x" * MAX_STRING_CHARS,
+        "k" * MAX_KEY_CHARS: 1,
+        "topics": [f"t{n}" for n in range(MAX_TOPICS)],
+        **{f"k{n}": n for n in range(MAX_OBJECT_KEYS - 4)},
+    }
+    validate_event(event(type="custom.bounds", properties=properties), now())
+
+
+def test_bound_errors_are_few_however_many_values_break_them() -> None:
+    properties = {"lines": [{"note": "x" * (MAX_STRING_CHARS + 1)} for _ in range(MAX_LIST_ITEMS)]}
+    found = errors_of(event(type="custom.bounds", properties=properties))
+    assert len(found) == MAX_BOUND_ERRORS
+    assert {kind for _, kind in found} == {"string_too_long"}
+
+
+def test_property_bound_errors_takes_any_json_value() -> None:
+    assert property_bound_errors({}) == []
+    assert property_bound_errors("x" * (MAX_STRING_CHARS + 1))[0]["loc"] == ["properties"]
+    assert property_bound_errors(nested(10_000))[0]["type"] == "too_deep"
+
+
+def test_an_event_nested_400_levels_deep_is_rejected_alone_in_a_batch() -> None:
+    good, other = event(), event()
+    deep = event(type="custom.deep", properties={"x": nested(400)})
+    outcomes = validate_events([good, deep, other], now())
+    assert [str(outcomes[i].event_id) for i in (0, 2)] == [good["event_id"], other["event_id"]]
+    assert isinstance(outcomes[1], InvalidEvent)
+    assert [e["type"] for e in outcomes[1].errors] == ["too_deep"]
+
+
+def test_property_bound_errors_counts_topics_as_ingests_model_does() -> None:
+    errors = property_bound_errors({"topics": ["t"] * (MAX_TOPICS + 1)})
+    assert [(e["loc"], e["type"]) for e in errors] == [(["properties", "topics"], "too_long")]
+    assert property_bound_errors({"topics": ["t"] * 3_800}) == errors  # said once
+    assert describe_errors(errors) == f"properties.topics: at most {MAX_TOPICS} topics (too_long)"
+
+
+def test_a_worker_checks_the_shape_alone_of_an_event_as_published() -> None:
+    """Phone hashes make strings and keys longer than sent: only depth, items, keys and topics
+    are what they were at ingest."""
+    grown = {"note": "x" * (MAX_STRING_CHARS * 6), "k" * (MAX_KEY_CHARS * 2): 1}
+    assert property_bound_errors(grown, lengths=False) == []
+    assert sorted(e["type"] for e in property_bound_errors(grown)) == ["key_too_long", "string_too_long"]
+    assert (
+        property_bound_errors({"form": nested(MAX_PROPERTY_DEPTH + 1)}, lengths=False)[0]["type"]
+        == "too_deep"
+    )

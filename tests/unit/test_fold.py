@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from shared.fold import (
     MAX_HELD,
     MAX_PARKED,
+    MAX_WAITING_CHARS,
     Barrier,
     CustomerFold,
     Delivery,
@@ -20,7 +21,7 @@ from shared.fold import (
     fold_batch,
 )
 from shared.identity import IdentityMerged
-from shared.ledger import Ledger
+from shared.ledger import MAX_ID_CHARS, MAX_LEDGER_PARTITIONS, Ledger, LedgerEntry, kept_id
 
 
 class Did(BaseModel):
@@ -198,3 +199,52 @@ def test_handovers_never_joined_are_held_only_so_many() -> None:
     outcome = table.run(handovers)
     assert outcome.counts == {"held": MAX_HELD + 1, "merge_overdue": 1, "merged_in": 1}
     assert table["old"].tally == ("s0",) and len(table["old"].barrier.held) == MAX_HELD
+
+
+def big(customer: str, n: int, chars: int) -> Delivery:
+    payload = Did(input_id=f"{customer}-{n}", customer_id=customer, what="x" * chars)
+    return Delivery("in/0", n, payload, payload.model_dump_json().encode())
+
+
+def test_parked_inputs_are_bounded_by_their_size_too() -> None:
+    table = Table()
+    table.run([did("old", "join:new>old", 0)])
+    size = MAX_WAITING_CHARS // 4
+    outcome = table.run([big("old", n, size) for n in range(1, 5)])  # the fourth would pass the bound
+    assert outcome.counts == {"parked": 3, "merge_overdue": 1, "processed": 5}
+    assert table["old"].barrier == Barrier(overdue=("new>old",))
+    assert len(table["old"].tally) == 5
+
+
+def test_an_input_larger_than_the_bound_is_never_parked() -> None:
+    table = Table()
+    outcome = table.run([big("old", 0, MAX_WAITING_CHARS), did("old", "after", 1)])
+    assert "parked" not in outcome.counts
+    outcome = table.run([did("old", "join:new>old", 2), big("old", 3, MAX_WAITING_CHARS)])
+    assert outcome.counts == {"parked": 1, "merge_overdue": 1, "processed": 2}
+    assert table["old"].barrier.parked == ()
+
+
+def test_held_handovers_are_bounded_by_their_size_too() -> None:
+    table = Table()
+    size = MAX_WAITING_CHARS // 2
+    handovers = [Delivery("handovers/0", n, handover_of(f"m{n}", "old", "x" * size)) for n in range(3)]
+    outcome = table.run(handovers)
+    assert outcome.counts == {"held": 3, "merge_overdue": 2, "merged_in": 2}
+    assert [w.input_id for w in table["old"].barrier.held] == ["m2>old"]
+
+
+def test_a_ledger_keeps_the_partitions_used_most_recently_and_long_ids_as_digests() -> None:
+    entry = LedgerEntry(Ledger())
+    for n in range(MAX_LEDGER_PARTITIONS + 4):
+        assert entry.admit(f"t/{n}", 5, f"id-{n}")
+    assert entry.admit("t/5", 6, "again")  # used again: kept over older ones
+    assert entry.admit("t/99", 0, "new")
+    offsets = entry.freeze().offsets
+    assert len(offsets) == MAX_LEDGER_PARTITIONS
+    assert "t/5" in offsets and "t/99" in offsets and "t/0" not in offsets
+    assert not entry.admit("t/5", 6, "again")  # a redelivery
+    long = "x" * (MAX_ID_CHARS * 100)
+    assert entry.admit("t/5", 7, long)
+    assert not entry.admit("t/5", 8, long)  # republished: caught by its digest
+    assert entry.freeze().recent_ids[-1] == kept_id(long) and len(kept_id(long)) < MAX_ID_CHARS

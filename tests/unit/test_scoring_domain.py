@@ -9,6 +9,7 @@ from pydantic import ValidationError
 from services.scoring.calibration import CALIBRATION_DAY, check_plan
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import (
+    MAX_MODELS,
     Activity,
     Band,
     CustomerScore,
@@ -136,6 +137,36 @@ def test_model_interest_follows_vehicle_models() -> None:
     )
     assert set(state.model_scores) == {"id4", "id6"}
     assert state.model_scores["id6"] > state.model_scores["id4"]
+
+
+def test_model_interest_keeps_the_strongest_models_only() -> None:
+    # One test drive for m00, then a config build for each of many models: m00 stays the strongest.
+    events = [ingested("test_drive.booked", T0, vehicle_model="m00")]
+    events += [ingested("config.build", T0, vehicle_model=f"m{n:02}") for n in range(1, MAX_MODELS * 3)]
+    state = replay(events)
+    assert len(state.model_scores) == MAX_MODELS
+    assert "m00" in state.model_scores
+    # Equal scores: the models named first stay, whatever order they came in.
+    assert set(state.model_scores) == {"m00", *(f"m{n:02}" for n in range(1, MAX_MODELS))}
+    assert replay(list(reversed(events))).model_scores.keys() == state.model_scores.keys()
+    # A model that gains interest replaces the weakest.
+    later = apply_event(state, ingested("test_drive.booked", T0, vehicle_model="zz"), PLAN)
+    assert "zz" in later.model_scores and len(later.model_scores) == MAX_MODELS
+
+
+def test_merging_keeps_the_strongest_models_only() -> None:
+    one = replay([ingested("config.build", T0, vehicle_model=f"a{n:02}") for n in range(MAX_MODELS)])
+    other = replay([ingested("test_drive.booked", T0, vehicle_model=f"b{n:02}") for n in range(MAX_MODELS)])
+    merged = merge_states(one, other, PLAN)
+    assert set(merged.model_scores) == set(other.model_scores)  # test drives weigh more
+
+
+def test_a_label_longer_than_a_published_one_can_be_does_not_decode() -> None:
+    # Longer than ingest's 128 characters is possible (phone numbers in it become hashes).
+    ingested("config.build", T0, vehicle_model="x" * 1024)
+    raw = event(type="config.build", properties={"vehicle_model": "x" * 1025})
+    with pytest.raises(ValidationError):
+        ScoringEvent.model_validate(raw | {"customer_id": "cus_1", "received_at": T0})
 
 
 def test_points_and_growth_accumulate_and_growth_sets_the_level() -> None:

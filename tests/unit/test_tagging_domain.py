@@ -12,10 +12,11 @@ from typing import Any
 
 from services.tagging.families import rfm_segment
 from services.tagging.inputs import TaggingEvent
-from services.tagging.profile import Profile, apply_event, apply_score, merge_profiles
+from services.tagging.profile import MAX_PROFILE_TOPICS, Profile, apply_event, apply_score, merge_profiles
 from services.tagging.rules import Layer, Orientation, RuleSet, Stage
 from services.tagging.thresholds import TaggingThresholds
 from shared.chain import ScoreSnapshot
+from shared.events import MAX_PUBLISHED_LABEL_CHARS, MAX_TOPICS
 from tests.factories import event
 
 LIMITS = TaggingThresholds()
@@ -245,3 +246,50 @@ def test_merging_adds_the_evidence_and_keeps_the_further_layer() -> None:
     assert folded.interactions == 4
     assert {"ripple", "interest:tech"} <= set(folded.tags)
     assert merge_profiles(merged, survivor, LIMITS, NO_RULES).layer is Layer.intent
+
+
+def test_a_profile_keeps_its_strongest_topics_only() -> None:
+    # The case: thousands of distinct topics, 20 an event (as many as ingest takes).
+    favourite = [ingested("content.view", content_id="c", topics=["suv"]) for _ in range(3)]
+    flood = [
+        ingested("content.view", content_id="c", topics=[f"t{n:04}-{k}" for k in range(20)])
+        for n in range(200)
+    ]
+    profile = replay([*favourite, *flood])
+    assert len(profile.topics) == MAX_PROFILE_TOPICS
+    assert profile.topics["suv"] == 3 and "interest:suv" in profile.tags
+    # Of equal counts, the topics seen last stay (an event's in sorted order).
+    last = [sorted(f"t{n:04}-{k}" for k in range(20)) for n in (197, 198, 199)]
+    assert set(profile.topics) - {"suv"} == {*last[0][-9:], *last[1], *last[2]}
+    # A topic seen again moves ahead of those seen once.
+    again = replay([ingested("content.view", content_id="c", topics=[last[0][-1]])], profile)
+    assert again.topics[last[0][-1]] == 2 and len(again.topics) == MAX_PROFILE_TOPICS
+
+
+def test_an_event_counts_at_most_as_many_topics_as_ingest_takes() -> None:
+    many = ingested(
+        "content.view",
+        content_id="c",
+        topics=["a" * (MAX_PUBLISHED_LABEL_CHARS + 1)] + [f"t{n:04}" for n in range(3800)],
+    )
+    assert many.topics() == [f"t{n:04}" for n in range(MAX_TOPICS)]
+
+
+def test_merging_keeps_the_strongest_topics_only() -> None:
+    one = replay(
+        [ingested("content.view", content_id="c", topics=[f"a{n}" for n in range(20)]) for _ in range(2)]
+    )
+    other = replay(
+        [ingested("content.view", content_id="c", topics=[f"b{n}" for n in range(20)]) for _ in range(3)]
+        + [ingested("content.view", content_id="c", topics=[f"c{n}" for n in range(20)])]
+    )
+    merged = merge_profiles(one, other, LIMITS, NO_RULES)
+    assert len(merged.topics) == MAX_PROFILE_TOPICS
+    assert {t for t in merged.topics if t[0] in "ab"} == {f"a{n}" for n in range(20)} | {
+        f"b{n}" for n in range(20)
+    }
+
+
+def test_labels_longer_than_published_ones_can_be_are_not_kept() -> None:
+    defeated = replay([ingested("lead.defeated", reason="r" * (MAX_PUBLISHED_LABEL_CHARS + 1))])
+    assert defeated.layer is Layer.defeated and defeated.defeat_reason is None
