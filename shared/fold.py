@@ -117,6 +117,7 @@ class Delivery(Generic[P]):
     offset: int
     payload: P
     raw: bytes = b""
+    at: float = 0.0  # when its record was published (epoch seconds; 0: unknown), for the ledger
 
     @property
     def customer_id(self) -> str:
@@ -219,7 +220,7 @@ def _fold_customer(
     admitted = False
     for delivery in inputs:
         input_id = _input_id(delivery.payload, domain)
-        if not ledger.admit(delivery.partition, delivery.offset, input_id):
+        if not ledger.admit(delivery.partition, delivery.offset, input_id, delivery.at):
             outcome.count("duplicate")
             continue
         admitted = True
@@ -273,7 +274,9 @@ class _Walk(Generic[R, S, P, Out]):
                 self._arrived(delivery, payload)
             if payload.input_json is not None:
                 raw = payload.input_json.encode()
-                late = Delivery(delivery.partition, delivery.offset, self.domain.decode(raw), raw)
+                late = Delivery(
+                    delivery.partition, delivery.offset, self.domain.decode(raw), raw, delivery.at
+                )
                 self._own(late, self.domain.input_id(late.payload))
         else:
             self._own(delivery, input_id)

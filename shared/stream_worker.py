@@ -269,7 +269,8 @@ def decode_inputs(
         except (ValidationError, ValueError) as error:
             dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
             continue
-        decoded = Delivery(f"{message.topic}/{message.partition}", message.offset, payload, message.value)
+        at = message.timestamp or 0.0  # Faust's: the record's timestamp, in seconds (None: unknown)
+        decoded = Delivery(f"{message.topic}/{message.partition}", message.offset, payload, message.value, at)
         deliveries.append(decoded)
         partitions[decoded.customer_id] = message.partition
     return deliveries, partitions, dead

@@ -53,6 +53,11 @@ class Acknowledged(NamedTuple):
     duplicate: bool
 
 
+# How long a produce may still be acknowledged after its request was answered 503: beyond the
+# producer's own request timeout, its outcome is settled (acknowledged or failed).
+LATE_ACK_WAIT_S = 120.0
+
+
 class BrokerUnavailable(Exception):
     """The broker did not acknowledge in time: nothing of the request may be acknowledged."""
 
@@ -91,6 +96,7 @@ class IngestPipeline:
         self._max_group_events = max_group_events
         self._max_groups_in_flight = max_groups_in_flight
         self._queue: deque[_Submission] = deque()
+        self._late: set[asyncio.Task[None]] = set()  # marking events acknowledged too late
         self._queued_events = 0
         self._wakeup = asyncio.Event()
 
@@ -193,6 +199,7 @@ class IngestPipeline:
         """Wait for the acks, mark what was acknowledged as seen, answer every request."""
         try:
             acked, delivered = await self._acknowledged(sent)
+            self._mark_when_acknowledged(sent, acked)
             marking = self._store.mark_seen(
                 [
                     SeenEvent(claim.event_id, resolution.customer_id, source)
@@ -227,6 +234,36 @@ class IngestPipeline:
                 submission.done.set_result(results)
             else:
                 submission.done.set_exception(BrokerUnavailable("broker did not acknowledge in time"))
+
+    def _mark_when_acknowledged(self, sent: _SentGroup, acked: list[bool]) -> None:
+        """Events whose ack did not come in time (their requests are answered 503) may still be
+        acknowledged: those are marked seen when it comes, so that the client's retry is a
+        duplicate and is not published again. This bounds how late ingest republishes an event
+        to the producer's request timeout, unless ingest stops first (docs/ingest.md)."""
+        late = [
+            (sent.claims[index], sent.sources[index], sent.resolutions[index], future)
+            for index, future in sent.waiting.items()
+            if not acked[index] and not future.done()
+        ]
+        if not late:
+            return
+
+        async def mark() -> None:
+            await asyncio.wait({future for *_, future in late}, timeout=LATE_ACK_WAIT_S)
+            seen = [
+                SeenEvent(claim.event_id, resolution.customer_id, source)
+                for claim, source, resolution, future in late
+                if future.done() and not future.cancelled() and future.exception() is None
+            ]
+            if seen:
+                try:
+                    await self._store.mark_seen(seen, self._clock())
+                except Exception as error:  # the client's retry publishes a copy: workers drop it
+                    log.warning("could not mark %d late-acknowledged events seen: %r", len(seen), error)
+
+        task = asyncio.create_task(mark())
+        self._late.add(task)
+        task.add_done_callback(self._late.discard)
 
     async def _drop_joins(self, joins: list[tuple[str, str]]) -> None:
         try:

@@ -67,6 +67,7 @@ class FakeBroker:
     def __init__(self) -> None:
         self.sent: list[tuple[bytes, bytes]] = []
         self.mode = "ack"
+        self.held: list[asyncio.Future[object]] = []  # "hold": acknowledged when the test says
 
     async def send(self, records: list[tuple[bytes, bytes]]) -> list[asyncio.Future[object]]:
         self.sent += records
@@ -78,7 +79,9 @@ class FakeBroker:
             future.set_result(None)
         elif self.mode == "fail":
             future.set_exception(ConnectionError("broker gone"))
-        return [future] * len(records)  # "hold": never acknowledged
+        else:
+            self.held.append(future)  # "hold": not acknowledged until the test says so
+        return [future] * len(records)
 
     @staticmethod
     def _future(fail: bool) -> asyncio.Future[object]:
@@ -163,6 +166,24 @@ async def test_unacknowledged_events_fail_the_request_and_stay_unseen(setup, mod
     broker.mode = "ack"  # the broker is back: the retry goes through as new
     [ack] = await pipeline.submit([one])
     assert not ack.duplicate
+
+
+async def test_an_event_acknowledged_too_late_is_marked_seen_and_its_retry_is_a_duplicate(setup) -> None:
+    pipeline, store, broker = setup
+    broker.mode = "hold"
+    one = pending()
+    with pytest.raises(BrokerUnavailable):  # answered 503: the ack did not come in time
+        await pipeline.submit([one])
+    assert store.seen == {}
+    for future in broker.held:  # it comes now: the event is on the topic after all
+        future.set_result(None)
+    deadline = asyncio.get_running_loop().time() + 5  # the late marking runs on its own task
+    while one.event_id not in store.seen and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert one.event_id in store.seen
+    broker.mode = "ack"
+    [ack] = await pipeline.submit([one])  # the client's retry
+    assert ack.duplicate and len(broker.sent) == 1  # not published again
 
 
 async def test_only_requests_whose_events_were_all_acknowledged_succeed(setup) -> None:

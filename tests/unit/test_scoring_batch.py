@@ -15,11 +15,12 @@ from shared.chain import ChainInput
 from shared.events import Source
 from shared.fold import Tick
 from shared.identity import IdentityJoined, IdentityMerged
-from shared.ledger import RECENT_IDS
+from shared.ledger import MAX_RECENT_IDS, RECENT_IDS
 from shared.record_table import RecordCodec
 
 PLAN = default_plan()
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+T0 = NOW.timestamp()  # when the first input's record was published
 EVENTS = "touchpoint.events.v1/0"
 HANDOVERS = "pd-scoring-handovers/0"
 TICKS = "pd-scoring-ticks/0"
@@ -85,11 +86,27 @@ def test_a_republished_event_counts_once() -> None:
     assert table["c1"].score.intent_score == 8.0
 
 
-def test_the_ledger_keeps_a_bounded_number_of_ids() -> None:
+def test_the_ledger_keeps_the_ids_of_a_window_and_no_more_than_its_cap() -> None:
+    hour = 3600.0
     table = Table()
-    table.run([Delivery(EVENTS, offset, click("c1")) for offset in range(RECENT_IDS * 3)])
-    assert len(table["c1"].ledger.recent_ids) == RECENT_IDS
-    assert table["c1"].ledger.offsets == {EVENTS: RECENT_IDS * 3 - 1}
+    # An input an hour: after a day, only the day's stay (beyond the last RECENT_IDS).
+    table.run([Delivery(EVENTS, n, click("c1"), at=T0 + n * hour) for n in range(RECENT_IDS + 48)])
+    ledger = table["c1"].ledger
+    assert len(ledger.recent_ids) == RECENT_IDS  # a day holds 25: the last 32 stay all the same
+    assert ledger.offsets == {EVENTS: RECENT_IDS + 47}
+    # Many at once: all in the window, up to the cap.
+    table.run([Delivery(EVENTS, 1000 + n, click("c2"), at=T0) for n in range(MAX_RECENT_IDS + 50)])
+    assert len(table["c2"].ledger.recent_ids) == MAX_RECENT_IDS
+
+
+def test_a_copy_published_after_a_hundred_other_inputs_the_same_day_counts_once() -> None:
+    table = Table()
+    first = click("c1")
+    others = [Delivery(EVENTS, 1 + n, click("c1"), at=T0 + n) for n in range(100)]
+    table.run([Delivery(EVENTS, 0, first, at=T0), *others])
+    before = table["c1"]
+    table.run([Delivery(EVENTS, 500, first, at=T0 + 3600)])  # at a new offset, an hour later
+    assert table["c1"].score == before.score
 
 
 def test_a_merge_hands_the_state_to_the_survivor_exactly_once() -> None:

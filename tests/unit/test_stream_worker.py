@@ -21,7 +21,9 @@ class Ping(BaseModel):
 
 
 def message(topic: str, partition: int, offset: int, value: bytes | None) -> SimpleNamespace:
-    return SimpleNamespace(topic=topic, partition=partition, offset=offset, key=b"k", value=value)
+    return SimpleNamespace(
+        topic=topic, partition=partition, offset=offset, key=b"k", value=value, timestamp=None
+    )
 
 
 def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None:
