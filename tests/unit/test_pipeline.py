@@ -34,6 +34,7 @@ class FakeStore:
         self.pending: dict[str, list[IdentityMerged]] = {}  # holder -> its pending joins
         self.drop_error: Exception | None = None
         self.marked: list[tuple[list[SeenEvent], datetime]] = []  # each mark_seen call
+        self.marking = asyncio.Event()  # set by the first mark_seen call
         self.count_failure: str | None = None
 
     async def resolve(self, claims: list[Claim], now: datetime) -> list[Resolution]:
@@ -52,6 +53,7 @@ class FakeStore:
     async def mark_seen(self, seen: list[SeenEvent], at: datetime) -> str | None:
         self.seen.update((event.event_id, event.customer_id) for event in seen)
         self.marked.append((seen, at))
+        self.marking.set()
         return self.count_failure
 
     async def drop_joins(self, joins: list[tuple[str, str]]) -> None:
@@ -177,9 +179,7 @@ async def test_an_event_acknowledged_too_late_is_marked_seen_and_its_retry_is_a_
     assert store.seen == {}
     for future in broker.held:  # it comes now: the event is on the topic after all
         future.set_result(None)
-    deadline = asyncio.get_running_loop().time() + 5  # the late marking runs on its own task
-    while one.event_id not in store.seen and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(store.marking.wait(), timeout=5)  # the late marking runs on its own task
     assert one.event_id in store.seen
     broker.mode = "ack"
     [ack] = await pipeline.submit([one])  # the client's retry
