@@ -441,3 +441,16 @@ def test_a_type_past_its_limit_is_accepted_unlinked_and_listed_for_review(client
     assert unlinked.status_code == 404
     listed = client.get("/v1/identity-conflicts", headers=OPS, params={"limit": 50}).json()
     assert any(c["customer_id"] == customer and c["reason"] == "identifier_limit" for c in listed)
+
+
+def test_an_event_over_the_size_once_its_phones_are_hashed_is_refused(client) -> None:
+    # 1,000 phones: about 14 KB as sent (MAX_EVENT_BYTES is 50,000 here), about 67 KB as hashed.
+    phones = {f"numbers_{n}": ["13800138000"] * 100 for n in range(10)}
+    big = event(type="custom.phone_list", properties=phones)
+    single = client.post("/v1/events", json=big)
+    assert single.status_code == 422
+    assert [e["type"] for e in single.json()["detail"]] == ["too_large"]
+    fine = event()
+    batch = client.post("/v1/events/batch", json={"events": [big, fine]}).json()
+    assert [r["event_id"] for r in batch["results"]] == [fine["event_id"]]
+    assert [(r["index"], [e["type"] for e in r["errors"]]) for r in batch["rejected"]] == [(0, ["too_large"])]
