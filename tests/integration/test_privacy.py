@@ -108,7 +108,11 @@ def test_a_phone_hidden_anywhere_in_an_event_reaches_no_topic_key_or_log(
     customer = answer.json()["results"][0]["customer_id"]
     hashed = phone_identity(digits, "test-salt")
     with httpx.Client(base_url=tagging.api_url, headers={"Authorization": f"Bearer {OPS_TOKEN}"}) as tags:
-        eventually(lambda: tags.get(f"/v1/customers/{customer}/profile").raise_for_status(), timeout=60)
+
+        def profiled() -> None:
+            assert tags.get(f"/v1/customers/{customer}/profile").status_code == 200
+
+        eventually(profiled, timeout=60)
 
     def no_phone_in(chunks: list[bytes], where: str) -> None:
         for chunk in chunks:
