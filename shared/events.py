@@ -39,6 +39,9 @@ from shared.channels import CONSENT_CHANNELS, CONSENT_EVENT_TYPES, consented_cha
 
 SCHEMA_VERSION = 1
 MAX_FUTURE_SKEW = timedelta(minutes=5)
+# The oldest interaction ingest takes: older is a clock or a typing error (year 1, 1970), and
+# would sit at the far end of every decay curve and time window.
+MAX_PAST = timedelta(days=10 * 365)
 
 # Bounds on an event's free `properties` (the envelope's own fields have theirs in the models).
 # Touchpoint events are flat records of an interaction (ids, a few labels, a number or two), so
@@ -306,7 +309,7 @@ def describe_errors(errors: list[dict[str, Any]]) -> str:
 
 def event_rule_errors(event: TouchpointEvent, now: datetime) -> list[dict[str, Any]]:
     """What the envelope's types cannot say: the bounds of the free properties, per-type
-    properties, consent channels and the future-skew rule."""
+    properties, consent channels and the time rules (at most 5 minutes ahead, 10 years ago)."""
     properties: dict[str, Any] = event.properties  # type: ignore[assignment]  # extra keys allowed
     if bounds := property_bound_errors(properties):
         return bounds  # nothing else is looked at in a value this shape
@@ -328,6 +331,8 @@ def event_rule_errors(event: TouchpointEvent, now: datetime) -> list[dict[str, A
         )
     if event.occurred_at - now > MAX_FUTURE_SKEW:
         errors.append({"loc": ["occurred_at"], "msg": "more than 5 minutes in the future", "type": "future"})
+    elif now - event.occurred_at > MAX_PAST:
+        errors.append({"loc": ["occurred_at"], "msg": "more than 10 years ago", "type": "too_old"})
     return errors
 
 

@@ -110,6 +110,12 @@ def test_occurred_at_may_be_up_to_five_minutes_ahead() -> None:
     ]
 
 
+def test_occurred_at_may_be_up_to_ten_years_ago_not_year_one() -> None:
+    validate_event(event(occurred_at=(now() - timedelta(days=9 * 365)).isoformat()), now())
+    for long_ago in ("0001-01-01T00:00:00+00:00", "1970-01-01T00:00:00+00:00"):
+        assert errors_of(event(occurred_at=long_ago)) == [(("occurred_at",), "too_old")]
+
+
 def test_ingested_event_round_trips_through_json() -> None:
     parsed = validate_event(event(), now())
     record = IngestedEvent(**parsed.model_dump(), customer_id="cus_1", received_at=now(), api_key_id="key_x")
