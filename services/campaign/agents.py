@@ -234,7 +234,8 @@ class Campaigner:
         """Hand leads waiting in the pool to consultants with capacity now, and the open leads of
         consultants who left to others: each as an assign_dealer action, on the actions topic
         before the desk forgets it still has to announce it."""
-        await self.refresh_roster()
+        if await roster_version(self._redis) != self.roster_version:  # one GET, as before a batch
+            await self.refresh_roster()
         now = self._clock()
         released = await release_pool(self._redis, self.roster, now)
         if released:

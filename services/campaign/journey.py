@@ -36,6 +36,7 @@ from typing import Literal
 from shared.chain import ChainInput
 
 from .consent import consents_after
+from .dealers import sla_missed
 from .decide import GLOBAL_CONTROL, HOLDOUT, Decision, Pacing, action_id, decide
 from .definitions import ActionKind, Campaign, Channel, TriggerKind
 from .inputs import CampaignEvent
@@ -358,9 +359,9 @@ def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: C
 
 def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context: Context) -> None:
     journey = reaction.journey
-    assigned_at = item.due - timedelta(hours=campaign.action.sla_hours)
-    followed = journey.last_followup_at
-    if followed is not None and followed >= assigned_at:
+    sla_hours = campaign.action.sla_hours
+    assigned_at = item.due - timedelta(hours=sla_hours)
+    if not sla_missed(assigned_at, sla_hours, journey.last_followup_at, context.now):
         return
     again = Decision(
         action_id=action_id(campaign.id, journey.view.customer_id, f"sla:{item.trigger_id}"),
