@@ -17,6 +17,9 @@ their own domain; everything around it is the same and lives here, once:
   whose handover has not come is parked, with everything after it, until it comes. So a
   survivor's inputs are applied in one order however the topics were read — and a replay after
   a crash makes the same outputs as the first run (docs/causal-order.md, "Merges").
+- **Erased.** A tombstone (`CustomerErased`, shared/erasure.py) drops the customer's row: it is
+  listed in the outcome's `erased` for the worker to remove everywhere. Every other input of a
+  customer in `erased` (the erasure records the worker knows) is dropped, before or after it.
 - **Apply** everything else, in the order read.
 
 A service supplies a `CustomerFold`: a new row and which of its fields holds the state, what an
@@ -29,13 +32,14 @@ Pure: no Kafka, Faust, Redis or HTTP.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from shared.erasure import CustomerErased
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger, LedgerEntry
 from shared.outcome import BatchOutcomeBase
@@ -134,6 +138,7 @@ class FoldOutcome(BatchOutcomeBase):
 
     records: dict[str, Any] = field(default_factory=dict)
     handovers: list[Handover[Any]] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)  # customers whose tombstone came: rows dropped
 
 
 class CustomerFold(ABC, Generic[R, S, P, Out]):
@@ -198,12 +203,22 @@ def fold_batch(
     row_of: Callable[[str], R | None],
     domain: CustomerFold[R, S, P, Out],
     outcome: Out,
+    erased: Container[str] = frozenset(),
 ) -> Out:
-    """Apply a batch: each customer's inputs in the order they were read."""
+    """Apply a batch: each customer's inputs in the order they were read; nothing of customers
+    `erased` (their tombstones drop their rows)."""
     by_customer: dict[str, list[Delivery[P]]] = {}
     for delivery in deliveries:
         by_customer.setdefault(delivery.customer_id, []).append(delivery)
     for customer_id, inputs in by_customer.items():
+        tombstones = sum(isinstance(d.payload, CustomerErased) for d in inputs)
+        if tombstones or customer_id in erased:
+            if tombstones:
+                outcome.erased.append(customer_id)
+                outcome.count("erased", tombstones)
+            if len(inputs) > tombstones:  # late: a replay, a tick, an event on its way
+                outcome.count("dropped_erased", len(inputs) - tombstones)
+            continue
         before = row_of(customer_id)
         row = before if before is not None else domain.new_row(customer_id)
         after = _fold_customer(customer_id, row, inputs, domain, outcome)

@@ -65,13 +65,13 @@ def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafk
 class OutgoingRecord(NamedTuple):  # a tuple: made by the thousand a second
     topic: str
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone
     partition: int | None = None  # None: by key, with the default partitioner (as ingest does)
 
     @property
     def size(self) -> int:
         """Key and value bytes: what a limit on a record's size is measured on."""
-        return len(self.key or b"") + len(self.value)
+        return len(self.key or b"") + len(self.value or b"")
 
 
 # Produce errors about the records themselves: sending them again is refused again.

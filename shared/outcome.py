@@ -12,8 +12,8 @@ class BatchOutcomeBase:
 
     counts: dict[str, int] = field(default_factory=dict)  # inputs by outcome
 
-    def count(self, outcome: str) -> None:
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.counts[outcome] = self.counts.get(outcome, 0) + n
 
     def absorb(self, other: Self) -> None:
         """Add `other` (a later part of the same batch) to this outcome."""

@@ -34,7 +34,7 @@ Dead letters stay small themselves (shared/dead_letters.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -50,6 +50,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from shared.batch_drain import BatchHandler, consume_in_batches
 from shared.dead_letters import DeadLetter
+from shared.erasure import CustomerErased, erasure_of
 from shared.faust_runtime import recovery_done
 from shared.fold import Delivery, FoldOutcome
 from shared.gc_tuning import tune_gc_for_throughput
@@ -254,23 +255,31 @@ P = TypeVar("P")
 
 
 def decode_inputs(
-    messages: Sequence[Message], decoder_for: Callable[[str], Callable[[bytes], P]]
-) -> tuple[list[Delivery[P]], dict[str, int], list[DeadLetter]]:
+    messages: Sequence[Message],
+    decoder_for: Callable[[str], Callable[[bytes], P]],
+    erasures_on: str | None = None,
+) -> tuple[list[Delivery[P | CustomerErased]], dict[str, int], list[DeadLetter]]:
     """Decode a batch: the deliveries (with the bytes read), each customer's input partition,
-    and what does not decode."""
-    deliveries: list[Delivery[P]] = []
+    and what does not decode. A tombstone on `erasures_on` (the chain's topic the worker reads)
+    erases its customer (shared/erasure.py); elsewhere it is dead-lettered."""
+    deliveries: list[Delivery[P | CustomerErased]] = []
     partitions: dict[str, int] = {}
     dead: list[DeadLetter] = []
     for message in messages:
         try:
+            payload: P | CustomerErased
             if message.value is None:
-                raise ValueError("empty message")
-            payload = decoder_for(message.topic)(message.value)
+                if message.topic != erasures_on:
+                    raise ValueError("empty message")
+                payload = erasure_of(message.key)
+            else:
+                payload = decoder_for(message.topic)(message.value)
         except (ValidationError, ValueError) as error:
             dead.append(DeadLetter.of(message, f"{type(error).__name__}: {error}"))
             continue
         at = message.timestamp or 0.0  # Faust's: the record's timestamp, in seconds (None: unknown)
-        decoded = Delivery(f"{message.topic}/{message.partition}", message.offset, payload, message.value, at)
+        raw = message.value or b""
+        decoded = Delivery(f"{message.topic}/{message.partition}", message.offset, payload, raw, at)
         deliveries.append(decoded)
         partitions[decoded.customer_id] = message.partition
     return deliveries, partitions, dead
@@ -449,6 +458,25 @@ def changelog_records(
         OutgoingRecord(topic, customer_id.encode(), codec.encode(row), partitions[customer_id])
         for customer_id, row in rows.items()
     ]
+
+
+def erasure_records(
+    changelog: str, erased: Iterable[str], partitions: Mapping[str, int], chain: str | None = None
+) -> list[OutgoingRecord]:
+    """For customers erased in a batch: a tombstone for each row on the changelog (to the
+    partition the tombstone was read from) and, for the next worker, on the `chain` topic."""
+    records = [OutgoingRecord(changelog, cid.encode(), None, partitions[cid]) for cid in erased]
+    if chain is not None:
+        records += [OutgoingRecord(chain, cid.encode(), None) for cid in erased]
+    return records
+
+
+def update_rows(rows: MutableMapping[str, Any], outcome: FoldOutcome) -> None:
+    """The table's rows after a batch: the changed ones set, the erased ones gone."""
+    for customer_id, record in outcome.records.items():
+        rows[customer_id] = record
+    for customer_id in outcome.erased:
+        rows.pop(customer_id, None)
 
 
 # Dead-letter topics have one partition (shared/topics.py): named, so that the last letter of a

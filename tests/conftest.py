@@ -87,7 +87,7 @@ def ingest_env(backends: Backends, port: int, **overrides: str) -> dict[str, str
         "REDIS_URL": backends.redis_url,
         "INGEST_PORT": str(port),
         "INGEST_API_KEYS": json.dumps({TOUCHPOINT_KEY: ["*"], WECOM_ONLY_KEY: ["wecom"], AD_KEY: AD_SCOPE}),
-        "OPS_TOKENS": f"other-token,{OPS_TOKEN}",
+        "OPS_TOKENS": f"other-token,{OPS_TOKEN},{ROLE_TOKENS}",
         "PHONE_HASH_SALT": "test-salt",
         "PRODUCE_TIMEOUT_S": "2",
         "MAX_BODY_BYTES": "200000",

@@ -28,6 +28,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.erasure import ErasedCustomers
 from shared.faust_runtime import table_rows
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.metrics import LATENCY_BUCKETS
@@ -38,11 +39,13 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
+    erasure_records,
     fold_within_record_limit,
     keyed_records,
     read_to_the_end,
     retrying,
     send_outputs,
+    update_rows,
 )
 from shared.topics import TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
@@ -71,6 +74,7 @@ from .desk import (
     open_lead,
     release_pool,
 )
+from .erasure import erase_customers
 from .journey import Context
 from .read_model import ActionRecord, action_record
 from .roster_store import RosterVersion, load_roster, roster_version
@@ -153,6 +157,7 @@ class Campaigner:
         self._global_control_pct = global_control_pct
         self._clock = clock
         self._last_alone = read_to_the_end(topics.changelog, topics.dead_letters)
+        self._erased = ErasedCustomers()
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TAGGED_INPUTS: TaggedInput.model_validate_json,
             topics.ticks: Tick.model_validate_json,
@@ -164,6 +169,7 @@ class Campaigner:
         # was answered: the change is in Redis before any such input reaches a fetch of ours
         # (docs/causal-order.md). One GET of the version per batch; the whole set when it moved.
         await retrying("campaigns refresh", self._refresh_or_fail)
+        await retrying("erasures refresh", lambda: self._erased.refresh(self._redis))
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
@@ -190,12 +196,13 @@ class Campaigner:
             if isinstance(p := d.payload, TaggedInput)
             and p.event is not None
             and p.event.type == "dealer.followup"
+            and p.customer_id not in self._erased.ids
         ]
         if followed_up:
             await retrying("close leads", lambda: close_leads(self._redis, followed_up))
-        data = self._rows
-        for customer_id, record in outcome.records.items():
-            data[customer_id] = record
+        if outcome.erased:
+            await retrying("redis erase", lambda: erase_customers(self._redis, outcome.erased))
+        update_rows(self._rows, outcome)
         outputs = [
             *state_records,
             *keyed_records(self._topics.actions, [r for r in records if r.outcome == "sent"]),
@@ -237,7 +244,12 @@ class Campaigner:
         if await roster_version(self._redis) != self.roster_version:  # one GET, as before a batch
             await self.refresh_roster()
         now = self._clock()
+        await self._erased.refresh(self._redis)
         released = await release_pool(self._redis, self.roster, now)
+        # A lead of a customer erased since the batch that pooled it: erased again, not announced.
+        if erased := {lead.customer_id for lead in released if lead.customer_id in self._erased.ids}:
+            await erase_customers(self._redis, sorted(erased))
+            released = [lead for lead in released if lead.customer_id not in erased]
         if released:
             records = [_handover_action(lead, now) for lead in released]
             for refused in await self._sender.send_all(keyed_records(self._topics.actions, records)):
@@ -313,20 +325,22 @@ class Campaigner:
         topics = self._topics
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
+            *erasure_records(topics.changelog, outcome.erased, partitions),
             # Every field, None too: a state may hold a required field that is None.
             *keyed_records(topics.handovers, outcome.handovers),
         ]
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(messages, self._decoders.__getitem__)
+        return decode_inputs(messages, self._decoders.__getitem__, TAGGED_INPUTS)
 
     def _react(
         self, deliveries: list[Delivery], partitions: dict[str, int], context: Context, dead: list[DeadLetter]
     ) -> tuple[BatchOutcome, list[OutgoingRecord]]:
+        erased = self._erased.ids
         return fold_within_record_limit(
             deliveries,
             self._rows,
-            lambda batch, row_of: react_batch(batch, row_of, context),
+            lambda batch, row_of: react_batch(batch, row_of, context, erased),
             BatchOutcome,
             dead,
             "campaign",

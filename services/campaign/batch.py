@@ -12,11 +12,12 @@ input — ledger, merges, handovers — is the one every worker shares (`shared/
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.chain import ChainInput
+from shared.erasure import CustomerErased
 from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
@@ -54,7 +55,7 @@ class JourneyRecord:
 
 
 CampaignHandover = Handover[Journey]
-Payload = TaggedInput | Tick | CampaignHandover
+Payload = TaggedInput | Tick | CampaignHandover | CustomerErased
 CampaignDelivery = Delivery[Payload]
 
 
@@ -122,10 +123,13 @@ def _take(reaction: Reaction, received: datetime | None, outcome: BatchOutcome) 
 
 
 def react_batch(
-    deliveries: Iterable[CampaignDelivery], record_of: Callable[[str], JourneyRecord | None], context: Context
+    deliveries: Iterable[CampaignDelivery],
+    record_of: Callable[[str], JourneyRecord | None],
+    context: Context,
+    erased: Container[str] = frozenset(),
 ) -> BatchOutcome:
-    """Apply a batch; each customer's inputs in the order they were read."""
-    return fold_batch(deliveries, record_of, CampaignFold(context), BatchOutcome())
+    """Apply a batch; each customer's inputs in the order they were read (none of `erased`)."""
+    return fold_batch(deliveries, record_of, CampaignFold(context), BatchOutcome(), erased)
 
 
 def consents_changed(

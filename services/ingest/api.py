@@ -32,6 +32,8 @@ from shared.web_assets import assets_dir, self_hosted_docs
 
 from .api_keys import ApiKeys, Scope
 from .broker import BrokerLink
+from .erasure import Eraser
+from .erasure_routes import erasure_router
 from .event_counts import MAX_MINUTES, EventsPerMinute, events_per_minute
 from .identities import api_key_id, identity_key, phone_identity, protect_event, scrub_text
 from .identity_store import IdentityConflict, IdentityLimits, IdentityStore, UnbindRefused
@@ -138,7 +140,7 @@ class Caller:
         """What the key is told of an accepted event: the customer only if it may see customers."""
         return {
             "event_id": ack.event_id,
-            "customer_id": ack.customer_id if self.scope.sees_customers else None,
+            "customer_id": (ack.customer_id or None) if self.scope.sees_customers else None,  # "": erased
             "duplicate": ack.duplicate,
         }
 
@@ -225,6 +227,7 @@ class _Services:
 
     store: IdentityStore
     pipeline: IngestPipeline
+    eraser: Eraser
 
 
 def create_app(
@@ -281,7 +284,16 @@ def create_app(
             on_count_failed=metrics.count_failures.inc,
         )
         joins = JoinRelay(store, send_events, clock, settings.join_grace_s)
-        jobs = (broker.connect(), services.pipeline.run(), relay.run(), joins.run())
+        services.eraser = Eraser(
+            redis, lambda keys: broker.send_keyed(TOUCHPOINT_EVENTS, [(key, None) for key in keys])
+        )
+        jobs = (
+            broker.connect(),
+            services.pipeline.run(),
+            relay.run(),
+            joins.run(),
+            services.eraser.run_pending(),
+        )
         tasks = [asyncio.create_task(job) for job in jobs]
         try:
             yield
@@ -562,6 +574,8 @@ def create_app(
             extra={"customer": customer_id, "into": new_customer, "by": edit.editor.holder},
         )
         return Unbound(customer_id=new_customer, unbound_from=customer_id)
+
+    app.include_router(erasure_router(lambda: services.eraser, clock, [*ops_only, *ADMIN_ONLY]))
 
     @app.get(
         "/v1/stats/events",

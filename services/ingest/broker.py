@@ -56,9 +56,10 @@ class BrokerLink:
             raise BrokerUnavailable(repr(error)) from error
 
     async def send_keyed(
-        self, topic: str, records: list[tuple[bytes, bytes]]
+        self, topic: str, records: list[tuple[bytes, bytes | None]]
     ) -> list[asyncio.Future[object]]:
-        """Queue (key, value) records in record batches per partition; one ack future per record."""
+        """Queue (key, value) records in record batches per partition; one ack future per record
+        (a value of None: a tombstone)."""
         if self._producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
         outgoing = [OutgoingRecord(topic, key, value) for key, value in records]

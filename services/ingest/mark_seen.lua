@@ -1,5 +1,6 @@
--- Remember events the broker acknowledged (pd:seen:<event_id> -> customer_id, for ARGV[1]
--- seconds) and count them per source in the minute's hash ARGV[2] (kept ARGV[3] seconds).
+-- Remember events the broker acknowledged (pd:seen:<event_id> -> customer_id, or '' once the
+-- customer was erased, for ARGV[1] seconds) and count them per source in the minute's hash
+-- ARGV[2] (kept ARGV[3] seconds).
 -- ARGV[4..]: per source, `source, n` and then n pairs `event_id, customer_id`: grouped by
 -- source so that counting adds no argument per event. One call instead of one SET each.
 -- An event counts only if its seen-mark is new (SET ... GET answers the old value): a retry or
@@ -13,7 +14,11 @@ while i <= #ARGV do
   local source, n = ARGV[i], tonumber(ARGV[i + 1])
   local fresh = 0
   for j = i + 2, i + 2 * n, 2 do
-    if not redis.call('SET', 'pd:seen:' .. ARGV[j], ARGV[j + 1], 'EX', seen_ttl, 'GET') then
+    local customer_id = ARGV[j + 1]
+    if redis.call('HEXISTS', 'pd:erased', customer_id) == 1 then
+      customer_id = ''  -- erased while the event was on its way: seen, naming nobody
+    end
+    if not redis.call('SET', 'pd:seen:' .. ARGV[j], customer_id, 'EX', seen_ttl, 'GET') then
       fresh = fresh + 1
     end
   end

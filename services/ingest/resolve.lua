@@ -18,8 +18,11 @@
 --   idn:<type>:<value>      -> customer_id owning that identifier
 --   cust:<id>:idn           -> set of "<type>:<value>" the customer owns
 --   cust:<id>:merged_into   -> survivor, once the customer was merged away
+--   cust:<id>:merged_from   -> set of every customer merged into <id>, directly or not
+--   erased                  -> hash customer_id -> erasure record (erase.lua); never resolved to
 --   customer:seq            -> counter; customer ids are "cus_<n>", so a smaller n is older
---   seen:<event_id>         -> customer_id (written by ingest after the broker acknowledged)
+--   seen:<event_id>         -> customer_id (written by ingest after the broker acknowledged), or
+--                              '' once that customer was erased: a duplicate naming nobody
 --   outbox:merges           -> stream of merges not yet published to identity.merges.v1
 --   joining:<id>            -> hash merge_id -> merge (JSON): merges whose records are not yet
 --                              acknowledged on touchpoint.events.v1; <id>'s next event carries them
@@ -110,6 +113,12 @@ local function merge(from, into)
   end
   redis.call('DEL', 'pd:cust:' .. from .. ':idn')
   redis.call('SET', 'pd:cust:' .. from .. ':merged_into', into)
+  -- Who was merged into `into`, directly or not: an erasure erases them with it (erase.lua).
+  redis.call('SADD', 'pd:cust:' .. into .. ':merged_from', from)
+  for _, merged in ipairs(redis.call('SMEMBERS', 'pd:cust:' .. from .. ':merged_from')) do
+    redis.call('SADD', 'pd:cust:' .. into .. ':merged_from', merged)
+  end
+  redis.call('DEL', 'pd:cust:' .. from .. ':merged_from')
   local merge_id = from .. '>' .. into
   redis.call('XADD', 'pd:outbox:merges', '*', 'merge_id', merge_id, 'merged', from,
     'survivor', into, 'at', request.now, 'identities', cjson.encode(members))
@@ -139,7 +148,7 @@ end
 for i, event in ipairs(request.events) do
   local seen = redis.call('GET', 'pd:seen:' .. event.id)
   if seen then
-    results[i] = {survivor_of(seen), 1}
+    results[i] = {seen ~= '' and survivor_of(seen) or '', 1}
   else
     -- Owners in order of appearance, so the outcome does not depend on table iteration.
     local owner_of, owners, is_owner, oldest = {}, {}, {}, nil

@@ -23,6 +23,7 @@ from faust.types import Message
 from pydantic import ValidationError
 from redis.asyncio import Redis
 
+from shared.erasure import ErasedCustomers
 from shared.faust_runtime import table_rows
 from shared.fold import Delivery, Tick
 from shared.kafka import BulkSender, OutgoingRecord
@@ -33,17 +34,20 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
+    erasure_records,
     fold_within_record_limit,
     keyed_records,
     read_to_the_end,
     retrying,
     send_outputs,
+    update_rows,
 )
 from shared.topics import SCORED_INPUTS, TOUCHPOINT_EVENTS
 from shared.worker_metrics import WorkerMetrics
 
 from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Payload, ScoringHandover, score_batch
+from .erasure import erase_customers
 from .inputs import ScoringEvent, decode_touchpoint
 from .plan_store import VersionedPlan, load_plan, plan_version
 from .topics import ScoringTopics
@@ -85,6 +89,7 @@ class Scorer:
         self._metrics = metrics
         self._watch = watch
         self._clock = clock
+        self._erased = ErasedCustomers()
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TOUCHPOINT_EVENTS: decode_touchpoint,
             topics.ticks: Tick.model_validate_json,
@@ -95,14 +100,15 @@ class Scorer:
         # The plan in force for inputs accepted after a plan change was answered: the change is
         # in Redis before any such input reaches a fetch of ours (docs/causal-order.md).
         await retrying("plan refresh", lambda: refresh_plan(self._plans, self._redis, self._table))
+        await retrying("erasures refresh", lambda: self._erased.refresh(self._redis))
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
         now = self._clock()
         outcome, records = self._score(deliveries, partitions, now, dead)
         await self._write_read_model(outcome, now)
-        data = self._rows
-        for customer_id, record in outcome.records.items():
-            data[customer_id] = record
+        if outcome.erased:
+            await retrying("redis erase", lambda: erase_customers(self._redis, outcome.erased))
+        update_rows(self._rows, outcome)
         records += dead_letter_records(self._topics.dead_letters, dead)
         await self._send(records)
         self._observe(messages, deliveries, outcome, len(dead), started, now)
@@ -111,6 +117,7 @@ class Scorer:
         topics = self._topics
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
+            *erasure_records(topics.changelog, outcome.erased, partitions, SCORED_INPUTS),
             *keyed_records(topics.scores, outcome.scores),
             *(OutgoingRecord(SCORED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             # Every field, None too: a state may hold a required field that is None.
@@ -122,16 +129,16 @@ class Scorer:
         await send_outputs(self._sender, records, dead_letters, self._metrics, last_alone=self._last_alone)
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(messages, self._decoders.__getitem__)
+        return decode_inputs(messages, self._decoders.__getitem__, TOUCHPOINT_EVENTS)
 
     def _score(
         self, deliveries: list[Delivery], partitions: dict[str, int], now: datetime, dead: list[DeadLetter]
     ) -> tuple[BatchOutcome, list[OutgoingRecord]]:
-        plan = self._plans.current.plan
+        plan, erased = self._plans.current.plan, self._erased.ids
         return fold_within_record_limit(
             deliveries,
             self._rows,
-            lambda batch, row_of: score_batch(batch, row_of, plan, now),
+            lambda batch, row_of: score_batch(batch, row_of, plan, now, erased),
             BatchOutcome,
             dead,
             "scoring",

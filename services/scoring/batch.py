@@ -13,11 +13,12 @@ led to: events and merges as they came, a merged-in state as an input of its own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.chain import ScoreSnapshot, chain_record
+from shared.erasure import CustomerErased
 from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.identity import IdentityJoined, IdentityMerged
 from shared.ledger import Ledger
@@ -53,7 +54,7 @@ class CustomerRecord:
 
 
 ScoringHandover = Handover[CustomerScore]
-Payload = ScoringEvent | IdentityMerged | IdentityJoined | Tick | ScoringHandover
+Payload = ScoringEvent | IdentityMerged | IdentityJoined | Tick | ScoringHandover | CustomerErased
 ScoringDelivery = Delivery[Payload]
 
 
@@ -166,9 +167,10 @@ def score_batch(
     record_of: Callable[[str], CustomerRecord | None],
     plan: ScoringPlan,
     now: datetime,
+    erased: Container[str] = frozenset(),
 ) -> BatchOutcome:
-    """Apply a batch; each customer's inputs in the order they were read."""
-    return fold_batch(deliveries, record_of, ScoringFold(plan, now), BatchOutcome())
+    """Apply a batch; each customer's inputs in the order they were read (none of `erased`)."""
+    return fold_batch(deliveries, record_of, ScoringFold(plan, now), BatchOutcome(), erased)
 
 
 def snapshot(score: CustomerScore, plan: ScoringPlan, now: datetime) -> ScoreSnapshot:

@@ -11,6 +11,8 @@ Keys (all under `pd:scoring:`):
                     occurred (epoch s), the newest `latest_events.KEPT`; a merged-away customer's
                     move to the survivor when the survivor takes their state in (and expire if
                     nobody does).
+- `merged_away:{id}` set, the customers merged away into the survivor `id` (their snapshots
+                    name it), so that erasing the survivor finds them without a scan (erasure.py).
 The API decays and bands at read time with the current plan, so a read is never stale by decay.
 """
 
@@ -53,6 +55,10 @@ def events_key(customer_id: str) -> str:
     return f"{PREFIX}events:{customer_id}"
 
 
+def merged_away_key(survivor_id: str) -> str:
+    return f"{PREFIX}merged_away:{survivor_id}"
+
+
 class ScoreSnapshot(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -80,6 +86,7 @@ async def write_records(
     ranks: dict[str, float] = {}
     interactions: dict[str, float] = {}
     gone: list[str] = []
+    merged_away: dict[str, list[str]] = {}  # survivor -> customers merged away into them
     for record in records:
         score = record.score
         customer_id = score.customer_id
@@ -88,6 +95,7 @@ async def write_records(
                 b'{"merged_into":' + orjson.dumps(record.merged_into) + b"," + updated_at
             )
             gone.append(customer_id)
+            merged_away.setdefault(record.merged_into, []).append(customer_id)
             continue
         snapshots[customer_key(customer_id)] = b'{"score":' + _SCORE.dump_json(score) + b"," + updated_at
         ranks[customer_id] = rank_key(score, plan)
@@ -103,6 +111,8 @@ async def write_records(
     if gone:
         pipe.zrem(RANK, *gone)
         pipe.zrem(LAST_INTERACTION, *gone)
+    for survivor, merged in merged_away.items():
+        pipe.sadd(merged_away_key(survivor), *merged)
     schedule(pipe, DUE, due or {})
     _queue_latest_events(pipe, latest_events, events_moved, gone)
     await pipe.execute()

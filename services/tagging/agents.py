@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.erasure import ErasedCustomers
 from shared.faust_runtime import table_rows
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
@@ -38,11 +39,13 @@ from shared.stream_worker import (
     changelog_records,
     dead_letter_records,
     decode_inputs,
+    erasure_records,
     fold_within_record_limit,
     keyed_records,
     read_to_the_end,
     retrying,
     send_outputs,
+    update_rows,
 )
 from shared.topics import SCORED_INPUTS, TAGGED_INPUTS
 from shared.worker_metrics import WorkerMetrics
@@ -59,6 +62,7 @@ from .batch import (
     rederive,
     tag_batch,
 )
+from .erasure import erase_customers
 from .rule_store import load_rules, rules_version
 from .topics import TaggingTopics
 
@@ -101,6 +105,7 @@ class Tagger:
         # apply_rules re-derives them all.
         self._rederived_version: int | None = None
         self._last_alone = read_to_the_end(topics.changelog, topics.dead_letters)
+        self._erased = ErasedCustomers()
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             SCORED_INPUTS: ScoredInput.model_validate_json,
             topics.handovers: TaggingHandover.model_validate_json,
@@ -110,6 +115,7 @@ class Tagger:
         # The rules in force for inputs accepted after a rule change was answered: the change is
         # in Redis before any such input reaches a fetch of ours (docs/causal-order.md).
         await self.apply_rules()
+        await retrying("erasures refresh", lambda: self._erased.refresh(self._redis))
         async with self._lock:
             started = perf_counter()
             deliveries, partitions, dead = self._decode(messages)
@@ -154,11 +160,11 @@ class Tagger:
         return self._partitioner(customer_id.encode(), self._all_partitions, self._all_partitions)
 
     async def _write(self, outcome: BatchOutcome, records: list[OutgoingRecord], now: datetime) -> None:
-        data = self._rows
         if outcome.records:
             await retrying("redis write", lambda: read_model.write_records(self._redis, outcome.records, now))
-        for customer_id, record in outcome.records.items():
-            data[customer_id] = record
+        if outcome.erased:
+            await retrying("redis erase", lambda: erase_customers(self._redis, outcome.erased))
+        update_rows(self._rows, outcome)
         dead_letters = self._topics.dead_letters[SCORED_INPUTS]
         await send_outputs(self._sender, records, dead_letters, self._metrics, last_alone=self._last_alone)
 
@@ -166,6 +172,7 @@ class Tagger:
         topics = self._topics
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
+            *erasure_records(topics.changelog, outcome.erased, partitions, TAGGED_INPUTS),
             *keyed_records(topics.changes, outcome.changes),
             *(OutgoingRecord(TAGGED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             # Every field, None too: a state may hold a required field that is None.
@@ -173,16 +180,16 @@ class Tagger:
         ]
 
     def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivery], dict[str, int], list[DeadLetter]]:
-        return decode_inputs(messages, self._decoders.__getitem__)
+        return decode_inputs(messages, self._decoders.__getitem__, SCORED_INPUTS)
 
     def _tag(
         self, deliveries: list[Delivery], partitions: dict[str, int], now: datetime, dead: list[DeadLetter]
     ) -> tuple[BatchOutcome, list[OutgoingRecord]]:
-        rules = self.rules
+        rules, erased = self.rules, self._erased.ids
         return fold_within_record_limit(
             deliveries,
             self._rows,
-            lambda batch, row_of: tag_batch(batch, row_of, rules, now),
+            lambda batch, row_of: tag_batch(batch, row_of, rules, now, erased),
             BatchOutcome,
             dead,
             "tagging",

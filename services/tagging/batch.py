@@ -13,11 +13,12 @@ decides on the score and profile of exactly what came before.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from shared.chain import ChainInput, ProfileSnapshot, chain_record, with_profile
+from shared.erasure import CustomerErased
 from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
@@ -47,7 +48,7 @@ class ProfileRecord:
 
 
 TaggingHandover = Handover[Profile]
-Payload = ScoredInput | TaggingHandover
+Payload = ScoredInput | TaggingHandover | CustomerErased
 TaggingDelivery = Delivery[Payload]
 
 
@@ -141,9 +142,10 @@ def tag_batch(
     record_of: Callable[[str], ProfileRecord | None],
     rules: Rules,
     now: datetime,
+    erased: Container[str] = frozenset(),
 ) -> BatchOutcome:
-    """Apply a batch; each customer's inputs in the order they were read."""
-    return fold_batch(deliveries, record_of, TaggingFold(rules, now), BatchOutcome())
+    """Apply a batch; each customer's inputs in the order they were read (none of `erased`)."""
+    return fold_batch(deliveries, record_of, TaggingFold(rules, now), BatchOutcome(), erased)
 
 
 def rederive(records: Iterable[ProfileRecord], rules: Rules, version_tag: str, now: datetime) -> BatchOutcome:

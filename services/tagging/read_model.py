@@ -11,7 +11,10 @@ Keys (all under `pd:tagging:`):
                         one set of each dimension but `reached` (every step reached) and none of
                         `band`/`activity` before their first score;
   `seg:unset:band`, `seg:unset:activity`: the customers in no band (activity) set.
-- `tags`                set of every tag that was ever given (for "the most common tags").
+- `tags`                set of every tag that was ever given (for "the most common tags"), but for
+                        a tag that only erased customers had (erasure.py).
+- `merged_away:{id}`    set, the customers merged away into the survivor `id` (their snapshots name
+                        it), so that erasing the survivor finds them without a scan (erasure.py).
 Writes are set-valued (SET, SADD, SREM) and compared with what Redis holds: a replayed batch
 writes the same state again.
 """
@@ -55,6 +58,10 @@ def profile_key(customer_id: str) -> str:
 
 def segment_key(dimension: str, value: str) -> str:
     return f"{PREFIX}seg:{dimension}:{value}"
+
+
+def merged_away_key(survivor_id: str) -> str:
+    return f"{PREFIX}merged_away:{survivor_id}"
 
 
 # Every value's segment of every dimension: a customer leaves all but their own.
@@ -157,7 +164,11 @@ def _visible_in(snapshot: dict[str, Any] | None) -> Visible | MergedAway | None:
 
 
 def _memberships(visible: Visible | MergedAway | None) -> set[str]:
-    if not isinstance(visible, Visible):
+    """The sets the customer is a member of: their segments, or once merged away only their
+    survivor's `merged_away`."""
+    if isinstance(visible, MergedAway):
+        return {merged_away_key(visible.survivor)}
+    if visible is None:
         return set()
     sets = {
         ALL,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import orjson
 from pydantic import BaseModel
 
+from shared.erasure import CustomerErased
 from shared.fold import (
     MAX_HELD,
     MAX_PARKED,
@@ -91,9 +92,11 @@ def merge(merged: str, survivor: str) -> IdentityMerged:
 
 
 class Table(dict[str, TallyRow]):
-    def run(self, deliveries: list[Delivery]) -> Outcome:
-        outcome = fold_batch(deliveries, self.get, Tally(), Outcome())
+    def run(self, deliveries: list[Delivery], erased: frozenset[str] = frozenset()) -> Outcome:
+        outcome = fold_batch(deliveries, self.get, Tally(), Outcome(), erased)
         self.update(outcome.records)
+        for customer_id in outcome.erased:
+            self.pop(customer_id, None)
         return outcome
 
 
@@ -105,6 +108,27 @@ def test_each_customers_inputs_in_order_once_and_finished_once_per_batch() -> No
     assert outcome.finished == ["a", "b"] and outcome.counts == {"processed": 3}
     replay = table.run(batch)
     assert replay.counts == {"duplicate": 3} and not replay.records and not replay.finished
+
+
+def tombstone(customer: str, n: int) -> Delivery:
+    return Delivery("in/0", n, CustomerErased(customer))
+
+
+def test_a_tombstone_drops_the_row_and_nothing_of_an_erased_customer_comes_back() -> None:
+    table = Table()
+    table.run([did("a", "click", 0), did("b", "view", 1)])
+    # The worker knows "a" is erased (ingest wrote the record before the tombstone): its inputs
+    # before the tombstone in the batch are dropped too, and the row goes.
+    outcome = table.run([did("a", "share", 2), tombstone("a", 3), did("b", "share", 4)], frozenset({"a"}))
+    assert outcome.erased == ["a"] and "a" not in outcome.records and "a" not in table
+    assert outcome.counts == {"erased": 1, "dropped_erased": 1, "processed": 1}
+    assert table["b"].tally == ("view", "share")
+    # Late: a replay, a tick, an event on its way. Dropped, and no row is made for them.
+    late = table.run([did("a", "click", 0), did("a", "late", 9)], frozenset({"a"}))
+    assert late.counts == {"dropped_erased": 2} and not late.records and not late.erased
+    assert "a" not in table
+    # A tombstone for a customer the worker never had still goes on (read models, next worker).
+    assert table.run([tombstone("z", 10)]).erased == ["z"]
 
 
 def test_a_merge_hands_the_state_over_and_later_inputs_follow_as_they_were_read() -> None:

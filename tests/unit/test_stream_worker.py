@@ -10,6 +10,7 @@ import orjson
 import pytest
 from pydantic import BaseModel
 
+from shared.erasure import CustomerErased
 from shared.fold import Delivery
 from shared.outcome import BatchOutcomeBase
 from shared.stream_worker import DeadLetter, decode_inputs, one_at_a_time
@@ -41,6 +42,15 @@ def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None
     assert "ValidationError" in dead[0].reason and "empty message" in dead[1].reason
     letter = orjson.loads(dead[0].encode())
     assert (letter["topic"], letter["offset"], letter["value"]) == ("t", 7, "not json")
+
+
+def test_a_tombstone_on_the_chain_topic_erases_its_customer_and_elsewhere_is_dead_lettered() -> None:
+    keyless = message("chain", 1, 4, None)
+    keyless.key = None
+    messages = [message("chain", 0, 3, None), message("other", 0, 3, None), keyless]
+    deliveries, partitions, dead = decode_inputs(messages, lambda topic: Ping.model_validate_json, "chain")
+    assert [d.payload for d in deliveries] == [CustomerErased("k")] and partitions == {"k": 0}
+    assert [(d.topic, d.offset) for d in dead] == [("other", 3), ("chain", 4)]
 
 
 def test_one_failing_input_is_dead_lettered_and_the_rest_goes_through() -> None:
