@@ -19,8 +19,8 @@ who stays is the survivor's profile now and names nobody else.
 The figures stay right without anything to decrement: the ladder, tag counts, the funnel and
 segment counts are SCARD/SINTERCARD of those sets at read time, so each loses exactly the erased
 customers. Tagging schedules nothing (no due set, shared/ticks.py). Stored segment results
-(`query:{digest}:{window}`) are not reached: their names are not indexed, and they expire within
-RESULT_TTL_S of their last page (their pages show only customers whose profile is still there).
+(`query:{digest}:{window}`, kept while paged) lose them too: their names are kept in
+`stored_results` (segment_queries.py).
 
 Cheap: the customers' own records say what to remove (the profile its tags and survivor,
 `merged_away` who was merged into them), no scan; one script call per ERASURE_CHUNK customers, all
@@ -37,6 +37,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from .read_model import ALL, DIMENSION_SEGMENTS, PREFIX
+from .segment_queries import STORED_RESULTS
 
 _ERASE = (Path(__file__).parent / "erase_customers.lua").read_text()
 # Customers per script call: a call blocks Redis while it runs (tens of SREMs per customer).
@@ -57,4 +58,6 @@ async def erase_customers(redis: Redis, customer_ids: Sequence[str]) -> None:
     for start in range(0, len(named), ERASURE_CHUNK):
         chunk = named[start : start + ERASURE_CHUNK]
         await script(args=[PREFIX, len(FIXED_SEGMENTS), *FIXED_SEGMENTS, *chunk], client=pipe)
+    for stored in await redis.zrange(STORED_RESULTS, 0, -1):
+        pipe.srem(stored, *named)
     await pipe.execute()

@@ -47,6 +47,9 @@ SNAPSHOT_WINDOW_S = 15
 # How long a stored result outlives its last use: time enough to turn a page, short enough that
 # a segment paged over and over keeps only a few snapshots (one per window) alive.
 RESULT_TTL_S = 60
+# The stored results' names, by when each was last made or renewed (epoch s): so that an erasure
+# finds them without a scan (erasure.py). Names older than a day are pruned as results are made.
+STORED_RESULTS = f"{PREFIX}stored_results"
 # Bounds on the members of a live set one page reads, so that a segment rarer in it than its
 # sizes suggested costs a short page, not a long request.
 MAX_READ_PER_CALL = 1_000
@@ -195,7 +198,8 @@ async def _stored(redis: Redis, plan: Plan, key: str, sizes: dict[Segment, int])
     pipe = redis.pipeline(transaction=False)
     pipe.expire(key, RESULT_TTL_S)
     pipe.scard(key)
-    found, size = await pipe.execute()
+    pipe.zadd(STORED_RESULTS, {key: time.time()}, xx=True)
+    found, size, _ = await pipe.execute()
     if found:
         return int(size)
     return await _materialise(redis, plan, key, sizes)
@@ -222,6 +226,9 @@ async def _materialise(redis: Redis, plan: Plan, key: str, sizes: dict[Segment, 
     if scratch:
         pipe.unlink(*scratch)  # freed off the main thread: they can be large
     pipe.expire(key, RESULT_TTL_S)
+    now = time.time()
+    pipe.zadd(STORED_RESULTS, {key: now})
+    pipe.zremrangebyscore(STORED_RESULTS, "-inf", now - 86400)
     pipe.scard(key)
     results = await pipe.execute()
     return int(results[-1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
@@ -39,6 +39,7 @@ from services.campaign.read_model import (
 from services.campaign.store import CAMPAIGNS, load_campaigns
 from services.campaign.targeting import CHINA
 from shared.audit import SYSTEM
+from tests.sweeps import Fact, naming, redis_facts
 
 pytestmark = pytest.mark.integration
 ERASURE_DB = 12  # apart from the other tests' databases (0, 5, 6, 7, 9, 10, 11)
@@ -188,40 +189,6 @@ async def pool_timer_releases(redis: Redis, roster: Roster, now: datetime) -> li
     return released
 
 
-Fact = tuple[bytes, ...]
-
-
-async def everything(redis: Redis) -> set[Fact]:
-    """Every key of the database with each of its elements, whatever its type: (key, type, ...)."""
-    facts: set[Fact] = set()
-    async for key in redis.scan_iter(count=1000):
-        kind = (await redis.type(key)).decode()
-        if kind == "string":
-            facts.add((key, b"string", await redis.get(key) or b""))
-        elif kind == "hash":
-            facts |= {(key, b"hash", field, value) for field, value in (await redis.hgetall(key)).items()}
-        elif kind == "set":
-            facts |= {(key, b"set", member) for member in await redis.smembers(key)}
-        elif kind == "zset":
-            scored = await redis.zrange(key, 0, -1, withscores=True)
-            facts |= {(key, b"zset", member, repr(score).encode()) for member, score in scored}
-        elif kind == "list":
-            items = await redis.lrange(key, 0, -1)
-            facts |= {(key, b"list", str(i).encode(), item) for i, item in enumerate(items)}
-        elif kind == "stream":
-            for entry_id, fields in await redis.xrange(key):
-                facts |= {(key, b"stream", entry_id, field, value) for field, value in fields.items()}
-        else:
-            raise AssertionError(f"{key!r} is a {kind}, which this test does not read")
-    return facts
-
-
-def naming(facts: Iterable[Fact], ids: Iterable[str]) -> set[Fact]:
-    """The facts with any of these ids in their key, a member, a field or a value."""
-    needles = [i.encode() for i in ids]
-    return {fact for fact in facts if any(n in part for part in fact for n in needles)}
-
-
 def in_figures(fact: Fact) -> bool:
     """Whether the fact is a member of a figure kept as a set (a campaign's, a day's)."""
     key, kind = fact[:2]
@@ -281,12 +248,12 @@ async def test_an_erased_customer_leaves_nothing_and_the_other_is_untouched(redi
     days = {day: await read_daily_actions(redis, day) for day in (china_date(yesterday), china_date(NOW))}
     waited = day_key(china_date(yesterday), "hot-lead:deferred")  # the erased customer's lead alone
     assert await redis.scard(waited) == 1
-    before = await everything(redis)
+    before = await redis_facts(redis)
     assert len(naming(before, [erased])) > 10 and naming(before, erased_actions)
 
     await erase_customers(redis, [erased])
 
-    after = await everything(redis)
+    after = await redis_facts(redis)
     assert naming(after, [erased, *erased_actions]) == set()
     # Nothing but the erased customer went: every fact taken away named them or their actions;
     # the facts added are the stand-ins that took their place in the figures' sets, one each,
@@ -321,7 +288,7 @@ async def test_an_erased_customer_leaves_nothing_and_the_other_is_untouched(redi
     await erase_customers(redis, [erased])
     await erase_customers(redis, [new_customer(), erased])
     await erase_customers(redis, [])
-    assert await everything(redis) == after
+    assert await redis_facts(redis) == after
     assert await pool_timer_releases(redis, team(("k1", 9), ("k2", 9)), NOW) == []
 
 
@@ -345,12 +312,12 @@ async def test_a_survivors_conversion_in_a_campaign_deleted_since_goes_too(redis
     figures = await campaign_figures(redis, "welcome")
     assert sum(n for f, n in figures.items() if f.startswith("converted:")) == 1
     await CAMPAIGNS.change(redis, "delete", "welcome", editor=SYSTEM)
-    before = await everything(redis)
+    before = await redis_facts(redis)
     assert naming(before, [survivor])
 
     await erase_customers(redis, [survivor])
 
-    after = await everything(redis)
+    after = await redis_facts(redis)
     assert naming(after, [survivor]) == set()
     assert naming(before, [merged]) <= after
     assert await campaign_figures(redis, "welcome") == figures
@@ -370,6 +337,6 @@ async def test_a_lead_handed_on_under_a_new_action_id_goes_with_its_customer(red
 
     await erase_customers(redis, [erased])
 
-    assert naming(await everything(redis), [erased, waiting.action_id]) == set()
+    assert naming(await redis_facts(redis), [erased, waiting.action_id]) == set()
     assert await lead_counts(redis, NOW) == {"pool": 0, "open": 0, "overdue": 0}
     assert await release_pool(redis, team(("k2", 5)), NOW) == []

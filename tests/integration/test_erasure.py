@@ -13,8 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import redis
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, KafkaProducer
 
 from services.ingest.identities import phone_identity
 from shared.erasure import ERASED
@@ -24,67 +23,11 @@ from tests.factories import event, published, unique
 from tests.harness import eventually
 from tests.integration.test_campaign_end_to_end import _decided, _in_force, nurture
 from tests.integration.test_privacy import fresh_mobile
+from tests.sweeps import end_offsets, naming, records_since, redis_facts_in_every_db
 
 pytestmark = pytest.mark.integration
 
 OPS = {"Authorization": f"Bearer {OPS_TOKEN}"}
-
-
-def end_offsets(consumer: KafkaConsumer) -> dict[TopicPartition, int]:
-    partitions = [
-        TopicPartition(topic, p)
-        for topic in consumer.topics()
-        for p in consumer.partitions_for_topic(topic) or ()
-    ]
-    return consumer.end_offsets(partitions)
-
-
-def records_since(bootstrap: str, since: dict[TopicPartition, int]) -> list[Any]:
-    """Every record produced since the offsets `since` (topics made since: from their start)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        ends = end_offsets(consumer)
-        consumer.assign(list(ends))
-        for tp in ends:
-            consumer.seek(tp, since.get(tp, 0))
-        found: list[Any] = []
-
-        def read_to_the_end() -> None:
-            for messages in consumer.poll(timeout_ms=500, max_records=5000).values():
-                found.extend(messages)
-            left = [tp for tp in ends if consumer.position(tp) < ends[tp]]
-            assert not left, f"{len(left)} partitions not read to the end yet"
-
-        eventually(read_to_the_end, timeout=120, interval=0)
-        return found
-    finally:
-        consumer.close()
-
-
-def redis_entries(redis_url: str) -> list[tuple[bytes, bytes]]:
-    """(key, key or one of its values) for every key of every database, whatever its type."""
-    found: list[tuple[bytes, bytes]] = []
-    base = redis_url.rsplit("/", 1)[0]
-    for db in range(16):
-        with redis.Redis.from_url(f"{base}/{db}") as client:
-            for key in client.scan_iter(count=1000):
-                found.append((key, key))
-                kind = client.type(key).decode()
-                values: list[bytes] = []
-                if kind == "string":
-                    values = [client.get(key) or b""]
-                elif kind == "hash":
-                    values = [k + b"=" + v for k, v in client.hgetall(key).items()]
-                elif kind == "set":
-                    values = list(client.smembers(key))
-                elif kind == "zset":
-                    values = client.zrange(key, 0, -1)
-                elif kind == "list":
-                    values = client.lrange(key, 0, -1)
-                elif kind == "stream":
-                    values = [repr(entry).encode() for entry in client.xrange(key)]
-                found += [(key, value) for value in values]
-    return found
 
 
 def post(client: httpx.Client, who: dict[str, str], event_type: str, **properties: Any) -> dict[str, Any]:
@@ -134,13 +77,8 @@ def test_an_erased_customer_leaves_nothing_but_the_erasure_record(
         finally:
             ops.delete(f"/v1/campaigns/{campaign_id}")
 
-        secrets = [
-            person.encode(),
-            merged.encode(),
-            phone_identity(digits, "test-salt").encode(),
-            unionid.encode(),
-        ]
-        assert any(s in value for s in secrets for _, value in redis_entries(backends.redis_url))
+        secrets = [person, merged, phone_identity(digits, "test-salt"), unionid]
+        assert naming(redis_facts_in_every_db(backends.redis_url), secrets)
 
         consumer = KafkaConsumer(bootstrap_servers=bootstrap)
         before = end_offsets(consumer)
@@ -182,9 +120,9 @@ def test_an_erased_customer_leaves_nothing_but_the_erasure_record(
             ):
                 assert httpx.get(service.api_url + path, headers=OPS).status_code == 404, path
             assert ops.get(f"/v1/customers/{person}/actions").json() == []
-            for key, value in redis_entries(backends.redis_url):
-                if key != ERASED.encode():
-                    assert not any(s in value for s in secrets), (key, value[:300])
+            found = naming(redis_facts_in_every_db(backends.redis_url), secrets)
+            left = {fact for fact in found if fact[0] != ERASED.encode()}
+            assert not left, sorted(left)[:3]
             assert _dropped_inputs(scoring) > dropped_before  # the late event came, and was dropped
 
         eventually(gone_everywhere, timeout=60, interval=0.5)
@@ -201,7 +139,7 @@ def test_an_erased_customer_leaves_nothing_but_the_erasure_record(
         if r.value is None or (r.topic == TOUCHPOINT_EVENTS and late_id.encode() in r.value):
             continue  # a tombstone, or the late event this test put there
         blob = (r.key or b"") + r.value
-        assert not any(s in blob for s in secrets), (r.topic, blob[:300])
+        assert not any(s.encode() in blob for s in secrets), (r.topic, blob[:300])
 
 
 def _dropped_inputs(scoring: RunningService) -> float:

@@ -10,13 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
-from kafka import KafkaConsumer, TopicPartition
 
 from services.ingest.identities import phone_identity
 from tests.conftest import AD_KEY, OPS_TOKEN, Backends, RunningService
 from tests.factories import event, unique
 from tests.harness import eventually
+from tests.sweeps import naming, records_since, redis_facts_in_every_db
 
 pytestmark = pytest.mark.integration
 
@@ -29,57 +28,6 @@ def fresh_mobile() -> str:
 def spellings(digits: str) -> list[str]:
     a, b, c = digits[:3], digits[3:7], digits[7:]
     return [f"{a} {b} {c}", f"{a}-{b}-{c}", f"+86 {digits}", f"+86{digits}", f"86{digits}", digits]
-
-
-def every_record(bootstrap: str) -> list[bytes]:
-    """Every key and value on every topic of the broker, from the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in consumer.topics()
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        ends = consumer.end_offsets(partitions)
-        seen: list[bytes] = []
-
-        def read_to_the_end() -> None:
-            for messages in consumer.poll(timeout_ms=500, max_records=5000).values():
-                seen.extend((m.key or b"") + b"\x00" + (m.value or b"") for m in messages)
-            left = [tp for tp in partitions if consumer.position(tp) < ends[tp]]
-            assert not left, f"{len(left)} partitions not read to the end yet"
-
-        eventually(read_to_the_end, timeout=120, interval=0)
-        return seen
-    finally:
-        consumer.close()
-
-
-def every_redis_entry(redis_url: str) -> list[bytes]:
-    """Every key of every database the tests use, with its value whatever its type."""
-    found: list[bytes] = []
-    base = redis_url.rsplit("/", 1)[0]
-    for db in range(16):
-        with redis.Redis.from_url(f"{base}/{db}") as client:
-            for key in client.scan_iter(count=1000):
-                found.append(key)
-                kind = client.type(key).decode()
-                if kind == "string":
-                    found.append(client.get(key) or b"")
-                elif kind == "hash":
-                    found.extend(k + b"=" + v for k, v in client.hgetall(key).items())
-                elif kind in ("set", "zset", "list"):
-                    members = {
-                        "set": lambda k: client.smembers(k),
-                        "zset": lambda k: client.zrange(k, 0, -1),
-                        "list": lambda k: client.lrange(k, 0, -1),
-                    }[kind](key)
-                    found.extend(members)
-                elif kind == "stream":
-                    found.extend(repr(entry).encode() for entry in client.xrange(key))
-    return found
 
 
 def test_a_phone_hidden_anywhere_in_an_event_reaches_no_topic_key_or_log(
@@ -119,10 +67,13 @@ def test_a_phone_hidden_anywhere_in_an_event_reaches_no_topic_key_or_log(
             for form in {digits, *forms}:
                 assert form.encode() not in chunk, f"{form!r} in {where}: {chunk[:300]!r}"
 
-    records = every_record(backends.kafka_bootstrap_servers)
+    records = [
+        (r.key or b"") + b"\x00" + (r.value or b"")
+        for r in records_since(backends.kafka_bootstrap_servers, {})
+    ]
     assert any(hashed.encode() in r for r in records)  # the events are there, hashed
     no_phone_in(records, "a topic")
-    no_phone_in(every_redis_entry(backends.redis_url), "Redis")
+    assert naming(redis_facts_in_every_db(backends.redis_url), {digits, *forms}) == set()
     no_phone_in([p.read_bytes() for p in log_dir.rglob("*.log")], "a log")
 
 

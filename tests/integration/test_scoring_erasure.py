@@ -26,6 +26,7 @@ from services.scoring.ranking import rank_key
 from services.scoring.views import activity_at, band_of_key
 from shared.identity import IdentityJoined, IdentityMerged
 from tests.factories import unique
+from tests.sweeps import naming, redis_facts
 
 pytestmark = pytest.mark.integration
 ERASURE_DB = 12  # apart from DB 0 (ingest, the workers) and the other tests' own (4-7, 9-11)
@@ -33,7 +34,6 @@ PLAN = default_plan()
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
 OFFSETS = itertools.count()
-Entry = tuple[bytes, ...]  # a key and one thing it holds: a value, a field and its value, a member...
 
 
 @pytest.fixture
@@ -108,36 +108,6 @@ def hot_lead(customer_id: str) -> list[Delivery]:
     ]
 
 
-async def entries(redis: Redis) -> set[Entry]:
-    """Every key in the DB with everything it holds, whatever its type."""
-    found: set[Entry] = set()
-    async for key in redis.scan_iter(count=1000):
-        kind = (await redis.type(key)).decode()
-        if kind == "string":
-            found.add((key, await redis.get(key)))
-        elif kind == "hash":
-            found.update((key, field, value) for field, value in (await redis.hgetall(key)).items())
-        elif kind == "set":
-            found.update((key, member) for member in await redis.smembers(key))
-        elif kind == "zset":
-            rows = await redis.zrange(key, 0, -1, withscores=True)
-            found.update((key, member, repr(score).encode()) for member, score in rows)
-        elif kind == "list":
-            items = await redis.lrange(key, 0, -1)
-            found.update((key, str(n).encode(), item) for n, item in enumerate(items))
-        elif kind == "stream":
-            for entry_id, fields in await redis.xrange(key):
-                found.update((key, entry_id, field, value) for field, value in fields.items())
-        else:
-            raise AssertionError(f"{key!r} is a {kind}, which this test cannot read")
-    return found
-
-
-def naming(found: set[Entry], *customer_ids: str) -> set[Entry]:
-    ids = [c.encode() for c in customer_ids]
-    return {entry for entry in found if any(i in part for i in ids for part in entry)}
-
-
 async def cell_of(redis: Redis, customer_id: str) -> tuple[Band, Activity]:
     key = await redis.zscore(read_model.RANK, customer_id)
     assert key is not None, customer_id
@@ -170,17 +140,17 @@ async def test_an_erased_customer_leaves_no_trace_and_everyone_else_stays(redis:
     assert await redis.exists(read_model.events_key(on_the_way))
     assert (await read_model.read_score(redis, brought)).score.customer_id == erased
 
-    before = await entries(redis)
+    before = await redis_facts(redis)
     matrix_before = await lead_matrix(redis, PLAN, T0)
     band, activity = await cell_of(redis, erased)
     assert await cell_of(redis, kept) == (band, activity)
 
     await erase_customers(redis, [erased])
 
-    after = await entries(redis)
+    after = await redis_facts(redis)
     gone = (erased, brought, on_the_way)  # one person: merged into the erased customer
-    assert naming(after, *gone) == set()
-    assert after == before - naming(before, *gone)  # nothing else moved
+    assert naming(after, gone) == set()
+    assert after == before - naming(before, gone)  # nothing else moved
     expected = {b: dict(row) for b, row in matrix_before.items()}
     expected[band][activity] -= 1
     assert await lead_matrix(redis, PLAN, T0) == expected
@@ -193,7 +163,7 @@ async def test_an_erased_customer_leaves_no_trace_and_everyone_else_stays(redis:
     await erase_customers(redis, [erased])
     await erase_customers(redis, [on_the_way, unique("cus")])
     await erase_customers(redis, [])
-    assert await entries(redis) == after
+    assert await redis_facts(redis) == after
 
 
 async def test_a_merged_away_customer_is_erased_alone_and_their_survivor_stays(redis: Redis) -> None:
@@ -204,15 +174,15 @@ async def test_a_merged_away_customer_is_erased_alone_and_their_survivor_stays(r
     await worker.merge(other, survivor)
     # The survivor keeps the events the erased customer brought: theirs now, naming nobody.
     assert await redis.zcard(read_model.events_key(survivor)) == 4
-    before = await entries(redis)
+    before = await redis_facts(redis)
     matrix_before = await lead_matrix(redis, PLAN, T0)
-    assert naming(before, erased)
+    assert naming(before, [erased])
 
     await erase_customers(redis, [erased])
 
-    after = await entries(redis)
-    assert naming(after, erased) == set()
-    assert after == before - naming(before, erased)
+    after = await redis_facts(redis)
+    assert naming(after, [erased]) == set()
+    assert after == before - naming(before, [erased])
     assert await redis.smembers(read_model.merged_away_key(survivor)) == {other.encode()}
     assert await lead_matrix(redis, PLAN, T0) == matrix_before  # they were counted as the survivor
     assert await read_model.read_score(redis, erased) is None
@@ -261,8 +231,8 @@ async def test_a_merge_into_the_customer_during_their_erasure_goes_with_them(
     await erase_customers(meanwhile_redis, [erased])
 
     assert meanwhile_redis.meanwhile is None  # it did land mid-erasure
-    after = await entries(redis)
-    assert naming(after, erased, late) == set()
+    after = await redis_facts(redis)
+    assert naming(after, [erased, late]) == set()
     assert await redis.zcard(read_model.RANK) == 0
 
 
@@ -283,8 +253,8 @@ async def test_other_customers_written_during_an_erasure_are_untouched(
     await erase_customers(meanwhile_redis, [erased, also_erased])
 
     assert meanwhile_redis.meanwhile is None
-    after = await entries(redis)
-    assert naming(after, erased, also_erased) == set()
+    after = await redis_facts(redis)
+    assert naming(after, [erased, also_erased]) == set()
     (outcome,) = written
     for customer_id in (kept, newcomer):
         score = outcome.records[customer_id].score

@@ -23,9 +23,9 @@ from services.tagging.rules import Layer, Orientation, Stage
 from services.tagging.segments import SegmentQuery
 from tests.conftest import Backends
 from tests.factories import unique
+from tests.sweeps import Fact, naming, redis_facts
 
 NOW = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
-Dump = dict[bytes, tuple[str, object]]
 
 
 @pytest.fixture
@@ -39,42 +39,21 @@ async def redis(backends: Backends) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-async def dump(redis: Redis) -> Dump:
-    """Every key in the database with its type and whole value, whatever the type."""
-    found: Dump = {}
-    async for key in redis.scan_iter(count=1000):
-        kind = (await redis.type(key)).decode()
-        value: object
-        if kind == "string":
-            value = await redis.get(key)
-        elif kind == "hash":
-            value = await redis.hgetall(key)
-        elif kind == "set":
-            value = await redis.smembers(key)
-        elif kind == "zset":
-            value = await redis.zrange(key, 0, -1, withscores=True)
-        elif kind == "list":
-            value = await redis.lrange(key, 0, -1)
-        elif kind == "stream":
-            value = await redis.xrange(key)
-        else:
-            raise AssertionError(f"{key!r}: a type this test cannot read: {kind}")
-        found[key] = (kind, value)
-    return found
+def held_by(facts: set[Fact], key: str) -> set[Fact]:
+    """What the key holds."""
+    return {fact for fact in facts if fact[0] == key.encode()}
 
 
-def traces(found: Dump, customer_id: str) -> list[str]:
-    """Where the id appears: in a key's name, or anywhere in its value (members, fields,
-    items, entries)."""
-    needle = customer_id.encode()
-    return [
-        key.decode() for key, (_, value) in found.items() if needle in key or needle in repr(value).encode()
-    ]
+def keys_of(facts: set[Fact]) -> set[bytes]:
+    """Every key the facts are of."""
+    return {fact[0] for fact in facts}
 
 
-def member_of(found: Dump, customer_id: str) -> set[str]:
-    needle = customer_id.encode()
-    return {key.decode() for key, (kind, value) in found.items() if kind == "set" and needle in value}
+def sets_holding(facts: set[Fact], customer_id: str) -> set[str]:
+    """The sets the customer is a member of."""
+    return {
+        key.decode() for key, kind, *member in facts if kind == b"set" and member == [customer_id.encode()]
+    }
 
 
 def customer(
@@ -144,9 +123,9 @@ async def test_an_erased_customer_leaves_no_trace_and_the_figures_lose_exactly_t
         merged_into_kept: replace(customer(merged_into_kept, tags=(), reached=()), merged_into=kept),
     }
     await read_model.write_records(redis, merges, NOW)
-    before = await dump(redis)
-    assert traces(before, erased)  # the check below can see them
-    assert traces(before, merged_into_erased)
+    before = await redis_facts(redis)
+    assert naming(before, [erased])  # the check below can see them
+    assert naming(before, [merged_into_erased])
     assert await figures(redis) == {
         "ladder": ladder_of({(Layer.intent, Orientation.rational): 2}),
         "tags": {"interest:tech": 2, "defeat_reason:bought_rival": 1, "price_sensitive": 1, "ripple": 1},
@@ -159,16 +138,17 @@ async def test_an_erased_customer_leaves_no_trace_and_the_figures_lose_exactly_t
 
     await erase_customers(redis, [erased])
 
-    after = await dump(redis)
-    assert traces(after, erased) == []
-    assert traces(after, merged_into_erased) == []  # the same person: their pointer named them
+    after = await redis_facts(redis)
+    assert naming(after, [erased]) == set()
+    assert naming(after, [merged_into_erased]) == set()  # the same person: their pointer named them
     assert await read_model.read_profile(redis, erased) is None
     assert await read_model.read_profile(redis, merged_into_erased) is None
     # The others are exactly as they were: their snapshots, their sets, their merge.
     for other in (kept, merged_into_kept):
-        assert after[read_model.profile_key(other).encode()] == before[read_model.profile_key(other).encode()]
-        assert member_of(after, other) == member_of(before, other)
-    assert member_of(after, merged_into_kept) == {read_model.merged_away_key(kept)}
+        snapshot = held_by(before, read_model.profile_key(other))
+        assert snapshot and held_by(after, read_model.profile_key(other)) == snapshot
+        assert sets_holding(after, other) == sets_holding(before, other)
+    assert sets_holding(after, merged_into_kept) == {read_model.merged_away_key(kept)}
     assert (await read_model.read_profile(redis, merged_into_kept)).customer_id == kept
     # Tags only the erased customer had are no tag names any more; the others' stay.
     tag_names = {t.decode() for t in await redis.smembers(read_model.TAG_NAMES)}
@@ -185,7 +165,7 @@ async def test_an_erased_customer_leaves_no_trace_and_the_figures_lose_exactly_t
 
     # Again, with an id nobody ever had: nothing changes.
     await erase_customers(redis, [erased, merged_into_erased, unique("cus")])
-    assert await dump(redis) == after
+    assert await redis_facts(redis) == after
 
 
 async def test_erasing_a_merged_away_customer_leaves_their_survivor(redis: Redis) -> None:
@@ -198,19 +178,19 @@ async def test_erasing_a_merged_away_customer_leaves_their_survivor(redis: Redis
         },
         NOW,
     )
-    before = await dump(redis)
-    assert member_of(before, merged) == {read_model.merged_away_key(survivor)}
+    before = await redis_facts(redis)
+    assert sets_holding(before, merged) == {read_model.merged_away_key(survivor)}
 
     await erase_customers(redis, [merged])
 
-    after = await dump(redis)
-    assert traces(after, merged) == []
+    after = await redis_facts(redis)
+    assert naming(after, [merged]) == set()
     # Their survivor's `merged_away` had them alone: it is gone, and nothing else of the survivor.
-    assert set(before) - set(after) == {
+    assert keys_of(before) - keys_of(after) == {
         read_model.profile_key(merged).encode(),
         read_model.merged_away_key(survivor).encode(),
     }
-    assert after == {key: before[key] for key in after}
+    assert after == {fact for fact in before if fact[0] in keys_of(after)}
     assert (await read_model.read_profile(redis, survivor)).tags == ["ripple"]
 
 
@@ -220,11 +200,11 @@ async def test_a_profile_missing_still_leaves_every_fixed_set(redis: Redis) -> N
     lost = unique("cus")
     await read_model.write_records(redis, {lost: customer(lost, tags=(), reached=(FunnelStep.order,))}, NOW)
     await redis.delete(read_model.profile_key(lost))
-    assert member_of(await dump(redis), lost)
+    assert sets_holding(await redis_facts(redis), lost)
 
     await erase_customers(redis, [lost])
 
-    assert traces(await dump(redis), lost) == []
+    assert naming(await redis_facts(redis), [lost]) == set()
 
 
 async def test_many_customers_at_once_beside_a_worker_writing_others(redis: Redis) -> None:
@@ -247,9 +227,7 @@ async def test_many_customers_at_once_beside_a_worker_writing_others(redis: Redi
 
     await asyncio.gather(erase_customers(redis, erased), write_others())
 
-    found = await dump(redis)
-    for customer_id in erased:
-        assert traces(found, customer_id) == []
+    assert naming(await redis_facts(redis), erased) == set()
     assert await figures(redis) == {
         "ladder": ladder_of({(Layer.intent, Orientation.rational): 60}),
         "tags": {"interest:design": 60, "ripple": 60},

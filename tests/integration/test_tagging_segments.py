@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 from services.tagging import read_model, segment_queries, segments
 from services.tagging.api import create_app
 from services.tagging.batch import ProfileRecord
+from services.tagging.erasure import erase_customers
 from services.tagging.funnel import FUNNEL
 from services.tagging.profile import Profile
 from services.tagging.rules import Layer, Orientation, Stage
@@ -199,6 +200,11 @@ async def test_first_pages_share_one_stored_result_that_expires(api: Api) -> Non
     assert len(stored) == 1, stored  # one result, no scratch sets left behind
     assert 0 < await api.redis.ttl(stored[0]) <= segment_queries.RESULT_TTL_S
     assert await api.redis.scard(stored[0]) == len(named(api.population, filters))
+    # Erasing a customer reaches the stored result too (found by name, not by a scan).
+    erased = sorted(named(api.population, filters))[0]
+    await erase_customers(api.redis, [erased])
+    assert not await api.redis.sismember(stored[0], erased)
+    assert await api.redis.scard(stored[0]) == len(named(api.population, filters)) - 1
 
 
 @pytest.mark.parametrize(
