@@ -3,6 +3,7 @@ whatever its type, and every Kafka record from some offsets to the end."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -77,10 +78,16 @@ def redis_facts_in_every_db(redis_url: str) -> set[Fact]:
     return facts
 
 
+def whole_ids(ids: Iterable[str]) -> re.Pattern[bytes]:
+    """Any of these ids as a whole: `cus_5` is not found in `cus_51`."""
+    either = b"|".join(re.escape(i.encode()) for i in ids)
+    return re.compile(rb"(?<![0-9A-Za-z_])(?:" + either + rb")(?![0-9A-Za-z_])")
+
+
 def naming(facts: Iterable[Fact], ids: Iterable[str]) -> set[Fact]:
-    """The facts with any of these ids in their key, a field, a member or a value."""
-    needles = [i.encode() for i in ids]
-    return {fact for fact in facts if any(n in part for part in fact for n in needles)}
+    """The facts with any of these ids (whole) in their key, a field, a member or a value."""
+    pattern = whole_ids(ids)
+    return {fact for fact in facts if any(pattern.search(part) for part in fact)}
 
 
 def end_offsets(consumer: KafkaConsumer) -> dict[TopicPartition, int]:

@@ -23,7 +23,7 @@ from tests.factories import event, published, unique
 from tests.harness import eventually
 from tests.integration.test_campaign_end_to_end import _decided, _in_force, nurture
 from tests.integration.test_privacy import fresh_mobile
-from tests.sweeps import end_offsets, naming, records_since, redis_facts_in_every_db
+from tests.sweeps import end_offsets, naming, records_since, redis_facts_in_every_db, whole_ids
 
 pytestmark = pytest.mark.integration
 
@@ -89,6 +89,7 @@ def test_an_erased_customer_leaves_nothing_but_the_erasure_record(
             assert viewer.delete(f"/v1/customers/{person}").status_code == 403
         dropped_before = _dropped_inputs(scoring)
         started = time.monotonic()
+        erased_at_ms = int(time.time() * 1000)  # producers' create time is this machine's clock
         answer = client.delete(f"/v1/customers/{merged}", headers=OPS)  # the merged id: the whole person
         assert answer.status_code == 200, answer.text
         record = answer.json()
@@ -138,8 +139,12 @@ def test_an_erased_customer_leaves_nothing_but_the_erasure_record(
     for r in records:
         if r.value is None or (r.topic == TOUCHPOINT_EVENTS and late_id.encode() in r.value):
             continue  # a tombstone, or the late event this test put there
+        if r.timestamp < erased_at_ms:
+            # Tansu reports a partition's end as the start of its last record batch + 1, so
+            # `before` may fall inside a batch produced earlier: its create time tells.
+            continue
         blob = (r.key or b"") + r.value
-        assert not any(s.encode() in blob for s in secrets), (r.topic, blob[:300])
+        assert not whole_ids(secrets).search(blob), (r.topic, blob[:300])
 
 
 def _dropped_inputs(scoring: RunningService) -> float:
