@@ -30,7 +30,7 @@ local function audit(stream, maxlen, at, holder, role, kind, item, change, versi
 end
 """
 
-Kind = Literal["campaign", "tag_rule", "scoring_plan", "store", "consultant"]
+Kind = Literal["campaign", "tag_rule", "scoring_plan", "store", "consultant", "content"]
 Change = Literal["create", "update", "delete"]
 
 

@@ -92,6 +92,7 @@ def ingest_env(backends: Backends, port: int, **overrides: str) -> dict[str, str
         "PRODUCE_TIMEOUT_S": "2",
         "MAX_BODY_BYTES": "200000",
         "MAX_EVENT_BYTES": "50000",
+        "CONTENTS_POLL_INTERVAL_S": "0.2",
         **overrides,
     }
 

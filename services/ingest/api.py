@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
+from shared.contents import Catalogue, with_catalogue
 from shared.events import (
     IdentityType,
     InvalidEvent,
@@ -32,6 +33,7 @@ from shared.web_assets import assets_dir, self_hosted_docs
 
 from .api_keys import ApiKeys, Scope
 from .broker import BrokerLink
+from .catalogue import keep_catalogue
 from .erasure import Eraser
 from .erasure_routes import erasure_router
 from .event_counts import MAX_MINUTES, EventsPerMinute, events_per_minute
@@ -249,6 +251,7 @@ def create_app(
         ],
     )
     services = _Services()
+    catalogue = Catalogue()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -288,6 +291,7 @@ def create_app(
             redis, lambda keys: broker.send_keyed(TOUCHPOINT_EVENTS, [(key, None) for key in keys])
         )
         jobs = (
+            keep_catalogue(catalogue, redis, settings.contents_poll_interval_s, metrics.contents_version.set),
             broker.connect(),
             services.pipeline.run(),
             relay.run(),
@@ -347,7 +351,7 @@ def create_app(
         salt, region = settings.phone_hash_salt, settings.default_phone_region
         identities, record["properties"] = protect_event(
             {kind.value: value for kind, value in event.identities.items()},
-            event.properties,
+            with_catalogue(event.properties, catalogue.contents),
             salt,
             region,
             event.type,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as CounterMetric
 
 from shared.events import EVENT_TYPES, Source
@@ -29,6 +29,11 @@ class IngestMetrics:
             "Events accepted without (all) the links they named: merge_limit (merging their owners "
             "would pass the day's merges or a type's limit), identifier_limit (a type at its limit)",
             ["reason"],
+            registry=registry,
+        )
+        self.contents_version = Gauge(
+            "pd_ingest_contents_version",
+            "Version of the content catalogue ingest applies to events naming only a content_id",
             registry=registry,
         )
         self.request_seconds = Histogram(

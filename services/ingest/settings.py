@@ -45,6 +45,9 @@ class IngestSettings(ServiceSettings):
     # relay sends them alone. Longer than a produce may take, so that the relay does not send
     # again what a send still waiting for its acks carries.
     join_grace_s: float = 30.0
+    # How often ingest looks for a new content catalogue (one GET): events accepted from this
+    # long after a change take the changed attributes (shared/contents.py).
+    contents_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
 
     def unsafe_in_production(self) -> list[str]:
         problems = super().unsafe_in_production()

@@ -62,6 +62,7 @@ from .batch import (
     rederive,
     tag_batch,
 )
+from .content_stats import write_touches
 from .erasure import erase_customers
 from .rule_store import load_rules, rules_version
 from .topics import TaggingTopics
@@ -162,6 +163,8 @@ class Tagger:
     async def _write(self, outcome: BatchOutcome, records: list[OutgoingRecord], now: datetime) -> None:
         if outcome.records:
             await retrying("redis write", lambda: read_model.write_records(self._redis, outcome.records, now))
+        if outcome.content_touches:
+            await retrying("redis write", lambda: write_touches(self._redis, outcome.content_touches))
         if outcome.erased:
             await retrying("redis erase", lambda: erase_customers(self._redis, outcome.erased))
         update_rows(self._rows, outcome)

@@ -27,6 +27,7 @@ from shared.settings import load_settings
 from shared.versioned_routes import apply_change, read_one
 
 from . import read_model, segment_queries
+from .content_routes import content_router
 from .funnel import FunnelStep
 from .paging import PageCursor
 from .read_model import ProfileView
@@ -276,6 +277,7 @@ def create_app(
         log.info("tag rule deleted", extra={"tag": tag})
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
+    v1.include_router(content_router(redis, clock))
     app.include_router(v1)
     return app
 

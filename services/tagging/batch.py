@@ -24,6 +24,7 @@ from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 from shared.profiles import ProfileTagsChanged
 
+from .content_touches import ContentTouch, content_touches
 from .families import derive
 from .inputs import TaggingEvent
 from .profile import Profile, apply_input, merge_profiles
@@ -61,6 +62,7 @@ class BatchOutcome(FoldOutcome):
     records: dict[str, ProfileRecord] = field(default_factory=dict)  # changed rows
     changes: list[ProfileTagsChanged] = field(default_factory=list)  # for profile.tags.v1
     chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, tagged.inputs.v1 record)
+    content_touches: list[ContentTouch] = field(default_factory=list)  # content_stats.py
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
         )
         raw = delivery.raw or scored.model_dump_json(exclude_none=True).encode()
         outcome.chain.append((profile.customer_id, with_profile(raw, snapshot(profile))))
+        if scored.event is not None:
+            outcome.content_touches += content_touches(scored.event, state, profile)
         return profile
 
     def merge_in(self, state: Profile, handover: TaggingHandover, outcome: BatchOutcome) -> Profile:

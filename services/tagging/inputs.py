@@ -17,6 +17,13 @@ class TaggingEvent(PublishedEvent):
             return 0.0
         return float(value)
 
+    def content_id(self) -> str | None:
+        """The content the event names, if a label (a longer one is not kept)."""
+        value = self.properties.get("content_id")
+        if isinstance(value, str) and 0 < len(value.strip()) <= MAX_PUBLISHED_LABEL_CHARS:
+            return value.strip()
+        return None
+
     def topics(self) -> list[str]:
         """The event's topics, normalised, sorted; as many as ingest takes (MAX_TOPICS, the
         first in order) and each a label: an event put on a topic by other means with thousands

@@ -43,6 +43,8 @@ LADDER_RANK = {Layer.prospect: 0, Layer.defeated: 1, Layer.intent: 2, Layer.owne
 # Topics whose interactions a profile counts: each at `interest_min_interactions` is an
 # `interest:<topic>` tag and a segment; a customer's real interests are a handful.
 MAX_PROFILE_TOPICS = 50
+# Contents a conversion is credited to: those a customer engaged with last.
+RECENT_CONTENTS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,9 @@ class Profile:
     # Funnel steps reached, in funnel order (funnel.py). Rows written before steps were kept
     # decode with none reached.
     reached: tuple[FunnelStep, ...] = ()
+    # The contents engaged with last (latest last, at most RECENT_CONTENTS): a conversion counts
+    # for each of them (content_stats.py). Rows written before decode with none.
+    recent_contents: tuple[str, ...] = ()
     evidence: dict[str, Evidence] = field(default_factory=dict)  # rule condition key -> evidence
     # Derived after every change.
     orientation: Orientation = Orientation.unknown
@@ -126,6 +131,9 @@ def _with_event(
             topics[topic] = topics.pop(topic, 0) + 1  # to the end: the latest seen last
         topics = strongest_topics(topics)
     price = kind == "coupon.claimed" or (engaged and event.properties.get("price_related") is True)
+    recent_contents = profile.recent_contents
+    if engaged and (content_id := event.content_id()):
+        recent_contents = _latest_contents(recent_contents, (content_id,))
     purchase = kind in PURCHASE_TYPES
     last_purchase = profile.last_purchase_at
     if purchase and (last_purchase is None or event.occurred_at > last_purchase):
@@ -142,6 +150,7 @@ def _with_event(
         value_point_interactions=value_point_interactions,
         topics=topics,
         price_interactions=profile.price_interactions + price,
+        recent_contents=recent_contents,
         shares=profile.shares + (kind == "content.share"),
         referrals=profile.referrals + (kind == "referral.made"),
         purchases=profile.purchases + purchase,
@@ -240,6 +249,7 @@ def merge_profiles(
             intent_pct=survivor.intent_pct if survivor.intent_pct is not None else merged.intent_pct,
             level=survivor.level or merged.level,
             reached=reached_by_either(survivor.reached, merged.reached),
+            recent_contents=_latest_contents(merged.recent_contents, survivor.recent_contents),
             evidence=evidence,
         ),
         thresholds,
@@ -279,3 +289,9 @@ def _add(a: dict, b: dict) -> dict:
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(t for t in (a, b) if t is not None) if (a or b) else None
+
+
+def _latest_contents(kept: tuple[str, ...], engaged: tuple[str, ...]) -> tuple[str, ...]:
+    """`kept` then `engaged`, each content once where it came last, the latest RECENT_CONTENTS."""
+    order = [c for c in kept if c not in engaged] + list(dict.fromkeys(engaged))
+    return tuple(order[-RECENT_CONTENTS:])
