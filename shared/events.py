@@ -78,6 +78,7 @@ class Source(StrEnum):
     ad = "ad"
     call_center = "call_center"
     mall = "mall"
+    campaign = "campaign"  # the platform's own campaigns: points they grant (points.granted)
 
 
 class IdentityType(StrEnum):
@@ -127,6 +128,10 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "campaign.delivered": ("action_id",),
     "campaign.opened": ("action_id",),
     "campaign.clicked": ("action_id",),
+    # Points as currency: granted by a campaign's grant_points action (the campaign worker
+    # publishes it, its event id the action's), spent at the mall or a store.
+    "points.granted": ("points", "action_id"),
+    "points.redeemed": ("points",),
 }
 CUSTOM_TYPE = re.compile(r"^custom\.[a-z0-9][a-z0-9_.-]{0,63}$")
 
@@ -159,6 +164,7 @@ class KnownProperties(TypedDict, total=False):
     value_point: Literal["rational", "emotional"] | None
     topics: Annotated[list[Label], Field(max_length=MAX_TOPICS)] | None
     price_related: bool | None
+    points: Annotated[int, Field(gt=0, le=1_000_000)] | None
 
 
 IdentityValue = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]

@@ -76,6 +76,7 @@ from .desk import (
 )
 from .erasure import erase_customers
 from .journey import Context
+from .points import points_granted
 from .read_model import ActionRecord, action_record
 from .roster_store import RosterVersion, load_roster, roster_version
 from .store import CAMPAIGNS, load_campaigns
@@ -206,6 +207,7 @@ class Campaigner:
         outputs = [
             *state_records,
             *keyed_records(self._topics.actions, [r for r in records if r.outcome == "sent"]),
+            *(OutgoingRecord(*granted) for granted in points_granted(records)),
             *dead_letter_records(self._topics.dead_letters, dead),
         ]
         dead_letters = self._topics.dead_letters[TAGGED_INPUTS]

@@ -36,6 +36,8 @@ PRIVILEGED_TYPES = frozenset(
         "order.placed",
         "vehicle.delivered",
         "referral.made",
+        "points.granted",
+        "points.redeemed",
     }
 )
 

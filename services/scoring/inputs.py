@@ -39,6 +39,13 @@ class ScoringEvent(PublishedEventCore):
         max_length=MAX_PUBLISHED_LABEL_CHARS,
         validation_alias=AliasChoices("vehicle_model", AliasPath("properties", "vehicle_model")),
     )
+    # points.granted / points.redeemed: how many (properties.points on the wire).
+    points: int | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        validation_alias=AliasChoices("points", AliasPath("properties", "points")),
+    )
     content_id: str | None = Field(
         default=None,
         max_length=MAX_PUBLISHED_LABEL_CHARS,

@@ -128,10 +128,22 @@ def apply_event(state: CustomerScore, event: ScoringEvent, plan: ScoringPlan) ->
         intent_score=max(state.intent_score * carried + added, 0.0),
         model_scores=model_scores,
         score_at=reference,
-        points=state.points + plan.points.get(event.type, 0),
+        points=points_after(state.points, event, plan),
         growth=state.growth + plan.growth.get(event.type, 0),
         last_interaction_at=last_interaction,
     )
+
+
+def points_after(points: int, event: ScoringEvent, plan: ScoringPlan) -> int:
+    """Spendable points after an event: earned by behaviour (the plan's `points`), granted by a
+    campaign (points.granted), spent (points.redeemed: never below zero; a redemption of more
+    than the customer holds spends what they hold)."""
+    points += plan.points.get(event.type, 0)
+    if event.type == "points.granted":
+        points += event.points or 0
+    elif event.type == "points.redeemed":
+        points -= min(points, event.points or 0)
+    return points
 
 
 def merge_states(survivor: CustomerScore, merged: CustomerScore, plan: ScoringPlan) -> CustomerScore:

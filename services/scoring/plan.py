@@ -57,6 +57,8 @@ class ScoringPlan(BaseModel):
     points: dict[str, Annotated[int, Field(ge=0)]] = {}
     growth: dict[str, Annotated[int, Field(ge=0)]] = {}
     levels: dict[str, Annotated[int, Field(ge=0)]]
+    # What each level brings, as data (shown with the customer's score); a level may have none.
+    benefits: dict[str, list[Annotated[str, Field(min_length=1, max_length=64)]]] = {}
     activity: ActivityWindows = ActivityWindows()
 
     @field_validator("weights", "points", "growth")
@@ -74,6 +76,12 @@ class ScoringPlan(BaseModel):
         if not thresholds or thresholds[0] != 0 or thresholds != sorted(set(thresholds)):
             raise ValueError("levels must start at 0 and ascend strictly")
         return levels
+
+    @model_validator(mode="after")
+    def _benefits_of_levels(self) -> ScoringPlan:
+        if unknown := sorted(set(self.benefits) - set(self.levels)):
+            raise ValueError(f"benefits of levels the plan does not have: {', '.join(unknown)}")
+        return self
 
 
 def default_plan() -> ScoringPlan:

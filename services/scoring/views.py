@@ -39,6 +39,7 @@ class ScoreView(BaseModel):
     points: int
     growth: int
     level: str
+    benefits: list[str]
     last_interaction_at: datetime | None
     updated_at: datetime
 
@@ -56,6 +57,7 @@ def score_view(state: CustomerScore, updated_at: datetime, plan: ScoringPlan, no
         points=state.points,
         growth=state.growth,
         level=level_of(state.growth, plan),
+        benefits=plan.benefits.get(level_of(state.growth, plan), []),
         last_interaction_at=state.last_interaction_at,
         updated_at=updated_at,
     )

@@ -18,6 +18,7 @@ NOT_ENGAGEMENT = frozenset(
         "consent.revoked",
         "wecom.friend_deleted",
         "campaign.delivered",
+        "points.granted",
         "dealer.followup",
         "lead.defeated",
     }

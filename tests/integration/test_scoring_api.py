@@ -159,6 +159,7 @@ async def test_a_score_is_decayed_to_now(scoring: Api) -> None:
         "points",
         "growth",
         "level",
+        "benefits",
         "last_interaction_at",
         "updated_at",
     }

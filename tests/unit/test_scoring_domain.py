@@ -263,3 +263,22 @@ def test_the_moment_decay_alone_moves_a_band_or_the_activity_is_solved_not_searc
     assert {a for _, a in seen} == set(Activity)
     assert {b for b, _ in seen} == set(Band)
     assert next_change_at(CustomerScore(customer_id="nobody"), T0, PLAN) is None
+
+
+def test_points_granted_by_a_campaign_are_spent_by_redemptions_never_below_zero() -> None:
+    granted = ingested("points.granted", T0, source="campaign", points=300, action_id="a-1")
+    assert replay([granted]).points == 300
+    spent = ingested("points.redeemed", T0 + timedelta(hours=1), source="mall", points=120)
+    assert replay([granted, spent]).points == 180
+    too_many = ingested("points.redeemed", T0 + timedelta(hours=2), source="mall", points=1000)
+    assert replay([granted, spent, too_many]).points == 0
+    # Earned by behaviour too, and a grant moves neither intent nor activity.
+    share = ingested("content.share", T0, content_id="c-1")
+    assert replay([share, granted]).points == PLAN.points["content.share"] + 300
+    assert replay([granted]).intent_score == 0 and replay([granted]).last_interaction_at is None
+
+
+def test_levels_bring_their_benefits_and_a_plan_naming_an_unknown_level_is_refused() -> None:
+    assert set(PLAN.benefits) <= set(PLAN.levels) and PLAN.benefits["gold"]
+    with pytest.raises(ValidationError, match="benefits of levels the plan does not have: diamond"):
+        ScoringPlan.model_validate(PLAN.model_dump() | {"benefits": {"diamond": ["lounge"]}})
