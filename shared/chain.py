@@ -44,6 +44,8 @@ class ScoreSnapshot(BaseModel):
     points: int
     growth: int
     level: str
+    # The car model the customer is most interested in (per-model interest), if any.
+    top_model: str | None = None
 
 
 class ProfileSnapshot(BaseModel):

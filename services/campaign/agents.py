@@ -296,6 +296,7 @@ class Campaigner:
                     replaces, missed = original, lead.consultant_id
                     self._action_metrics.sla_misses.labels(self.roster.store_of(missed) or "unknown").inc()
                 store_id, city = (journey.dealer_id, journey.city) if journey else (None, None)
+                model = journey.view.model if journey else None
                 hours = sla_hours.get(decision.campaign_id, 24.0)
                 leads.append(
                     Lead(
@@ -307,6 +308,7 @@ class Campaigner:
                         hours,
                         replaces,
                         missed,
+                        model,
                     )
                 )
         consultants = await assign_leads(self._redis, self.roster, leads, now)

@@ -189,13 +189,20 @@ def dealer_router(redis: Redis, clock: Callable[[], datetime]) -> APIRouter:
             str | None, Query(max_length=64, description="the customer's or consultant's store")
         ] = None,
         consultant_id: Annotated[str | None, Query(max_length=64)] = None,
+        model: Annotated[str | None, Query(max_length=128, description="the customer's car model")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> LeadList:
         """`pool`: waiting for a consultant with capacity, oldest first; `open`: with a consultant,
         most urgent first; `overdue`: open past the SLA (the worker hands them on)."""
         now = clock()
         leads = await desk.list_leads(
-            redis, state, now, store_id=store_id, consultant_id=consultant_id, limit=limit
+            redis,
+            state,
+            now,
+            store_id=store_id,
+            consultant_id=consultant_id,
+            vehicle_model=model,
+            limit=limit,
         )
         return LeadList(state=state, counts=await desk.lead_counts(redis, now), leads=leads)
 

@@ -1,13 +1,15 @@
 """Dealer co-incubation: the dealer network, which consultant gets a lead, and when a lead is late.
 
 The network is data ops manage over the campaign API (`/v1/dealers/...`): stores (a dealer's
-showroom: id, city, brand) and their consultants (store, daily capacity, active). A lead goes to
-an active consultant of the customer's own store (known from `store.visit` or any event naming
-`dealer_id`), else of a store in the customer's city, else of any store, in round-robin order
-within each group, skipping consultants who reached their daily capacity. A lead nobody can take
-waits in the lead pool (desk.py) until capacity frees: the next China day, or a consultant added.
-If no `dealer.followup` arrives within the campaign's SLA, the lead is reassigned to another
-consultant and the miss is counted against the first (journey.py decides, desk.py records).
+showroom: id, city, brand) and their consultants (store, daily capacity, active, models they
+sell). A lead goes to an active consultant of the customer's own store (known from `store.visit`
+or any event naming `dealer_id`), else of a store in the customer's city, else of any store, in
+round-robin order within each group, skipping consultants who reached their daily capacity; within
+each group, consultants selling the car model the customer is most interested in come first. A
+lead nobody can take waits in the lead pool (desk.py) until capacity frees: the next China day,
+or a consultant added. If no `dealer.followup` arrives within the campaign's SLA, the lead is
+reassigned to another consultant and the miss is counted against the first (journey.py decides,
+desk.py records).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -42,6 +44,11 @@ class Consultant(BaseModel):
     daily_capacity: int = Field(default=20, ge=1, le=10_000, description="new leads a China day")
     active: bool = Field(default=True, description="an inactive consultant gets no new leads")
     name: str | None = Field(default=None, max_length=200)
+    models: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list,
+        max_length=50,
+        description="car models they sell best: a lead for one goes to them first within each group",
+    )
     schema_version: Literal[1] = 1
 
 
@@ -81,12 +88,13 @@ def assign(
     city: str | None,
     now: datetime,
     exclude: frozenset[str] = frozenset(),
+    model: str | None = None,
 ) -> tuple[str | None, Desk]:
     """The consultant for a lead (None if everyone suitable is full) and the desk after it."""
     today = now.astimezone(CHINA).date().isoformat()
     loads = dict(desk.loads) if desk.day == today else {}
     cursors = dict(desk.cursors)
-    for group_key, group in _groups(roster, store_id, city):
+    for group_key, group in _groups(roster, store_id, city, model):
         start = cursors.get(group_key, 0)
         for step in range(len(group)):
             consultant = group[(start + step) % len(group)]
@@ -98,8 +106,11 @@ def assign(
     return None, Desk(today, loads, cursors)
 
 
-def _groups(roster: Roster, store_id: str | None, city: str | None) -> list[tuple[str, list[Consultant]]]:
-    """The customer's store, their city (the store's, when the customer named none), everyone."""
+def _groups(
+    roster: Roster, store_id: str | None, city: str | None, model: str | None = None
+) -> list[tuple[str, list[Consultant]]]:
+    """The customer's store, their city (the store's, when the customer named none), everyone;
+    within each, first those who sell the customer's car model when it is known."""
     active = sorted((c for c in roster.consultants.values() if c.active), key=lambda c: c.id)
     store = roster.stores.get(store_id or "")
     city = city or (store.city if store is not None else None)
@@ -109,6 +120,12 @@ def _groups(roster: Roster, store_id: str | None, city: str | None) -> list[tupl
     if city:
         groups.append((f"city:{city}", [c for c in active if roster.city_of(c) == city]))
     groups.append(("all", active))
+    if model:
+        groups = [
+            preferred
+            for key, group in groups
+            for preferred in ((f"{key}|model:{model}", [c for c in group if model in c.models]), (key, group))
+        ]
     return [(key, group) for key, group in groups if group]
 
 

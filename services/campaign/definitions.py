@@ -24,6 +24,7 @@ class TriggerKind(StrEnum):
     activity_entered = "activity_entered"  # active_7d -> active_30d -> dormant: waking the dormant
     tag_added = "tag_added"
     layer_entered = "layer_entered"
+    model_entered = "model_entered"  # the car model the customer is most interested in became `value`
     event = "event"
 
 
@@ -100,6 +101,10 @@ class Audience(BaseModel):
     orientations: list[Literal["rational", "emotional", "unknown"]] = Field(default_factory=list)
     stages: list[Literal["newcomer", "active_fan", "die_hard_fan"]] = Field(default_factory=list)
     bands: list[Literal["low", "medium", "high", "hot"]] = Field(default_factory=list)
+    # Car models: the one the customer is most interested in is among them (scoring's model interest).
+    models: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=50
+    )
     tags_all: list[str] = Field(default_factory=list)
     tags_none: list[str] = Field(default_factory=list)
 

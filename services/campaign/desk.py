@@ -81,6 +81,7 @@ class LeadRecord(BaseModel):
     campaign_id: str
     store_id: str | None = Field(description="the customer's store, when known")
     city: str | None
+    vehicle_model: str | None = Field(default=None, description="the car model they are most interested in")
     state: Literal["pool", "open"]
     consultant_id: str | None
     consultant_store_id: str | None = None
@@ -104,6 +105,7 @@ class Lead:
     sla_hours: float
     replaces: str | None = None  # the action id of the lead this reassigns after a missed SLA
     missed: str | None = None  # the consultant who missed that SLA
+    vehicle_model: str | None = None  # the car model they are most interested in, if known
 
 
 async def assign_leads(
@@ -133,7 +135,9 @@ async def assign_leads(
                         chosen[lead.action_id] = before.decode()
                         continue
                     exclude = frozenset({lead.missed}) if lead.missed else frozenset()
-                    consultant, desk = assign(roster, desk, lead.store_id, lead.city, now, exclude)
+                    consultant, desk = assign(
+                        roster, desk, lead.store_id, lead.city, now, exclude, lead.vehicle_model
+                    )
                     chosen[lead.action_id] = consultant
                     old = replaced.get(lead.replaces or "")
                     reason: HandoverReason = "sla_missed" if lead.missed else "assigned"
@@ -172,6 +176,7 @@ def _record(
         campaign_id=lead.campaign_id,
         store_id=lead.store_id,
         city=lead.city,
+        vehicle_model=lead.vehicle_model or (old.vehicle_model if old else None),
         state="pool",
         consultant_id=None,
         since=old.since if old else now,
@@ -248,7 +253,13 @@ async def release_pool(redis: Redis, roster: Roster, now: datetime, limit: int =
                 released: list[LeadRecord] = []
                 for record in waiting:
                     consultant, desk = assign(
-                        roster, desk, record.store_id, record.city, now, frozenset(record.excluded)
+                        roster,
+                        desk,
+                        record.store_id,
+                        record.city,
+                        now,
+                        frozenset(record.excluded),
+                        record.vehicle_model,
                     )
                     if consultant is None:
                         continue
@@ -358,6 +369,7 @@ async def list_leads(
     *,
     store_id: str | None = None,
     consultant_id: str | None = None,
+    vehicle_model: str | None = None,
     limit: int = 100,
 ) -> list[LeadRecord]:
     """Leads in a state, oldest (pool) or most urgent (open, overdue) first."""
@@ -375,6 +387,7 @@ async def list_leads(
         if (r.state == "pool") == (state == "pool")
         and (state != "overdue" or (r.sla_due is not None and r.sla_due < now))
         and (store_id is None or store_id in (r.consultant_store_id, r.store_id))
+        and (vehicle_model is None or r.vehicle_model == vehicle_model)
     ]
     picked.sort(key=lambda r: r.since if state == "pool" else (r.sla_due or r.since))
     return picked[:limit]

@@ -137,7 +137,7 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     The event's own effects come first (consent, dealer, a conversion credited to the touches
     before it, and the delayed triggers it ends), then the customer's view takes the new score
     and profile, and the delayed triggers of campaigns whose audience the customer is now
-    outside exit; then the triggers fire in a fixed order — band, layer, tags, the event
+    outside exit; then the triggers fire in a fixed order — band, layer, model, tags, the event
     itself — each decided on the customer as they are after the input. A band moved by time
     alone comes the same way, as scoring's own input (a tick), and fires `band_left` and
     `band_entered` like any other."""
@@ -148,7 +148,7 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     before = reaction.journey.view
     view = before
     if (score := chained.score) is not None:
-        view = replace(view, band=score.band, activity=score.activity)
+        view = replace(view, band=score.band, activity=score.activity, model=score.top_model or view.model)
     if (profile := chained.profile) is not None:
         view = replace(
             view,
@@ -169,6 +169,8 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
         fired.append((TriggerKind.activity_entered, view.activity or "", f"activity:{input_id}"))
     if view.layer != before.layer:
         fired.append((TriggerKind.layer_entered, view.layer, f"profile:{input_id}"))
+    if view.model != before.model and view.model is not None:
+        fired.append((TriggerKind.model_entered, view.model, f"model:{input_id}"))
     fired += [
         (TriggerKind.tag_added, tag, f"profile:{input_id}:{tag}") for tag in sorted(view.tags - before.tags)
     ]

@@ -30,6 +30,7 @@ class CustomerView:
     band: str = "low"
     activity: str | None = None  # active_7d / active_30d / dormant, once scoring said
     tags: frozenset[str] = frozenset()
+    model: str | None = None  # the car model they are most interested in, once scoring knows one
     # channel -> the customer's latest word on it (granted or revoked, and when they said it)
     consents: Mapping[str, StoredConsent] = field(default_factory=dict)
 
@@ -68,6 +69,7 @@ def in_audience(audience: Audience, customer: CustomerView) -> bool:
         and (not audience.orientations or customer.orientation in audience.orientations)
         and (not audience.stages or customer.stage in audience.stages)
         and (not audience.bands or customer.band in audience.bands)
+        and (not audience.models or customer.model in audience.models)
         and all(tag in customer.tags for tag in audience.tags_all)
         and not any(tag in customer.tags for tag in audience.tags_none)
     )

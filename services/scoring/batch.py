@@ -187,6 +187,7 @@ def snapshot(score: CustomerScore, plan: ScoringPlan, now: datetime) -> ScoreSna
         points=score.points,
         growth=score.growth,
         level=level_of(score.growth, plan),
+        top_model=max(score.model_scores, key=score.model_scores.__getitem__) if score.model_scores else None,
     )
 
 

@@ -419,3 +419,41 @@ def test_a_customer_outside_the_audience_at_due_time_is_recorded_as_left() -> No
         c.model_copy(update={"status": "paused"}) if c.id == "defeated-recall" else c for c in CAMPAIGNS
     ]
     assert on_tick(journey, Context(paused, due)).decisions == []
+
+
+def test_a_customer_whose_top_car_model_becomes_one_fires_model_entered_and_fits_model_audiences() -> None:
+    from services.campaign.definitions import Campaign
+
+    g6 = Campaign.model_validate(
+        {
+            "id": "g6-launch",
+            "name": "G6 launch",
+            "status": "active",
+            "trigger": {"on": "model_entered", "value": "G6"},
+            "audience": {"models": ["G6"]},
+            "action": {"kind": "grant_points", "channel": "membership", "points": 50},
+            "holdout_pct": 0,
+        }
+    )
+    ctx = Context(campaigns=[g6], now=DAY)
+    journey = journey_of()
+
+    def scored(model: str | None) -> ChainInput:
+        score = ScoreSnapshot(
+            intent_score=1.0,
+            intent_pct=40.0,
+            band="medium",
+            activity="active_7d",
+            points=0,
+            growth=0,
+            level="member",
+            top_model=model,
+        )
+        return ChainInput(input_id=str(uuid.uuid4()), customer_id=journey.view.customer_id, score=score)
+
+    reaction = on_input(journey, scored("P7"), ctx)
+    assert reaction.journey.view.model == "P7" and not [d for d in reaction.decisions if d.outcome == "sent"]
+    reaction = on_input(reaction.journey, scored("G6"), ctx)
+    assert [(d.campaign_id, d.outcome) for d in reaction.decisions] == [("g6-launch", "sent")]
+    again = on_input(reaction.journey, scored("G6"), ctx)  # still G6: nothing new fires
+    assert again.decisions == []

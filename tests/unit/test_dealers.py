@@ -61,6 +61,25 @@ def test_nobody_at_all_is_none_and_an_excluded_consultant_is_skipped() -> None:
     assert second not in (first, None)
 
 
+def test_a_lead_for_a_car_model_goes_first_to_whoever_sells_it_within_each_group() -> None:
+    sellers = Roster.of(
+        ROSTER.stores.values(),
+        [
+            *(c for c in ROSTER.consultants.values() if c.id != "sh-1-b" and c.id != "sh-2-a"),
+            Consultant(id="sh-1-b", store_id="d-sh-1", daily_capacity=1, models=["G6", "G9"]),
+            Consultant(id="sh-2-a", store_id="d-sh-2", daily_capacity=1, models=["G6"]),
+        ],
+    )
+    desk, picked = Desk(), []
+    for _ in range(4):
+        who, desk = assign(sellers, desk, "d-sh-1", "shanghai", DAY, model="G6")
+        picked.append(who)
+    # The store's seller first; full, the store's others before the city's seller: the store
+    # still comes first, the model only orders within a group.
+    assert picked == ["sh-1-b", "sh-1-a", "sh-1-a", "sh-2-a"]
+    assert assign(sellers, Desk(), "d-sh-1", None, DAY, model="P7")[0] == "sh-1-a"  # nobody sells it
+
+
 def test_sla_missed_only_without_a_follow_up_after_the_assignment() -> None:
     assert sla_missed(DAY, 24, None, DAY + timedelta(hours=25))
     assert not sla_missed(DAY, 24, DAY + timedelta(hours=3), DAY + timedelta(hours=25))

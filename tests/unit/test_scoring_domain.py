@@ -282,3 +282,16 @@ def test_levels_bring_their_benefits_and_a_plan_naming_an_unknown_level_is_refus
     assert set(PLAN.benefits) <= set(PLAN.levels) and PLAN.benefits["gold"]
     with pytest.raises(ValidationError, match="benefits of levels the plan does not have: diamond"):
         ScoringPlan.model_validate(PLAN.model_dump() | {"benefits": {"diamond": ["lounge"]}})
+
+
+def test_the_chain_carries_the_car_model_the_customer_is_most_interested_in() -> None:
+    from services.scoring.batch import snapshot
+
+    state = replay(
+        [
+            ingested("config.build", T0, vehicle_model="P7"),
+            ingested("test_drive.booked", T0 + timedelta(hours=1), vehicle_model="G6"),
+        ]
+    )
+    assert snapshot(state, PLAN, T0 + timedelta(hours=2)).top_model == "G6"
+    assert snapshot(replay([ingested("content.click", T0, content_id="c-1")]), PLAN, T0).top_model is None
