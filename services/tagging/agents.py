@@ -62,8 +62,11 @@ from .batch import (
     rederive,
     tag_batch,
 )
-from .content_stats import write_touches
+from .content_stats import touch_members as content_members
+from .distinct_counts import add_distinct
 from .erasure import erase_customers
+from .funnel_stats import group_names
+from .funnel_stats import touch_members as funnel_members
 from .rule_store import load_rules, rules_version
 from .topics import TaggingTopics
 
@@ -163,8 +166,10 @@ class Tagger:
     async def _write(self, outcome: BatchOutcome, records: list[OutgoingRecord], now: datetime) -> None:
         if outcome.records:
             await retrying("redis write", lambda: read_model.write_records(self._redis, outcome.records, now))
-        if outcome.content_touches:
-            await retrying("redis write", lambda: write_touches(self._redis, outcome.content_touches))
+        counted = [*content_members(outcome.content_touches), *funnel_members(outcome.funnel_touches)]
+        if counted:
+            groups = group_names(outcome.funnel_touches)
+            await retrying("redis write", lambda: add_distinct(self._redis, counted, groups))
         if outcome.erased:
             await retrying("redis erase", lambda: erase_customers(self._redis, outcome.erased))
         update_rows(self._rows, outcome)

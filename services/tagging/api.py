@@ -29,6 +29,7 @@ from shared.versioned_routes import apply_change, read_one
 from . import read_model, segment_queries
 from .content_routes import content_router
 from .funnel import FunnelStep
+from .funnel_routes import funnel_gauges, funnel_router
 from .paging import PageCursor
 from .read_model import ProfileView
 from .rule_store import RULES, load_rules
@@ -114,6 +115,7 @@ def create_app(
     registry = registry if registry is not None else process_registry()
     redis = create_redis(settings.redis_url)
     app, v1 = ops_api(
+        before_metrics=funnel_gauges(redis, registry, clock),
         service="tagging",
         title="Tagging",
         description="Customers' profiles (value-ladder layer, orientation, journey stage, tags), "
@@ -278,6 +280,7 @@ def create_app(
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     v1.include_router(content_router(redis, clock))
+    v1.include_router(funnel_router(redis, clock))
     app.include_router(v1)
     return app
 

@@ -26,6 +26,7 @@ from shared.profiles import ProfileTagsChanged
 
 from .content_touches import ContentTouch, content_touches
 from .families import derive
+from .funnel_figures import FunnelTouch, funnel_progress
 from .inputs import TaggingEvent
 from .profile import Profile, apply_input, merge_profiles
 from .rules import RuleSet
@@ -63,6 +64,7 @@ class BatchOutcome(FoldOutcome):
     changes: list[ProfileTagsChanged] = field(default_factory=list)  # for profile.tags.v1
     chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, tagged.inputs.v1 record)
     content_touches: list[ContentTouch] = field(default_factory=list)  # content_stats.py
+    funnel_touches: list[FunnelTouch] = field(default_factory=list)  # funnel_stats.py
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,8 @@ class TaggingFold(CustomerFold[ProfileRecord, Profile, Payload, BatchOutcome]):
         profile = apply_input(
             state, scored.event, scored.score, scored.received_at, self.thresholds, self.rules
         )
+        profile, funnel = funnel_progress(state, profile, scored.event)
+        outcome.funnel_touches += funnel
         raw = delivery.raw or scored.model_dump_json(exclude_none=True).encode()
         outcome.chain.append((profile.customer_id, with_profile(raw, snapshot(profile))))
         if scored.event is not None:

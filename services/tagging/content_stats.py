@@ -1,9 +1,5 @@
-"""Per-content reach, clicks and conversions (content_touches.py), kept in Redis.
-
-Each is a HyperLogLog of customer ids or event ids (PFADD): counting the same input again — a
-replay after a crash — changes nothing, it takes 12 KiB per content at most, no customer id can
-be read back from it (an erasure has nothing to remove), and it is exact to about ±0.8%.
-"""
+"""Per-content reach, clicks and conversions (content_touches.py), kept in Redis as counts of
+distinct customers or events (distinct_counts.py)."""
 
 from __future__ import annotations
 
@@ -24,17 +20,9 @@ class ContentFigures(BaseModel):
     )
 
 
-async def write_touches(redis: Redis, touches: Iterable[ContentTouch]) -> None:
-    """Add a batch's touches (one PFADD per content and figure, one round trip)."""
-    members: dict[str, list[str]] = {}
-    for touch in touches:
-        members.setdefault(figure_key(touch.content_id, touch.figure), []).append(touch.member)
-    if not members:
-        return
-    pipe = redis.pipeline(transaction=False)
-    for key, added in members.items():
-        pipe.pfadd(key, *added)
-    await pipe.execute()
+def touch_members(touches: Iterable[ContentTouch]) -> list[tuple[str, str]]:
+    """The (key, member) pairs a batch's touches add (distinct_counts.py)."""
+    return [(figure_key(t.content_id, t.figure), t.member) for t in touches]
 
 
 def figure_key(content_id: str, figure: Figure) -> str:

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from shared.chain import ScoreSnapshot
 
 from .families import derive
-from .funnel import FunnelStep, reached_after, reached_by_either
+from .funnel import MILESTONES, FunnelStep, reached_after, reached_by_either
 from .inputs import TaggingEvent
 from .rules import Evidence, Layer, Orientation, RuleSet, Stage, merge_evidence, record_hit
 from .thresholds import (
@@ -78,6 +79,12 @@ class Profile:
     # The contents engaged with last (latest last, at most RECENT_CONTENTS): a conversion counts
     # for each of them (content_stats.py). Rows written before decode with none.
     recent_contents: tuple[str, ...] = ()
+    # Funnel figures by cohort (funnel_figures.py): the China day of the first input, its source,
+    # the latest store named, the milestones reached. Rows written before decode without them.
+    entered_on: str | None = None
+    first_source: str | None = None
+    dealer_id: str | None = None
+    milestones: tuple[str, ...] = ()
     evidence: dict[str, Evidence] = field(default_factory=dict)  # rule condition key -> evidence
     # Derived after every change.
     orientation: Orientation = Orientation.unknown
@@ -250,6 +257,7 @@ def merge_profiles(
             level=survivor.level or merged.level,
             reached=reached_by_either(survivor.reached, merged.reached),
             recent_contents=_latest_contents(merged.recent_contents, survivor.recent_contents),
+            **_merged_cohort(survivor, merged),
             evidence=evidence,
         ),
         thresholds,
@@ -295,3 +303,16 @@ def _latest_contents(kept: tuple[str, ...], engaged: tuple[str, ...]) -> tuple[s
     """`kept` then `engaged`, each content once where it came last, the latest RECENT_CONTENTS."""
     order = [c for c in kept if c not in engaged] + list(dict.fromkeys(engaged))
     return tuple(order[-RECENT_CONTENTS:])
+
+
+def _merged_cohort(survivor: Profile, merged: Profile) -> dict[str, Any]:
+    """The earlier cohort and its source, the survivor's store if known, every milestone
+    (funnel_figures.py). The merge counts nothing new: each was counted as who they were."""
+    earlier = min((survivor, merged), key=lambda p: p.entered_on or "9999-12-31")
+    held = set(survivor.milestones) | set(merged.milestones)
+    return {
+        "entered_on": earlier.entered_on,
+        "first_source": earlier.first_source,
+        "dealer_id": survivor.dealer_id or merged.dealer_id,
+        "milestones": tuple(m for m in MILESTONES if m in held),
+    }
