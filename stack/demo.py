@@ -13,6 +13,7 @@ from .layout import Layout
 from .lifecycle import say, up
 from .posting import RetryLater, post_events, progress_printer
 from .processes import BOOTSTRAP_SERVERS, CONSOLE, OPS_TOKEN, SERVICES, TOUCHPOINT_KEY
+from .simulate import Endpoints, simulate
 from .summary import DemoRun, summary
 from .traffic import CHINA, flawed_events, in_time_order, journeys
 
@@ -58,6 +59,13 @@ def demo(layout: Layout, customers: int, seed: int) -> int:
     run.worker_metrics_urls = [f"{s.url}/metrics" for s in SERVICES if s.name.endswith("-worker")]
     say("")
     say(summary(run))
+    say("\nthe paper's funnels, simulated (pd-simulate): generated vs what GET /v1/funnels reports")
+    try:
+        endpoints = Endpoints(ingest.url, TOUCHPOINT_KEY, tagging.url, OPS_TOKEN)
+        simulate(2000, seed, endpoints, layout.root / ".run" / "simulation.json", compare=True, timeout_s=300)
+    except (httpx.HTTPError, RetryLater, RuntimeError, TimeoutError) as error:
+        say(f"\nerror: the simulation failed: {error!r} (logs: .run/logs/)")
+        return 1
     say(f"\nops console: {CONSOLE.url}/   (sign in with the ops token {OPS_TOKEN})")
     say("the stack stays up: make status to check it, make down to stop it")
     return 0
