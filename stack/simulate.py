@@ -123,6 +123,9 @@ def ground_truth(simulated: list[Walk]) -> dict[str, float | None]:
 def events_of(path: Walk, dealer: str, at: datetime) -> Iterator[dict[str, Any]]:
     """A customer's events in the contract's envelope, a second apart, ending at `at`."""
     identity = "wecom_external_userid" if path.source == "wecom" else "dealer_lead_id"
+    # Each run's customers are new (the run's dealer in their ids); the same run sent again is
+    # all duplicates.
+    who = f"{dealer}-{path.customer_key}"
     for n, kind in enumerate(path.steps):
         properties: dict[str, Any] = {"dealer_id": dealer} if n == 0 else {}
         if kind in ("order.placed", "test_drive.booked"):
@@ -130,11 +133,11 @@ def events_of(path: Walk, dealer: str, at: datetime) -> Iterator[dict[str, Any]]
         if kind == "lead.defeated":
             properties["reason"] = "bought_competitor"
         yield {
-            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{path.customer_key}/{n}")),
+            "event_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{who}/{n}")),
             "type": kind,
             "source": path.source,
             "occurred_at": (at - timedelta(seconds=len(path.steps) - n)).isoformat(),
-            "identities": {identity: path.customer_key},
+            "identities": {identity: who},
             "properties": properties,
             "schema_version": 1,
         }
