@@ -14,7 +14,7 @@ from services.campaign.examples import example_campaigns
 from services.campaign.read_model import DUE, PREFIX
 from services.campaign.roster_store import CONSULTANTS, STORES
 from services.campaign.store import CAMPAIGNS
-from shared.topics import TAGGED_INPUTS
+from shared.topics import TAGGED_INPUTS, TOUCHPOINT_EVENTS
 from stack.demo import demo_roster
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
@@ -85,6 +85,23 @@ def nothing_due_soon(redis_url: str) -> None:
         client.close()
 
 
+def points_granted(bootstrap: str) -> dict[str, tuple[str, int]]:
+    """The points.granted events the worker put on touchpoint.events.v1, by event id (copies
+    from a replay fold into one: scoring's ledger credits an event id once)."""
+    from tests.sweeps import records_since
+
+    granted: dict[str, tuple[str, int]] = {}
+    for record in records_since(bootstrap, {}):
+        if record.topic != TOUCHPOINT_EVENTS or not record.value or b"points.granted" not in record.value:
+            continue
+        event = orjson.loads(record.value)
+        previous = granted.setdefault(
+            event["event_id"], (event["customer_id"], event["properties"]["points"])
+        )
+        assert previous == (event["customer_id"], event["properties"]["points"]), event  # a copy is the same
+    return granted
+
+
 CAMPAIGN_WORKER = WorkerUnderTest(
     name="campaign-worker",
     module="services.campaign.worker",
@@ -94,6 +111,7 @@ CAMPAIGN_WORKER = WorkerUnderTest(
     read_state=read_campaign_state,
     prepare=add_example_campaigns,
     settle=nothing_due_soon,
+    read_published=points_granted,
 )
 
 

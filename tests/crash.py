@@ -51,6 +51,9 @@ class WorkerUnderTest:
     # redis url -> None, raising AssertionError while the worker still has work of its own to
     # do after its input is all read (e.g. what it scheduled a few seconds ahead)
     settle: Callable[[str], None] = lambda redis_url: None
+    # bootstrap servers -> what the worker published that the run should compare besides its
+    # state (e.g. the points.granted events campaign puts on the events topic)
+    read_published: Callable[[str], Any] = lambda bootstrap: None
 
 
 @dataclass
@@ -61,6 +64,7 @@ class RunReport:
     uncommitted: dict[str, tuple[int | None, int]]
     # the last process's inputs taken and lag, from its /metrics (to tell a stall from a difference)
     progress: str = ""
+    published: Any = None  # WorkerUnderTest.read_published's answer
 
 
 def run(
@@ -150,7 +154,11 @@ def run(
                         lambda: _assert_state(worker, redis_url, expect), timeout=timeout_s, interval=0.5
                     )
             return RunReport(
-                worker.read_state(redis_url), kills, ends.uncommitted(worker.group), _progress(metrics_url)
+                worker.read_state(redis_url),
+                kills,
+                ends.uncommitted(worker.group),
+                _progress(metrics_url),
+                worker.read_published(bootstrap),
             )
         finally:
             ends.close()

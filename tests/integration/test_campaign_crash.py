@@ -27,6 +27,7 @@ def test_the_undisturbed_run_acts_and_suppresses(undisturbed) -> None:
     assert ("xpeng-high-intent-group", "suppressed", "holdout") in outcomes
     assert any(reason == "no_consent" for _, _, reason in outcomes)
     assert any(key.split(":")[-2] == "converted" or ":converted:" in key for key in calm.state)
+    assert calm.published, "community posts earn points: grants on the events topic"
 
 
 def test_a_killed_and_restarted_campaign_worker_decides_exactly_the_same(undisturbed, log_dir: Path) -> None:
@@ -40,3 +41,6 @@ def test_a_killed_and_restarted_campaign_worker_decides_exactly_the_same(undistu
         f"{len(different)} differ, e.g. {next(iter(different.items()))}; "
         f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
     )
+    # Points granted: the same grants, by event id, as the undisturbed run — a grant published
+    # again by a replay has the same id, which scoring credits once (tests/integration/test_points.py).
+    assert crashed.published == calm.published
