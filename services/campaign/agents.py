@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from time import perf_counter
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 from faust.types import Message
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -62,6 +63,7 @@ from .batch import (
     consents_changed,
     react_batch,
 )
+from .broadcasts import due_occurrence, is_broadcast, tick_id
 from .dealers import Roster
 from .definitions import ActionKind, Campaign
 from .desk import (
@@ -77,10 +79,10 @@ from .desk import (
 from .erasure import erase_customers
 from .journey import Context
 from .points import points_granted
-from .read_model import ActionRecord, action_record
+from .read_model import BROADCASTS_SENT, ActionRecord, action_record
 from .roster_store import RosterVersion, load_roster, roster_version
 from .store import CAMPAIGNS, load_campaigns
-from .targeting import QuietHours
+from .targeting import QuietHours, in_audience
 from .topics import CampaignTopics
 
 log = logging.getLogger(__name__)
@@ -159,6 +161,7 @@ class Campaigner:
         self._clock = clock
         self._last_alone = read_to_the_end(topics.changelog, topics.dead_letters)
         self._erased = ErasedCustomers()
+        self._partitioner = DefaultPartitioner()
         self._decoders: dict[str, Callable[[bytes], Payload]] = {
             TAGGED_INPUTS: TaggedInput.model_validate_json,
             topics.ticks: Tick.model_validate_json,
@@ -223,6 +226,44 @@ class Campaigner:
             await self.refresh_campaigns()
         if await roster_version(self._redis) != self.roster_version:
             await self.refresh_roster()
+
+    async def release_broadcasts(self, owned: set[int], partitions: int) -> None:
+        """Send each broadcast's due occurrence, once per partition, as a tick to every customer
+        of this worker's partitions in its audience (broadcasts.py). Marked sent per partition
+        once the broker has the ticks: a crash before re-sends them, and the ledger decides each
+        customer's tick once."""
+        now = self._clock()
+        due = [
+            (campaign, tick_id(campaign, occurrence))
+            for campaign in self.campaigns
+            if is_broadcast(campaign)
+            and campaign.status == "active"
+            and (occurrence := due_occurrence(campaign, now)) is not None
+        ]
+        if not due:
+            return
+        fields = [f"{tick}|{p}" for _, tick in due for p in sorted(owned)]
+        sent = dict(zip(fields, await self._redis.hmget(BROADCASTS_SENT, fields), strict=True))
+        all_partitions = list(range(partitions))
+        for campaign, tick in due:
+            waiting = {p for p in owned if sent[f"{tick}|{p}"] is None}
+            if not waiting:
+                continue
+            ticks = [
+                OutgoingRecord(
+                    self._topics.ticks,
+                    cid.encode(),
+                    Tick(tick_id=tick, customer_id=cid).model_dump_json().encode(),
+                )
+                for cid, row in list(self._rows.items())
+                if row.merged_into is None
+                and self._partitioner(cid.encode(), all_partitions, all_partitions) in waiting
+                and in_audience(campaign.audience, row.journey.view)
+            ]
+            for refused in await self._sender.send_all(ticks):
+                log.error("the broker will not take a broadcast's tick: %s", refused.reason)
+            await self._redis.hset(BROADCASTS_SENT, mapping={f"{tick}|{p}": now.isoformat() for p in waiting})
+            log.info("broadcast %s: %d customers ticked", tick, len(ticks))
 
     async def refresh_roster(self) -> None:
         try:

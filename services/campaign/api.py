@@ -25,6 +25,7 @@ from shared.settings import load_settings
 
 from . import read_model
 from .audit_routes import audit_router
+from .broadcast_routes import broadcast_router
 from .campaign_routes import campaign_router
 from .consent_view import CustomerConsent, read_consent
 from .daily import DailyActions, china_date, read_daily_actions
@@ -63,6 +64,7 @@ def create_app(
     v1.include_router(campaign_router(redis))
     v1.include_router(audit_router(redis))
     v1.include_router(dealer_router(redis, clock))
+    v1.include_router(broadcast_router(redis, clock))
 
     @v1.get(
         "/programme/stats",

@@ -14,7 +14,7 @@ import faust
 from prometheus_client import CollectorRegistry
 
 from shared.clock import utc_now
-from shared.faust_runtime import recovery_done
+from shared.faust_runtime import owned_partitions, recovery_done
 from shared.metrics import process_registry
 from shared.record_table import RecordCodec, record_table
 from shared.stream_worker import batch_consumer, worker_parts
@@ -72,6 +72,11 @@ def create_app(
     async def release_leads() -> None:
         if recovery_done(app):
             await campaigner.release_leads()
+
+    @app.timer(interval=settings.tick_interval_s)
+    async def release_broadcasts() -> None:
+        if recovery_done(app):
+            await campaigner.release_broadcasts(owned_partitions(app), settings.topic_partitions)
 
     ticker = Ticker(parts.redis, DUE, topics.ticks, parts.sender, clock, kind="tick")
 

@@ -22,6 +22,7 @@ from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, 
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 
+from .broadcasts import campaign_of
 from .consent import Consent, merge_consents
 from .decide import Decision, Pacing, bounded_pacing
 from .inputs import CampaignEvent
@@ -33,6 +34,7 @@ from .journey import (
     Reaction,
     bounded,
     new_journey,
+    on_broadcast,
     on_input,
     on_tick,
 )
@@ -102,6 +104,8 @@ class CampaignFold(CustomerFold[JourneyRecord, Journey, Payload, BatchOutcome]):
     def apply(self, state: Journey, delivery: CampaignDelivery, outcome: BatchOutcome) -> Journey:
         payload = delivery.payload
         if isinstance(payload, Tick):
+            if (broadcast := campaign_of(payload.tick_id)) is not None:
+                return _take(on_broadcast(state, broadcast, payload.tick_id, self.context), None, outcome)
             return _take(on_tick(state, self.context), None, outcome)
         assert isinstance(payload, TaggedInput)
         received = payload.received_at

@@ -7,6 +7,7 @@ Ops create campaigns through the API; an invalid definition is refused with a re
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -25,6 +26,7 @@ class TriggerKind(StrEnum):
     tag_added = "tag_added"
     layer_entered = "layer_entered"
     model_entered = "model_entered"  # the car model the customer is most interested in became `value`
+    scheduled = "scheduled"  # a broadcast: `value` is when (ISO 8601 with its offset); broadcasts.py
     event = "event"
 
 
@@ -72,6 +74,8 @@ class Trigger(BaseModel):
     # Wait this long after the trigger before acting (e.g. recall defeated leads after a cooldown);
     # the audience is checked again then.
     delay_hours: float = Field(default=0, ge=0, le=24 * 365)
+    # A broadcast (`scheduled`) sent again every this many days from `value`; None: once.
+    every_days: float | None = Field(default=None, ge=1, le=366)
 
     @model_validator(mode="after")
     def _value_fits(self) -> Trigger:
@@ -89,6 +93,17 @@ class Trigger(BaseModel):
             and not CUSTOM_TYPE.match(self.value)
         ):
             raise ValueError(f"unknown event type {self.value!r}")
+        if self.on is TriggerKind.scheduled:
+            try:
+                first = datetime.fromisoformat(self.value)
+            except ValueError:
+                raise ValueError(f"scheduled takes a time (ISO 8601), not {self.value!r}") from None
+            if first.tzinfo is None:
+                raise ValueError("a scheduled time needs its offset, e.g. 2026-12-05T10:00:00+08:00")
+            if self.delay_hours:
+                raise ValueError("a scheduled trigger has no delay: schedule it later")
+        elif self.every_days is not None:
+            raise ValueError("every_days is for scheduled triggers (broadcasts)")
         return self
 
 
@@ -101,6 +116,7 @@ class Audience(BaseModel):
     orientations: list[Literal["rational", "emotional", "unknown"]] = Field(default_factory=list)
     stages: list[Literal["newcomer", "active_fan", "die_hard_fan"]] = Field(default_factory=list)
     bands: list[Literal["low", "medium", "high", "hot"]] = Field(default_factory=list)
+    activities: list[Literal["active_7d", "active_30d", "dormant"]] = Field(default_factory=list)
     # Car models: the one the customer is most interested in is among them (scoring's model interest).
     models: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
         default_factory=list, max_length=50

@@ -208,6 +208,15 @@ def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -
         _exit_waiting(reaction, CONVERTED, lambda c: c.exit_on_conversion, context)
 
 
+def on_broadcast(journey: Journey, campaign_id: str, trigger_id: str, context: Context) -> Reaction:
+    """A broadcast's tick (broadcasts.py): decided on the customer as they are now, like any
+    trigger; nothing if the broadcast is gone, paused, or the customer left its audience."""
+    campaign = next((c for c in context.campaigns if c.id == campaign_id), None)
+    if campaign is None or campaign.status != "active" or not in_audience(campaign.audience, journey.view):
+        return Reaction(journey)
+    return bounded(_decide(journey, [campaign], trigger_id, context), context)
+
+
 def on_tick(journey: Journey, context: Context) -> Reaction:
     """Release what is due: deferred messages, delayed triggers, SLA checks."""
     now = context.now

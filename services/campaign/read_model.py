@@ -37,6 +37,10 @@ def actions_key(customer_id: str) -> str:
     return f"{PREFIX}customer:{customer_id}:actions"
 
 
+# Broadcast occurrences sent, per partition: "<tick id>|<partition>" -> when (agents.py).
+BROADCASTS_SENT = f"{PREFIX}broadcasts:sent"
+
+
 def stats_key(campaign_id: str, figure: str) -> str:
     return f"{PREFIX}stats:{campaign_id}:{figure}"
 

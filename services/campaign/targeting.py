@@ -69,6 +69,7 @@ def in_audience(audience: Audience, customer: CustomerView) -> bool:
         and (not audience.orientations or customer.orientation in audience.orientations)
         and (not audience.stages or customer.stage in audience.stages)
         and (not audience.bands or customer.band in audience.bands)
+        and (not audience.activities or customer.activity in audience.activities)
         and (not audience.models or customer.model in audience.models)
         and all(tag in customer.tags for tag in audience.tags_all)
         and not any(tag in customer.tags for tag in audience.tags_none)
