@@ -18,7 +18,6 @@ customers, so counting again (a replay) changes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
 from typing import Literal
 from zoneinfo import ZoneInfo
 
@@ -97,7 +96,3 @@ def _milestones(before: Profile, after: Profile, event: TaggingEvent | None) -> 
 def _pair_is_new(pair: str, new: list[str], held: set[str]) -> bool:
     first, second = pair.split(">")
     return first in held and second in held and (first in new or second in new)
-
-
-def china_day(at: datetime) -> str:
-    return at.astimezone(CHINA).date().isoformat()
