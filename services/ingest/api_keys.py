@@ -5,7 +5,8 @@
     {"sources": ["ad"], "event_types": ["ad.*", "content.view"], "identity_types": ["device_id"],
      "sees_customers": false, "holder": "ad-platform"}
 
-- `sources`: the `source` values the key may write (`"*"`: any).
+- `sources`: the `source` values the key may write (`"*"`: any but the reserved `campaign`, the
+  platform's own events such as `points.granted`, which only a key naming it may write).
 - `event_types`: exact types, `prefix.*` families, or `"*"` for every type but the privileged
   ones. Privileged types change what the platform may do with a person or what they own —
   consent (`consent.*`, WeCom friendship, which grants WeCom consent), orders and deliveries,
@@ -26,6 +27,10 @@ import secrets
 from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
+
+# Sources the platform itself writes (campaign's points.granted, services/campaign/points.py):
+# a touchpoint key writes them only when it names them.
+RESERVED_SOURCES = frozenset({"campaign"})
 
 PRIVILEGED_TYPES = frozenset(
     {
@@ -83,6 +88,8 @@ class Scope:
         )
 
     def may_write_source(self, source: str) -> bool:
+        if source in RESERVED_SOURCES:  # only when named
+            return source in self.sources
         return "*" in self.sources or source in self.sources
 
     def may_write_type(self, event_type: str) -> bool:

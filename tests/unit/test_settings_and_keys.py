@@ -46,6 +46,9 @@ def test_keys_grant_sources() -> None:
     assert everything.may_write_source("ad") and everything.sees_customers
     assert wecom.may_write_source("wecom") and not wecom.may_write_source("ad")
     assert not wecom.sees_customers  # the older form's named sources: no customer ids
+    # The platform's own source (points a campaign granted) only for a key that names it.
+    assert not everything.may_write_source("campaign")
+    assert ApiKeys({"crm": ["campaign"]}).scope_for("crm").may_write_source("campaign")  # type: ignore[union-attr]
 
 
 def test_privileged_types_only_for_keys_that_name_them() -> None:
