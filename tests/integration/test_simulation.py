@@ -35,13 +35,14 @@ def test_the_funnel_api_agrees_with_the_simulators_ground_truth(
             assert group is not None
             for rate, generated in truth.items():
                 got = group["rates"][rate]
-                # Counts are of distinct customers to ±0.8%: on ~800 of 1,500 customers that is up
-                # to ~0.5 pp for lead_capture; the rates have small numerators, near exact.
-                allowed = 1.0 if rate == "lead_capture" else 0.3
+                # Counts are of distinct customers to ±0.8% (one standard error): lead_capture,
+                # ~800 of 1,500 customers, carries ~0.6 pp of it, so it gets 5 of those; the
+                # issue's rates have small numerators, near exact, and get the 0.3 pp.
+                allowed = 3.0 if rate == "lead_capture" else 0.3
                 assert got is not None and generated is not None and abs(got - generated) <= allowed, (
                     rate,
                     got,
                     generated,
                 )
 
-        eventually(agrees, timeout=180, interval=1)
+        eventually(agrees, timeout=90, interval=1)  # within pytest-timeout's 120 s: its own message
