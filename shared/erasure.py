@@ -46,10 +46,6 @@ class CustomerErased:
 
     customer_id: str
 
-    @property
-    def input_id(self) -> str:
-        return f"erased:{self.customer_id}"
-
 
 def erasure_of(key: bytes | None) -> CustomerErased:
     """A tombstone's payload; ValueError if it has no key (then it names nobody)."""

@@ -9,7 +9,11 @@ from typing import Any
 
 import orjson
 import redis
+from redis.asyncio import Redis
 
+from services.scoring import read_model
+from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, score_batch
+from services.scoring.plan import ScoringPlan
 from services.scoring.read_model import PREFIX, customer_key, events_key
 from shared.topics import TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
@@ -196,3 +200,28 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
             kept = sorted(events.get(customer, {}).items(), key=lambda pair: (pair[1], pair[0]))[-KEPT:]
             snapshot["latest_events"] = sorted(entry.decode() for entry, _ in kept)
     return state
+
+
+class InProcessScorer:
+    """The worker's batch step and its read-model write, as agents.Scorer makes them, without
+    Kafka: what it leaves in Redis is exactly what a worker writes."""
+
+    def __init__(self, redis: Redis, plan: ScoringPlan, now: datetime) -> None:
+        self.redis = redis
+        self.plan = plan
+        self.now = now
+        self.rows: dict[str, CustomerRecord] = {}
+
+    async def take(self, deliveries: list[Delivery]) -> BatchOutcome:
+        outcome = score_batch(deliveries, self.rows.get, self.plan, self.now)
+        self.rows.update(outcome.records)
+        await read_model.write_records(
+            self.redis,
+            outcome.records.values(),
+            self.plan,
+            self.now,
+            outcome.due,
+            latest_events=outcome.latest_events,
+            events_moved=outcome.events_moved,
+        )
+        return outcome

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 from time import perf_counter
 
@@ -68,7 +67,6 @@ from .dealers import Roster
 from .definitions import ActionKind, Campaign
 from .desk import (
     Lead,
-    LeadRecord,
     assign_leads,
     close_leads,
     confirm_released,
@@ -79,7 +77,7 @@ from .desk import (
 from .erasure import erase_customers
 from .journey import Context
 from .points import points_granted
-from .read_model import BROADCASTS_SENT, ActionRecord, action_record
+from .read_model import BROADCASTS_SENT, ActionRecord, action_records, handover_action
 from .roster_store import RosterVersion, load_roster, roster_version
 from .store import CAMPAIGNS, load_campaigns
 from .targeting import QuietHours, in_audience
@@ -294,7 +292,7 @@ class Campaigner:
             await erase_customers(self._redis, sorted(erased))
             released = [lead for lead in released if lead.customer_id not in erased]
         if released:
-            records = [_handover_action(lead, now) for lead in released]
+            records = [handover_action(lead, now) for lead in released]
             for refused in await self._sender.send_all(keyed_records(self._topics.actions, records)):
                 log.error("the broker will not take a lead's action: %s", refused.reason)  # ids alone: never
             await read_model.write_batch(self._redis, records, [], {}, {})
@@ -353,17 +351,7 @@ class Campaigner:
                     )
                 )
         consultants = await assign_leads(self._redis, self.roster, leads, now)
-        records: list[ActionRecord] = []
-        for decision in outcome.decisions:
-            if decision.action_id in closed:
-                records.append(action_record(replace(decision, outcome="suppressed", reason="lead_closed")))
-            elif decision.action_id not in consultants:
-                records.append(action_record(decision))
-            elif (consultant := consultants[decision.action_id]) is None:
-                records.append(action_record(replace(decision, outcome="deferred", reason="lead_pool")))
-            else:
-                records.append(action_record(decision, consultant))
-        return records
+        return action_records(outcome.decisions, consultants, closed)
 
     def _state_records(self, outcome: BatchOutcome, partitions: dict[str, int]) -> list[OutgoingRecord]:
         """The outputs made of customers' journeys: the rows' changelog records and handovers."""
@@ -414,20 +402,3 @@ class Campaigner:
             received = outcome.received_at.get(record.action_id)
             if record.outcome == "sent" and received is not None:
                 self._action_metrics.event_to_action.observe((emitted - received).total_seconds())
-
-
-def _handover_action(lead: LeadRecord, now: datetime) -> ActionRecord:
-    """The assign_dealer action that hands a lead from the pool to its consultant."""
-    return ActionRecord(
-        action_id=lead.action_id,
-        campaign_id=lead.campaign_id,
-        customer_id=lead.customer_id,
-        kind=ActionKind.assign_dealer.value,
-        channel="dealer",
-        content_id=None,
-        variant=None,
-        outcome="sent",
-        reason=None,
-        at=now,
-        consultant_id=lead.consultant_id,
-    )

@@ -14,12 +14,12 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from shared.http import OPERATOR_ONLY, Edit, edit_of
-from shared.versioned_routes import apply_change
 
 from .broadcasts import due_occurrence, is_broadcast
+from .campaign_routes import create
 from .definitions import Campaign
 from .read_model import campaign_figures
-from .store import CAMPAIGNS, load_campaigns
+from .store import load_campaigns
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,6 @@ def broadcast_router(redis: Redis, clock: Callable[[], datetime]) -> APIRouter:
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 [{"loc": ["body", "trigger", "on"], "msg": "a broadcast's trigger is `scheduled`"}],
             )
-        document = broadcast.model_dump_json()
-        await apply_change(redis, CAMPAIGNS, "campaign", "create", broadcast.id, document, edit, response)
-        log.info("broadcast scheduled", extra={"campaign": broadcast.id, "by": edit.editor.holder})
-        return broadcast
+        return await create(redis, broadcast, edit, response)
 
     return router

@@ -31,6 +31,14 @@ class CampaignList(BaseModel):
     campaigns: list[Campaign]
 
 
+async def create(redis: Redis, campaign: Campaign, edit: Edit, response: Response) -> Campaign:
+    """Store a new campaign (409 if the id exists), audited as `edit` says."""
+    document = campaign.model_dump_json()
+    await apply_change(redis, CAMPAIGNS, "campaign", "create", campaign.id, document, edit, response)
+    log.info("campaign created", extra={"campaign": campaign.id, "by": edit.editor.holder})
+    return campaign
+
+
 def campaign_router(redis: Redis) -> APIRouter:
     router = APIRouter(tags=["campaigns"])
 
@@ -49,10 +57,7 @@ def campaign_router(redis: Redis) -> APIRouter:
     )
     async def create_campaign(campaign: Campaign, edit: Editing, response: Response) -> Campaign:
         """Running workers take it up within seconds."""
-        document = campaign.model_dump_json()
-        await apply_change(redis, CAMPAIGNS, "campaign", "create", campaign.id, document, edit, response)
-        log.info("campaign created", extra={"campaign": campaign.id, "by": edit.editor.holder})
-        return campaign
+        return await create(redis, campaign, edit, response)
 
     @router.post(
         "/campaigns/examples",

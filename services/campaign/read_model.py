@@ -15,7 +15,8 @@ state again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
@@ -27,6 +28,8 @@ from shared.ticks import schedule
 from . import daily
 from .consent_view import Consents, queue_consents
 from .decide import HOLDOUT, Decision
+from .definitions import ActionKind
+from .desk import LeadRecord
 from .journey import PROGRAMME, Conversion, programme_group
 
 PREFIX = f"{KEY_PREFIX}campaign:"
@@ -81,6 +84,42 @@ def action_record(decision: Decision, consultant_id: str | None = None) -> Actio
         deliver_at=decision.deliver_at,
         points=decision.points,
         consultant_id=consultant_id,
+    )
+
+
+def action_records(
+    decisions: Iterable[Decision], consultants: Mapping[str, str | None], closed: Collection[str] = ()
+) -> list[ActionRecord]:
+    """A batch's decisions as records, once the desk assigned its dealer leads (`consultants`, by
+    action id: None for a lead waiting in the pool, `deferred` as `lead_pool`); a reassignment
+    of a lead no longer open (`closed`) is suppressed as `lead_closed`."""
+    records = []
+    for decision in decisions:
+        if decision.action_id in closed:
+            records.append(action_record(replace(decision, outcome="suppressed", reason="lead_closed")))
+        elif decision.action_id not in consultants:
+            records.append(action_record(decision))
+        elif (consultant := consultants[decision.action_id]) is None:
+            records.append(action_record(replace(decision, outcome="deferred", reason="lead_pool")))
+        else:
+            records.append(action_record(decision, consultant))
+    return records
+
+
+def handover_action(lead: LeadRecord, now: datetime) -> ActionRecord:
+    """The assign_dealer action that hands a lead from the pool to its consultant."""
+    return ActionRecord(
+        action_id=lead.action_id,
+        campaign_id=lead.campaign_id,
+        customer_id=lead.customer_id,
+        kind=ActionKind.assign_dealer.value,
+        channel="dealer",
+        content_id=None,
+        variant=None,
+        outcome="sent",
+        reason=None,
+        at=now,
+        consultant_id=lead.consultant_id,
     )
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -30,10 +29,10 @@ from services.campaign.inputs import CampaignEvent
 from services.campaign.journey import PROGRAMME, Context, Journey, new_journey, on_event
 from services.campaign.read_model import (
     DUE,
-    ActionRecord,
-    action_record,
+    action_records,
     campaign_figures,
     customer_actions,
+    handover_action,
     write_batch,
 )
 from services.campaign.store import CAMPAIGNS, load_campaigns
@@ -149,14 +148,7 @@ async def worker_takes(
         if d.kind is ActionKind.assign_dealer and d.outcome == "sent"
     ]
     consultants = await assign_leads(redis, roster, leads, context.now)
-    records: list[ActionRecord] = []
-    for decision in reaction.decisions:
-        if decision.action_id not in consultants:
-            records.append(action_record(decision))
-        elif (consultant := consultants[decision.action_id]) is None:
-            records.append(action_record(replace(decision, outcome="deferred", reason="lead_pool")))
-        else:
-            records.append(action_record(decision, consultant))
+    records = action_records(reaction.decisions, consultants)
     customer_id = journey.view.customer_id
     changed = after.view.consents != journey.view.consents
     consents = {customer_id: after.view.consents} if changed else {}
@@ -169,22 +161,7 @@ async def pool_timer_releases(redis: Redis, roster: Roster, now: datetime) -> li
     the leads' actions: released leads, their actions recorded, still in `leads:released` (as
     after a crash before the broker acknowledged them)."""
     released = await release_pool(redis, roster, now)
-    records = [
-        ActionRecord(
-            action_id=lead.action_id,
-            campaign_id=lead.campaign_id,
-            customer_id=lead.customer_id,
-            kind=ActionKind.assign_dealer.value,
-            channel="dealer",
-            content_id=None,
-            variant=None,
-            outcome="sent",
-            reason=None,
-            at=now,
-            consultant_id=lead.consultant_id,
-        )
-        for lead in released
-    ]
+    records = [handover_action(lead, now) for lead in released]
     await write_batch(redis, records, [], {}, {})
     return released
 

@@ -21,7 +21,7 @@ from redis.asyncio import Redis
 
 from services.scoring import api, read_model, views
 from services.scoring.api import create_app
-from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, score_batch
+from services.scoring.batch import CustomerRecord, Delivery
 from services.scoring.calibration import check_plan
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import Activity, Band, CustomerScore, apply_event, intent_pct
@@ -33,6 +33,7 @@ from services.scoring.views import active_since
 from shared.identity import IdentityJoined, IdentityMerged
 from tests.factories import unique
 from tests.harness import free_port
+from tests.scoring_worker import InProcessScorer
 
 TOKEN = "scoring-test-token"
 OPS = {"Authorization": f"Bearer {TOKEN}"}
@@ -536,27 +537,11 @@ async def test_a_plan_check_needs_no_redis(backends) -> None:
         assert response.status_code == 200
 
 
-class Worker:
-    """The worker's batch step and its read-model write, as agents.Scorer makes them, without
-    Kafka: the latest events in Redis are exactly what a worker writes."""
+class Worker(InProcessScorer):
+    """The in-process scorer (tests/scoring_worker.py) at this file's plan and time."""
 
     def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self.rows: dict[str, CustomerRecord] = {}
-
-    async def take(self, deliveries: list[Delivery]) -> BatchOutcome:
-        outcome = score_batch(deliveries, self.rows.get, PLAN, T0)
-        self.rows.update(outcome.records)
-        await read_model.write_records(
-            self.redis,
-            outcome.records.values(),
-            PLAN,
-            T0,
-            outcome.due,
-            latest_events=outcome.latest_events,
-            events_moved=outcome.events_moved,
-        )
-        return outcome
+        super().__init__(redis, PLAN, T0)
 
 
 def on_the_wire(one: ScoringEvent, **properties: Any) -> Delivery:

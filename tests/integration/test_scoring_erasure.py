@@ -16,7 +16,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from services.scoring import read_model
-from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, score_batch
+from services.scoring.batch import BatchOutcome, Delivery
 from services.scoring.erasure import MAX_ATTEMPTS, erase_customers
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import Activity, Band
@@ -26,6 +26,7 @@ from services.scoring.ranking import rank_key
 from services.scoring.views import activity_at, band_of_key
 from shared.identity import IdentityJoined, IdentityMerged
 from tests.factories import unique
+from tests.scoring_worker import InProcessScorer
 from tests.sweeps import naming, redis_facts
 
 pytestmark = pytest.mark.integration
@@ -44,26 +45,11 @@ async def redis(backends: Any) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-class Worker:
-    """The worker's batch step and its read-model write, as agents.Scorer makes them, without Kafka."""
+class Worker(InProcessScorer):
+    """The in-process scorer, and a merge as ingest and the handovers topic would bring it."""
 
     def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-        self.rows: dict[str, CustomerRecord] = {}
-
-    async def take(self, deliveries: list[Delivery]) -> BatchOutcome:
-        outcome = score_batch(deliveries, self.rows.get, PLAN, T0)
-        self.rows.update(outcome.records)
-        await read_model.write_records(
-            self.redis,
-            outcome.records.values(),
-            PLAN,
-            T0,
-            outcome.due,
-            latest_events=outcome.latest_events,
-            events_moved=outcome.events_moved,
-        )
-        return outcome
+        super().__init__(redis, PLAN, T0)
 
     async def merge(self, merged: str, survivor: str, *, taken_in: bool = True) -> None:
         """`merged` merged away into `survivor`; `taken_in`: the survivor took their state (and
