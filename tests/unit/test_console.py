@@ -52,7 +52,11 @@ def test_a_session_survives_the_cookie_and_nothing_else_does() -> None:
     cookie = codec.seal(session)
     assert "ops-token-1" not in cookie  # encrypted, not just signed
     assert codec.unseal(cookie) == session
-    assert codec.unseal(cookie[:-2] + ("A" if cookie[-2] != "A" else "B") + cookie[-1]) is None
+    # A character in the middle: near the end, base64 may carry padding bits a change leaves out.
+    middle = len(cookie) // 2
+    assert (
+        codec.unseal(cookie[:middle] + ("A" if cookie[middle] != "A" else "B") + cookie[middle + 1 :]) is None
+    )
     assert codec.unseal("") is None and codec.unseal(None) is None
     other = SessionCodec("another-secret-of-thirty-two-chars!!", max_age_s=60)
     assert other.unseal(cookie) is None
