@@ -75,7 +75,7 @@ from .desk import (
     release_pool,
 )
 from .erasure import erase_customers
-from .journey import Context
+from .journey import DEFAULT_SLA_HOURS, Context
 from .points import points_granted
 from .read_model import BROADCASTS_SENT, ActionRecord, action_records, handover_action
 from .roster_store import RosterVersion, load_roster, roster_version
@@ -190,7 +190,9 @@ class Campaigner:
         consents = consents_changed(self._rows.get, outcome.records)
         await retrying(
             "redis write",
-            lambda: read_model.write_batch(self._redis, records, outcome.conversions, due, consents),
+            lambda: read_model.write_batch(
+                self._redis, records, outcome.conversions, due, consents, outcome.figures
+            ),
         )
         followed_up = [
             p.customer_id
@@ -319,7 +321,6 @@ class Campaigner:
         SLA of a lead that is no longer open (followed up, or handed on when its consultant
         left) is `lead_closed`."""
         reassigned = {decision.action_id: original for original, decision in outcome.reassignments}
-        sla_hours = {c.id: c.action.sla_hours for c in self.campaigns}
         leads: list[Lead] = []
         closed: set[str] = set()
         for decision in outcome.decisions:
@@ -336,7 +337,7 @@ class Campaigner:
                     self._action_metrics.sla_misses.labels(self.roster.store_of(missed) or "unknown").inc()
                 store_id, city = (journey.dealer_id, journey.city) if journey else (None, None)
                 model = journey.view.model if journey else None
-                hours = sla_hours.get(decision.campaign_id, 24.0)
+                hours = decision.sla_hours or DEFAULT_SLA_HOURS
                 leads.append(
                     Lead(
                         decision.action_id,

@@ -31,6 +31,7 @@ from .consent_view import CustomerConsent, read_consent
 from .daily import DailyActions, china_date, read_daily_actions
 from .dead_letter_routes import dead_letter_router
 from .dealer_routes import dealer_router
+from .definitions import Campaign
 from .journey import PROGRAMME, PROGRAMME_CONTROL
 from .read_model import ActionRecord
 from .settings import CampaignSettings
@@ -89,10 +90,14 @@ def create_app(
     )
     async def get_stats(campaign_id: CampaignId) -> CampaignStats:
         figures = await read_model.campaign_figures(redis, campaign_id)
-        if not figures and await CAMPAIGNS.get(redis, campaign_id) is None:
+        defined = await CAMPAIGNS.get(redis, campaign_id)
+        if not figures and defined is None:
             # 404 for an unknown campaign; zeros for a quiet one
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no campaign {campaign_id!r}")
-        return stats_of(campaign_id, figures)
+        steps = (
+            [s.name for s in Campaign.model_validate_json(defined[1]).steps] if defined is not None else []
+        )
+        return stats_of(campaign_id, figures, steps)
 
     @v1.get(
         "/customers/{customer_id}/actions",

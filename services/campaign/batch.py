@@ -27,6 +27,7 @@ from .consent import Consent, merge_consents
 from .decide import Decision, Pacing, bounded_pacing
 from .inputs import CampaignEvent
 from .journey import (
+    MAX_RUNS,
     MAX_TOUCHES,
     Context,
     Conversion,
@@ -73,6 +74,7 @@ class BatchOutcome(FoldOutcome):
     decisions: list[Decision] = field(default_factory=list)
     conversions: list[Conversion] = field(default_factory=list)
     reassignments: list[tuple[str, Decision]] = field(default_factory=list)
+    figures: list[tuple[str, str, str]] = field(default_factory=list)  # (campaign, figure, customer)
     # The input each decision answers, for event-to-action latency: action id -> received_at.
     received_at: dict[str, datetime] = field(default_factory=dict)
 
@@ -121,6 +123,7 @@ def _take(reaction: Reaction, received: datetime | None, outcome: BatchOutcome) 
     outcome.decisions += reaction.decisions
     outcome.conversions += reaction.conversions
     outcome.reassignments += reaction.reassignments
+    outcome.figures += reaction.figures
     if received is not None:
         outcome.received_at.update({d.action_id: received for d in reaction.decisions})
     return reaction.journey
@@ -152,7 +155,8 @@ def consents_changed(
 
 
 def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
-    """The survivor keeps its view; history and what is scheduled come together."""
+    """The survivor keeps its view; history and what is scheduled come together, and the merged
+    customer's journeys the survivor is not in (as many as a row keeps)."""
     sent_on = dict(merged.pacing.sent_on) | dict(survivor.pacing.sent_on)
     # Per campaign, the later entry: re-entry after days counts from when either last entered.
     entered_at = dict(merged.pacing.entered_at)
@@ -180,5 +184,9 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
         dealer_id=survivor.dealer_id or merged.dealer_id,
         city=survivor.city or merged.city,
         scheduled=survivor.scheduled + scheduled,
+        runs=(
+            *survivor.runs,
+            *(r for r in merged.runs if r.campaign_id not in {s.campaign_id for s in survivor.runs}),
+        )[:MAX_RUNS],
         touches=tuple(sorted((*survivor.touches, *merged.touches), key=lambda t: t.at))[-MAX_TOUCHES:],
     )

@@ -16,7 +16,7 @@ from shared.versioned_hash import VersionConflict
 from shared.versioned_routes import apply_change, read_one
 
 from .definitions import Campaign
-from .examples import example_campaigns
+from .examples import example_campaigns, example_journeys
 from .store import CAMPAIGNS, load_campaigns
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def campaign_router(redis: Redis) -> APIRouter:
         summary="Add the example campaigns (the paper's flows) that are not there yet",
     )
     async def add_examples(edit: Editing) -> CampaignList:
-        for campaign in example_campaigns():
+        for campaign in (*example_campaigns(), *example_journeys()):
             try:
                 await CAMPAIGNS.change(
                     redis, "create", campaign.id, campaign.model_dump_json(), editor=edit.editor

@@ -70,7 +70,7 @@ class Pacing:
     # channel -> (China date, messages from any campaign that day): for the channels' daily caps.
     channel_sent_on: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     # Campaign -> when the customer last entered it, for `reentry` `after_days`: one entry per
-    # campaign, like `entered`. Rows written before it have `entered` alone (see `_may_reenter`).
+    # campaign, like `entered`. Rows written before it have `entered` alone (see `may_reenter`).
     entered_at: Mapping[str, datetime] = field(default_factory=dict)
 
 
@@ -88,6 +88,8 @@ class Decision:
     at: datetime
     deliver_at: datetime | None = None  # deferred: when the action may go out
     points: int | None = None
+    step: str | None = None  # a journey's step that decided it (journey_steps.py)
+    sla_hours: float | None = None  # assign_dealer: time to a dealer.followup
 
 
 def action_id(campaign_id: str, customer_id: str, trigger_id: str) -> str:
@@ -116,7 +118,7 @@ def decide(
     taken: set[Channel] = set()
     decisions: list[Decision] = []
     for campaign in sorted(fired, key=lambda c: (-c.priority, c.id)):
-        action = campaign.action
+        action = campaign.first_action
         variant = variant_of(campaign, customer.customer_id)
         base = Decision(
             action_id=action_id(campaign.id, customer.customer_id, trigger_id),
@@ -130,6 +132,7 @@ def decide(
             reason=None,
             at=now,
             points=action.points,
+            sla_hours=action.sla_hours if action.kind is ActionKind.assign_dealer else None,
         )
         count = _sent_today(sent_on, campaign.id, today)
         cap = caps.get(action.channel.value)
@@ -137,7 +140,7 @@ def decide(
         reason: str | None = None
         if controlled and action.channel.messages_the_customer:
             reason = GLOBAL_CONTROL
-        elif campaign.id in entered and not _may_reenter(campaign, entered_at.get(campaign.id), now):
+        elif campaign.id in entered and not may_reenter(campaign, entered_at.get(campaign.id), now):
             reason = "already_entered"
         elif in_holdout(campaign, customer.customer_id):
             reason, base = HOLDOUT, replace(base, variant=HOLDOUT, content_id=None)
@@ -186,7 +189,7 @@ def bounded_pacing(pacing: Pacing, today: str | None = None) -> Pacing:
     return Pacing(entered, sent_on, channel_sent_on, entered_at)
 
 
-def _may_reenter(campaign: Campaign, entered_at: datetime | None, now: datetime) -> bool:
+def may_reenter(campaign: Campaign, entered_at: datetime | None, now: datetime) -> bool:
     """Whether a customer who entered the campaign before may enter it again now."""
     if campaign.reentry == "always":
         return True

@@ -1,4 +1,4 @@
-"""What a campaign is: trigger, audience, action, holdout, pacing. Validated, as data.
+"""What a campaign is: trigger, audience, action (or steps), holdout, pacing. Validated, as data.
 
 Ops create campaigns through the API; an invalid definition is refused with a reason per field
 (422) and never reaches a worker. docs/contract.md's minimal definition is valid as it stands.
@@ -187,6 +187,95 @@ class Action(BaseModel):
         return self
 
 
+StepName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
+MAX_STEPS = 20
+
+
+class Condition(BaseModel):
+    """What a branch waits for, exactly one of: an event of this type arriving while it waits,
+    a tag the customer has, the band the customer is in."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    event: str | None = None
+    tag: str | None = Field(default=None, min_length=1, max_length=128)
+    band: Literal["low", "medium", "high", "hot"] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Condition:
+        given = [name for name in ("event", "tag", "band") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError("a branch waits for exactly one of event, tag or band")
+        if self.event is not None and self.event not in EVENT_TYPES and not CUSTOM_TYPE.match(self.event):
+            raise ValueError(f"unknown event type {self.event!r}")
+        return self
+
+
+class WaitStep(BaseModel):
+    """Wait this long, then go on (to `next`, else the following step)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["wait"]
+    name: StepName
+    hours: float = Field(gt=0, le=24 * 365)
+    next: StepName | None = None
+
+
+class ActionStep(BaseModel):
+    """Act (send content, invite to a group, assign a dealer, grant points), then go on at once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["action"]
+    name: StepName
+    action: Action
+    next: StepName | None = None
+
+    @model_validator(mode="after")
+    def _no_variants(self) -> ActionStep:
+        if self.action.variants:
+            # A journey's groups are its customers and its holdout, assigned when they enter.
+            raise ValueError("a journey's steps take content, not variants: compare with the holdout")
+        return self
+
+
+class BranchStep(BaseModel):
+    """Wait up to `within_hours` for `when`: met, go to `then`; not met in time, to `otherwise`
+    (each defaults to the following step). A tag or band the customer already has when the
+    branch is reached meets it at once; an event must arrive while the branch waits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["branch"]
+    name: StepName
+    when: Condition
+    within_hours: float = Field(ge=0, le=24 * 365)
+    then: StepName | None = None
+    otherwise: StepName | None = None
+
+
+class ExitStep(BaseModel):
+    """The customer leaves the journey here (as after its last step)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["exit"]
+    name: StepName
+
+
+Step = Annotated[WaitStep | ActionStep | BranchStep | ExitStep, Field(discriminator="kind")]
+
+
+def targets_of(step: Step) -> list[str]:
+    """The steps this step names as where to go."""
+    if isinstance(step, BranchStep):
+        return [t for t in (step.then, step.otherwise) if t is not None]
+    if isinstance(step, WaitStep | ActionStep):
+        return [step.next] if step.next is not None else []
+    return []
+
+
 class FrequencyCap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -201,7 +290,9 @@ class Campaign(BaseModel):
     status: Literal["active", "paused"] = "active"
     trigger: Trigger
     audience: Audience = Audience()
-    action: Action
+    # One action, or a journey of steps (journey_steps.py): exactly one of the two.
+    action: Action | None = None
+    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS)
     holdout_pct: Percent = 0
     frequency_cap: FrequencyCap = FrequencyCap()
     # May a customer who entered the campaign (was acted on or held out) enter it again:
@@ -213,6 +304,37 @@ class Campaign(BaseModel):
     priority: int = Field(default=0, ge=-1000, le=1000, description="higher first when several fire at once")
     respect_quiet_hours: bool = True
     schema_version: Literal[1] = 1
+
+    @property
+    def first_action(self) -> Action:
+        """The action, or a journey's first action step's: what a decision about entering it names."""
+        if self.action is not None:
+            return self.action
+        return next(step.action for step in self.steps if isinstance(step, ActionStep))
+
+    def step_index(self, name: str) -> int | None:
+        return next((i for i, step in enumerate(self.steps) if step.name == name), None)
+
+    @model_validator(mode="after")
+    def _action_or_steps(self) -> Campaign:
+        if (self.action is None) == (not self.steps):
+            raise ValueError("a campaign has an action or steps (a journey), exactly one of the two")
+        names = [step.name for step in self.steps]
+        if len(set(names)) != len(names):
+            raise ValueError("step names must be unique")
+        for index, step in enumerate(self.steps):
+            for target in targets_of(step):
+                to = self.step_index(target)
+                if to is None:
+                    raise ValueError(f"step {step.name!r} goes to {target!r}, which is not a step")
+                if to <= index:
+                    # Forward only: every run ends, and one input moves a customer a bounded way.
+                    raise ValueError(
+                        f"step {step.name!r} goes back to {target!r}: a journey only moves forward"
+                    )
+        if self.steps and not any(isinstance(step, ActionStep) for step in self.steps):
+            raise ValueError("a journey needs at least one action step")
+        return self
 
     @field_validator("id")
     @classmethod

@@ -1,4 +1,5 @@
-"""The example campaigns shipped as data (example_campaigns.json): the paper's flows."""
+"""The example campaigns shipped as data: the paper's flows, as single actions
+(example_campaigns.json) and as journeys of steps (example_journeys.json)."""
 
 from __future__ import annotations
 
@@ -13,3 +14,7 @@ _CAMPAIGNS = TypeAdapter(list[Campaign])
 
 def example_campaigns() -> list[Campaign]:
     return _CAMPAIGNS.validate_json(files(__package__).joinpath("example_campaigns.json").read_bytes())
+
+
+def example_journeys() -> list[Campaign]:
+    return _CAMPAIGNS.validate_json(files(__package__).joinpath("example_journeys.json").read_bytes())

@@ -35,18 +35,24 @@ from typing import Literal
 
 from shared.chain import ChainInput
 
+from . import journey_steps
 from .consent import consents_after
 from .dealers import sla_missed
-from .decide import GLOBAL_CONTROL, HOLDOUT, Decision, Pacing, action_id, decide
+from .decide import GLOBAL_CONTROL, HOLDOUT, Decision, Pacing, action_id, bounded_pacing, decide, may_reenter
 from .definitions import ActionKind, Campaign, Channel, TriggerKind
 from .inputs import CampaignEvent
-from .targeting import CustomerView, QuietHours, fires, has_consent, in_audience
+from .journey_steps import Progress, Run
+from .targeting import CustomerView, QuietHours, fires, has_consent, in_audience, in_holdout
 
+DEFAULT_SLA_HOURS = 24.0
 CONVERSIONS = frozenset({"store.visit", "order.placed"})
 MAX_TOUCHES = 20
 # Items waiting in a journey: a customer has a few (a deferred message, a cooldown, a lead's SLA
 # check); a hundred is a customer something keeps triggering, and the row must stay small.
 MAX_SCHEDULED = 100
+# Journeys (multi-step campaigns) a customer is in at once: a few run side by side; more are
+# refused at entry (`schedule_full`).
+MAX_RUNS = 20
 SCHEDULE_FULL = "schedule_full"
 # Which waiting items go first when there are too many: the cheapest to lose first.
 _DROP_FIRST = {"trigger": 0, "deliver": 1, "sla": 2}
@@ -55,9 +61,11 @@ _DROP_FIRST = {"trigger": 0, "deliver": 1, "sla": 2}
 PROGRAMME = "_programme"
 PROGRAMME_TREATED = "treated"
 PROGRAMME_CONTROL = "control"
-# Why a delayed trigger left its campaign before acting (suppressed decisions).
+# Why a delayed trigger left its campaign before acting (suppressed decisions), or a customer a
+# journey before its end (per-step figures, `exited:<why>`).
 CONVERTED = "converted"
 LEFT_AUDIENCE = "left_audience"
+CAMPAIGN_INACTIVE = "campaign_inactive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +74,7 @@ class Scheduled:
     kind: Literal["deliver", "trigger", "sla"]
     campaign_id: str
     trigger_id: str  # the input that fired the campaign (or the action id, for an SLA check)
-    decision: Decision | None = None  # deliver: the deferred action
+    decision: Decision | None = None  # deliver: the deferred action; sla: the lead's hand-off
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +104,12 @@ class Journey:
     scheduled: tuple[Scheduled, ...] = ()
     touches: tuple[Touch, ...] = ()
     last_followup_at: datetime | None = None
+    runs: tuple[Run, ...] = ()  # the journeys (multi-step campaigns) the customer is in
 
     @property
     def next_due(self) -> datetime | None:
-        return min((s.due for s in self.scheduled), default=None)
+        dues = [s.due for s in self.scheduled] + [r.until for r in self.runs if r.until is not None]
+        return min(dues, default=None)
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,9 @@ class Reaction:
     conversions: list[Conversion] = field(default_factory=list)
     # Re-assignments of dealer leads whose SLA passed: (original action id, new decision).
     reassignments: list[tuple[str, Decision]] = field(default_factory=list)
+    # Figures beyond the decisions' own (read_model.py): (campaign, figure, customer id), e.g. a
+    # journey's per-step `step:<name>:reached`.
+    figures: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 def new_journey(customer_id: str) -> Journey:
@@ -160,6 +173,7 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
     if view != before:
         reaction.journey = replace(reaction.journey, view=view)
     _exit_waiting(reaction, LEFT_AUDIENCE, lambda c: not in_audience(c.audience, view), context)
+    _advance_runs(reaction, lambda run: True, event.type if event is not None else None, context)
     input_id = chained.input_id
     fired: list[tuple[TriggerKind, str, str]] = []
     if view.band != before.band:
@@ -214,16 +228,16 @@ def on_broadcast(journey: Journey, campaign_id: str, trigger_id: str, context: C
     campaign = next((c for c in context.campaigns if c.id == campaign_id), None)
     if campaign is None or campaign.status != "active" or not in_audience(campaign.audience, journey.view):
         return Reaction(journey)
-    return bounded(_decide(journey, [campaign], trigger_id, context), context)
+    return bounded(_act(journey, [campaign], trigger_id, context), context)
 
 
 def on_tick(journey: Journey, context: Context) -> Reaction:
-    """Release what is due: deferred messages, delayed triggers, SLA checks."""
+    """Release what is due: deferred messages, delayed triggers, SLA checks, journeys' waits
+    and branches whose time is up."""
     now = context.now
     due = [s for s in journey.scheduled if s.due <= now]
-    if not due:
-        return Reaction(journey)
     reaction = Reaction(replace(journey, scheduled=tuple(s for s in journey.scheduled if s.due > now)))
+    _advance_runs(reaction, lambda run: run.until is not None and run.until <= now, None, context)
     by_id = {c.id: c for c in context.campaigns}
     for item in sorted(due, key=lambda s: (s.due, s.campaign_id)):
         campaign = by_id.get(item.campaign_id)
@@ -239,7 +253,7 @@ def on_tick(journey: Journey, context: Context) -> Reaction:
             reaction.decisions.append(released)
         elif item.kind == "trigger" and campaign is not None and active:
             if in_audience(campaign.audience, reaction.journey.view):  # checked again after the delay
-                _merge(reaction, _decide(reaction.journey, [campaign], item.trigger_id, context))
+                _merge(reaction, _act(reaction.journey, [campaign], item.trigger_id, context))
             else:  # e.g. the audience was changed meanwhile: recorded, so the figures show it
                 reaction.decisions.append(
                     _exit(campaign, reaction.journey.view.customer_id, item.trigger_id, LEFT_AUDIENCE, now)
@@ -291,20 +305,25 @@ def _fire(journey: Journey, kind: TriggerKind, value: str, trigger_id: str, cont
         journey = replace(journey, scheduled=journey.scheduled + later)
     if not now:
         return Reaction(journey)
-    return _decide(journey, now, trigger_id, context)
+    return _act(journey, now, trigger_id, context)
 
 
 def _exit_waiting(
     reaction: Reaction, reason: str, exits: Callable[[Campaign], bool], context: Context
 ) -> None:
     """Drop the delayed triggers still waiting for campaigns the customer exits (`exits` says
-    which), each recorded as a suppressed decision with `reason`. A trigger of a campaign no
-    longer defined stays: at due time it is dropped as before (paused ones are judged here like
-    active ones: the exit is the customer's, whatever the campaign's status)."""
+    which), each recorded as a suppressed decision with `reason`, and end the customer's runs
+    through such journeys (`exited:<reason>` at their step). A trigger of a campaign no longer
+    defined stays: at due time it is dropped as before (paused ones are judged here like active
+    ones: the exit is the customer's, whatever the campaign's status)."""
+    by_id = {c.id: c for c in context.campaigns}
+    if reaction.journey.runs:
+        for run in reaction.journey.runs:
+            if (campaign := by_id.get(run.campaign_id)) is not None and exits(campaign):
+                _end_run(reaction, run, reason)
     journey = reaction.journey
     if not any(s.kind == "trigger" for s in journey.scheduled):
         return
-    by_id = {c.id: c for c in context.campaigns}
     kept: list[Scheduled] = []
     for item in journey.scheduled:
         campaign = by_id.get(item.campaign_id) if item.kind == "trigger" else None
@@ -319,7 +338,7 @@ def _exit_waiting(
 
 def _exit(campaign: Campaign, customer_id: str, trigger_id: str, reason: str, now: datetime) -> Decision:
     """A delayed trigger that left its campaign, under the action id it would have decided."""
-    action = campaign.action
+    action = campaign.first_action
     return Decision(
         action_id=action_id(campaign.id, customer_id, trigger_id),
         campaign_id=campaign.id,
@@ -335,7 +354,105 @@ def _exit(campaign: Campaign, customer_id: str, trigger_id: str, reason: str, no
     )
 
 
-def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
+def _act(journey: Journey, fired: list[Campaign], trigger_id: str, context: Context) -> Reaction:
+    """Campaigns that fired for the customer: single actions decided together, journeys entered."""
+    single = [c for c in fired if not c.steps]
+    reaction = _decide(journey, single, trigger_id, context) if single else Reaction(journey)
+    for campaign in fired:
+        if campaign.steps:
+            _enter(reaction, campaign, trigger_id, context)
+    return reaction
+
+
+def _enter(reaction: Reaction, campaign: Campaign, trigger_id: str, context: Context) -> None:
+    """The customer enters a journey, unless already in it or entered before and may not again
+    (`already_entered`), in its holdout (measured from here, as a holdout decision), or in as
+    many journeys as a row keeps (`schedule_full`); each refusal is a suppressed decision under
+    the entry's id, named after the journey's first action."""
+    journey = reaction.journey
+    customer_id = journey.view.customer_id
+    run_id = action_id(campaign.id, customer_id, trigger_id)
+    pacing, now = journey.pacing, context.now
+    reason: str | None = None
+    if any(run.campaign_id == campaign.id for run in journey.runs) or (
+        campaign.id in pacing.entered and not may_reenter(campaign, pacing.entered_at.get(campaign.id), now)
+    ):
+        reason = "already_entered"
+    elif in_holdout(campaign, customer_id):
+        reason = HOLDOUT
+    elif len(journey.runs) >= MAX_RUNS:
+        reason = SCHEDULE_FULL
+    if reason in (None, HOLDOUT):
+        entered = Pacing(
+            pacing.entered | {campaign.id},
+            pacing.sent_on,
+            pacing.channel_sent_on,
+            {**pacing.entered_at, campaign.id: now},
+        )
+        journey = replace(journey, pacing=bounded_pacing(entered))
+        reaction.journey = journey
+    if reason is not None:
+        refused = _exit(campaign, customer_id, trigger_id, reason, now)
+        if reason == HOLDOUT:
+            refused = replace(refused, variant=HOLDOUT)
+            _touch(reaction, refused, context)
+        reaction.decisions.append(refused)
+        return
+    # Intent to treat: the customer counts for the journey's group from entering, like a holdout.
+    reaction.figures.append((campaign.id, "entered:default", customer_id))
+    _add_touch(reaction, Touch(campaign.id, None, context.received_at or now))
+    _apply(reaction, campaign, journey_steps.start(campaign, run_id, journey.view, now), context)
+
+
+def _advance_runs(
+    reaction: Reaction, moves: Callable[[Run], bool], event_type: str | None, context: Context
+) -> None:
+    """Move on the runs `moves` picks (an input: all, a branch may be waiting for it; a tick:
+    those whose time is up). A run of a journey no longer defined ends unrecorded; of a paused
+    one, exits (`campaign_inactive`) when it would move on."""
+    by_id = {c.id: c for c in context.campaigns}
+    for run in reaction.journey.runs:
+        if not moves(run):
+            continue
+        campaign = by_id.get(run.campaign_id)
+        if campaign is None or not campaign.steps:
+            _end_run(reaction, run, None)
+            continue
+        progress = journey_steps.advance(campaign, run, reaction.journey.view, event_type, context.now)
+        if campaign.status != "active" and (progress.acts or progress.run != run):
+            _end_run(reaction, run, CAMPAIGN_INACTIVE, campaign)
+        elif progress.run != run or progress.marks:
+            _apply(reaction, campaign, progress, context, run)
+
+
+def _apply(
+    reaction: Reaction, campaign: Campaign, progress: Progress, context: Context, was: Run | None = None
+) -> None:
+    """A run's progress: its action steps decided, its figures, the run where it now is."""
+    runs = tuple(r for r in reaction.journey.runs if r is not was)
+    reaction.journey = replace(reaction.journey, runs=(*runs, progress.run) if progress.run else runs)
+    customer_id = reaction.journey.view.customer_id
+    reaction.figures += [
+        (campaign.id, f"step:{step}:{figure}", customer_id) for step, figure in progress.marks
+    ]
+    for step, trigger_id in progress.acts:
+        # Entry already judged re-entry and holdout for the whole journey.
+        acting = campaign.model_copy(update={"action": step.action, "holdout_pct": 0, "reentry": "always"})
+        _merge(reaction, _decide(reaction.journey, [acting], trigger_id, context, step.name))
+
+
+def _end_run(reaction: Reaction, run: Run, reason: str | None, campaign: Campaign | None = None) -> None:
+    journey = reaction.journey
+    reaction.journey = replace(journey, runs=tuple(r for r in journey.runs if r is not run))
+    if reason is not None:
+        reaction.figures.append(
+            (run.campaign_id, f"step:{run.step}:exited:{reason}", journey.view.customer_id)
+        )
+
+
+def _decide(
+    journey: Journey, fired: list[Campaign], trigger_id: str, context: Context, step: str | None = None
+) -> Reaction:
     pacing, decisions = decide(
         journey.view,
         journey.pacing,
@@ -346,9 +463,10 @@ def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: C
         context.channel_caps,
         context.global_control_pct,
     )
+    if step is not None:
+        decisions = [replace(d, step=step) for d in decisions]
     scheduled: list[Scheduled] = []
     reaction = Reaction(replace(journey, pacing=pacing), decisions)
-    by_id = {c.id: c for c in fired}
     for decision in decisions:
         if decision.outcome == "deferred" and decision.deliver_at is not None:
             scheduled.append(
@@ -361,8 +479,10 @@ def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: C
         if (group := programme_group(decision.outcome, decision.reason, decision.channel)) is not None:
             _touch_programme(reaction, group, decision, context)
         if decision.outcome == "sent" and decision.kind is ActionKind.assign_dealer:
-            sla = timedelta(hours=by_id[decision.campaign_id].action.sla_hours)
-            scheduled.append(Scheduled(context.now + sla, "sla", decision.campaign_id, decision.action_id))
+            sla = timedelta(hours=decision.sla_hours or DEFAULT_SLA_HOURS)
+            scheduled.append(
+                Scheduled(context.now + sla, "sla", decision.campaign_id, decision.action_id, decision)
+            )
     if scheduled:
         reaction.journey = replace(reaction.journey, scheduled=reaction.journey.scheduled + tuple(scheduled))
     return reaction
@@ -370,7 +490,7 @@ def _decide(journey: Journey, fired: list[Campaign], trigger_id: str, context: C
 
 def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context: Context) -> None:
     journey = reaction.journey
-    sla_hours = campaign.action.sla_hours
+    sla_hours = _sla_hours(campaign, item)
     assigned_at = item.due - timedelta(hours=sla_hours)
     if not sla_missed(assigned_at, sla_hours, journey.last_followup_at, context.now):
         return
@@ -379,24 +499,36 @@ def _check_sla(reaction: Reaction, campaign: Campaign, item: Scheduled, context:
         campaign_id=campaign.id,
         customer_id=journey.view.customer_id,
         kind=ActionKind.assign_dealer,
-        channel=campaign.action.channel,
+        channel=Channel.dealer,
         content_id=None,
         variant=None,
         outcome="sent",
         reason="sla_missed",
         at=context.now,
+        step=item.decision.step if item.decision is not None else None,
+        sla_hours=sla_hours,
     )
     reaction.reassignments.append((item.trigger_id, again))
     reaction.decisions.append(again)
     next_check = Scheduled(
-        context.now + timedelta(hours=campaign.action.sla_hours), "sla", campaign.id, again.action_id
+        context.now + timedelta(hours=sla_hours), "sla", campaign.id, again.action_id, again
     )
     reaction.journey = replace(journey, scheduled=(*journey.scheduled, next_check))
 
 
+def _sla_hours(campaign: Campaign, item: Scheduled) -> float:
+    """The SLA of a lead's hand-off: its decision's (rows written before decisions kept it: the
+    campaign's action's)."""
+    if item.decision is not None and item.decision.sla_hours is not None:
+        return item.decision.sla_hours
+    return campaign.action.sla_hours if campaign.action is not None else DEFAULT_SLA_HOURS
+
+
 def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
-    at = context.received_at or decision.at
-    touch = Touch(decision.campaign_id, decision.variant, at)
+    _add_touch(reaction, Touch(decision.campaign_id, decision.variant, context.received_at or decision.at))
+
+
+def _add_touch(reaction: Reaction, touch: Touch) -> None:
     journey = reaction.journey
     reaction.journey = replace(journey, touches=(*journey.touches, touch)[-MAX_TOUCHES:])
 
@@ -449,3 +581,4 @@ def _merge(into: Reaction, other: Reaction) -> None:
     into.decisions += other.decisions
     into.conversions += other.conversions
     into.reassignments += other.reassignments
+    into.figures += other.figures

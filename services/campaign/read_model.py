@@ -5,6 +5,9 @@ Keys (all under `pd:campaign:`):
 - `stats:{campaign}:{figure}` sets whose sizes are the campaign's figures: `triggered`,
   `sent:{group}`, `deferred`, `suppressed:{reason}` (action ids); `entered:{group}` and
   `converted:{group}` (customer ids, per group: a variant, `default`, or `holdout`).
+- `stats:{campaign}:step:{step}:{figure}` a journey's per-step figures (journey_steps.py):
+  `reached`, `then`, `otherwise`, `exited:{why}` (customer ids); `sent`, `deferred`,
+  `suppressed:{reason}` (action ids).
 - `stats:{campaign}:figures` set of the figure names the campaign has, so stats never scan.
 - `due`  sorted set customer -> epoch seconds of their next scheduled item (the ticker reads it).
 - `customer:{id}:consent` the customer's consents per channel (consent_view.py).
@@ -66,6 +69,7 @@ class ActionRecord(BaseModel):
     deliver_at: datetime | None = None
     points: int | None = None
     consultant_id: str | None = None  # assign_dealer
+    step: str | None = None  # a journey's step that decided it
     schema_version: int = 1
 
 
@@ -84,6 +88,7 @@ def action_record(decision: Decision, consultant_id: str | None = None) -> Actio
         deliver_at=decision.deliver_at,
         points=decision.points,
         consultant_id=consultant_id,
+        step=decision.step,
     )
 
 
@@ -133,9 +138,11 @@ async def write_batch(
     conversions: Iterable[Conversion],
     due: dict[str, datetime | None],
     consents: Mapping[str, Consents],
+    journey_figures: Iterable[tuple[str, str, str]] = (),
 ) -> None:
-    """Record a batch's actions, suppressions, conversions, next due times and the consents it
-    changed (customer id -> their consents now) in one round trip."""
+    """Record a batch's actions, suppressions, conversions, next due times, the consents it
+    changed (customer id -> their consents now) and journeys' figures ((campaign, figure,
+    customer id)) in one round trip."""
     records = list(records)
     pipe = redis.pipeline(transaction=False)
     figures: dict[str, set[str]] = {}
@@ -148,8 +155,11 @@ async def write_batch(
         pipe.hset(actions_key(record.customer_id), record.action_id, record.model_dump_json())
         add(record.campaign_id, "triggered", record.action_id)
         group = group_of(record.variant)
+        outcome = f"suppressed:{record.reason}" if record.outcome == "suppressed" else record.outcome
+        if record.step is not None:
+            add(record.campaign_id, f"step:{record.step}:{outcome}", record.action_id)
         if record.outcome == "suppressed":
-            add(record.campaign_id, f"suppressed:{record.reason}", record.action_id)
+            add(record.campaign_id, outcome, record.action_id)
             if record.reason == "holdout":
                 add(record.campaign_id, f"entered:{HOLDOUT}", record.customer_id)
         else:
@@ -161,6 +171,8 @@ async def write_batch(
             add(record.campaign_id, f"entered:{group}", record.customer_id)
         if (programme := programme_group(record.outcome, record.reason, record.channel)) is not None:
             add(PROGRAMME, f"entered:{programme}", record.customer_id)
+    for campaign_id, figure, customer_id in journey_figures:
+        add(campaign_id, figure, customer_id)
     for conversion in conversions:
         add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
     for campaign_id, names in figures.items():

@@ -4,6 +4,8 @@ Pure: the API reads the figures from Redis (read_model.campaign_figures) and han
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from pydantic import BaseModel, Field
 
 from .decide import HOLDOUT
@@ -24,6 +26,20 @@ class GroupStats(BaseModel):
     )
 
 
+class StepStats(BaseModel):
+    step: str
+    reached: int = Field(description="customers who reached the step")
+    sent: int = Field(description="an action step's actions sent (or deferred, then sent)")
+    deferred: int = Field(description="an action step's actions held for quiet hours")
+    suppressed: dict[str, int] = Field(description="an action step's suppressions, per reason")
+    then: int = Field(description="a branch: customers for whom its condition was met in time")
+    otherwise: int = Field(description="a branch: customers whose time ran out")
+    exited: dict[str, int] = Field(
+        description="customers whose journey ended here, per why: `completed` (an exit step, or "
+        "after the last step), `converted`, `left_audience`, `campaign_inactive`, `step_removed`"
+    )
+
+
 class CampaignStats(BaseModel):
     campaign_id: str
     triggered: int = Field(
@@ -33,6 +49,9 @@ class CampaignStats(BaseModel):
     deferred: int = Field(description="held for quiet hours (sent later, counted in `sent` then)")
     suppressed: dict[str, int] = Field(description="per reason")
     groups: dict[str, GroupStats] = Field(description="per variant and the holdout: compare rates for lift")
+    steps: list[StepStats] = Field(
+        default_factory=list, description="a journey's figures per step, in the steps' order"
+    )
 
 
 def by_prefix(figures: dict[str, int], prefix: str) -> dict[str, int]:
@@ -63,7 +82,29 @@ def groups_of(figures: dict[str, int], baseline: str) -> dict[str, GroupStats]:
     return {group: group_stats(group, n) for group, n in sorted(entered.items())}
 
 
-def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
+def steps_of(figures: dict[str, int], defined: Sequence[str]) -> list[StepStats]:
+    """Per-step figures: the defined steps in order, then steps with figures no longer defined."""
+    found = {name.split(":", 2)[1] for name in figures if name.startswith("step:")}
+    names = [*defined, *sorted(found - set(defined))]
+
+    def step_stats(step: str) -> StepStats:
+        mine = by_prefix(figures, f"step:{step}:")
+        return StepStats(
+            step=step,
+            reached=mine.get("reached", 0),
+            sent=mine.get("sent", 0),
+            deferred=mine.get("deferred", 0),
+            suppressed=by_prefix(mine, "suppressed:"),
+            then=mine.get("then", 0),
+            otherwise=mine.get("otherwise", 0),
+            exited=by_prefix(mine, "exited:"),
+        )
+
+    return [step_stats(step) for step in names]
+
+
+def stats_of(campaign_id: str, figures: dict[str, int], steps: Sequence[str] = ()) -> CampaignStats:
+    """`steps`: the campaign's step names, if it is a journey."""
     return CampaignStats(
         campaign_id=campaign_id,
         triggered=figures.get("triggered", 0),
@@ -71,6 +112,7 @@ def stats_of(campaign_id: str, figures: dict[str, int]) -> CampaignStats:
         deferred=figures.get("deferred", 0),
         suppressed=by_prefix(figures, "suppressed:"),
         groups=groups_of(figures, HOLDOUT),
+        steps=steps_of(figures, steps),
     )
 
 

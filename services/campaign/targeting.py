@@ -95,7 +95,7 @@ def in_global_control(customer_id: str, control_pct: float) -> bool:
 
 def variant_of(campaign: Campaign, customer_id: str) -> str | None:
     """The customer's A/B variant by weight; None for a campaign without variants."""
-    variants = campaign.action.variants
+    variants = campaign.first_action.variants
     if not variants:
         return None
     point = bucket(campaign.id, customer_id, "variant") / 100 * sum(v.weight for v in variants)
@@ -108,9 +108,9 @@ def variant_of(campaign: Campaign, customer_id: str) -> str | None:
 
 def content_for(campaign: Campaign, variant: str | None, orientation: str) -> str | None:
     """The content id for the customer's orientation (else `default`); None for content-less kinds."""
-    content: Content | None = campaign.action.content
+    content: Content | None = campaign.first_action.content
     if variant is not None:
-        content = next(v.content for v in campaign.action.variants if v.name == variant)
+        content = next(v.content for v in campaign.first_action.variants if v.name == variant)
     if content is None:
         return None
     chosen = {"rational": content.rational, "emotional": content.emotional}.get(orientation)

@@ -40,6 +40,7 @@ CAMPAIGN_FIELDS = (
     "action.points",
     "action.group_template",
     "action.sla_hours",
+    "steps",
     "holdout_pct",
     "frequency_cap.per_customer_per_day",
     "reentry",
@@ -51,6 +52,7 @@ CAMPAIGN_FIELDS = (
 CAMPAIGN_LISTS = ("audience.layers", "audience.orientations", "audience.stages", "audience.bands")
 CAMPAIGN_TAGS = ("audience.tags_all", "audience.tags_none")
 CAMPAIGN_CHECKBOXES = ("exit_on_conversion", "respect_quiet_hours")  # `reentry`: a select of its modes
+CAMPAIGN_JSON = ("action.variants", "steps")  # lists edited as JSON text
 TRIGGER_KINDS = ("band_entered", "band_left", "activity_entered", "tag_added", "layer_entered", "event")
 ACTION_KINDS = ("send_content", "invite_group", "assign_dealer", "grant_points")
 # The messaging channels, then a consultant's task list and the membership account.
@@ -82,15 +84,15 @@ def campaign_of(form: Form) -> tuple[dict[str, Any], dict[str, list[str]]]:
             _set(definition, name, split_tags(_first(form, name)))
         elif name in CAMPAIGN_CHECKBOXES:
             _set(definition, name, bool(form.get(name)))
-        elif name == "action.variants":
+        elif name in CAMPAIGN_JSON:
             text = _first(form, name)
             try:
-                variants = json.loads(text) if text else []
+                items = json.loads(text) if text else []
             except ValueError as error:
                 errors[name] = [f"not JSON: {error}"]
                 continue
-            if variants:
-                _set(definition, name, variants)
+            if items:
+                _set(definition, name, items)
         elif value := _first(form, name):  # left empty: the API's default
             _set(definition, name, value)
     content = definition.get("action", {}).get("content")
@@ -114,7 +116,7 @@ def campaign_form(definition: Mapping[str, Any]) -> dict[str, Any]:
             values[name] = bool(node)
         elif name == "reentry" and isinstance(node, bool):  # a definition from before the modes
             values[name] = "always" if node else "never"
-        elif name == "action.variants":
+        elif name in CAMPAIGN_JSON:
             values[name] = json.dumps(node, ensure_ascii=False, indent=1) if node else ""
         else:
             values[name] = "" if node is None else str(node)

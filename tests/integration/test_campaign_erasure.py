@@ -38,6 +38,7 @@ from services.campaign.read_model import (
 from services.campaign.store import CAMPAIGNS, load_campaigns
 from services.campaign.targeting import CHINA
 from shared.audit import SYSTEM
+from tests.factories import read_event
 from tests.sweeps import Fact, naming, redis_facts
 
 pytestmark = pytest.mark.integration
@@ -113,15 +114,7 @@ def team(*consultants: tuple[str, int], inactive: str | None = None) -> Roster:
 
 
 def said(customer_id: str, kind: str, at: datetime, **properties: Any) -> CampaignEvent:
-    return CampaignEvent(
-        event_id=str(uuid.uuid4()),
-        customer_id=customer_id,
-        type=kind,
-        source="wecom",
-        occurred_at=at,
-        received_at=at,
-        properties=properties,
-    )
+    return read_event(CampaignEvent, kind, at, customer_id, **properties)
 
 
 async def define_campaigns(redis: Redis) -> list[Campaign]:

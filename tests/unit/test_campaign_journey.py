@@ -11,7 +11,8 @@ from services.campaign.decide import Decision
 from services.campaign.examples import example_campaigns
 from services.campaign.inputs import CampaignEvent
 from services.campaign.journey import PROGRAMME, Context, new_journey, on_event, on_input, on_tick
-from shared.chain import ChainInput, ProfileSnapshot, ScoreSnapshot
+from shared.chain import ChainInput, ProfileSnapshot
+from tests.factories import read_event, score_snapshot
 
 # A score or a profile change alone is one input of the chain, as a merged-in state is.
 on_score = on_profile = on_input
@@ -25,15 +26,7 @@ def context(at: datetime = DAY) -> Context:
 
 
 def touch(kind: str, at: datetime = DAY, **properties: Any) -> CampaignEvent:
-    return CampaignEvent(
-        event_id=str(uuid.uuid4()),
-        customer_id="cus_1",
-        type=kind,
-        source="wecom",
-        occurred_at=at,
-        received_at=at,
-        properties=properties,
-    )
+    return read_event(CampaignEvent, kind, at, **properties)
 
 
 def profile(
@@ -50,10 +43,7 @@ def profile(
 
 
 def band(new: str, previous: str | None, received_at: datetime = DAY) -> ChainInput:
-    pct = {"low": 10.0, "medium": 40.0, "high": 70.0, "hot": 90.0}[new]
-    score = ScoreSnapshot(
-        intent_score=1.0, intent_pct=pct, band=new, activity="active_7d", points=0, growth=0, level="member"
-    )
+    score = score_snapshot(new)
     return ChainInput(input_id=str(uuid.uuid4()), customer_id="cus_1", received_at=received_at, score=score)
 
 
@@ -439,16 +429,7 @@ def test_a_customer_whose_top_car_model_becomes_one_fires_model_entered_and_fits
     journey = journey_of()
 
     def scored(model: str | None) -> ChainInput:
-        score = ScoreSnapshot(
-            intent_score=1.0,
-            intent_pct=40.0,
-            band="medium",
-            activity="active_7d",
-            points=0,
-            growth=0,
-            level="member",
-            top_model=model,
-        )
+        score = score_snapshot("medium", model)
         return ChainInput(input_id=str(uuid.uuid4()), customer_id=journey.view.customer_id, score=score)
 
     reaction = on_input(journey, scored("P7"), ctx)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 
+from services.campaign.definitions import Campaign
 from services.console import forms, views
 from services.console.i18n import CATALOGUES, EN, ZH, negotiate, translator, value_namer
 from services.console.pages import local_path
@@ -180,29 +182,33 @@ def test_a_new_campaign_form_never_re_enters_and_exits_on_conversion() -> None:
     assert forms.campaign_form({"reentry": False})["reentry"] == "never"
 
 
-def test_the_campaign_form_offers_the_reentry_modes() -> None:
+def rendered(template: str, **context: object) -> str:
+    """A console page as the English console renders it for a signed-in operator."""
     from services.console.app import templates
 
-    page = (
-        templates()
-        .env.get_template("campaign_form.html")
-        .render(
-            t=translator("en"),
-            v=value_namer("en"),
-            lang="en",
-            other_lang="zh-CN",
-            here="",
-            csrf="x",
-            signed_in=True,
-            refresh_s=30,
-            nav="campaigns",
-            editing=None,
-            values=forms.new_campaign_form(),
-            errors={"reentry_after_days": ["reentry after_days needs the number of days"]},
-            trigger_kinds=forms.TRIGGER_KINDS,
-            action_kinds=forms.ACTION_KINDS,
-            channels=forms.CHANNELS,
-        )
+    common = {
+        "t": translator("en"),
+        "v": value_namer("en"),
+        "lang": "en",
+        "other_lang": "zh-CN",
+        "here": "",
+        "csrf": "x",
+        "signed_in": True,
+        "refresh_s": 30,
+        "nav": "campaigns",
+    }
+    return templates().env.get_template(template).render(**common, **context)
+
+
+def test_the_campaign_form_offers_the_reentry_modes() -> None:
+    page = rendered(
+        "campaign_form.html",
+        editing=None,
+        values=forms.new_campaign_form(),
+        errors={"reentry_after_days": ["reentry after_days needs the number of days"]},
+        trigger_kinds=forms.TRIGGER_KINDS,
+        action_kinds=forms.ACTION_KINDS,
+        channels=forms.CHANNELS,
     )
     assert '<select name="reentry">' in page
     for mode in ("never", "always", "after_days"):
@@ -354,3 +360,40 @@ def test_times_are_shown_on_the_china_clock() -> None:
     assert views.china_time("2026-12-01T10:49:24+08:00") == "2026-12-01 10:49:24"
     assert views.china_time(None) == "—"
     assert views.china_time("not a time") == "not a time"
+
+
+def test_a_journey_goes_through_the_form_and_its_page_shows_each_step() -> None:
+    from services.campaign.examples import example_journeys
+    from services.campaign.stats import stats_of
+
+    journey = example_journeys()[0]
+    steps = [step.model_dump(mode="json", exclude_none=True) for step in journey.steps]
+    posted = {
+        "id": [journey.id],
+        "name": [journey.name],
+        "trigger.on": ["event"],
+        "trigger.value": ["wecom.friend_added"],
+        "steps": [json.dumps(steps)],
+    }
+    definition, errors = forms.campaign_of(posted)
+    assert not errors and "action" not in definition
+    assert Campaign.model_validate(definition).steps == journey.steps
+    assert json.loads(forms.campaign_form(journey.model_dump(mode="json"))["steps"]) == json.loads(
+        json.dumps([step.model_dump(mode="json") for step in journey.steps])
+    )
+    _, refused = forms.campaign_of({"id": ["x"], "steps": ["[{oops"]})
+    assert "not JSON" in refused["steps"][0]
+
+    figures = {"step:welcome:reached": 9, "step:welcome:sent": 8, "step:clicked:then": 3}
+    stats = stats_of(journey.id, figures, [s.name for s in journey.steps]).model_dump(mode="json")
+    page = rendered(
+        "campaign.html",
+        campaign=journey.model_dump(mode="json"),
+        stats=stats,
+        groups=[],
+        estimate=None,
+        saved=False,
+    )
+    assert 'data-testid="steps-table"' in page and "Multi-step journey" in page
+    assert "<td>welcome</td><td>9</td><td>8</td>" in page
+    assert "2. clicked (branch)" in page

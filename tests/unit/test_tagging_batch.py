@@ -23,6 +23,7 @@ from services.tagging.rules import Layer, RuleSet, TagRule
 from services.tagging.thresholds import TaggingThresholds
 from shared.chain import ChainInput, ScoreSnapshot
 from shared.identity import IdentityMerged
+from tests.factories import read_event
 from tests.unit.test_tagging_domain import scored
 
 RULES = Rules(TaggingThresholds(), RuleSet(version=0))
@@ -34,16 +35,8 @@ HANDOVERS = "pd-tagging-handovers/0"
 def touch(
     customer_id: str, kind: str = "content.share", event_id: str | None = None, **properties: object
 ) -> TaggingEvent:
-    at = NOW - timedelta(minutes=1)
-    return TaggingEvent(
-        event_id=event_id or str(uuid.uuid4()),
-        customer_id=customer_id,
-        type=kind,
-        source="wecom",
-        occurred_at=at,
-        received_at=at,
-        properties={"content_id": "c", **properties},
-    )
+    properties = {"content_id": "c", **properties}
+    return read_event(TaggingEvent, kind, NOW - timedelta(minutes=1), customer_id, event_id, **properties)
 
 
 def merge(merged: str, survivor: str) -> IdentityMerged:

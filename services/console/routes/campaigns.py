@@ -87,8 +87,9 @@ async def _submit(page: Page, form: CheckedForm, editing: str | None) -> Respons
     version = (posted.get("_version", [""])[0] or None) if editing is not None else None
     definition, errors = forms.campaign_of(posted)
     values = forms.campaign_form(definition)
-    if "action.variants" in posted:  # shown back as typed, even where it is not JSON yet
-        values["action.variants"] = posted["action.variants"][0]
+    for name in forms.CAMPAIGN_JSON:
+        if name in posted:  # shown back as typed, even where it is not JSON yet
+            values[name] = posted[name][0]
     if editing is not None:
         definition["id"] = editing
     if errors:

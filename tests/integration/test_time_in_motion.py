@@ -1,13 +1,17 @@
-"""Decay in motion (issue 13, item 4): a hot customer left alone cools down and goes dormant on
-every service's API, and the campaigns waiting for that fire once — with nothing arriving but
-time, scheduled per customer (no scan of every customer).
+"""Time in motion, on a stack of its own whose workers and APIs read an injected clock: it runs
+in real time until an epoch a little ahead (customers warm up then) and three days a second
+after it (shared/clock.py).
 
-A stack of its own, whose workers and APIs read a clock that runs in real time until an epoch
-a little ahead (the customer warms up then) and three days a second after it (shared/clock.py).
+- Decay (issue 13, item 4): a hot customer left alone cools down and goes dormant on every
+  service's API, and the campaigns waiting for that fire once — with nothing arriving but time,
+  scheduled per customer (no scan of every customer).
+- Journeys (issue 17, item 2): a three-step journey takes each branch of its branch step, and a
+  conversion ends a customer's way through it.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -41,6 +45,7 @@ class FastStack:
     scoring: str
     tagging: str
     campaign: str
+    campaign_metrics: str
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +63,7 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastStack]:
         env = ingest_env(backends, ingest_port) | clock
         processes.append(start_service("fast-ingest", "services.ingest", env, f"{ingest}/readyz", log_dir))
         urls: dict[str, str] = {}
+        metrics_urls: dict[str, str] = {}
         for service, env_of in (
             ("scoring", scoring_env),
             ("tagging", tagging_env),
@@ -67,6 +73,7 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastStack]:
             env = env_of(backends.kafka_bootstrap_servers, backends.redis_url, metrics) | clock
             env |= {f"{service.upper()}_PORT": str(api), "TICK_INTERVAL_S": "0.2"}
             metrics_url, urls[service] = f"http://127.0.0.1:{metrics}", f"http://127.0.0.1:{api}"
+            metrics_urls[service] = metrics_url
             worker = f"services.{service}.worker"
             processes.append(
                 start_service(f"fast-{service}-worker", worker, env, f"{metrics_url}/readyz", log_dir)
@@ -75,7 +82,15 @@ def fast(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastStack]:
             processes.append(
                 start_service(f"fast-{service}-api", module, env, f"{urls[service]}/readyz", log_dir)
             )
-        yield FastStack(epoch, backends.redis_url, ingest, urls["scoring"], urls["tagging"], urls["campaign"])
+        yield FastStack(
+            epoch,
+            backends.redis_url,
+            ingest,
+            urls["scoring"],
+            urls["tagging"],
+            urls["campaign"],
+            metrics_urls["campaign"],
+        )
     finally:
         for process in reversed(processes):
             process.stop()
@@ -149,3 +164,91 @@ def _having(view: dict[str, Any], **expected: str) -> dict[str, Any]:
 
 def _not_scheduled(redis: Redis, customer: str) -> None:
     assert redis.zscore(DUE, customer) is None
+
+
+def test_a_journey_takes_each_branch_and_a_conversion_ends_it(fast) -> None:
+    """Send, then wait up to 60 days (20 s here) for a click: who clicks is thanked, who does not
+    is nudged when the time is up, who converts meanwhile leaves the journey."""
+    eventually(lambda: _past(fast.epoch), timeout=WARM_UP_S + 30, interval=0.5)
+    journey_id = f"journey-{uuid.uuid4().hex[:8]}"
+    trigger = f"custom.{journey_id}"
+
+    def send(content: str) -> dict[str, Any]:
+        return {"kind": "send_content", "channel": "wecom_1v1", "content": {"default": content}}
+
+    definition = {
+        "id": journey_id,
+        "name": journey_id,
+        "trigger": {"on": "event", "value": trigger},
+        "steps": [
+            {"kind": "action", "name": "hello", "action": send("c-hello")},
+            {"kind": "branch", "name": "clicked", "when": {"event": "content.click"}, "within_hours": 24 * 60,
+             "then": "thanks", "otherwise": "nudge"},
+            {"kind": "action", "name": "nudge", "next": "done", "action": send("c-nudge")},
+            {"kind": "action", "name": "thanks", "action": send("c-thanks")},
+            {"kind": "exit", "name": "done"},
+        ],
+        "frequency_cap": {"per_customer_per_day": 10},
+        "respect_quiet_hours": False,
+    }  # fmt: skip
+    ops = httpx.Client(base_url=fast.campaign, headers=OPS, timeout=10)
+    created = ops.post("/v1/campaigns", json=definition)
+    assert created.status_code == 201, created.text
+    version = ops.get("/v1/campaigns").json()["version"]
+    eventually(lambda: _in_force(fast.campaign_metrics, version), timeout=30, interval=0.2)
+
+    touchpoint = httpx.Client(base_url=fast.ingest, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=10)
+
+    def post(kind: str, who: dict[str, str], **properties: Any) -> str:
+        response = touchpoint.post("/v1/events", json=event(type=kind, identities=who, properties=properties))
+        assert response.status_code == 202, response.text
+        return response.json()["results"][0]["customer_id"]
+
+    people = {role: {"wecom_external_userid": unique("wm")} for role in ("clicker", "idler", "converter")}
+    customers = {}
+    for role, who in people.items():
+        post("wecom.friend_added", who)  # consent to WeCom 1v1
+        customers[role] = post(trigger, who)
+
+    def steps_sent(role: str) -> list[str]:
+        history = ops.get(f"/v1/customers/{customers[role]}/actions").json()
+        return [h["step"] for h in history if h["campaign_id"] == journey_id and h["outcome"] == "sent"]
+
+    def greeted() -> None:
+        assert all(steps_sent(role) == ["hello"] for role in customers), customers
+
+    eventually(greeted, timeout=30, interval=0.2)
+    post("content.click", people["clicker"], content_id="c-hello")
+    post("store.visit", people["converter"], dealer_id="d-1")
+
+    def steps() -> dict[str, dict[str, Any]]:
+        return {s["step"]: s for s in ops.get(f"/v1/campaigns/{journey_id}/stats").json()["steps"]}
+
+    def clicked_or_converted() -> None:
+        assert steps_sent("clicker") == ["hello", "thanks"]
+        assert steps()["clicked"]["exited"] == {"converted": 1}
+
+    eventually(clicked_or_converted, timeout=15, interval=0.2)  # well within the 20 s the branch waits
+
+    def timed_out() -> None:
+        assert steps_sent("idler") == ["hello", "nudge"]
+
+    eventually(timed_out, timeout=60, interval=0.5)
+    figures = steps()
+    assert [name for name in figures] == ["hello", "clicked", "nudge", "thanks", "done"]
+    assert (figures["hello"]["reached"], figures["hello"]["sent"]) == (3, 3)
+    assert (figures["clicked"]["then"], figures["clicked"]["otherwise"]) == (1, 1)
+    assert (figures["nudge"]["sent"], figures["thanks"]["sent"]) == (1, 1)
+    assert figures["done"]["exited"] == {"completed": 2}
+    # The converter left at the branch: the time running out sent them nothing.
+    assert steps_sent("converter") == ["hello"] and steps_sent("clicker") == ["hello", "thanks"]
+
+
+def _past(epoch: datetime) -> None:
+    assert datetime.now(UTC) > epoch, "the stack's clock is not running fast yet"
+
+
+def _in_force(metrics_url: str, version: int) -> None:
+    text = httpx.get(f"{metrics_url}/metrics").text
+    line = next(line for line in text.splitlines() if line.startswith("pd_campaigns_version "))
+    assert float(line.split()[1]) >= version, line
