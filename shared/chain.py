@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from shared.events import PublishedEvent
 from shared.identity import IdentityMerged
@@ -57,6 +57,9 @@ class ProfileSnapshot(BaseModel):
     orientation: str
     stage: str
     tags: list[str]  # sorted
+    # The funnel's milestones the customer reached (shared/funnels.py), in their order; records
+    # written before it was carried read as none.
+    milestones: list[str] = Field(default_factory=list)
 
 
 class ChainInput(BaseModel):

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import redis
 
@@ -37,6 +38,14 @@ def campaign_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides:
         **FAST_GROUP,
         **overrides,
     }
+
+
+def campaigns_in_force(metrics_url: str, version: int) -> None:
+    """The campaign worker whose /metrics is at `metrics_url` applies campaigns of at least this
+    version (raises AssertionError until then: for `eventually`)."""
+    text = httpx.get(f"{metrics_url}/metrics").text
+    line = next(line for line in text.splitlines() if line.startswith("pd_campaigns_version "))
+    assert float(line.split()[1]) >= version, line
 
 
 def add_example_campaigns(redis_url: str) -> None:

@@ -191,7 +191,7 @@ class Campaigner:
         await retrying(
             "redis write",
             lambda: read_model.write_batch(
-                self._redis, records, outcome.conversions, due, consents, outcome.figures
+                self._redis, records, outcome.conversions, due, consents, outcome.figures, outcome.funnel
             ),
         )
         followed_up = [

@@ -19,6 +19,7 @@ from datetime import datetime
 from shared.chain import ChainInput
 from shared.erasure import CustomerErased
 from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
+from shared.funnels import FunnelTouch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 
@@ -75,6 +76,7 @@ class BatchOutcome(FoldOutcome):
     conversions: list[Conversion] = field(default_factory=list)
     reassignments: list[tuple[str, Decision]] = field(default_factory=list)
     figures: list[tuple[str, str, str]] = field(default_factory=list)  # (campaign, figure, customer)
+    funnel: list[FunnelTouch] = field(default_factory=list)  # campaigns' funnels (shared/funnels.py)
     # The input each decision answers, for event-to-action latency: action id -> received_at.
     received_at: dict[str, datetime] = field(default_factory=dict)
 
@@ -124,6 +126,7 @@ def _take(reaction: Reaction, received: datetime | None, outcome: BatchOutcome) 
     outcome.conversions += reaction.conversions
     outcome.reassignments += reaction.reassignments
     outcome.figures += reaction.figures
+    outcome.funnel += reaction.funnel
     if received is not None:
         outcome.received_at.update({d.action_id: received for d in reaction.decisions})
     return reaction.journey
@@ -182,6 +185,11 @@ def merge_journeys(survivor: Journey, merged: Journey) -> Journey:
             )
         ),
         dealer_id=survivor.dealer_id or merged.dealer_id,
+        # Per campaign, the earlier cohort: counted there already, as who they were.
+        cohorts={
+            campaign_id: min(day, survivor.cohorts.get(campaign_id, day))
+            for campaign_id, day in {**survivor.cohorts, **merged.cohorts}.items()
+        },
         city=survivor.city or merged.city,
         scheduled=survivor.scheduled + scheduled,
         runs=(

@@ -34,15 +34,26 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.chain import ChainInput
+from shared.funnels import FunnelTouch, newly_counted
 
 from . import journey_steps
 from .consent import consents_after
 from .dealers import sla_missed
-from .decide import GLOBAL_CONTROL, HOLDOUT, Decision, Pacing, action_id, bounded_pacing, decide, may_reenter
+from .decide import (
+    GLOBAL_CONTROL,
+    HOLDOUT,
+    MAX_ENTERED,
+    Decision,
+    Pacing,
+    action_id,
+    bounded_pacing,
+    decide,
+    may_reenter,
+)
 from .definitions import ActionKind, Campaign, Channel, TriggerKind
 from .inputs import CampaignEvent
 from .journey_steps import Progress, Run
-from .targeting import CustomerView, QuietHours, fires, has_consent, in_audience, in_holdout
+from .targeting import CHINA, CustomerView, QuietHours, fires, has_consent, in_audience, in_holdout
 
 DEFAULT_SLA_HOURS = 24.0
 CONVERSIONS = frozenset({"store.visit", "order.placed"})
@@ -105,6 +116,9 @@ class Journey:
     touches: tuple[Touch, ...] = ()
     last_followup_at: datetime | None = None
     runs: tuple[Run, ...] = ()  # the journeys (multi-step campaigns) the customer is in
+    # Campaign -> the China day it first acted for the customer (holdout aside): their cohort
+    # in the campaign's funnel (shared/funnels.py); the latest MAX_ENTERED campaigns.
+    cohorts: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def next_due(self) -> datetime | None:
@@ -138,6 +152,7 @@ class Reaction:
     # Figures beyond the decisions' own (read_model.py): (campaign, figure, customer id), e.g. a
     # journey's per-step `step:<name>:reached`.
     figures: list[tuple[str, str, str]] = field(default_factory=list)
+    funnel: list[FunnelTouch] = field(default_factory=list)  # counted in campaigns' funnels
 
 
 def new_journey(customer_id: str) -> Journey:
@@ -169,9 +184,12 @@ def on_input(journey: Journey, chained: ChainInput, context: Context) -> Reactio
             orientation=profile.orientation,
             stage=profile.stage,
             tags=frozenset(profile.tags),
+            milestones=frozenset(profile.milestones) | before.milestones,
         )
     if view != before:
         reaction.journey = replace(reaction.journey, view=view)
+    if new_milestones := view.milestones - before.milestones:
+        _count_milestones(reaction, new_milestones)
     _exit_waiting(reaction, LEFT_AUDIENCE, lambda c: not in_audience(c.audience, view), context)
     _advance_runs(reaction, lambda run: True, event.type if event is not None else None, context)
     input_id = chained.input_id
@@ -531,6 +549,36 @@ def _touch(reaction: Reaction, decision: Decision, context: Context) -> None:
 def _add_touch(reaction: Reaction, touch: Touch) -> None:
     journey = reaction.journey
     reaction.journey = replace(journey, touches=(*journey.touches, touch)[-MAX_TOUCHES:])
+    if touch.variant != HOLDOUT and touch.campaign_id not in journey.cohorts:
+        _join_cohort(reaction, touch.campaign_id, touch.at.astimezone(CHINA).date().isoformat())
+
+
+def _join_cohort(reaction: Reaction, campaign_id: str, day: str) -> None:
+    """The campaign acted for the customer the first time: they join its funnel cohort of the
+    day, counted for having entered and for every milestone and pair they already hold."""
+    journey = reaction.journey
+    cohorts = {**journey.cohorts, campaign_id: day}
+    if len(cohorts) > MAX_ENTERED:  # the latest days kept, like the campaigns entered
+        cohorts = dict(sorted(cohorts.items(), key=lambda item: (item[1], item[0]))[-MAX_ENTERED:])
+    reaction.journey = replace(journey, cohorts=cohorts)
+    held = {"entered", *journey.view.milestones}
+    customer_id = journey.view.customer_id
+    reaction.funnel += [
+        FunnelTouch(day, "campaign", campaign_id, figure, customer_id) for figure in newly_counted(held, held)
+    ]
+
+
+def _count_milestones(reaction: Reaction, new: frozenset[str]) -> None:
+    """Milestones the customer just reached, counted in the funnel of every campaign whose
+    cohort they are in (for a campaign, `entered` is having entered it)."""
+    journey = reaction.journey
+    figures = newly_counted(new, {"entered", *journey.view.milestones})
+    customer_id = journey.view.customer_id
+    reaction.funnel += [
+        FunnelTouch(day, "campaign", campaign_id, figure, customer_id)
+        for campaign_id, day in sorted(journey.cohorts.items())
+        for figure in figures
+    ]
 
 
 def programme_group(outcome: str, reason: str | None, channel: str) -> str | None:
@@ -582,3 +630,4 @@ def _merge(into: Reaction, other: Reaction) -> None:
     into.conversions += other.conversions
     into.reassignments += other.reassignments
     into.figures += other.figures
+    into.funnel += other.funnel

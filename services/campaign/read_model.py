@@ -12,6 +12,8 @@ Keys (all under `pd:campaign:`):
 - `due`  sorted set customer -> epoch seconds of their next scheduled item (the ticker reads it).
 - `customer:{id}:consent` the customer's consents per channel (consent_view.py).
 - `daily:{date}...` each campaign's actions per China day (daily.py).
+- `funnel:{day}:campaign:{campaign}:{figure}`, `funnel:values:campaign` the campaigns' funnels by
+  cohort (shared/funnels.py; read by the tagging API's `GET /v1/funnels?by=campaign`).
 Every write sets state (HSET, SADD, SET, ZADD, ZREM, EXPIREAT): a replayed batch writes the same
 state again.
 """
@@ -25,6 +27,8 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+from shared.distinct_counts import queue_distinct
+from shared.funnels import FunnelTouch, group_names, touch_members
 from shared.redis import KEY_PREFIX, indexed_set_sizes
 from shared.ticks import schedule
 
@@ -139,10 +143,11 @@ async def write_batch(
     due: dict[str, datetime | None],
     consents: Mapping[str, Consents],
     journey_figures: Iterable[tuple[str, str, str]] = (),
+    funnel: Iterable[FunnelTouch] = (),
 ) -> None:
     """Record a batch's actions, suppressions, conversions, next due times, the consents it
     changed (customer id -> their consents now) and journeys' figures ((campaign, figure,
-    customer id)) in one round trip."""
+    customer id)) and campaigns' funnel counts in one round trip."""
     records = list(records)
     pipe = redis.pipeline(transaction=False)
     figures: dict[str, set[str]] = {}
@@ -177,6 +182,8 @@ async def write_batch(
         add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
     for campaign_id, names in figures.items():
         pipe.sadd(stats_key(campaign_id, "figures"), *names)
+    funnel = list(funnel)
+    queue_distinct(pipe, touch_members(funnel), group_names(funnel))
     daily.queue_actions(pipe, records)
     queue_consents(pipe, consents)
     schedule(pipe, DUE, due)

@@ -31,6 +31,7 @@ class CustomerView:
     activity: str | None = None  # active_7d / active_30d / dormant, once scoring said
     tags: frozenset[str] = frozenset()
     model: str | None = None  # the car model they are most interested in, once scoring knows one
+    milestones: frozenset[str] = frozenset()  # the funnel's, as tagging saw them (shared/funnels.py)
     # channel -> the customer's latest word on it (granted or revoked, and when they said it)
     consents: Mapping[str, StoredConsent] = field(default_factory=dict)
 

@@ -29,8 +29,11 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from shared.distinct_counts import add_distinct
 from shared.erasure import ErasedCustomers
 from shared.faust_runtime import table_rows
+from shared.funnels import group_names
+from shared.funnels import touch_members as funnel_members
 from shared.kafka import BulkSender, OutgoingRecord
 from shared.record_table import RecordCodec
 from shared.stream_worker import (
@@ -63,10 +66,7 @@ from .batch import (
     tag_batch,
 )
 from .content_stats import touch_members as content_members
-from .distinct_counts import add_distinct
 from .erasure import erase_customers
-from .funnel_stats import group_names
-from .funnel_stats import touch_members as funnel_members
 from .rule_store import load_rules, rules_version
 from .topics import TaggingTopics
 

@@ -184,6 +184,7 @@ def snapshot(profile: Profile) -> ProfileSnapshot:
         orientation=profile.orientation.value,
         stage=profile.stage.value,
         tags=list(profile.tags),
+        milestones=list(profile.milestones),
     )
 
 

@@ -1,5 +1,5 @@
 """Per-content reach, clicks and conversions (content_touches.py), kept in Redis as counts of
-distinct customers or events (distinct_counts.py)."""
+distinct customers or events (shared/distinct_counts.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class ContentFigures(BaseModel):
 
 
 def touch_members(touches: Iterable[ContentTouch]) -> list[tuple[str, str]]:
-    """The (key, member) pairs a batch's touches add (distinct_counts.py)."""
+    """The (key, member) pairs a batch's touches add (shared/distinct_counts.py)."""
     return [(figure_key(t.content_id, t.figure), t.member) for t in touches]
 
 

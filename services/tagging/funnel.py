@@ -26,8 +26,6 @@ class FunnelStep(StrEnum):
 
 
 FUNNEL = tuple(FunnelStep)
-# What funnel figures count (funnel_figures.py): the steps, and the milestones around them.
-MILESTONES = ("entered", "friend_added", "lead", "store_visit", "test_drive", "order", "defeated", "recalled")
 _LEAD = FunnelStep.lead
 # Event type -> the steps it shows (docs/contract.md's event types).
 STEPS_OF_EVENT: dict[str, tuple[FunnelStep, ...]] = {

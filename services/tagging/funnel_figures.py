@@ -17,39 +17,16 @@ customers, so counting again (a replay) changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import replace
 from zoneinfo import ZoneInfo
 
-from .funnel import MILESTONES
+from shared.funnels import MILESTONES, By, FunnelTouch, newly_counted
+
 from .inputs import TaggingEvent
 from .profile import Profile
 from .rules import Layer
 
 CHINA = ZoneInfo("Asia/Shanghai")
-By = Literal["source", "dealer"]
-
-# The rates the paper reports: (name, numerator, denominator), numerator a pair or a milestone.
-RATES: tuple[tuple[str, str, str], ...] = (
-    ("lead_capture", "entered>lead", "entered"),  # 留资率
-    ("store_visit", "lead>store_visit", "lead"),  # 到店率
-    ("friend_to_deal", "friend_added>order", "friend_added"),  # paper: 3.15%
-    ("lead_to_deal", "lead>order", "lead"),  # paper: 6.91%
-    ("recall", "defeated>recalled", "defeated"),  # paper: 15%
-    ("recall_to_order", "recalled>order", "recalled"),  # paper: 40% of the recalled
-)
-PAIRS = frozenset(numerator for _, numerator, _ in RATES if ">" in numerator)
-
-
-@dataclass(frozen=True, slots=True)
-class FunnelTouch:
-    """A customer counted for a figure (a milestone or a pair) of a cohort day and group."""
-
-    day: str
-    by: By
-    value: str
-    figure: str
-    customer_id: str
 
 
 def funnel_progress(
@@ -69,7 +46,7 @@ def funnel_progress(
         return profile, []
     held = reached | set(new)
     profile = replace(profile, milestones=tuple(m for m in MILESTONES if m in held))
-    figures = [*new, *(pair for pair in PAIRS if _pair_is_new(pair, new, held))]
+    figures = newly_counted(new, held)
     groups: list[tuple[By, str]] = [("source", profile.first_source or "unknown")]
     if profile.dealer_id:
         groups.append(("dealer", profile.dealer_id))
@@ -91,8 +68,3 @@ def _milestones(before: Profile, after: Profile, event: TaggingEvent | None) -> 
     if after.recalled and not before.recalled:
         found.append("recalled")
     return found
-
-
-def _pair_is_new(pair: str, new: list[str], held: set[str]) -> bool:
-    first, second = pair.split(">")
-    return first in held and second in held and (first in new or second in new)

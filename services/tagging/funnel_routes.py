@@ -1,6 +1,6 @@
 """`GET /v1/funnels` on the tagging API: the paper's funnel figures by cohort, by acquisition
-source or by dealer (funnel_figures.py, funnel_stats.py), and the same rates as Prometheus
-gauges over the last 30 days."""
+source, by campaign or by dealer (shared/funnels.py, funnel_stats.py), and the same rates as
+Prometheus gauges over the last 30 days."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from prometheus_client import CollectorRegistry, Gauge
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from .funnel_figures import CHINA, RATES, By
+from shared.funnels import RATES, By
+
+from .funnel_figures import CHINA
 from .funnel_stats import MAX_DAYS, FunnelGroup, funnel_groups
 
 METRIC_DAYS = 30
@@ -38,14 +40,19 @@ def funnel_router(redis: Redis, clock: Callable[[], datetime]) -> APIRouter:
         responses={422: {"description": "a period of more than 366 days, or `to` before `from`"}},
     )
     async def get_funnels(
-        by: Annotated[By, Query(description="group customers by acquisition source or by dealer")] = "source",
+        by: Annotated[
+            By, Query(description="group customers by acquisition source, by campaign or by dealer")
+        ] = "source",
         from_day: Annotated[
             date | None, Query(alias="from", description="default: 30 days before `to`")
         ] = None,
         to_day: Annotated[date | None, Query(alias="to", description="default: today (China)")] = None,
     ) -> FunnelReport:
         """Customers are counted in the cohort of the China day they first showed up, under the
-        source of that first event, or the dealer their events named last. `customers`: of them,
+        source of that first event, or the dealer their events named last; by campaign, in the
+        cohort of the day a campaign first acted for them (its holdout aside), under that
+        campaign, `entered` being those it acted for (`total` is every customer, by the day they
+        first showed up, whichever `by`). `customers`: of them,
         who reached each milestone by now; `both`: who reached both milestones of a pair;
         `rates` in percent (lead_capture 留资率 = entered>lead / entered, store_visit 到店率 =
         lead>store_visit / lead, friend_to_deal, lead_to_deal, recall, recall_to_order)."""

@@ -1,8 +1,9 @@
-"""Funnel figures by cohort (funnel_figures.py), kept in Redis as counts of distinct customers
-(distinct_counts.py), one per cohort day, group and figure:
+"""Funnel figures by cohort (shared/funnels.py), read from Redis: counts of distinct customers
+(shared/distinct_counts.py), one per cohort day, group and figure, kept by tagging (by source,
+by dealer) and by campaign (by campaign):
 
 - `funnel:{day}:{by}:{value}:{figure}`: the customers of the day's cohort in that group (a source,
-  a dealer) who reached the figure (a milestone, or both milestones of a pair);
+  a campaign, a dealer) who reached the figure (a milestone, or both milestones of a pair);
 - `funnel:values:{by}`: the groups seen, so a query knows what to read without a scan.
 
 A period's figure is the count of the union of its days' keys (PFCOUNT of many keys): nothing is
@@ -11,38 +12,18 @@ scanned, and a query costs one command per group and figure.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import date, timedelta
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
-from .funnel import MILESTONES
-from .funnel_figures import PAIRS, RATES, By, FunnelTouch
-from .read_model import PREFIX
+from shared.funnels import FIGURES, MILESTONES, PAIRS, RATES, By, figure_key, values_key
 
 MAX_DAYS = 366  # a query's period, at most
 
 
-def figure_key(day: str, by: By, value: str, figure: str) -> str:
-    return f"{PREFIX}funnel:{day}:{by}:{value}:{figure}"
-
-
-def values_key(by: By) -> str:
-    return f"{PREFIX}funnel:values:{by}"
-
-
-def touch_members(touches: Iterable[FunnelTouch]) -> list[tuple[str, str]]:
-    return [(figure_key(t.day, t.by, t.value, t.figure), t.customer_id) for t in touches]
-
-
-def group_names(touches: Iterable[FunnelTouch]) -> list[tuple[str, str]]:
-    """The groups the touches name (a few sources; the dealers), to remember."""
-    return [(values_key(t.by), t.value) for t in touches]
-
-
 class FunnelGroup(BaseModel):
-    value: str = Field(description="the source, or the dealer (store id)")
+    value: str = Field(description="the source, the campaign, or the dealer (store id)")
     customers: dict[str, int] = Field(
         description="customers of the cohort who reached each milestone (±0.8%)"
     )
@@ -52,9 +33,6 @@ class FunnelGroup(BaseModel):
 
 def _days(start: date, end: date) -> list[str]:
     return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
-
-
-FIGURES = (*MILESTONES, *sorted(PAIRS))
 
 
 async def funnel_groups(

@@ -24,9 +24,10 @@ from datetime import datetime
 from typing import Any
 
 from shared.chain import ScoreSnapshot
+from shared.funnels import MILESTONES
 
 from .families import derive
-from .funnel import MILESTONES, FunnelStep, reached_after, reached_by_either
+from .funnel import FunnelStep, reached_after, reached_by_either
 from .inputs import TaggingEvent
 from .rules import Evidence, Layer, Orientation, RuleSet, Stage, merge_evidence, record_hit
 from .thresholds import (

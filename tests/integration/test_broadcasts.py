@@ -15,10 +15,10 @@ import redis
 from services.campaign.definitions import Campaign
 from services.campaign.read_model import BROADCASTS_SENT
 from services.campaign.targeting import in_holdout
+from tests.campaign_worker import campaigns_in_force
 from tests.conftest import OPS_TOKEN, Backends, RunningService
 from tests.factories import event, unique
 from tests.harness import eventually
-from tests.integration.test_campaign_end_to_end import _in_force
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,10 @@ def test_a_broadcast_reaches_the_consenting_non_holdout_members_of_its_segment_o
         )
         created = ops.post("/v1/broadcasts", json=broadcast)
         assert created.status_code == 201, created.text
-        eventually(lambda: _in_force(campaign, ops.get("/v1/campaigns").json()["version"]), timeout=20)
+        eventually(
+            lambda: campaigns_in_force(campaign.metrics_url, ops.get("/v1/campaigns").json()["version"]),
+            timeout=20,
+        )
         try:
             definition = Campaign.model_validate(broadcast)
             expected = {

@@ -12,6 +12,7 @@ import pytest
 
 from services.campaign.daily import china_date
 from shared.topics import CAMPAIGN_ACTIONS
+from tests.campaign_worker import campaigns_in_force
 from tests.conftest import OPS_TOKEN
 from tests.factories import event, unique
 from tests.harness import eventually
@@ -65,7 +66,7 @@ def test_a_high_intent_wecom_friend_gets_the_content_for_their_orientation(
     created = ops.post("/v1/campaigns", json=nurture(campaign_id))
     assert created.status_code == 201, created.text
     version = ops.get("/v1/campaigns").json()["version"]
-    eventually(lambda: _in_force(campaign, version), timeout=20)
+    eventually(lambda: campaigns_in_force(campaign.metrics_url, version), timeout=20)
     try:
         sent: dict[str, str] = {}
         for orientation in ("rational", "emotional"):
@@ -119,13 +120,6 @@ def _sent_per_day(ops: httpx.Client, customers: list[str], campaign_id: str) -> 
     return sum(f["campaigns"][campaign_id]["sent"] for f in figures)
 
 
-def _in_force(campaign, version: int) -> None:
-    """The worker applies campaigns of at least this version."""
-    text = httpx.get(f"{campaign.metrics_url}/metrics").text
-    line = next(line for line in text.splitlines() if line.startswith("pd_campaigns_version "))
-    assert float(line.split()[1]) >= version, line
-
-
 def _decided(ops: httpx.Client, customer: str, campaign_id: str) -> None:
     history = ops.get(f"/v1/customers/{customer}/actions").json()
     assert [h for h in history if h["campaign_id"] == campaign_id], (customer, history)
@@ -135,7 +129,7 @@ def test_without_consent_the_action_is_suppressed_and_recorded(client, ops, camp
     campaign_id = f"nurture-{uuid.uuid4().hex[:8]}"
     assert ops.post("/v1/campaigns", json=nurture(campaign_id)).status_code == 201
     version = ops.get("/v1/campaigns").json()["version"]
-    eventually(lambda: _in_force(campaign, version), timeout=20)
+    eventually(lambda: campaigns_in_force(campaign.metrics_url, version), timeout=20)
     try:
         customer = post(client, {"unionid": unique("u")}, "test_drive.booked", vehicle_model="id4")  # hot
         who = {"unionid": unique("u")}
@@ -278,7 +272,7 @@ def test_two_campaigns_on_one_channel_and_day_give_one_message(client, ops, camp
         )
         assert ops.post("/v1/campaigns", json=definition).status_code == 201
     version = ops.get("/v1/campaigns").json()["version"]
-    eventually(lambda: _in_force(campaign, version), timeout=20)
+    eventually(lambda: campaigns_in_force(campaign.metrics_url, version), timeout=20)
     try:
         who = {"wecom_external_userid": unique("wm")}
         customer = post(client, who, "wecom.friend_added")

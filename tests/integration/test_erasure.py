@@ -18,10 +18,11 @@ from kafka import KafkaConsumer, KafkaProducer
 from services.ingest.identities import phone_identity
 from shared.erasure import ERASED
 from shared.topics import TOUCHPOINT_EVENTS
+from tests.campaign_worker import campaigns_in_force
 from tests.conftest import OPS_TOKEN, VIEWER_TOKEN, Backends, RunningService
 from tests.factories import event, published, unique
 from tests.harness import eventually
-from tests.integration.test_campaign_end_to_end import _decided, _in_force, nurture
+from tests.integration.test_campaign_end_to_end import _decided, nurture
 from tests.integration.test_privacy import fresh_mobile
 from tests.sweeps import end_offsets, naming, records_since, redis_facts_in_every_db, whole_ids
 
@@ -48,7 +49,10 @@ def test_an_erased_customer_leaves_nothing_but_the_erasure_record(
     with httpx.Client(base_url=campaign.api_url, headers=OPS, timeout=10) as ops:
         campaign_id = f"erasure-{uuid.uuid4().hex[:8]}"
         assert ops.post("/v1/campaigns", json=nurture(campaign_id)).status_code == 201
-        eventually(lambda: _in_force(campaign, ops.get("/v1/campaigns").json()["version"]), timeout=20)
+        eventually(
+            lambda: campaigns_in_force(campaign.metrics_url, ops.get("/v1/campaigns").json()["version"]),
+            timeout=20,
+        )
         try:
             # A WeCom friend who reads enough to get a campaign's message, and a device of theirs
             # that was a customer of its own until their phone linked it (merged into them).

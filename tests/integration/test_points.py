@@ -13,10 +13,11 @@ import pytest
 from kafka import KafkaProducer
 
 from shared.topics import TOUCHPOINT_EVENTS
+from tests.campaign_worker import campaigns_in_force
 from tests.conftest import OPS_TOKEN, Backends, RunningService
 from tests.factories import event, unique
 from tests.harness import eventually
-from tests.integration.test_campaign_end_to_end import _in_force, nurture
+from tests.integration.test_campaign_end_to_end import nurture
 from tests.topic_reader import TopicReader
 
 pytestmark = pytest.mark.integration
@@ -41,7 +42,10 @@ def test_a_grant_is_credited_once_and_redemptions_spend_it(
     )
     with httpx.Client(base_url=campaign.api_url, headers=OPS, timeout=10) as ops:
         assert ops.post("/v1/campaigns", json=reward).status_code == 201, reward
-        eventually(lambda: _in_force(campaign, ops.get("/v1/campaigns").json()["version"]), timeout=20)
+        eventually(
+            lambda: campaigns_in_force(campaign.metrics_url, ops.get("/v1/campaigns").json()["version"]),
+            timeout=20,
+        )
         try:
             who = {"wecom_external_userid": unique("wm")}
             answered = client.post(

@@ -23,7 +23,7 @@ import pytest
 from redis import Redis
 
 from services.scoring.read_model import DUE
-from tests.campaign_worker import campaign_env
+from tests.campaign_worker import campaign_env, campaigns_in_force
 from tests.conftest import OPS_TOKEN, TOUCHPOINT_KEY, Backends, ingest_env
 from tests.factories import event, unique
 from tests.harness import Process, eventually, free_port, start_redis, start_service, start_tansu
@@ -195,7 +195,7 @@ def test_a_journey_takes_each_branch_and_a_conversion_ends_it(fast) -> None:
     created = ops.post("/v1/campaigns", json=definition)
     assert created.status_code == 201, created.text
     version = ops.get("/v1/campaigns").json()["version"]
-    eventually(lambda: _in_force(fast.campaign_metrics, version), timeout=30, interval=0.2)
+    eventually(lambda: campaigns_in_force(fast.campaign_metrics, version), timeout=30, interval=0.2)
 
     touchpoint = httpx.Client(base_url=fast.ingest, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=10)
 
@@ -246,9 +246,3 @@ def test_a_journey_takes_each_branch_and_a_conversion_ends_it(fast) -> None:
 
 def _past(epoch: datetime) -> None:
     assert datetime.now(UTC) > epoch, "the stack's clock is not running fast yet"
-
-
-def _in_force(metrics_url: str, version: int) -> None:
-    text = httpx.get(f"{metrics_url}/metrics").text
-    line = next(line for line in text.splitlines() if line.startswith("pd_campaigns_version "))
-    assert float(line.split()[1]) >= version, line

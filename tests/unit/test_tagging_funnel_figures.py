@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from services.tagging.funnel_figures import FunnelTouch, funnel_progress
+from services.tagging.batch import snapshot
+from services.tagging.funnel_figures import funnel_progress
 from services.tagging.profile import Profile, apply_input, merge_profiles
+from shared.funnels import FunnelTouch
 from tests.unit.test_tagging_domain import LIMITS, NO_RULES, T0, ingested, scored
 
 
@@ -35,6 +37,7 @@ def test_a_wecom_friend_who_leaves_details_visits_a_store_and_orders() -> None:
     assert {(t.day, t.value) for t in counted[2] if t.by == "source"} == {("2026-11-01", "wecom")}
     assert figures(counted[2], "dealer") == figures(counted[2]) and not figures(counted[0], "dealer")
     assert profile.milestones == ("entered", "friend_added", "lead", "store_visit", "order")
+    assert snapshot(profile).milestones == list(profile.milestones)  # on the chain, for campaigns' funnels
     again = funnel_progress(
         profile, profile, ingested("store.visit", T0 + timedelta(days=10), dealer_id="d-sh-1")
     )
