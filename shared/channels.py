@@ -7,6 +7,10 @@ the campaign worker's `Channel` (services/campaign/definitions.py) must agree wi
 
 from __future__ import annotations
 
+import orjson
+
+from shared.redis import KEY_PREFIX
+
 # Every channel that sends the customer a message: each needs the customer's consent.
 MESSAGING_CHANNELS: tuple[str, ...] = (
     "wecom_1v1",
@@ -21,6 +25,20 @@ WECOM_CHANNELS: tuple[str, ...] = ("wecom_1v1", "wecom_group")
 CONSENT_GROUPS: dict[str, tuple[str, ...]] = {"wecom": WECOM_CHANNELS, "all": MESSAGING_CHANNELS}
 CONSENT_CHANNELS: frozenset[str] = frozenset(MESSAGING_CHANNELS) | frozenset(CONSENT_GROUPS)
 CONSENT_EVENT_TYPES: frozenset[str] = frozenset({"consent.granted", "consent.revoked"})
+
+
+def consent_key(customer_id: str) -> str:
+    """The customer's consents as the campaign worker last saw them (services/campaign/consent_view.py):
+    JSON {channel: {"granted", "at"}}, for ops and for what sends a message (the WeCom sender)."""
+    return f"{KEY_PREFIX}campaign:customer:{customer_id}:consent"
+
+
+def revoked(stored: bytes | None, channel: str) -> bool:
+    """Whether consents stored at `consent_key` say the customer took `channel` back (a word the
+    campaign worker has not written yet is no revocation: WeCom's own is the friendship)."""
+    said = orjson.loads(stored) if stored else {}
+    word = said.get(channel) if isinstance(said, dict) else None
+    return isinstance(word, dict) and word.get("granted") is False
 
 
 def consented_channels(name: str | None) -> tuple[str, ...]:

@@ -101,6 +101,8 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "wecom.friend_deleted": (),  # the customer deleted the brand's WeCom contact: no more WeCom messages
     "wecom.message_in": (),
     "wecom.group_joined": (),
+    "wecom.group_left": (),
+    "wecom.contact_updated": (),  # a consultant edited the customer's WeCom contact (remarks, tags)
     "content.view": ("content_id",),
     "content.click": ("content_id",),
     "content.favorite": ("content_id",),
@@ -128,6 +130,8 @@ EVENT_TYPES: dict[str, tuple[str, ...]] = {
     "campaign.delivered": ("action_id",),
     "campaign.opened": ("action_id",),
     "campaign.clicked": ("action_id",),
+    # A campaign action the delivery adapter could not deliver (services/wecom_sender): why.
+    "campaign.failed": ("action_id",),
     # Points as currency: granted by a campaign's grant_points action (the campaign worker
     # publishes it, its event id the action's), spent at the mall or a store.
     "points.granted": ("points", "action_id"),

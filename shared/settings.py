@@ -21,6 +21,9 @@ DEVELOPMENT_SECRETS = frozenset(
         "local-touchpoint-key",
         "local-dev-salt-change-me",
         "local-console-session-secret-not-for-production",
+        "local-wecom-token",
+        "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",  # the local stack's EncodingAESKey
+        "local-wecom-secret",
     }
 )
 MIN_SECRET_LENGTH = 16

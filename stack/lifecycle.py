@@ -34,6 +34,7 @@ from .processes import (
     SERVICES,
     TOPIC_PARTITIONS,
     TOUCHPOINT_KEY,
+    WECOM_CALLBACK,
     Program,
     broker_program,
     ingest_api_keys,
@@ -225,6 +226,7 @@ def _undo(startup: _Startup) -> None:
 
 
 def _print_ready() -> None:
+    ingest = next(service for service in SERVICES if service.name == "ingest")
     say("\nthe local stack is up:")
     width = max(len(service.name) for service in SERVICES)
     for service in SERVICES:
@@ -242,6 +244,10 @@ def _print_ready() -> None:
     say(f"  ops token:      {OPS_TOKEN}        (header Authorization: Bearer {OPS_TOKEN}; admin)")
     for identity in ops_identities(ops_tokens()[1:]):
         say(f"    + {identity.holder} ({identity.role.name}) from OPS_TOKENS")
+    say(
+        f"  WeCom callback: {ingest.url}/v1/wecom/callback   token {WECOM_CALLBACK['token']}   "
+        f"corp id {WECOM_CALLBACK['corp_id']}   EncodingAESKey {WECOM_CALLBACK['encoding_aes_key']}"
+    )
     say("  logs:  .run/logs/<name>.log  (tansu, redis, " + ", ".join(s.name for s in SERVICES) + ")")
     say("  stop:  make down    status: make status    traffic: make demo")
 

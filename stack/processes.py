@@ -23,6 +23,15 @@ TOPIC_PARTITIONS = 3
 TOUCHPOINT_KEY = "local-touchpoint-key"
 OPS_TOKEN = "local-ops-token"
 CONSOLE_PORT = 8005
+FAKE_WECOM_PORT = 8010
+# The local corp's WeCom settings: what WeCom's admin console would be given (README, "Connecting
+# WeCom"); the WeCom sender talks to the fake WeCom API with the app secret.
+WECOM_CALLBACK = {
+    "corp_id": "wwlocal0000000001",
+    "token": "local-wecom-token",
+    "encoding_aes_key": "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
+}
+WECOM_SECRET = "local-wecom-secret"
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,13 @@ class Service:
 
 
 SERVICES: tuple[Service, ...] = (
-    Service("ingest", "pd-ingest", 8001, {"INGEST_PORT": "8001"}, api=True),
+    Service(
+        "ingest",
+        "pd-ingest",
+        8001,
+        {"INGEST_PORT": "8001", "WECOM_CALLBACKS": json.dumps([WECOM_CALLBACK])},
+        api=True,
+    ),
     Service("scoring-worker", "pd-scoring-worker", 9102, {"SCORING_METRICS_PORT": "9102"}),
     Service("scoring-api", "pd-scoring-api", 8002, {"SCORING_PORT": "8002"}, api=True),
     Service("tagging-worker", "pd-tagging-worker", 9103, {"TAGGING_METRICS_PORT": "9103"}),
@@ -60,6 +75,24 @@ SERVICES: tuple[Service, ...] = (
     ),
     Service("campaign-api", "pd-campaign-api", 8004, {"CAMPAIGN_PORT": "8004"}, api=True),
     Service("console", "pd-console", CONSOLE_PORT, {"CONSOLE_PORT": str(CONSOLE_PORT)}, pages=True),
+    # A stand-in for WeCom's API (stack/fake_wecom.py), and the sender delivering to it.
+    Service(
+        "fake-wecom",
+        "pd-fake-wecom",
+        FAKE_WECOM_PORT,
+        {"FAKE_WECOM_PORT": str(FAKE_WECOM_PORT), "WECOM_CORP_SECRET": WECOM_SECRET},
+    ),
+    Service(
+        "wecom-sender",
+        "pd-wecom-sender",
+        9105,
+        {
+            "WECOM_SENDER_METRICS_PORT": "9105",
+            "WECOM_API_BASE_URL": f"http://{HOST}:{FAKE_WECOM_PORT}",
+            "WECOM_CORP_ID": WECOM_CALLBACK["corp_id"],
+            "WECOM_CORP_SECRET": WECOM_SECRET,
+        },
+    ),
 )
 CONSOLE = next(service for service in SERVICES if service.pages)
 

@@ -32,6 +32,12 @@ WECOM_ONLY_KEY = "test-wecom-only-key"
 # An ad platform's key as a real deployment would scope it: ad sources and types, device ids,
 # open ids and lead-form phones, no customer ids in answers.
 AD_KEY = "test-ad-key"
+# The test corp's WeCom callback settings (tests sign and encrypt with wechatpy, as WeCom would).
+WECOM_CORP = {
+    "corp_id": "wwtest0000000001",
+    "token": "test-wecom-token",
+    "encoding_aes_key": "testtesttesttesttesttesttesttesttesttest012",
+}
 AD_SCOPE = {"sources": ["ad"], "event_types": ["ad.*"], "identity_types": ["device_id", "openid", "phone"]}
 OPS_TOKEN = "test-ops-token"  # an unnamed admin
 # Named holders with lesser roles (shared/ops_roles.py), known to the scoring, tagging and
@@ -93,6 +99,7 @@ def ingest_env(backends: Backends, port: int, **overrides: str) -> dict[str, str
         "MAX_BODY_BYTES": "200000",
         "MAX_EVENT_BYTES": "50000",
         "CONTENTS_POLL_INTERVAL_S": "0.2",
+        "WECOM_CALLBACKS": json.dumps([WECOM_CORP]),
         **overrides,
     }
 

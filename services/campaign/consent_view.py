@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from shared.channels import MESSAGING_CHANNELS
-from shared.redis import KEY_PREFIX
+from shared.channels import MESSAGING_CHANNELS, consent_key
 
 from .consent import UNDATED, Consent
 
@@ -40,10 +39,6 @@ class CustomerConsent(BaseModel):
 
 
 NEVER_SAID = ChannelConsent(granted=False, at=None)
-
-
-def consent_key(customer_id: str) -> str:
-    return f"{KEY_PREFIX}campaign:customer:{customer_id}:consent"
 
 
 def stored(consents: Consents) -> bytes:

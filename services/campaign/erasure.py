@@ -49,8 +49,9 @@ from importlib.resources import files
 
 from redis.asyncio import Redis
 
+from shared.channels import consent_key
+
 from . import desk
-from .consent_view import consent_key
 from .daily import RETENTION, china_date, day_key
 from .journey import PROGRAMME
 from .read_model import DUE, ActionRecord, actions_key, stats_key

@@ -57,6 +57,7 @@ from .targeting import CHINA, CustomerView, QuietHours, fires, has_consent, in_a
 
 DEFAULT_SLA_HOURS = 24.0
 CONVERSIONS = frozenset({"store.visit", "order.placed"})
+DELIVERY_RESULTS = frozenset({"campaign.delivered", "campaign.failed"})
 MAX_TOUCHES = 20
 # Items waiting in a journey: a customer has a few (a deferred message, a cooldown, a lead's SLA
 # check); a hundred is a customer something keeps triggering, and the row must stay small.
@@ -231,6 +232,8 @@ def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -
         last_followup_at=event.occurred_at if event.type == "dealer.followup" else journey.last_followup_at,
     )
     reaction.journey = journey
+    if event.type in DELIVERY_RESULTS:
+        _count_delivery(reaction, event)
     if event.type in CONVERSIONS:
         last = _last_touch(journey, event.received_at, context)
         if last is not None:
@@ -238,6 +241,18 @@ def _event_effects(reaction: Reaction, event: CampaignEvent, context: Context) -
         if (programme := _last_touch(journey, event.received_at, context, programme=True)) is not None:
             reaction.conversions.append(_conversion(journey, programme, event.type, event.occurred_at))
         _exit_waiting(reaction, CONVERTED, lambda c: c.exit_on_conversion, context)
+
+
+def _count_delivery(reaction: Reaction, event: CampaignEvent) -> None:
+    """A delivery adapter's word on an action (services/wecom_sender): counted by action id."""
+    campaign_id, action = event.text("campaign_id"), event.text("action_id")
+    if campaign_id is not None and action is not None:
+        figure = (
+            "delivered"
+            if event.type == "campaign.delivered"
+            else f"failed:{event.text('reason') or 'unknown'}"
+        )
+        reaction.figures.append((campaign_id, figure, action))
 
 
 def on_broadcast(journey: Journey, campaign_id: str, trigger_id: str, context: Context) -> Reaction:

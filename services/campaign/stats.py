@@ -48,6 +48,12 @@ class CampaignStats(BaseModel):
     sent: dict[str, int] = Field(description="actions sent per variant (`default` without variants)")
     deferred: int = Field(description="held for quiet hours (sent later, counted in `sent` then)")
     suppressed: dict[str, int] = Field(description="per reason")
+    delivered: int = Field(
+        default=0, description="actions a delivery adapter (the WeCom sender) says were delivered"
+    )
+    failed: dict[str, int] = Field(
+        default_factory=dict, description="actions a delivery adapter could not deliver, per why"
+    )
     groups: dict[str, GroupStats] = Field(description="per variant and the holdout: compare rates for lift")
     steps: list[StepStats] = Field(
         default_factory=list, description="a journey's figures per step, in the steps' order"
@@ -111,6 +117,8 @@ def stats_of(campaign_id: str, figures: dict[str, int], steps: Sequence[str] = (
         sent=by_prefix(figures, "sent:"),
         deferred=figures.get("deferred", 0),
         suppressed=by_prefix(figures, "suppressed:"),
+        delivered=figures.get("delivered", 0),
+        failed=by_prefix(figures, "failed:"),
         groups=groups_of(figures, HOLDOUT),
         steps=steps_of(figures, steps),
     )

@@ -43,6 +43,7 @@ from .merge_relay import JoinRelay, MergeRelay
 from .metrics import IngestMetrics
 from .pipeline import Acknowledged, BrokerUnavailable, IngestPipeline, Overloaded, PendingEvent
 from .settings import IngestSettings
+from .wecom_routes import wecom_router
 
 log = logging.getLogger(__name__)
 
@@ -479,6 +480,27 @@ def create_app(
         ]
         metrics.request_seconds.labels("batch").observe(time.perf_counter() - started)
         return accepted_json(results, 202 if accepted else 422, rejected=rejected)
+
+    async def accept_callback_events(raw_events: list[dict[str, Any]], key_id: str) -> None:
+        """Events a verified WeCom callback makes, accepted as posted ones."""
+        now = clock()
+        try:
+            accepted = [pending(validate_event(raw, now), key_id, now.isoformat(), 0) for raw in raw_events]
+        except InvalidEvent as invalid:
+            metrics.count_all([(raw.get("source"), raw.get("type"), "invalid") for raw in raw_events])
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, invalid.errors) from None
+        await submit(accepted)
+
+    app.include_router(
+        wecom_router(
+            [corp.keys() for corp in settings.wecom_callbacks],
+            redis,
+            clock,
+            accept_callback_events,
+            settings.wecom_replay_window_s,
+            registry,
+        )
+    )
 
     ops_only = [Depends(require_ops_token(settings.ops_tokens))]
 

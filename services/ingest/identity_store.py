@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from shared.identity import IdentityMerged, group_identities
+from shared.wecom import customer_identities_key
 
 from .event_counts import MINUTE_TTL_S, minute_key
 
@@ -210,7 +211,7 @@ class IdentityStore:
         if customer_id is None:
             return None
         customer_id = customer_id.decode()
-        members = await self._redis.smembers(f"pd:cust:{customer_id}:idn")
+        members = await self._redis.smembers(customer_identities_key(customer_id))
         return customer_id, group_identities([m.decode() for m in members])
 
     async def pending_merges(self, limit: int) -> list[tuple[bytes, IdentityMerged]]:

@@ -2,12 +2,32 @@ from __future__ import annotations
 
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.events import IdentityType
 from shared.settings import ServiceSettings, weak_secrets
 
 from .api_keys import KeyScope
+from .wecom_crypto import CorpKeys
+
+
+class WeComCallback(BaseModel):
+    """A corp's callback settings, as entered in WeCom's admin console (docs/wecom.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    corp_id: str = Field(min_length=1, max_length=64)
+    token: str = Field(min_length=1, max_length=32)
+    encoding_aes_key: str = Field(min_length=43, max_length=43)
+
+    @field_validator("encoding_aes_key")
+    @classmethod
+    def _decodes(cls, value: str) -> str:
+        CorpKeys("x", "x", value).aes_key()  # raises ValueError with why
+        return value
+
+    def keys(self) -> CorpKeys:
+        return CorpKeys(self.corp_id, self.token, self.encoding_aes_key)
 
 
 class IngestSettings(ServiceSettings):
@@ -48,11 +68,20 @@ class IngestSettings(ServiceSettings):
     # How often ingest looks for a new content catalogue (one GET): events accepted from this
     # long after a change take the changed attributes (shared/contents.py).
     contents_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # WeCom callbacks (`/v1/wecom/callback`), one entry per corp; none: the endpoint answers 404.
+    # Env WECOM_CALLBACKS, JSON: [{"corp_id", "token", "encoding_aes_key"}].
+    wecom_callbacks: list[WeComCallback] = Field(default_factory=list, max_length=50)
+    # A callback's timestamp may be this far from ingest's clock; a nonce is refused if seen
+    # again within it.
+    wecom_replay_window_s: int = Field(default=300, ge=10, le=3600)
 
     def unsafe_in_production(self) -> list[str]:
         problems = super().unsafe_in_production()
         problems += weak_secrets("PHONE_HASH_SALT", [self.phone_hash_salt])
         problems += weak_secrets("INGEST_API_KEYS", list(self.ingest_api_keys))
+        problems += weak_secrets(
+            "WECOM_CALLBACKS", [s for c in self.wecom_callbacks for s in (c.token, c.encoding_aes_key)]
+        )
         return problems
 
     @model_validator(mode="after")

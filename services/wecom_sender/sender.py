@@ -1,0 +1,167 @@
+"""One campaign action through WeCom: at most once, with consent checked as it leaves, and its
+result published back for the campaign's figures (docs/wecom.md).
+
+1. An action that is not WeCom's (delivery.py) is left alone.
+2. The action is claimed in Redis by its id before anything is sent (`pd:wecom:action:{id}`,
+   SET NX): a redelivered action (a restart before the offset was committed) finds its claim
+   and is not sent again. The price: an action claimed by a sender that died before WeCom
+   answered is not sent at all (at most once; the claim says `claimed`, never `delivered`).
+3. The customer's WeCom contact and the consultant who added them (shared/wecom.py), and their
+   consent as it stands now: none, or revoked since the decision, and nothing is sent
+   (`campaign.failed` with why).
+4. The message task goes to WeCom; what WeCom may take later (busy, rate limits, no answer) is
+   tried again with growing waits (tenacity), the rest fails at once. A failure goes to
+   `campaign.actions.v1.dlq` with why, for ops to replay.
+5. `campaign.delivered` (WeCom's msgid) or `campaign.failed` (why) goes on
+   `touchpoint.events.v1`, keyed by the customer: the campaign worker counts it in the
+   campaign's stats, in order with the customer's other inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from shared.channels import consent_key, revoked
+from shared.dead_letters import DeadLetter
+from shared.redis import KEY_PREFIX
+from shared.topics import CAMPAIGN_ACTIONS, TOUCHPOINT_EVENTS, dead_letter_topic
+from shared.wecom import EXTERNAL_USERID, consultant_key, customer_identities_key
+
+from .client import WeComClient, WeComError
+from .delivery import CampaignAction, Contact, is_ours, message_task
+
+log = logging.getLogger(__name__)
+
+RESULT_IDS = uuid.UUID("d5a3c1e2-8f47-4b6a-a0c9-3e71b2f8d410")
+CLAIM_TTL_S = 30 * 24 * 3600  # longer than any redelivery: the topic keeps a week
+MESSAGE_TASK = "/cgi-bin/externalcontact/add_msg_template"
+KEY_ID = "wecom-sender"  # api_key_id of the events the sender publishes
+Outgoing = tuple[str, bytes | None, bytes]
+
+
+def claim_key(action_id: str) -> str:
+    return f"{KEY_PREFIX}wecom:action:{action_id}"
+
+
+class Sender:
+    def __init__(
+        self,
+        redis: Redis,
+        client: WeComClient,
+        links: Callable[[CampaignAction], str | None],
+        clock: Callable[[], datetime],
+        max_attempts: int,
+        retry_wait_s: float,
+        on_outcome: Callable[[str], None] = lambda outcome: None,
+    ) -> None:
+        self._redis = redis
+        self._client = client
+        self._links = links
+        self._clock = clock
+        self._max_attempts = max_attempts
+        self._retry_wait_s = retry_wait_s
+        self._on_outcome = on_outcome
+
+    async def handle(
+        self, key: bytes | None, value: bytes | None, partition: int, offset: int
+    ) -> list[Outgoing]:
+        """What to publish for one record of campaign.actions.v1 (nothing, for most)."""
+        try:
+            action = CampaignAction.model_validate_json(value or b"")
+        except ValidationError as error:
+            self._on_outcome("undecodable")
+            letter = DeadLetter(CAMPAIGN_ACTIONS, key, value, f"not an action: {error}", partition, offset)
+            return [(dead_letter_topic(CAMPAIGN_ACTIONS), key, letter.encode())]
+        if not is_ours(action):
+            return []
+        if not await self._redis.set(claim_key(action.action_id), "claimed", nx=True, ex=CLAIM_TTL_S):
+            self._on_outcome("duplicate")
+            return []
+        failure = await self._refusal(action)
+        if failure is not None:
+            return await self._failed(action, failure, None)
+        contact = await self._contact(action.customer_id)
+        assert contact is not None  # _refusal found it
+        link = self._links(action)
+        assert link is not None
+        try:
+            answer = await self._send(message_task(action, contact, link))
+        except WeComError as error:
+            letter = DeadLetter(CAMPAIGN_ACTIONS, key, value, f"WeCom: {error}", partition, offset)
+            return await self._failed(action, f"wecom_{error.errcode}", letter)
+        await self._redis.set(claim_key(action.action_id), "delivered", xx=True, keepttl=True)
+        self._on_outcome("delivered")
+        properties = {
+            "action_id": action.action_id,
+            "campaign_id": action.campaign_id,
+            "msgid": answer.get("msgid"),
+        }
+        return [self._result(action, "campaign.delivered", properties)]
+
+    async def _refusal(self, action: CampaignAction) -> str | None:
+        """Why the action cannot leave now, if it cannot."""
+        if await self._contact(action.customer_id) is None:
+            return "no_wecom_contact"  # never a WeCom friend, or one side deleted the other since
+        if revoked(await self._redis.get(consent_key(action.customer_id)), action.channel):
+            return "no_consent"
+        if self._links(action) is None:
+            return "no_group_invite"  # invite_group for a template without an invitation link
+        return None
+
+    async def _contact(self, customer_id: str) -> Contact | None:
+        members = await self._redis.smembers(customer_identities_key(customer_id))
+        contacts = sorted(
+            m.decode().partition(":")[2] for m in members if m.decode().startswith(f"{EXTERNAL_USERID}:")
+        )
+        for external_userid in contacts:
+            if (consultant := await self._redis.get(consultant_key(external_userid))) is not None:
+                return Contact(external_userid, consultant.decode())
+        return None
+
+    async def _send(self, task: dict[str, Any]) -> dict[str, Any]:
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential(multiplier=self._retry_wait_s, max=30),
+            retry=retry_if_exception(lambda error: isinstance(error, WeComError) and error.retriable),
+            reraise=True,
+        ):
+            with attempt:
+                return await self._client.post(MESSAGE_TASK, task)
+        raise AssertionError("unreachable")
+
+    async def _failed(self, action: CampaignAction, reason: str, letter: DeadLetter | None) -> list[Outgoing]:
+        await self._redis.set(claim_key(action.action_id), f"failed:{reason}", xx=True, keepttl=True)
+        self._on_outcome("failed")
+        log.warning("action %s not delivered: %s", action.action_id, reason)
+        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "reason": reason}
+        outgoing = [self._result(action, "campaign.failed", properties)]
+        if letter is not None:
+            outgoing.append(
+                (dead_letter_topic(CAMPAIGN_ACTIONS), action.customer_id.encode(), letter.encode())
+            )
+        return outgoing
+
+    def _result(self, action: CampaignAction, event_type: str, properties: dict[str, Any]) -> Outgoing:
+        at = self._clock().isoformat()
+        event = {
+            "event_id": str(uuid.uuid5(RESULT_IDS, f"{action.action_id}\x00{event_type}")),
+            "type": event_type,
+            "source": "wecom",
+            "occurred_at": at,
+            "identities": {},
+            "properties": {name: value for name, value in properties.items() if value is not None},
+            "schema_version": 1,
+            "customer_id": action.customer_id,
+            "received_at": at,
+            "api_key_id": KEY_ID,
+        }
+        return (TOUCHPOINT_EVENTS, action.customer_id.encode(), orjson.dumps(event))
