@@ -20,6 +20,7 @@ PROCESSES = {
     "campaign-worker": "services.campaign.worker:main",
     "campaign-api": "services.campaign.api:main",
     "console": "services.console.app:main",
+    "wecom-sender": "services.wecom_sender.worker:main",
     "topics": "services.topics:main",
 }
 

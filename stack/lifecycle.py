@@ -235,7 +235,7 @@ def _print_ready() -> None:
         elif service.pages:
             say(f"  {service.name:<{width}} {service.url}/   (sign in with the ops token)")
         else:
-            say(f"  {service.name:<{width}} {service.url}/metrics")
+            say(f"  {service.name:<{width}} {service.url}{service.shown}")
     say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, in memory)   redis {REDIS_URL}")
     say(f"  touchpoint key: {TOUCHPOINT_KEY}   (header X-Api-Key; every source and type)")
     for key, scope in ingest_api_keys().items():

@@ -43,6 +43,7 @@ class Service:
     port: int  # the port /readyz (and /metrics) answer on
     env: Mapping[str, str] = field(default_factory=dict)
     api: bool = False  # an HTTP API worth showing (with /docs), not just a metrics port
+    shown: str = "/metrics"  # what `up` points at for a process that is not an API
     pages: bool = False  # a web console for people: its URL is what `up` and `demo` point at
 
     @property
@@ -81,6 +82,7 @@ SERVICES: tuple[Service, ...] = (
         "pd-fake-wecom",
         FAKE_WECOM_PORT,
         {"FAKE_WECOM_PORT": str(FAKE_WECOM_PORT), "WECOM_CORP_SECRET": WECOM_SECRET},
+        shown="/fake/messages",
     ),
     Service(
         "wecom-sender",

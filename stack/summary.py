@@ -298,7 +298,11 @@ def campaign_section(run: DemoRun) -> list[str]:
     lines = [f"campaigns (GET {run.campaign_url}/v1/campaigns/{{id}}/stats):"]
     for campaign in campaigns:
         figures = stats[campaign["id"]]
-        kind = campaign["action"]["kind"]
+        kind = (
+            campaign["action"]["kind"]
+            if campaign.get("action")
+            else f"journey of {len(campaign['steps'])} steps"
+        )
         sent = ", ".join(f"{variant} {n}" for variant, n in sorted(figures["sent"].items())) or "none"
         lines.append(f"  {campaign['id']} ({kind}): triggered {figures['triggered']}, sent {sent}")
         if figures["deferred"]:
@@ -313,6 +317,12 @@ def campaign_section(run: DemoRun) -> list[str]:
         ]
         if groups:
             lines.append(f"    converted/entered: {', '.join(groups)}")
+        if figures.get("delivered") or figures.get("failed"):
+            failed = sum(figures["failed"].values())
+            lines.append(f"    on WeCom: delivered {figures['delivered']}, failed {failed}")
+        if figures.get("steps"):
+            reached = ", ".join(f"{s['step']} {s['reached']}" for s in figures["steps"])
+            lines.append(f"    reached per step: {reached}")
     lines.append(f"  a customer's actions: GET {run.campaign_url}/v1/customers/{{customer_id}}/actions")
     return lines
 

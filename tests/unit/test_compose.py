@@ -24,6 +24,7 @@ from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from services.tagging.settings import TaggingSettings
+from services.wecom_sender.settings import WeComSenderSettings
 from shared.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +37,8 @@ REQUIRED_VARIABLES = {
     "PHONE_HASH_SALT": "test-salt-long-enough-for-anyone",
     "CONSOLE_SESSION_SECRET": "test-session-secret-of-32-characters-at-least",
     "OPS_TOKENS": "ops.team:admin:test-ops-token-long-enough",
+    "WECOM_CORP_ID": "wwtest0000000001",
+    "WECOM_CORP_SECRET": "test-wecom-app-secret-long-enough",
 }
 
 # Each long-running process of our image: its settings class and the field holding the port its
@@ -49,6 +52,7 @@ ENTRYPOINTS: dict[str, tuple[type[BaseSettings], str]] = {
     "pd-campaign-api": (CampaignSettings, "campaign_port"),
     "pd-campaign-worker": (CampaignSettings, "campaign_metrics_port"),
     "pd-console": (ConsoleSettings, "console_port"),
+    "pd-wecom-sender": (WeComSenderSettings, "wecom_sender_metrics_port"),
 }
 # The one-shot topics job builds these (see its command).
 TOPICS_JOB_SETTINGS: tuple[type[BaseSettings], ...] = (

@@ -30,6 +30,7 @@ from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from services.tagging.settings import TaggingSettings
+from services.wecom_sender.settings import WeComSenderSettings
 from shared.settings import ServiceSettings
 from shared.stream_worker import WorkerSettings
 
@@ -45,19 +46,23 @@ Doc = dict[str, Any]
 
 
 # What each process is: its console script, the settings class it builds, the field of its port,
-# the env var of that port, and whether it is an API (HPA) or a stream worker (bounded replicas).
-PROCESSES: dict[str, tuple[str, type[BaseSettings], str, bool]] = {
-    "ingest": ("pd-ingest", IngestSettings, "ingest_port", True),
-    "scoring-api": ("pd-scoring-api", ScoringSettings, "scoring_port", True),
-    "tagging-api": ("pd-tagging-api", TaggingSettings, "tagging_port", True),
-    "campaign-api": ("pd-campaign-api", CampaignSettings, "campaign_port", True),
-    "console": ("pd-console", ConsoleSettings, "console_port", True),
-    "scoring-worker": ("pd-scoring-worker", ScoringSettings, "scoring_metrics_port", False),
-    "tagging-worker": ("pd-tagging-worker", TaggingSettings, "tagging_metrics_port", False),
-    "campaign-worker": ("pd-campaign-worker", CampaignSettings, "campaign_metrics_port", False),
+# and its kind: an API (HPA), a stream worker (bounded replicas, tables), or a consumer that
+# delivers (bounded replicas, no tables).
+PROCESSES: dict[str, tuple[str, type[BaseSettings], str, str]] = {
+    "ingest": ("pd-ingest", IngestSettings, "ingest_port", "api"),
+    "scoring-api": ("pd-scoring-api", ScoringSettings, "scoring_port", "api"),
+    "tagging-api": ("pd-tagging-api", TaggingSettings, "tagging_port", "api"),
+    "campaign-api": ("pd-campaign-api", CampaignSettings, "campaign_port", "api"),
+    "console": ("pd-console", ConsoleSettings, "console_port", "api"),
+    "scoring-worker": ("pd-scoring-worker", ScoringSettings, "scoring_metrics_port", "worker"),
+    "tagging-worker": ("pd-tagging-worker", TaggingSettings, "tagging_metrics_port", "worker"),
+    "campaign-worker": ("pd-campaign-worker", CampaignSettings, "campaign_metrics_port", "worker"),
+    "wecom-sender": ("pd-wecom-sender", WeComSenderSettings, "wecom_sender_metrics_port", "sender"),
 }
-APIS = sorted(name for name, (_, _, _, is_api) in PROCESSES.items() if is_api)
-WORKERS = sorted(name for name, (_, _, _, is_api) in PROCESSES.items() if not is_api)
+APIS = sorted(name for name, (_, _, _, kind) in PROCESSES.items() if kind == "api")
+WORKERS = sorted(name for name, (_, _, _, kind) in PROCESSES.items() if kind == "worker")
+# Every member of a consumer group: replicas bounded by partitions.
+CONSUMERS = sorted(name for name, (_, _, _, kind) in PROCESSES.items() if kind != "api")
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     ServiceSettings,
     WorkerSettings,
@@ -66,10 +71,19 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     TaggingSettings,
     CampaignSettings,
     ConsoleSettings,
+    WeComSenderSettings,
 )
 # The Secret's keys, and which process reads which: the console signs its users in with their own
 # ops tokens, so it has its session secret only.
-SECRET_KEYS = {"PHONE_HASH_SALT", "INGEST_API_KEYS", "OPS_TOKENS", "CONSOLE_SESSION_SECRET"}
+SECRET_KEYS = {
+    "PHONE_HASH_SALT",
+    "INGEST_API_KEYS",
+    "OPS_TOKENS",
+    "CONSOLE_SESSION_SECRET",
+    "WECOM_CALLBACKS",
+    "WECOM_CORP_ID",
+    "WECOM_CORP_SECRET",
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,7 +375,8 @@ def test_each_process_gets_only_the_secrets_it_reads() -> None:
         env = the_container(deployments[name]).get("env", [])
         return {item["name"] for item in env if "secretKeyRef" in item.get("valueFrom", {})}
 
-    assert secret_keys("ingest") == {"PHONE_HASH_SALT", "INGEST_API_KEYS", "OPS_TOKENS"}
+    assert secret_keys("ingest") == {"PHONE_HASH_SALT", "INGEST_API_KEYS", "OPS_TOKENS", "WECOM_CALLBACKS"}
+    assert secret_keys("wecom-sender") == {"WECOM_CORP_ID", "WECOM_CORP_SECRET"}
     assert secret_keys("console") == {"CONSOLE_SESSION_SECRET"}
     for name in APIS:
         if name not in ("ingest", "console"):
@@ -439,7 +454,7 @@ def test_worker_replicas_are_bounded_by_partitions(directory: Path) -> None:
     docs = rendered(directory)
     limit = partitions(docs)
     deployments = by_kind(docs, "Deployment")
-    for name in WORKERS:
+    for name in CONSUMERS:
         replicas = deployments[name]["spec"]["replicas"]
         assert 1 <= replicas <= limit, f"{name}: {replicas} replicas for {limit} partitions"
     for hpa in by_kind(docs, "HorizontalPodAutoscaler").values():
@@ -448,7 +463,7 @@ def test_worker_replicas_are_bounded_by_partitions(directory: Path) -> None:
 
 
 def test_worker_manifests_say_why_replicas_are_bounded() -> None:
-    for name in WORKERS:
+    for name in CONSUMERS:
         text = (BASE / f"{name.removesuffix('-worker')}.yaml").read_text()
         assert "BOUNDED BY PARTITIONS" in text and "TOPIC_PARTITIONS" in text, name
 
