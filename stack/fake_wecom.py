@@ -4,9 +4,12 @@ and the tests: what the WeCom sender calls, with faults that can be injected.
 - `GET /cgi-bin/gettoken?corpid=&corpsecret=`: an access token (errcode 40001 for another secret).
 - `POST /cgi-bin/externalcontact/add_msg_template?access_token=`: a message task, kept in order
   (42001 for an expired token, 40014 for an unknown one).
-- `GET /fake/messages`: the tasks received. `POST /fake/faults` `{"path", "errcode", "times",
-  "external_userid"?}`: the next `times` calls of the path (`gettoken`, `add_msg_template`; with
-  `external_userid`, only tasks for that customer) answer `errcode`.
+- `POST /cgi-bin/externalcontact/groupchat/add_join_way` and `get_join_way`: a way into customer
+  groups (a group invitation) and its QR code.
+- `GET /fake/messages`: the tasks received; `GET /fake/join-ways`: the join ways made.
+- `POST /fake/faults` `{"path", "errcode", "times", "external_userid"?}`: the next `times` calls
+  of the path (`gettoken`, `add_msg_template`, `add_join_way`, `get_join_way`; with
+  `external_userid`, only message tasks for that customer) answer `errcode`.
   `POST /fake/rate` `{"per_second"}`: past it, calls answer 45009 as WeCom does.
   `POST /fake/expire-tokens`: every token issued expires. `POST /fake/reset`.
 """
@@ -30,6 +33,7 @@ ERRORS = {
     40003: "invalid userid",
     40014: "invalid access_token",
     42001: "access_token expired",
+    40058: "invalid parameter",
     45009: "api freq out of limit",
     84061: "not external contact",
 }
@@ -43,7 +47,7 @@ class FakeWeComSettings(BaseSettings):
 
 
 class Fault(BaseModel):
-    path: str = Field(pattern=r"^(gettoken|add_msg_template)$")
+    path: str = Field(pattern=r"^(gettoken|add_msg_template|add_join_way|get_join_way)$")
     errcode: int
     times: int = Field(default=1, ge=1, le=1000)
     external_userid: str | None = None  # add_msg_template: only tasks for this customer
@@ -57,6 +61,7 @@ def create_app(settings: FakeWeComSettings) -> FastAPI:
     app = FastAPI(title="Fake WeCom", docs_url=None, redoc_url=None)
     tokens: dict[str, float] = {}
     messages: list[dict[str, Any]] = []
+    join_ways: dict[str, dict[str, Any]] = {}
     faults: list[Fault] = []
     calls: deque[float] = deque()
     limit = RateLimit()
@@ -91,14 +96,39 @@ def create_app(settings: FakeWeComSettings) -> FastAPI:
         tokens[token] = time.monotonic() + 7200
         return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
 
-    @app.post("/cgi-bin/externalcontact/add_msg_template")
-    async def add_msg_template(task: dict[str, Any], access_token: str = Query("")) -> dict[str, Any]:
-        if (fault := injected("add_msg_template", task)) is not None:
-            return fault
+    def refused_token(access_token: str) -> dict[str, Any] | None:
         if access_token not in tokens:
             return error(40014)
         if tokens[access_token] < time.monotonic():
             return error(42001)
+        return None
+
+    @app.post("/cgi-bin/externalcontact/groupchat/add_join_way")
+    async def add_join_way(way: dict[str, Any], access_token: str = Query("")) -> dict[str, Any]:
+        if (fault := injected("add_join_way") or refused_token(access_token)) is not None:
+            return fault
+        if way.get("scene") not in (1, 2) or not way.get("chat_id_list"):
+            return error(40058)
+        config_id = f"cfg{len(join_ways) + 1:06d}"
+        join_ways[config_id] = {
+            "config_id": config_id,
+            "qr_code": f"https://wecom.fake/join/{config_id}",
+            **way,
+        }
+        return {"errcode": 0, "errmsg": "ok", "config_id": config_id}
+
+    @app.post("/cgi-bin/externalcontact/groupchat/get_join_way")
+    async def get_join_way(query: dict[str, Any], access_token: str = Query("")) -> dict[str, Any]:
+        if (fault := injected("get_join_way") or refused_token(access_token)) is not None:
+            return fault
+        if (way := join_ways.get(str(query.get("config_id")))) is None:
+            return error(40058)
+        return {"errcode": 0, "errmsg": "ok", "join_way": way}
+
+    @app.post("/cgi-bin/externalcontact/add_msg_template")
+    async def add_msg_template(task: dict[str, Any], access_token: str = Query("")) -> dict[str, Any]:
+        if (fault := injected("add_msg_template", task) or refused_token(access_token)) is not None:
+            return fault
         msgid = f"msg{len(messages) + 1:08d}"
         messages.append({"msgid": msgid, **task})
         return {"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": msgid}
@@ -106,6 +136,10 @@ def create_app(settings: FakeWeComSettings) -> FastAPI:
     @app.get("/fake/messages")
     async def received() -> list[dict[str, Any]]:
         return messages
+
+    @app.get("/fake/join-ways")
+    async def made() -> list[dict[str, Any]]:
+        return list(join_ways.values())
 
     @app.post("/fake/faults")
     async def add_fault(fault: Fault) -> dict[str, int]:
@@ -127,6 +161,7 @@ def create_app(settings: FakeWeComSettings) -> FastAPI:
     async def reset() -> dict[str, str]:
         tokens.clear()
         messages.clear()
+        join_ways.clear()
         faults.clear()
         calls.clear()
         limit.per_second = None

@@ -90,6 +90,7 @@ class Decision:
     points: int | None = None
     step: str | None = None  # a journey's step that decided it (journey_steps.py)
     sla_hours: float | None = None  # assign_dealer: time to a dealer.followup
+    group_template: str | None = None  # invite_group: which group the customer is invited to
 
 
 def action_id(campaign_id: str, customer_id: str, trigger_id: str) -> str:
@@ -133,6 +134,7 @@ def decide(
             at=now,
             points=action.points,
             sla_hours=action.sla_hours if action.kind is ActionKind.assign_dealer else None,
+            group_template=action.group_template if action.kind is ActionKind.invite_group else None,
         )
         count = _sent_today(sent_on, campaign.id, today)
         cap = caps.get(action.channel.value)

@@ -74,6 +74,7 @@ class ActionRecord(BaseModel):
     points: int | None = None
     consultant_id: str | None = None  # assign_dealer
     step: str | None = None  # a journey's step that decided it
+    group_template: str | None = None  # invite_group: the group's template
     schema_version: int = 1
 
 
@@ -93,6 +94,7 @@ def action_record(decision: Decision, consultant_id: str | None = None) -> Actio
         points=decision.points,
         consultant_id=consultant_id,
         step=decision.step,
+        group_template=decision.group_template,
     )
 
 

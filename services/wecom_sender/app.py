@@ -26,7 +26,6 @@ from shared.redis import create_redis
 from shared.topics import CAMPAIGN_ACTIONS
 
 from .client import WeComClient
-from .delivery import CampaignAction
 from .sender import Sender
 from .settings import WeComSenderSettings
 
@@ -49,11 +48,6 @@ def create_app(
     redis = create_redis(settings.redis_url)
     consumer: AIOKafkaConsumer | None = None
 
-    def link_of(action: CampaignAction) -> str | None:
-        if action.kind == "invite_group":
-            return settings.wecom_group_invites.get(action.content_id or "")
-        return settings.wecom_content_url.format(content_id=action.content_id or "")
-
     async def consume() -> None:
         nonlocal consumer
         http = httpx.AsyncClient(
@@ -65,7 +59,8 @@ def create_app(
         sender = Sender(
             redis,
             client,
-            link_of,
+            settings.wecom_content_url,
+            settings.wecom_group_chats,
             clock,
             settings.wecom_max_attempts,
             settings.wecom_retry_wait_s,

@@ -2,9 +2,9 @@
 
 Only actions that went out (`sent`) on WeCom are the sender's: `send_content` on `wecom_1v1`
 becomes a message task (`add_msg_template`, chat_type `single`) for the consultant who added the
-customer, with a link to the content; `invite_group` the same with the group template's
-invitation link. Everything else on `campaign.actions.v1` is someone else's (dealer tasks,
-points, other channels).
+customer, with a link to the content; `invite_group` the same with the QR code of a join way
+(`groupchat/add_join_way`, scene 2) to the group template's customer groups. Everything else on
+`campaign.actions.v1` is someone else's (dealer tasks, points, other channels).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class CampaignAction(BaseModel):
     kind: str
     channel: str
     content_id: str | None = None
+    group_template: str | None = None  # invite_group
     outcome: str
     at: datetime
 
@@ -60,6 +61,20 @@ def message_task(action: CampaignAction, contact: Contact, link: str) -> dict[st
                 "link": {"title": action.content_id or action.campaign_id, "url": link},
             }
         ],
+    }
+
+
+def join_way(template: str, chat_ids: list[str]) -> dict[str, Any]:
+    """The `groupchat/add_join_way` body: a QR code into the template's groups, a new group of
+    the same name opened when they are full."""
+    return {
+        "scene": 2,
+        "remark": template[:30],
+        "auto_create_room": 1,
+        "room_base_name": template[:40],
+        "room_base_id": 1,
+        "chat_id_list": chat_ids[:5],
+        "state": template[:30],
     }
 
 

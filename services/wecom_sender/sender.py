@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -37,13 +37,15 @@ from shared.topics import CAMPAIGN_ACTIONS, TOUCHPOINT_EVENTS, dead_letter_topic
 from shared.wecom import EXTERNAL_USERID, consultant_key, customer_identities_key
 
 from .client import WeComClient, WeComError
-from .delivery import CampaignAction, Contact, is_ours, message_task
+from .delivery import CampaignAction, Contact, is_ours, join_way, message_task
 
 log = logging.getLogger(__name__)
 
 RESULT_IDS = uuid.UUID("d5a3c1e2-8f47-4b6a-a0c9-3e71b2f8d410")
 CLAIM_TTL_S = 30 * 24 * 3600  # longer than any redelivery: the topic keeps a week
 MESSAGE_TASK = "/cgi-bin/externalcontact/add_msg_template"
+ADD_JOIN_WAY = "/cgi-bin/externalcontact/groupchat/add_join_way"
+GET_JOIN_WAY = "/cgi-bin/externalcontact/groupchat/get_join_way"
 KEY_ID = "wecom-sender"  # api_key_id of the events the sender publishes
 Outgoing = tuple[str, bytes | None, bytes]
 
@@ -52,12 +54,18 @@ def claim_key(action_id: str) -> str:
     return f"{KEY_PREFIX}wecom:action:{action_id}"
 
 
+def join_way_key(template: str) -> str:
+    """The QR code of the join way made for a group template (made once, kept)."""
+    return f"{KEY_PREFIX}wecom:join_way:{template}"
+
+
 class Sender:
     def __init__(
         self,
         redis: Redis,
         client: WeComClient,
-        links: Callable[[CampaignAction], str | None],
+        content_url: str,
+        group_chats: Mapping[str, list[str]],
         clock: Callable[[], datetime],
         max_attempts: int,
         retry_wait_s: float,
@@ -65,7 +73,8 @@ class Sender:
     ) -> None:
         self._redis = redis
         self._client = client
-        self._links = links
+        self._content_url = content_url
+        self._group_chats = group_chats
         self._clock = clock
         self._max_attempts = max_attempts
         self._retry_wait_s = retry_wait_s
@@ -91,10 +100,11 @@ class Sender:
             return await self._failed(action, failure, None)
         contact = await self._contact(action.customer_id)
         assert contact is not None  # _refusal found it
-        link = self._links(action)
-        assert link is not None
         try:
-            answer = await self._send(message_task(action, contact, link))
+            link = await self._link(action)
+            if link is None:  # invite_group for a template without customer groups configured
+                return await self._failed(action, "no_group_invite", None)
+            answer = await self._send(MESSAGE_TASK, message_task(action, contact, link))
         except WeComError as error:
             letter = DeadLetter(CAMPAIGN_ACTIONS, key, value, f"WeCom: {error}", partition, offset)
             return await self._failed(action, f"wecom_{error.errcode}", letter)
@@ -113,9 +123,22 @@ class Sender:
             return "no_wecom_contact"  # never a WeCom friend, or one side deleted the other since
         if revoked(await self._redis.get(consent_key(action.customer_id)), action.channel):
             return "no_consent"
-        if self._links(action) is None:
-            return "no_group_invite"  # invite_group for a template without an invitation link
         return None
+
+    async def _link(self, action: CampaignAction) -> str | None:
+        """What the message task links to: the content's page, or a group's join QR code."""
+        if action.kind != "invite_group":
+            return self._content_url.format(content_id=action.content_id or "")
+        template = action.group_template or ""
+        if not (chats := self._group_chats.get(template)):
+            return None
+        if (made := await self._redis.get(join_way_key(template))) is not None:
+            return made.decode()
+        config = await self._send(ADD_JOIN_WAY, join_way(template, chats))
+        way = await self._send(GET_JOIN_WAY, {"config_id": config["config_id"]})
+        qr_code = str(way["join_way"]["qr_code"])
+        await self._redis.set(join_way_key(template), qr_code)
+        return qr_code
 
     async def _contact(self, customer_id: str) -> Contact | None:
         members = await self._redis.smembers(customer_identities_key(customer_id))
@@ -127,7 +150,7 @@ class Sender:
                 return Contact(external_userid, consultant.decode())
         return None
 
-    async def _send(self, task: dict[str, Any]) -> dict[str, Any]:
+    async def _send(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self._max_attempts),
             wait=wait_exponential(multiplier=self._retry_wait_s, max=30),
@@ -135,7 +158,7 @@ class Sender:
             reraise=True,
         ):
             with attempt:
-                return await self._client.post(MESSAGE_TASK, task)
+                return await self._client.post(path, body)
         raise AssertionError("unreachable")
 
     async def _failed(self, action: CampaignAction, reason: str, letter: DeadLetter | None) -> list[Outgoing]:

@@ -14,8 +14,9 @@ class WeComSenderSettings(ServiceSettings):
     wecom_corp_secret: str = "local-wecom-secret"
     # What a message task links to: the content's page, by its id.
     wecom_content_url: str = "https://brand.example/c/{content_id}"
-    # invite_group: each group template's invitation (a join-way URL made in WeCom's console).
-    wecom_group_invites: dict[str, str] = Field(default_factory=dict)
+    # invite_group: each group template's customer groups (chat ids, at most 5), joined through a
+    # join way's QR code the sender makes once per template.
+    wecom_group_chats: dict[str, list[str]] = Field(default_factory=dict)
     # Requests per second to WeCom's API, kept by the sender (WeCom limits apps; past its limit
     # it answers 45009, which is retried after a pause as well).
     wecom_requests_per_second: int = Field(default=20, ge=1, le=1000)

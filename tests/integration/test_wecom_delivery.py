@@ -2,10 +2,12 @@
 WeCom consent; a campaign acts for them; the WeCom sender puts exactly one message task on the
 (fake) WeCom API for the consultant who added them, and `campaign.delivered` is counted in the
 campaign's stats. WeCom failing for a while: the message still goes out once. WeCom refusing:
-the action is dead-lettered and counted as failed. A restarted sender sends nothing again."""
+the action is dead-lettered and counted as failed. A restarted sender sends nothing again. A
+group invitation goes out with the QR code of a join way into the template's groups."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -62,6 +64,7 @@ def wecom_stack(backends: Backends, log_dir: Path) -> Iterator[WeComStack]:
         "WECOM_CORP_SECRET": SECRET,
         "WECOM_RETRY_WAIT_S": "0.05",
         "WECOM_CONTENT_URL": "https://brand.test/c/{content_id}",
+        "WECOM_GROUP_CHATS": json.dumps({"g6-owners": ["wrG6Owners0001", "wrG6Owners0002"]}),
     }
     stack = WeComStack(f"http://127.0.0.1:{port}", env, _start_sender(env, log_dir), log_dir)
     try:
@@ -79,19 +82,9 @@ def _start_sender(env: dict[str, str], log_dir: Path) -> Process:
 def test_a_new_wecom_friend_gets_the_campaigns_message_once_from_their_consultant(
     wecom_stack: WeComStack, ingest: RunningIngest, campaign: RunningService, backends: Backends
 ) -> None:
-    campaign_id = f"wecom-{uuid.uuid4().hex[:8]}"
-    trigger = f"custom.{campaign_id}"
-    definition = {
-        "id": campaign_id,
-        "name": campaign_id,
-        "trigger": {"on": "event", "value": trigger},
-        "action": {"kind": "send_content", "channel": "wecom_1v1", "content": {"default": "c-g6-launch"}},
-        "respect_quiet_hours": False,
-    }
+    action = {"kind": "send_content", "channel": "wecom_1v1", "content": {"default": "c-g6-launch"}}
+    campaign_id, trigger = define(campaign, action)
     ops = httpx.Client(base_url=campaign.api_url, headers=OPS, timeout=10)
-    assert ops.post("/v1/campaigns", json=definition).status_code == 201
-    version = ops.get("/v1/campaigns").json()["version"]
-    eventually(lambda: campaigns_in_force(campaign.metrics_url, version), timeout=20)
     fake = httpx.Client(base_url=wecom_stack.fake, timeout=10)
     wecom = httpx.Client(base_url=ingest.url, timeout=10)
     touchpoint = httpx.Client(base_url=ingest.url, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=10)
@@ -156,3 +149,61 @@ def test_a_new_wecom_friend_gets_the_campaigns_message_once_from_their_consultan
     eventually(caught_up, timeout=30, interval=0.3)
     assert [len(tasks_for(c)) for c in contacts.values()] == [1, 1, 0]
     assert (stats()["delivered"], stats()["failed"]) == (2, {"wecom_84061": 1})
+
+
+def test_a_group_invitation_carries_a_join_way_into_the_templates_groups(
+    wecom_stack: WeComStack, ingest: RunningIngest, campaign: RunningService
+) -> None:
+    action = {
+        "kind": "invite_group",
+        "channel": "wecom_group",
+        "group_template": "g6-owners",
+        "content": {"default": "c-g6-owners-club"},
+    }
+    campaign_id, trigger = define(campaign, action)
+    fake = httpx.Client(base_url=wecom_stack.fake, timeout=10)
+    wecom = httpx.Client(base_url=ingest.url, timeout=10)
+    touchpoint = httpx.Client(base_url=ingest.url, headers={"X-Api-Key": TOUCHPOINT_KEY}, timeout=10)
+    invited = [unique("wm"), unique("wm")]
+    for contact in invited:
+        assert signed(contact_added(contact, "consultant-zhao")).post(wecom).text == "success"
+        sent = touchpoint.post(
+            "/v1/events", json=event(type=trigger, identities={"wecom_external_userid": contact})
+        )
+        assert sent.status_code == 202, sent.text
+
+    def invitations() -> list[dict[str, Any]]:
+        tasks = [m for m in fake.get("/fake/messages").json() if m["external_userid"][0] in invited]
+        assert len(tasks) == 2, tasks
+        return tasks
+
+    tasks = eventually(invitations, timeout=60, interval=0.3)
+    (way,) = [w for w in fake.get("/fake/join-ways").json() if w["remark"] == "g6-owners"]  # made once
+    assert way["chat_id_list"] == ["wrG6Owners0001", "wrG6Owners0002"] and way["scene"] == 2
+    assert {t["attachments"][0]["link"]["url"] for t in tasks} == {way["qr_code"]}
+    assert {t["sender"] for t in tasks} == {"consultant-zhao"}
+    with httpx.Client(base_url=campaign.api_url, headers=OPS, timeout=10) as ops:
+        eventually(lambda: _delivered(ops, campaign_id, 2), timeout=30, interval=0.3)
+
+
+def define(campaign: RunningService, action: dict[str, Any]) -> tuple[str, str]:
+    """A campaign acting with `action` on an event of its own; in force when this returns."""
+    campaign_id = f"wecom-{uuid.uuid4().hex[:8]}"
+    trigger = f"custom.{campaign_id}"
+    definition = {
+        "id": campaign_id,
+        "name": campaign_id,
+        "trigger": {"on": "event", "value": trigger},
+        "action": action,
+        "respect_quiet_hours": False,
+    }
+    with httpx.Client(base_url=campaign.api_url, headers=OPS, timeout=10) as ops:
+        assert ops.post("/v1/campaigns", json=definition).status_code == 201
+        version = ops.get("/v1/campaigns").json()["version"]
+    eventually(lambda: campaigns_in_force(campaign.metrics_url, version), timeout=20)
+    return campaign_id, trigger
+
+
+def _delivered(ops: httpx.Client, campaign_id: str, expected: int) -> None:
+    stats = ops.get(f"/v1/campaigns/{campaign_id}/stats").json()
+    assert stats["delivered"] == expected, stats

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.wecom_sender.client import WeComClient, WeComError
-from services.wecom_sender.delivery import CampaignAction, Contact, is_ours, message_task, verdict
+from services.wecom_sender.delivery import CampaignAction, Contact, is_ours, join_way, message_task, verdict
 
 
 def action(**changes: Any) -> CampaignAction:
@@ -100,3 +100,9 @@ async def test_busy_is_retriable_and_a_refusal_is_not() -> None:
     with pytest.raises(WeComError) as refused:
         await client.post("/x", {})
     assert (refused.value.errcode, refused.value.retriable) == (84061, False)
+
+
+def test_a_join_way_is_a_qr_code_into_at_most_five_of_the_templates_groups() -> None:
+    way = join_way("g6-owners", [f"wr{n}" for n in range(7)])
+    assert (way["scene"], way["remark"], way["state"]) == (2, "g6-owners", "g6-owners")
+    assert way["chat_id_list"] == ["wr0", "wr1", "wr2", "wr3", "wr4"] and way["auto_create_room"] == 1
