@@ -4,6 +4,7 @@ each one runs (`serve`)."""
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Annotated
@@ -19,6 +20,40 @@ from shared.ops_roles import OpsIdentity, Role, ops_identities
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 log = logging.getLogger(__name__)
+
+
+class Degraded(Exception):
+    """A dependency failing for less than its grace: reported, but the process stays ready."""
+
+
+def sustained_only(
+    check: ReadinessCheck, grace_s: float, timeout_s: float = 1.5, clock: Callable[[], float] = time.monotonic
+) -> ReadinessCheck:
+    """`check`, failing readiness only once it has failed for `grace_s` with no success between:
+    through a blip the process stays in its Service (its requests answer 503 with Retry-After, as
+    designed, rather than connection errors from every replica at once); a sustained outage
+    takes it out. Until its first success there is no grace: a process starting is not ready
+    before it reached its dependency once."""
+    failing_since: float | None = None
+    succeeded = False
+
+    async def tolerant() -> None:
+        nonlocal failing_since, succeeded
+        try:
+            await asyncio.wait_for(check(), timeout_s)
+        except Exception as error:
+            if not succeeded:
+                raise
+            now = clock()
+            failing_since = now if failing_since is None else failing_since
+            if now - failing_since < grace_s:
+                raise Degraded(
+                    f"failing for {now - failing_since:.0f} s: {type(error).__name__}: {error}"
+                ) from error
+            raise
+        failing_since, succeeded = None, True
+
+    return tolerant
 
 
 def operations_router(
@@ -38,7 +73,7 @@ def operations_router(
     async def readyz(response: Response) -> dict[str, object]:
         results = await asyncio.gather(*(_check(check, timeout_s) for check in checks.values()))
         report = dict(zip(checks, results, strict=True))
-        ready = all(result == "ok" for result in results)
+        ready = all(result == "ok" or result.startswith("degraded") for result in results)
         response.status_code = status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE
         return {"status": "ready" if ready else "not_ready", "checks": report}
 
@@ -57,6 +92,8 @@ def operations_router(
 async def _check(check: ReadinessCheck, timeout_s: float) -> str:
     try:
         await asyncio.wait_for(check(), timeout_s)
+    except Degraded as degraded:
+        return f"degraded: {degraded}"[:200]
     except Exception as error:  # any failure means "not ready"; say which
         return f"failed: {type(error).__name__}: {error}"[:200]
     return "ok"

@@ -25,7 +25,7 @@ from shared.events import (
     validate_event,
     validate_events,
 )
-from shared.http import ADMIN_ONLY, Edit, edit_of, operations_router, require_ops_token
+from shared.http import ADMIN_ONLY, Edit, edit_of, operations_router, require_ops_token, sustained_only
 from shared.metrics import process_registry
 from shared.redis import create_redis
 from shared.topics import IDENTITY_MERGES, TOUCHPOINT_EVENTS, contract_topics, dead_letter_topic
@@ -326,7 +326,13 @@ def create_app(
     async def redis_ready() -> None:
         await redis.ping()
 
-    app.include_router(operations_router(registry, {"kafka": broker.check, "redis": redis_ready}))
+    grace = settings.readiness_grace_s
+    app.include_router(
+        operations_router(
+            registry,
+            {"kafka": sustained_only(broker.check, grace), "redis": sustained_only(redis_ready, grace)},
+        )
+    )
 
     def authenticate(request: Request) -> Caller:
         # Called in the handler rather than as a FastAPI dependency: solving dependencies was a

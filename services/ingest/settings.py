@@ -74,6 +74,9 @@ class IngestSettings(ServiceSettings):
     # A callback's timestamp may be this far from ingest's clock; a nonce is refused if seen
     # again within it.
     wecom_replay_window_s: int = Field(default=300, ge=10, le=3600)
+    # /readyz fails only once the broker or Redis has been unreachable this long: through a blip
+    # ingest stays in its Service and answers 503 with Retry-After (0: at the first failure).
+    readiness_grace_s: float = Field(default=30.0, ge=0, le=600)
 
     def unsafe_in_production(self) -> list[str]:
         problems = super().unsafe_in_production()

@@ -150,3 +150,40 @@ def test_production_refuses_the_local_secrets_in_one_line_each(
     monkeypatch.setenv("DEPLOYMENT", "local")
     monkeypatch.delenv("OPS_TOKENS")
     assert load_settings(IngestSettings, "ingest").ops_tokens == ("local-ops-token",)  # fine locally
+
+
+async def test_readiness_fails_only_after_a_sustained_outage() -> None:
+    from shared.http import Degraded, sustained_only
+
+    now = [0.0]
+    up = [True]
+
+    async def dependency() -> None:
+        if not up[0]:
+            raise ConnectionError("broker away")
+
+    check = sustained_only(dependency, grace_s=30, clock=lambda: now[0])
+    up[0] = False
+    with pytest.raises(ConnectionError):  # starting: not ready before the first success
+        await check()
+    up[0] = True
+    await check()
+    up[0] = False
+    for at in (100.0, 110.0, 129.9):  # failing, but for less than the grace
+        now[0] = at
+        with pytest.raises(Degraded):
+            await check()
+    now[0] = 130.0
+    with pytest.raises(ConnectionError):
+        await check()
+    up[0] = True
+    await check()  # back: the next outage starts its own grace
+    up[0], now[0] = False, 200.0
+    with pytest.raises(Degraded):
+        await check()
+    immediate = sustained_only(dependency, grace_s=0, clock=lambda: now[0])
+    up[0] = True
+    await immediate()
+    up[0] = False
+    with pytest.raises(ConnectionError):
+        await immediate()
