@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     from shared.settings import ServiceSettings
 
     specs = all_topics()
-    created = ensure_topics(ServiceSettings().kafka_bootstrap_servers, specs)
+    settings = ServiceSettings()
+    created = ensure_topics(settings.kafka_bootstrap_servers, specs, settings.topic_policy)
     print(f"{len(specs)} topics ready; created: {created or 'none'}")
 
 

@@ -26,24 +26,52 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from shared.topics import TopicSpec
+from shared.topics import BROKER_DEFAULTS, TopicPolicy, TopicSpec
 
 log = logging.getLogger(__name__)
 
 
-def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+def ensure_topics(
+    bootstrap_servers: str, specs: Iterable[TopicSpec], policy: TopicPolicy = BROKER_DEFAULTS
+) -> list[str]:
+    """Create the topics that do not exist yet, by `policy`; return the names created. A topic
+    that exists is left as it is (an SRE's partitions, replication and configs are never
+    lowered); one whose partition count is not the spec's is named in a warning, since topics
+    read together must be partitioned alike (docs/runbooks/adding-partitions.md)."""
+    specs = list(specs)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
     try:
         existing = set(admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
+        _warn_of_other_partition_counts(admin, [spec for spec in specs if spec.name in existing])
+        extra = {"min.insync.replicas": str(policy.min_insync_replicas)} if policy.min_insync_replicas else {}
         for spec in missing:
-            topic = NewTopic(spec.name, spec.partitions, 1, topic_configs=dict(spec.config))
+            configs = dict(spec.config) | extra
+            topic = NewTopic(spec.name, spec.partitions, policy.replication_factor, topic_configs=configs)
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 admin.create_topics([topic])
         return [spec.name for spec in missing]
     finally:
         admin.close()
+
+
+def _warn_of_other_partition_counts(admin: KafkaAdminClient, specs: list[TopicSpec]) -> None:
+    if not specs:
+        return
+    try:
+        described = admin.describe_topics([spec.name for spec in specs])
+    except Exception as error:  # a warning is not worth failing a start
+        log.warning("could not describe topics to compare partition counts: %r", error)
+        return
+    counts = {topic["topic"]: len(topic.get("partitions") or []) for topic in described}
+    for spec in specs:
+        if counts.get(spec.name) not in (None, spec.partitions):
+            log.warning(
+                "topic %s has %s partitions, not the %s configured: left as it is",
+                spec.name,
+                counts[spec.name],
+                spec.partitions,
+            )
 
 
 def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafkaProducer:

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, Field, ValidationError, field_validator, mod
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.ops_roles import ops_identities
+from shared.topics import TopicPolicy
 
 # The local stack's well-known secrets: fine on a laptop, refused in production.
 DEVELOPMENT_SECRETS = frozenset(
@@ -35,6 +36,11 @@ class ServiceSettings(BaseSettings):
     kafka_bootstrap_servers: str = "localhost:9092"
     redis_url: str = "redis://localhost:6379/0"
     topic_partitions: int = Field(default=3, ge=1, description="partitions of the topics we create")
+    # Replication of the topics we create: -1 takes the broker's default.replication.factor
+    # (production brokers: 3); min.insync.replicas None takes the broker's default (set 2 with a
+    # replication factor of 3: an acknowledged record is then on two brokers at least).
+    topic_replication_factor: int = Field(default=-1, ge=-1, le=10)
+    topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=10)
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
     # Bearer tokens for the ops APIs; env OPS_TOKENS is comma-separated.
@@ -61,6 +67,22 @@ class ServiceSettings(BaseSettings):
         if self.deployment == "production" and (problems := self.unsafe_in_production()):
             raise ValueError("; ".join(problems))
         return self
+
+    @model_validator(mode="after")
+    def _replicas_fit(self) -> Self:
+        factor, least = self.topic_replication_factor, self.topic_min_insync_replicas
+        if factor == 0:
+            raise ValueError("TOPIC_REPLICATION_FACTOR is -1 (the broker's default) or at least 1")
+        if least is not None and factor > 0 and least > factor:
+            raise ValueError(
+                f"TOPIC_MIN_INSYNC_REPLICAS ({least}) above TOPIC_REPLICATION_FACTOR ({factor}): "
+                "no write could succeed"
+            )
+        return self
+
+    @property
+    def topic_policy(self) -> TopicPolicy:
+        return TopicPolicy(self.topic_replication_factor, self.topic_min_insync_replicas)
 
     def unsafe_in_production(self) -> list[str]:
         """What is unsafe in these settings outside the local stack; services add their own."""

@@ -92,6 +92,12 @@ def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str)
         "store": "memory://",
         "datadir": table_dir,
         "topic_partitions": settings.topic_partitions,
+        # Faust's own topics (its assignor's) as ours; unset (-1) keeps Faust's default of 1.
+        **(
+            {"topic_replication_factor": settings.topic_replication_factor}
+            if settings.topic_replication_factor > 0
+            else {}
+        ),
         "broker_session_timeout": settings.broker_session_timeout_s,
         "broker_heartbeat_interval": settings.broker_heartbeat_interval_s,
         "broker_rebalance_timeout": settings.broker_rebalance_timeout_s,
@@ -228,7 +234,8 @@ def run_worker(
 
     configure_logging(service, settings.log_level)
     tune_gc_for_throughput()
-    ensure_topics(settings.kafka_bootstrap_servers, contract_topics(settings.topic_partitions) + owned_topics)
+    topics = contract_topics(settings.topic_partitions) + owned_topics
+    ensure_topics(settings.kafka_bootstrap_servers, topics, settings.topic_policy)
     Path(table_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir must exist
     # Faust sets logging up again when it starts: hand it ours.
     logging_config = logging_dict_config(service, settings.log_level)

@@ -31,6 +31,20 @@ def dead_letter_topic(topic: str) -> str:
 
 
 @dataclass(frozen=True)
+class TopicPolicy:
+    """How topics are created: replication factor (-1: the broker's `default.replication.factor`)
+    and `min.insync.replicas` (None: the broker's default). Producers write with acks=all, so a
+    record acknowledged is on every in-sync replica, and with min.insync.replicas of 2 on at
+    least two brokers."""
+
+    replication_factor: int = -1
+    min_insync_replicas: int | None = None
+
+
+BROKER_DEFAULTS = TopicPolicy()
+
+
+@dataclass(frozen=True)
 class TopicSpec:
     name: str
     partitions: int

@@ -250,6 +250,7 @@ def create_app(
             for t in contract_topics(settings.topic_partitions)
             if t.name in (TOUCHPOINT_EVENTS, IDENTITY_MERGES, dead_letter_topic(IDENTITY_MERGES))
         ],
+        settings.topic_policy,
     )
     services = _Services()
     catalogue = Catalogue()

@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.kafka import KeyPartitions, OutgoingRecord, create_producer, ensure_topics, send_batched
-from shared.topics import TopicSpec
+from shared.topics import BROKER_DEFAULTS, TopicPolicy, TopicSpec
 
 from .pipeline import BrokerUnavailable
 
@@ -21,10 +21,17 @@ log = logging.getLogger(__name__)
 
 
 class BrokerLink:
-    def __init__(self, bootstrap_servers: str, request_timeout_s: float, topics: list[TopicSpec]) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        request_timeout_s: float,
+        topics: list[TopicSpec],
+        policy: TopicPolicy = BROKER_DEFAULTS,
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._request_timeout_s = request_timeout_s
         self._topics = topics
+        self._policy = policy
         self._producer: AIOKafkaProducer | None = None
         self._partitions = KeyPartitions()
 
@@ -40,7 +47,7 @@ class BrokerLink:
                 await asyncio.sleep(retry_interval_s)  # backoff between attempts
                 continue
             try:
-                await asyncio.to_thread(ensure_topics, self._bootstrap_servers, self._topics)
+                await asyncio.to_thread(ensure_topics, self._bootstrap_servers, self._topics, self._policy)
             except Exception as error:  # producing auto-creates on brokers that allow it
                 log.warning("could not ensure topics: %r", error)
             self._producer = producer

@@ -187,3 +187,17 @@ async def test_readiness_fails_only_after_a_sustained_outage() -> None:
     up[0] = False
     with pytest.raises(ConnectionError):
         await immediate()
+
+
+def test_topic_replication_is_the_brokers_unless_set_and_must_allow_writes() -> None:
+    from shared.settings import ServiceSettings
+    from shared.topics import TopicPolicy
+
+    assert ServiceSettings().topic_policy == TopicPolicy(-1, None)
+    assert ServiceSettings(
+        topic_replication_factor=3, topic_min_insync_replicas=2
+    ).topic_policy == TopicPolicy(3, 2)
+    with pytest.raises(ValueError, match="no write could succeed"):
+        ServiceSettings(topic_replication_factor=2, topic_min_insync_replicas=3)
+    with pytest.raises(ValueError, match="at least 1"):
+        ServiceSettings(topic_replication_factor=0)
