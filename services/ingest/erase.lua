@@ -38,6 +38,10 @@ for _, id in ipairs(ids) do
     if redis.call('GET', 'pd:idn:' .. identity) == id then
       redis.call('DEL', 'pd:idn:' .. identity)
     end
+    -- The WeCom consultant who added this contact (shared/wecom.py): it names the contact.
+    if string.sub(identity, 1, 22) == 'wecom_external_userid:' then
+      redis.call('DEL', 'pd:wecom:consultant:' .. string.sub(identity, 23))
+    end
   end
   for _, merge_id in ipairs(redis.call('HKEYS', 'pd:joining:' .. id)) do
     redis.call('ZREM', 'pd:joining', id .. '|' .. merge_id)

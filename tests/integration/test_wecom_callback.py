@@ -73,6 +73,10 @@ def test_a_new_contact_becomes_a_wecom_friend_once_however_often_wecom_sends_it(
     store = redis.Redis.from_url(backends.redis_url)
     try:
         assert store.get(consultant_key(contact)) == b"consultant-li"
+        # Erased, the customer's WeCom contact is forgotten with the consultant who added them.
+        erased = httpx.delete(f"{ingest.url}/v1/customers/{customer}", headers=OPS, timeout=30)
+        assert erased.status_code == 200, erased.text
+        assert store.get(consultant_key(contact)) is None
     finally:
         store.close()
 
