@@ -39,6 +39,8 @@ REQUIRED_VARIABLES = {
     "OPS_TOKENS": "ops.team:admin:test-ops-token-long-enough",
     "WECOM_CORP_ID": "wwtest0000000001",
     "WECOM_CORP_SECRET": "test-wecom-app-secret-long-enough",
+    "REDIS_PASSWORD": "test-redis-password-long-enough",
+    "GRAFANA_ADMIN_PASSWORD": "test-grafana-password",
 }
 
 # Each long-running process of our image: its settings class and the field holding the port its
@@ -166,7 +168,8 @@ def test_healthcheck_ports_and_scrape_target_use_the_port_the_settings_read(
     assert re.search(rf"localhost:{port}/readyz\b", health), (
         f"{name}: healthcheck {health!r} is not on {port}"
     )
-    assert f"{port}:{port}" in service["ports"], f"{name}: port {port} not published"
+    published = [interpolate(p) for p in service["ports"]]
+    assert f"127.0.0.1:{port}:{port}" in published, f"{name}: port {port} not published on localhost"
     assert f"{name}:{port}" in scrape_targets().get(name, set()), (
         f"Prometheus job {name} misses {name}:{port}"
     )
@@ -253,18 +256,44 @@ def test_prometheus_scrapes_exactly_our_processes(monkeypatch: pytest.MonkeyPatc
     targets = scrape_targets()
     assert targets.pop("prometheus") == {"localhost:9090"}
     assert targets == expected
-    assert "9090:9090" in compose["services"]["prometheus"]["ports"]
+    assert "127.0.0.1:9090:9090" in [interpolate(p) for p in compose["services"]["prometheus"]["ports"]]
 
 
 def test_grafana_has_a_password_from_the_environment_and_our_provisioning() -> None:
     grafana = load_compose()["services"]["grafana"]
     assert re.fullmatch(
-        r"\$\{GRAFANA_ADMIN_PASSWORD:-\S+\}", grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
+        r"\$\{GRAFANA_ADMIN_PASSWORD:\?.+\}", grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"]
     )
     mounts = dict(v.split(":")[:2] for v in grafana["volumes"])
     assert mounts["./deploy/grafana/provisioning"] == "/etc/grafana/provisioning"
     provider = yaml.safe_load((ROOT / "deploy/grafana/provisioning/dashboards/dashboards.yml").read_text())
     assert mounts["./deploy/grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+
+
+def test_every_service_restarts_has_limits_and_publishes_on_localhost_only() -> None:
+    """A crashed process comes back; none can starve the host; nothing listens on every interface
+    unless PD_BIND_ADDRESS says so; no secret has a default anyone could know."""
+    for name, service in load_compose()["services"].items():
+        expected = "no" if name == "topics" else "unless-stopped"
+        assert service.get("restart") == expected, name
+        limits = service["deploy"]["resources"]["limits"]
+        assert {"cpus", "memory"} <= set(limits), name
+        for port in service.get("ports", []):
+            assert port.startswith("${PD_BIND_ADDRESS:-127.0.0.1}:"), f"{name}: {port}"
+    text = COMPOSE.read_text()
+    assert "change-me" not in text
+    for secret in REQUIRED_VARIABLES:
+        assert f"${{{secret}:?" in text, f"{secret} is not required"
+        assert not re.search(rf"\$\{{{secret}:-", text), f"{secret} has a default"
+
+
+def test_redis_requires_its_password_and_every_process_gives_it() -> None:
+    services = load_compose()["services"]
+    assert "--requirepass" in services["redis"]["command"]
+    for name, service in our_services(load_compose()).items():
+        url = environment(service).get("REDIS_URL")
+        if url is not None:
+            assert url == f"redis://:{REQUIRED_VARIABLES['REDIS_PASSWORD']}@redis:6379/0", name
 
 
 def test_topics_job_creates_every_topic_the_workers_need(monkeypatch: pytest.MonkeyPatch) -> None:
