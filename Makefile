@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[local,dev]"
 	touch $@
 
+# `make up DURABLE=1`: the broker and Redis keep their data under .run/durable/ across restarts.
 up: install
-	@$(STACK) up
+	@$(STACK) up $(if $(DURABLE),--durable)
 
 down: $(STAMP)
 	@$(STACK) down

@@ -16,7 +16,13 @@ def _parser() -> argparse.ArgumentParser:
         "Config, pids and logs live in .run/.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("up", help="start everything and wait until every process is ready (idempotent)")
+    up = commands.add_parser("up", help="start everything and wait until every process is ready (idempotent)")
+    up.add_argument(
+        "--durable",
+        action="store_true",
+        help="keep the broker's records (in s3rver's files) and Redis's data under .run/durable/ "
+        "across restarts and `down` (default: everything in memory)",
+    )
     commands.add_parser("down", help="stop everything `up` started")
     commands.add_parser("status", help="each process and whether it is ready (exit 0 only if all are)")
     demo = commands.add_parser("demo", help="`up`, then post realistic customer journeys and summarise")
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "up":
         from .lifecycle import up
 
-        sys.exit(up(layout))
+        sys.exit(up(layout, durable=args.durable))
     if args.command == "down":
         from .lifecycle import down
 

@@ -26,6 +26,11 @@ class Layout:
         return self.run_dir / "logs"
 
     @property
+    def durable_dir(self) -> Path:
+        """What the durable mode keeps across `down` and `up`: the broker's objects, Redis's AOF."""
+        return self.run_dir / "durable"
+
+    @property
     def supervisor_conf(self) -> Path:
         return self.run_dir / "supervisord.conf"
 

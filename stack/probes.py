@@ -9,7 +9,7 @@ import redis
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaConfigurationError, KafkaError
 
-from .processes import BOOTSTRAP_SERVERS, HOST, REDIS_PORT, SERVICES
+from .processes import BOOTSTRAP_SERVERS, HOST, REDIS_PORT, S3_PORT, SERVICES
 
 Probe = Callable[[], str | None]
 
@@ -44,6 +44,14 @@ def redis_ready() -> str | None:
     return None
 
 
+def s3_ready() -> str | None:
+    try:
+        httpx.get(f"http://{HOST}:{S3_PORT}/", timeout=2)
+    except httpx.HTTPError as error:
+        return f"s3rver does not answer: {type(error).__name__}"
+    return None
+
+
 def http_ready(url: str) -> Probe:
     def probe() -> str | None:
         try:
@@ -60,6 +68,7 @@ def http_ready(url: str) -> Probe:
 def probes() -> dict[str, Probe]:
     """Every program's probe, by program name, in start order."""
     return {
+        "s3": s3_ready,
         "tansu": broker_ready,
         "redis": redis_ready,
         **{service.name: http_ready(service.ready_url) for service in SERVICES},

@@ -20,6 +20,18 @@ BOOTSTRAP_SERVERS = f"{HOST}:{BROKER_PORT}"
 REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/0"
 TOPIC_PARTITIONS = 3
 
+# The durable mode's store (`make up DURABLE=1`): s3rver on files under .run/durable/, and what
+# Tansu needs to reach it (s3rver's fixed development credentials).
+S3_PORT = 4568
+S3_BUCKET = "tansu"
+S3_CLIENT_ENV = {
+    "AWS_ACCESS_KEY_ID": "S3RVER",
+    "AWS_SECRET_ACCESS_KEY": "S3RVER",
+    "AWS_DEFAULT_REGION": "auto",
+    "AWS_ENDPOINT": f"http://{HOST}:{S3_PORT}",
+    "AWS_ALLOW_HTTP": "true",
+}
+
 TOUCHPOINT_KEY = "local-touchpoint-key"
 OPS_TOKEN = "local-ops-token"
 CONSOLE_PORT = 8005
@@ -142,17 +154,30 @@ def common_service_env() -> dict[str, str]:
     }
 
 
-def broker_program(tansu_bin: str) -> Program:
+def broker_program(tansu_bin: str, durable: bool = False) -> Program:
+    """Tansu keeping everything in memory, or (durable) in the local S3 store (`s3_program`)."""
     url = f"tcp://{BOOTSTRAP_SERVERS}"
-    # Memory storage named explicitly, so a STORAGE_ENGINE in the caller's env cannot change it.
+    # Storage named explicitly, so a STORAGE_ENGINE in the caller's env cannot change it.
     command = (tansu_bin, "broker", "--listener-url", url, "--advertised-listener-url", url)
-    command += ("--storage-engine", "memory://tansu/", "--silent")
-    return Program("tansu", command, BROKER_PORT, {}, priority=10)
+    command += ("--storage-engine", "s3://tansu/" if durable else "memory://tansu/", "--silent")
+    return Program("tansu", command, BROKER_PORT, S3_CLIENT_ENV if durable else {}, priority=10)
 
 
-def redis_program(redis_bin: str) -> Program:
-    command = (redis_bin, "--port", str(REDIS_PORT), "--bind", HOST, "--save", "", "--appendonly", "no")
+def redis_program(redis_bin: str, data_dir: Path | None = None) -> Program:
+    """Redis in memory, or (with `data_dir`) with its append-only file there, as production runs it."""
+    command: tuple[str, ...] = (redis_bin, "--port", str(REDIS_PORT), "--bind", HOST, "--save", "")
+    if data_dir is None:
+        command += ("--appendonly", "no")
+    else:
+        command += ("--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(data_dir))
     return Program("redis", command, REDIS_PORT, {}, priority=10)
+
+
+def s3_program(node_bin: str, s3rver_js: Path, data_dir: Path) -> Program:
+    """s3rver (npm): an S3-compatible server keeping its objects in files, for a durable Tansu."""
+    command = (node_bin, str(s3rver_js), "--directory", str(data_dir), "--address", HOST)
+    command += ("--port", str(S3_PORT), "--configure-bucket", S3_BUCKET, "--silent")
+    return Program("s3", command, S3_PORT, {}, priority=5)
 
 
 def service_program(service: Service, bin_dir: Path) -> Program:

