@@ -60,10 +60,11 @@ def _warn_of_other_partition_counts(admin: KafkaAdminClient, specs: list[TopicSp
         return
     try:
         described = admin.describe_topics([spec.name for spec in specs])
+        # kafka-python names a topic `topic` or `name` depending on the request version.
+        counts = {str(t.get("topic") or t.get("name")): len(t.get("partitions") or []) for t in described}
     except Exception as error:  # a warning is not worth failing a start
         log.warning("could not describe topics to compare partition counts: %r", error)
         return
-    counts = {topic["topic"]: len(topic.get("partitions") or []) for topic in described}
     for spec in specs:
         if counts.get(spec.name) not in (None, spec.partitions):
             log.warning(

@@ -57,14 +57,15 @@ def signature(token: str, timestamp: str, nonce: str, ciphertext: str) -> str:
 
 def signed_by(keys: CorpKeys, msg_signature: str, timestamp: str, nonce: str, ciphertext: str) -> bool:
     expected = signature(keys.token, timestamp, nonce, ciphertext)
-    return hmac.compare_digest(expected, msg_signature.lower())
+    # As bytes: compare_digest refuses str with non-ASCII characters (anything may be sent).
+    return hmac.compare_digest(expected.encode(), msg_signature.lower().encode())
 
 
 def decrypt(keys: CorpKeys, ciphertext: str) -> str:
     """The message in `ciphertext`; CallbackRefused if it does not decrypt for this corp."""
     try:
         raw = base64.b64decode(ciphertext, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters that are not ASCII
         raise CallbackRefused("malformed", "the ciphertext is not base64") from None
     if not raw or len(raw) % 16:
         raise CallbackRefused("malformed", "the ciphertext is not whole AES blocks")

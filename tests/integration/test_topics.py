@@ -29,7 +29,7 @@ def test_topics_are_created_once_by_policy_and_an_existing_one_is_left_alone(
     assert f"topic {theirs} has 2 partitions, not the 3 configured" in caplog.text
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
-        described = {t["topic"]: t for t in admin.describe_topics([mine, theirs])}
+        described = {t.get("topic") or t["name"]: t for t in admin.describe_topics([mine, theirs])}
     finally:
         admin.close()
     assert len(described[mine]["partitions"]) == 3 and len(described[theirs]["partitions"]) == 2

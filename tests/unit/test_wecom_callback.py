@@ -44,8 +44,11 @@ def test_a_message_for_another_corp_or_tampered_does_not_decrypt() -> None:
     with pytest.raises(CallbackRefused) as refused:
         decrypt(CORP, envelope.findtext("Encrypt") or "")
     assert refused.value.reason == "wrong_corp"
-    ciphertext, _ = encrypted_by_peer("<xml/>")
-    for broken in ("not base64!", ciphertext[:-8] + "AAAAAAA=", "QUJD"):
+    ciphertext, msg_signature = encrypted_by_peer("<xml/>")
+    assert not signed_by(
+        CORP, "\x80" + msg_signature[1:], "1764500000", "n-1", ciphertext
+    )  # found by fuzzing
+    for broken in ("not base64!", ciphertext[:-8] + "AAAAAAA=", "QUJD", "", "\x80abc"):
         with pytest.raises(CallbackRefused) as refused:
             decrypt(CORP, broken)
         assert refused.value.reason in ("malformed", "wrong_corp")
