@@ -565,3 +565,53 @@ def test_production_overlay_sets_namespace_tag_partitions_and_more_capacity() ->
         name for name in PROCESSES if resources(prod_deployments, name) != resources(base_deployments, name)
     ]
     assert sorted(bigger) == sorted(PROCESSES)
+
+
+@RENDERS
+def test_every_deployment_spreads_its_replicas_over_nodes(directory: Path) -> None:
+    for name, deployment in by_kind(rendered(directory), "Deployment").items():
+        pod = deployment["spec"]["template"]
+        (spread,) = pod["spec"]["topologySpreadConstraints"]
+        assert spread["topologyKey"] == "kubernetes.io/hostname", name
+        assert spread["labelSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items(), name
+
+
+@RENDERS
+def test_network_policies_let_in_only_what_must_talk(directory: Path) -> None:
+    """Every pod is under the default deny; each port a container serves is let in by some policy
+    (its own component's, or the metrics one); only ingest and the console take anyone."""
+    docs = rendered(directory)
+    policies = by_kind(docs, "NetworkPolicy")
+
+    def applies(policy: Doc, labels: dict[str, str]) -> bool:
+        selector = policy["spec"]["podSelector"]
+        if not selects(selector.get("matchLabels", {}), labels):
+            return False
+        return all(
+            labels.get(e["key"]) in e["values"]
+            for e in selector.get("matchExpressions", [])
+            if e["operator"] == "In"
+        )
+
+    deny = policies["pd-default-deny"]
+    assert "ingress" not in deny["spec"] and deny["spec"]["policyTypes"] == ["Ingress"]
+    for name, deployment in by_kind(docs, "Deployment").items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert applies(deny, labels), f"{name} is not under the default deny"
+        served = {p["containerPort"] for p in the_container(deployment)["ports"]}
+        allowed = {
+            port["port"]
+            for policy in policies.values()
+            if applies(policy, labels)
+            for rule in policy["spec"].get("ingress", [])
+            for port in rule.get("ports", [])
+        }
+        assert served <= allowed, f"{name} serves {served - allowed}, which no policy lets in"
+    public = policies["pd-public-entrypoints"]["spec"]["ingress"]
+    assert all("from" not in rule for rule in public)  # ingest and the console take anyone
+    assert all(
+        "from" in rule
+        for name, p in policies.items()
+        if name != "pd-public-entrypoints"
+        for rule in p["spec"].get("ingress", [])
+    )
