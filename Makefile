@@ -5,7 +5,7 @@ STACK := $(VENV)/bin/pd-stack
 STAMP := $(VENV)/.installed
 SEED  ?= 7
 
-.PHONY: install up down status demo test bench lint
+.PHONY: install up down status demo chaos test bench lint
 
 install: $(STAMP)
 	@$(PY) -m stack.prereqs
@@ -28,6 +28,10 @@ status: $(STAMP)
 
 demo: install
 	@$(STACK) demo --seed $(SEED)
+
+# The fault suite (docs/runbooks/): on a durable stack (started if none runs), under load.
+chaos: install
+	@$(STACK) chaos $(foreach fault,$(WITHOUT),--without $(fault)) $(if $(DURABLE),--durable-broker)
 
 test: install
 	$(VENV)/bin/ruff check .

