@@ -615,3 +615,46 @@ def test_network_policies_let_in_only_what_must_talk(directory: Path) -> None:
         if name != "pd-public-entrypoints"
         for rule in p["spec"].get("ingress", [])
     )
+
+
+MONITORING = K8S / "monitoring"
+
+
+def test_service_monitors_scrape_every_process_labelled_as_the_down_alerts_select() -> None:
+    """Where the Prometheus Operator runs (deploy/k8s/monitoring), every process's Service is
+    scraped once, its `up` series labelled `job` (the Service's name) and `component`, and each
+    down alert of deploy/prometheus/rules selects exactly its processes (the Operator's CRDs are
+    not in the bundled schemas: the monitors' shape is checked here)."""
+    from tests.unit.test_observability import up_selector
+
+    monitors = by_kind(rendered(MONITORING), "ServiceMonitor")
+    services = by_kind(rendered(BASE), "Service")
+
+    def chosen(selector: Doc, labels: dict[str, str]) -> bool:
+        return selects(selector.get("matchLabels", {}), labels) and all(
+            labels.get(e["key"]) in e["values"]
+            for e in selector.get("matchExpressions", [])
+            if e["operator"] == "In"
+        )
+
+    series: dict[str, dict[str, str]] = {}
+    for monitor in monitors.values():
+        assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+        for name, service in services.items():
+            if not chosen(monitor["spec"]["selector"], service["metadata"]["labels"]):
+                continue
+            ports = {port["name"] for port in service["spec"]["ports"]}
+            for endpoint in monitor["spec"]["endpoints"]:
+                assert endpoint["port"] in ports, (
+                    f"{monitor['metadata']['name']}: {name} has no port {endpoint['port']}"
+                )
+                assert name not in series, f"{name} is scraped twice"
+                series[name] = {"job": name} | {
+                    r["targetLabel"]: r["replacement"] for r in endpoint["relabelings"]
+                }
+    assert sorted(series) == sorted(PROCESSES)
+    for alert, expected in (("PdApiDown", APIS), ("PdWorkerDown", CONSUMERS)):
+        selector = up_selector(alert)
+        assert (
+            sorted(name for name, labels in series.items() if selector.items() <= labels.items()) == expected
+        )

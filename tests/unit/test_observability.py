@@ -200,30 +200,34 @@ def test_the_alerts_the_pipeline_needs_are_there() -> None:
         assert needle in expanded, f"{alert} is not about {needle}: {expr}"
 
 
-def job_matcher(alert: str) -> re.Pattern[str]:
-    """The `job=~"..."` of an `up{...} == 0` alert, anchored as Prometheus anchors it."""
+def up_selector(alert: str) -> dict[str, str]:
+    """The label matchers (`label="value"`, all of them) of an `up{...} == 0` alert."""
     expr = next(rule["expr"] for rule in all_rules() if rule.get("alert") == alert)
-    match = re.fullmatch(r'up\{job=~"([^"]+)"\} == 0', expr.strip())
+    match = re.fullmatch(r"up\{([^}]*)\} == 0", expr.strip())
     assert match, f"{alert}: {expr}"
-    return re.compile(f"(?:{match.group(1)})")
+    matchers = [m.strip() for m in match.group(1).split(",") if m.strip()]
+    pairs = [re.fullmatch(r'(\w+)="([^"]*)"', m) for m in matchers]
+    assert all(pairs), f"{alert} selects by more than equality: {expr}"
+    return {p.group(1): p.group(2) for p in pairs if p}
 
 
 def test_every_scraped_process_is_covered_by_a_down_alert() -> None:
-    """Each API (the console included) pages through PdApiDown, each worker through PdWorkerDown;
-    a job named outside the alert's regex would go down unnoticed."""
+    """Each API (the console included) pages through PdApiDown, each worker through PdWorkerDown,
+    by the `component` label the scrape config gives (compose here; Kubernetes' ServiceMonitors
+    in tests/unit/test_k8s_manifests.py): a job without it would go down unnoticed."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     alert_of = {"api": "PdApiDown", "worker": "PdWorkerDown"}
-    matchers = {alert: job_matcher(alert) for alert in alert_of.values()}
+    selectors = {alert: up_selector(alert) for alert in alert_of.values()}
     covered = set()
     for job in config["scrape_configs"]:
         if job["job_name"] == "prometheus":
             continue
-        (component,) = {static["labels"]["component"] for static in job["static_configs"]}
-        for alert, matcher in matchers.items():
-            matches = bool(matcher.fullmatch(job["job_name"]))
-            assert matches == (alert == alert_of[component]), f"{job['job_name']} and {alert}"
+        (labels,) = [{"job": job["job_name"], **static["labels"]} for static in job["static_configs"]]
+        for alert, selector in selectors.items():
+            matches = selector.items() <= labels.items()
+            assert matches == (alert == alert_of[labels["component"]]), f"{job['job_name']} and {alert}"
         covered.add(job["job_name"])
-    assert {"ingest", "console", "campaign-api", "campaign-worker"} <= covered
+    assert {"ingest", "console", "campaign-api", "campaign-worker", "wecom-sender"} <= covered
 
 
 # --- metric names: used vs exported ---------------------------------------------------------
