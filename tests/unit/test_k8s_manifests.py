@@ -658,3 +658,20 @@ def test_service_monitors_scrape_every_process_labelled_as_the_down_alerts_selec
         assert (
             sorted(name for name, labels in series.items() if selector.items() <= labels.items()) == expected
         )
+
+
+@RENDERS
+def test_the_ingress_serves_ingest_and_the_console_over_tls_only(directory: Path) -> None:
+    docs = rendered(directory)
+    (ingress,) = by_kind(docs, "Ingress").values()
+    services = by_kind(docs, "Service")
+    (tls,) = ingress["spec"]["tls"]
+    backends = set()
+    for rule in ingress["spec"]["rules"]:
+        assert rule["host"] in tls["hosts"], f"{rule['host']} is served without TLS"
+        for path in rule["http"]["paths"]:
+            backend = path["backend"]["service"]
+            ports = {port["name"] for port in services[backend["name"]]["spec"]["ports"]}
+            assert backend["port"]["name"] in ports, backend
+            backends.add(backend["name"])
+    assert backends == {"ingest", "console"}
