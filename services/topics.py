@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> None:
 
     specs = all_topics()
     settings = ServiceSettings()
-    created = ensure_topics(settings.kafka_bootstrap_servers, specs, settings.topic_policy)
+    created = ensure_topics(
+        settings.kafka_bootstrap_servers, specs, settings.topic_policy, settings.kafka_security
+    )
     print(f"{len(specs)} topics ready; created: {created or 'none'}")
 
 

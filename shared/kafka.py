@@ -26,20 +26,26 @@ from aiokafka.producer.message_accumulator import BatchBuilder
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.topics import BROKER_DEFAULTS, TopicPolicy, TopicSpec
 
 log = logging.getLogger(__name__)
 
 
 def ensure_topics(
-    bootstrap_servers: str, specs: Iterable[TopicSpec], policy: TopicPolicy = BROKER_DEFAULTS
+    bootstrap_servers: str,
+    specs: Iterable[TopicSpec],
+    policy: TopicPolicy = BROKER_DEFAULTS,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[str]:
     """Create the topics that do not exist yet, by `policy`; return the names created. A topic
     that exists is left as it is (an SRE's partitions, replication and configs are never
     lowered); one whose partition count is not the spec's is named in a warning, since topics
     read together must be partitioned alike (docs/runbooks/adding-partitions.md)."""
     specs = list(specs)
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000)
+    admin = KafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=10_000, **security.kafka_python()
+    )
     try:
         existing = set(admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]
@@ -75,7 +81,9 @@ def _warn_of_other_partition_counts(admin: KafkaAdminClient, specs: list[TopicSp
             )
 
 
-def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafkaProducer:
+def create_producer(
+    bootstrap_servers: str, request_timeout_s: float, security: KafkaSecurity = PLAINTEXT
+) -> AIOKafkaProducer:
     """A producer whose acknowledged sends are on every in-sync replica.
 
     Not idempotent: the local broker (Tansu) rejects aiokafka's InitProducerId. Duplicates a
@@ -88,6 +96,7 @@ def create_producer(bootstrap_servers: str, request_timeout_s: float) -> AIOKafk
         max_batch_size=256 * 1024,
         request_timeout_ms=int(request_timeout_s * 1000),
         retry_backoff_ms=100,
+        **security.aiokafka(),
     )
 
 
@@ -210,9 +219,14 @@ class BulkSender:
     """
 
     def __init__(
-        self, bootstrap_servers: str, request_timeout_s: float = 30.0, max_record_bytes: int | None = None
+        self,
+        bootstrap_servers: str,
+        request_timeout_s: float = 30.0,
+        max_record_bytes: int | None = None,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._security = security
         self._request_timeout_s = request_timeout_s
         self._max_record_bytes = max_record_bytes  # None: the broker alone says what is too large
         self._producer: AIOKafkaProducer | None = None
@@ -228,6 +242,7 @@ class BulkSender:
                 max_batch_size=1024 * 1024,
                 request_timeout_ms=int(self._request_timeout_s * 1000),
                 retry_backoff_ms=100,
+                **self._security.aiokafka(),
             )
             await producer.start()
             self._producer = producer

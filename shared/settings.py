@@ -12,6 +12,7 @@ from typing import Annotated, Literal, Self, TypeVar
 from pydantic import AwareDatetime, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from shared.kafka_security import KafkaSecurity, SaslMechanism, SecurityProtocol
 from shared.ops_roles import ops_identities
 from shared.topics import TopicPolicy
 
@@ -41,6 +42,14 @@ class ServiceSettings(BaseSettings):
     # replication factor of 3: an acknowledged record is then on two brokers at least).
     topic_replication_factor: int = Field(default=-1, ge=-1, le=10)
     topic_min_insync_replicas: int | None = Field(default=None, ge=1, le=10)
+    # How every Kafka client authenticates (shared/kafka_security.py): PLAINTEXT, SSL,
+    # SASL_PLAINTEXT or SASL_SSL; SASL with PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 and a user;
+    # TLS checked against KAFKA_SSL_CAFILE (unset: the system's CAs).
+    kafka_security_protocol: SecurityProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: str | None = None
     log_level: str = "INFO"
     http_host: str = "127.0.0.1"
     # Bearer tokens for the ops APIs; env OPS_TOKENS is comma-separated.
@@ -79,6 +88,31 @@ class ServiceSettings(BaseSettings):
                 "no write could succeed"
             )
         return self
+
+    @model_validator(mode="after")
+    def _sasl_complete(self) -> Self:
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        given = [self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password]
+        if sasl and not all(given):
+            raise ValueError(
+                "KAFKA_SECURITY_PROTOCOL SASL_* needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and "
+                "KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and any(given):
+            raise ValueError(
+                "KAFKA_SASL_* settings go with KAFKA_SECURITY_PROTOCOL SASL_PLAINTEXT or SASL_SSL"
+            )
+        return self
+
+    @property
+    def kafka_security(self) -> KafkaSecurity:
+        return KafkaSecurity(
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password,
+            self.kafka_ssl_cafile,
+        )
 
     @property
     def topic_policy(self) -> TopicPolicy:

@@ -89,6 +89,7 @@ def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str)
     shared/batch_drain.py, after their effects are written)."""
     return {
         "broker": ";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")),
+        **({"broker_credentials": credentials} if (credentials := settings.kafka_security.faust()) else {}),
         "store": "memory://",
         "datadir": table_dir,
         "topic_partitions": settings.topic_partitions,
@@ -235,7 +236,7 @@ def run_worker(
     configure_logging(service, settings.log_level)
     tune_gc_for_throughput()
     topics = contract_topics(settings.topic_partitions) + owned_topics
-    ensure_topics(settings.kafka_bootstrap_servers, topics, settings.topic_policy)
+    ensure_topics(settings.kafka_bootstrap_servers, topics, settings.topic_policy, settings.kafka_security)
     Path(table_dir).mkdir(parents=True, exist_ok=True)  # Faust's datadir must exist
     # Faust sets logging up again when it starts: hand it ours.
     logging_config = logging_dict_config(service, settings.log_level)
@@ -418,7 +419,11 @@ def worker_parts(
     redis = create_redis(settings.redis_url)
     metrics = WorkerMetrics(service, registry)
     watch = InputWatch(metrics, lambda tp: app.consumer.highwater(tp))
-    sender = BulkSender(settings.kafka_bootstrap_servers, max_record_bytes=settings.max_record_bytes)
+    sender = BulkSender(
+        settings.kafka_bootstrap_servers,
+        max_record_bytes=settings.max_record_bytes,
+        security=settings.kafka_security,
+    )
     refresh_lag_every(app, watch)
     stop_on_shutdown(app, sender)
     add_operations_pages(app, registry, redis)

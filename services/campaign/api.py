@@ -132,7 +132,7 @@ def create_app(
     ) -> DailyActions:
         return await read_daily_actions(redis, day or china_date(clock()))
 
-    v1.include_router(dead_letter_router(settings.kafka_bootstrap_servers, redis))
+    v1.include_router(dead_letter_router(settings.kafka_bootstrap_servers, redis, settings.kafka_security))
     app.include_router(v1)
     return app
 

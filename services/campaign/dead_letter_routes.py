@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from redis.asyncio import Redis
 
 from shared.http import ADMIN_ONLY
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.redis import KEY_PREFIX
 
 from .dead_letters import (
@@ -57,7 +58,9 @@ class ReplayReport(BaseModel):
     refused: list[Refused]
 
 
-def dead_letter_router(bootstrap_servers: str, redis: Redis) -> APIRouter:
+def dead_letter_router(
+    bootstrap_servers: str, redis: Redis, security: KafkaSecurity = PLAINTEXT
+) -> APIRouter:
     router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
     async def with_replays(letters: list[DeadLetterView]) -> list[DeadLetterView]:
@@ -77,13 +80,13 @@ def dead_letter_router(bootstrap_servers: str, redis: Redis) -> APIRouter:
         topics = DEAD_LETTER_TOPICS if topic is None else (f"{topic}.dlq",)
         if topics[0] not in DEAD_LETTER_TOPICS:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no dead letters for topic {topic!r}")
-        letters = await asyncio.to_thread(read_dead_letters, bootstrap_servers, topics, last)
+        letters = await asyncio.to_thread(read_dead_letters, bootstrap_servers, topics, last, security)
         return DeadLetterList(dead_letters=await with_replays(letters))
 
     @router.get("/{letter_id}", response_model=DeadLetterView, responses={404: {}}, summary="One dead letter")
     async def show_dead_letter(letter_id: Annotated[str, Path(max_length=300)]) -> DeadLetterView:
         try:
-            letter = await asyncio.to_thread(read_dead_letter, bootstrap_servers, letter_id)
+            letter = await asyncio.to_thread(read_dead_letter, bootstrap_servers, letter_id, security)
         except UnknownDeadLetter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter {letter_id!r}") from None
         return (await with_replays([letter]))[0]
@@ -102,13 +105,13 @@ def dead_letter_router(bootstrap_servers: str, redis: Redis) -> APIRouter:
         chosen: list[tuple[DeadLetterView, bytes]] = []
         for letter_id in dict.fromkeys(request.ids):
             try:
-                letter = await asyncio.to_thread(read_dead_letter, bootstrap_servers, letter_id)
+                letter = await asyncio.to_thread(read_dead_letter, bootstrap_servers, letter_id, security)
                 chosen.append((letter, corrected_value(letter, request.corrections.get(letter_id))))
             except UnknownDeadLetter:
                 refused.append(Refused(id=letter_id, reason="no such dead letter"))
             except BadCorrection as error:
                 refused.append(Refused(id=letter_id, reason=str(error)))
-        placed = await asyncio.to_thread(publish, bootstrap_servers, chosen) if chosen else []
+        placed = await asyncio.to_thread(publish, bootstrap_servers, chosen, security) if chosen else []
         topics = {letter.id: letter.topic for letter, _ in chosen}
         if placed:
             now = datetime.now(UTC).isoformat()

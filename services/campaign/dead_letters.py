@@ -23,6 +23,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from pydantic import BaseModel, Field
 
 from shared.dead_letters import DeadLetter
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.topics import MAIN_TOPICS, dead_letter_topic
 
 DEAD_LETTER_TOPICS = tuple(dead_letter_topic(topic) for topic in MAIN_TOPICS)
@@ -82,10 +83,15 @@ def _view(record: Any) -> DeadLetterView:
 
 
 def read_dead_letters(
-    bootstrap_servers: str, topics: Sequence[str] = DEAD_LETTER_TOPICS, last: int = 100
+    bootstrap_servers: str,
+    topics: Sequence[str] = DEAD_LETTER_TOPICS,
+    last: int = 100,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[DeadLetterView]:
     """The last `last` dead letters of each partition of `topics`, newest first."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **security.kafka_python()
+    )
     try:
         parts = [
             TopicPartition(topic, partition)
@@ -109,9 +115,13 @@ def read_dead_letters(
         consumer.close()
 
 
-def read_dead_letter(bootstrap_servers: str, letter_id: str) -> DeadLetterView:
+def read_dead_letter(
+    bootstrap_servers: str, letter_id: str, security: KafkaSecurity = PLAINTEXT
+) -> DeadLetterView:
     dlq_topic, partition, offset = parse_id(letter_id)
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap_servers, enable_auto_commit=False, **security.kafka_python()
+    )
     try:
         part = TopicPartition(dlq_topic, partition)
         if partition not in (consumer.partitions_for_topic(dlq_topic) or ()):
@@ -157,11 +167,15 @@ def corrected_value(letter: DeadLetterView, correction: Mapping[str, Any] | None
 
 
 def publish(
-    bootstrap_servers: str, replays: Iterable[tuple[DeadLetterView, bytes]]
+    bootstrap_servers: str,
+    replays: Iterable[tuple[DeadLetterView, bytes]],
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[tuple[str, int, int]]:
     """Each input back on its topic with its key; returns (id, partition, offset) per replay,
     once the broker acknowledged it."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap_servers, acks="all", linger_ms=5, **security.kafka_python()
+    )
     try:
         pending = [
             (

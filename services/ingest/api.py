@@ -251,6 +251,7 @@ def create_app(
             if t.name in (TOUCHPOINT_EVENTS, IDENTITY_MERGES, dead_letter_topic(IDENTITY_MERGES))
         ],
         settings.topic_policy,
+        settings.kafka_security,
     )
     services = _Services()
     catalogue = Catalogue()

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from shared.kafka import KeyPartitions, OutgoingRecord, create_producer, ensure_topics, send_batched
+from shared.kafka_security import PLAINTEXT, KafkaSecurity
 from shared.topics import BROKER_DEFAULTS, TopicPolicy, TopicSpec
 
 from .pipeline import BrokerUnavailable
@@ -27,18 +28,20 @@ class BrokerLink:
         request_timeout_s: float,
         topics: list[TopicSpec],
         policy: TopicPolicy = BROKER_DEFAULTS,
+        security: KafkaSecurity = PLAINTEXT,
     ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._request_timeout_s = request_timeout_s
         self._topics = topics
         self._policy = policy
+        self._security = security
         self._producer: AIOKafkaProducer | None = None
         self._partitions = KeyPartitions()
 
     async def connect(self, retry_interval_s: float = 1.0) -> None:
         """Start the producer, retrying until the broker answers; then make sure our topics exist."""
         while self._producer is None:
-            producer = create_producer(self._bootstrap_servers, self._request_timeout_s)
+            producer = create_producer(self._bootstrap_servers, self._request_timeout_s, self._security)
             try:
                 await producer.start()
             except KafkaError as error:
@@ -47,7 +50,9 @@ class BrokerLink:
                 await asyncio.sleep(retry_interval_s)  # backoff between attempts
                 continue
             try:
-                await asyncio.to_thread(ensure_topics, self._bootstrap_servers, self._topics, self._policy)
+                await asyncio.to_thread(
+                    ensure_topics, self._bootstrap_servers, self._topics, self._policy, self._security
+                )
             except Exception as error:  # producing auto-creates on brokers that allow it
                 log.warning("could not ensure topics: %r", error)
             self._producer = producer

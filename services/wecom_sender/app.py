@@ -66,13 +66,14 @@ def create_app(
             settings.wecom_retry_wait_s,
             lambda outcome: actions.labels(outcome).inc(),
         )
-        outputs = BulkSender(settings.kafka_bootstrap_servers)
+        outputs = BulkSender(settings.kafka_bootstrap_servers, security=settings.kafka_security)
         consumer = AIOKafkaConsumer(
             CAMPAIGN_ACTIONS,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.wecom_sender_group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **settings.kafka_security.aiokafka(),
         )
         while True:
             try:
