@@ -255,6 +255,9 @@ def test_prometheus_scrapes_exactly_our_processes(monkeypatch: pytest.MonkeyPatc
         expected[name] = {f"{name}:{getattr(settings_of(cls, service, monkeypatch), port_field)}"}
     targets = scrape_targets()
     assert targets.pop("prometheus") == {"localhost:9090"}
+    # Redis's and Kafka's exporters, on the ports their images listen on.
+    assert (targets.pop("redis"), targets.pop("kafka")) == ({"redis-exporter:9121"}, {"kafka-exporter:9308"})
+    assert {"redis-exporter", "kafka-exporter"} <= set(compose["services"])
     assert targets == expected
     assert "127.0.0.1:9090:9090" in [interpolate(p) for p in compose["services"]["prometheus"]["ports"]]
 

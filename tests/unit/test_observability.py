@@ -47,6 +47,21 @@ METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 DURATION = re.compile(r"(\d+(ms|s|m|h|d|w|y))+")
 # What Prometheus itself makes for every target.
 SCRAPE_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
+# What the exporters the compose stack scrapes export and our dashboards and rules use
+# (redis_exporter, kafka-exporter): named here, since no code of ours defines them.
+EXPORTER_SERIES = {
+    "redis_memory_used_bytes",
+    "redis_commands_processed_total",
+    "redis_connected_clients",
+    "redis_db_keys",
+    "redis_uptime_in_seconds",
+    "redis_up",
+    "kafka_brokers",
+    "kafka_topic_partition_current_offset",
+    "kafka_consumergroup_lag",
+    "kafka_topic_partition_under_replicated_partition",
+    "kafka_topic_partition_in_sync_replica",
+}
 
 
 # --- the rules ------------------------------------------------------------------------------
@@ -216,7 +231,7 @@ def test_every_scraped_process_is_covered_by_a_down_alert() -> None:
     by the `component` label the scrape config gives (compose here; Kubernetes' ServiceMonitors
     in tests/unit/test_k8s_manifests.py): a job without it would go down unnoticed."""
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
-    alert_of = {"api": "PdApiDown", "worker": "PdWorkerDown"}
+    alert_of = {"api": "PdApiDown", "worker": "PdWorkerDown", "infra": "PdExporterDown"}
     selectors = {alert: up_selector(alert) for alert in alert_of.values()}
     covered = set()
     for job in config["scrape_configs"]:
@@ -400,7 +415,7 @@ def test_the_source_scan_finds_everything_the_processes_register() -> None:
 
 def test_every_metric_in_rules_and_dashboards_is_exported() -> None:
     scanned, _ = exported_by_source()
-    known = scanned | recorded_names() | SCRAPE_SERIES
+    known = scanned | recorded_names() | SCRAPE_SERIES | EXPORTER_SERIES
     used = [(f"rule {r.get('record') or r['alert']}", r["expr"]) for r in all_rules()]
     used += [q for d in load_dashboards().values() for q in dashboard_queries(d)]
     unknown = sorted(
