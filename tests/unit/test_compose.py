@@ -336,3 +336,49 @@ def test_topics_job_creates_every_topic_the_workers_need(monkeypatch: pytest.Mon
         assert by_name[changelog].partitions == settings.topic_partitions
     week_ms = str(7 * 24 * 3600 * 1000)
     assert ("retention.ms", week_ms) in by_name["touchpoint.events.v1"].config
+
+
+SASL = ROOT / "docker-compose.sasl.yml"
+
+
+def merged(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Compose's merge of an override file: mappings merge, anything else is replaced."""
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
+def test_the_sasl_override_puts_every_kafka_client_behind_a_login(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`-f docker-compose.sasl.yml`: the broker takes SASL only, and every process that reaches
+    Kafka logs in — what the settings build from the merged environment, as the processes would.
+    (No Docker engine here: the stack itself is not started against it.)"""
+    monkeypatch.setitem(REQUIRED_VARIABLES, "KAFKA_SASL_PASSWORD", "test-sasl-password-long-enough")
+    override = yaml.safe_load(SASL.read_text())
+    compose = merged(load_compose(), {k: v for k, v in override.items() if not k.startswith("x-")})
+    assert schema_errors(compose) == []
+    kafka = environment(compose["services"]["kafka"])
+    assert (
+        kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] == "CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    )
+    monkeypatch.setitem(REQUIRED_VARIABLES, "KAFKA_SASL_PASSWORD", "test-sasl-password-long-enough")
+    clients = [
+        name
+        for name, service in our_services(compose).items()
+        if "KAFKA_BOOTSTRAP_SERVERS" in environment(service)
+    ]
+    assert {"topics", "ingest", "scoring-worker", "tagging-worker", "campaign-worker", "wecom-sender"} <= set(
+        clients
+    )
+    for name in clients:
+        settings = settings_of(ServiceSettings, compose["services"][name], monkeypatch)
+        security = settings.kafka_security
+        assert (security.protocol, security.sasl_mechanism, security.username) == (
+            "SASL_PLAINTEXT",
+            "PLAIN",
+            "pd",
+        ), name
+        assert security.password == "test-sasl-password-long-enough", name
