@@ -195,6 +195,12 @@ class Load:
             thread.start()
             self._threads.append(thread)
 
+    def next_phase(self, name: str) -> None:
+        """From now on, events go to a new phase's cohort."""
+        with self._lock:
+            self.results.append(PhaseResult(name))
+            self.phase = len(self.results) - 1
+
     def stop(self) -> None:
         self._stop.set()
         for thread in self._threads:
@@ -272,14 +278,12 @@ def chaos(layout: Layout, without: frozenset[str] = frozenset(), durable_broker:
     _wait_for(lambda: _campaign_in_force(ops, urls), "the campaign worker to take the run's campaign", 60)
     say(f"\nfault suite {run}: {RATE} events/s through ingest, {CUSTOMERS_PER_PHASE} customers per fault")
     load = Load(urls["ingest"], event_type, run)
-    load.results.append(PhaseResult(phases[0][0]))
+    load.next_phase(phases[0][0])
     load.start()
     try:
         for index, (name, fault) in enumerate(phases):
             if index:
-                with load._lock:  # the next events go to this phase's cohort
-                    load.results.append(PhaseResult(name))
-                    load.phase = index
+                load.next_phase(name)
             time.sleep(LOAD_BEFORE_S)  # load before the fault
             began = time.monotonic()
             if fault is not None:

@@ -78,17 +78,14 @@ def _programs(layout: Layout, durable: bool, durable_redis: bool) -> tuple[list[
     redis_dir = layout.durable_dir / "redis" if durable or durable_redis else None
     if redis_dir is not None:
         redis_dir.mkdir(parents=True, exist_ok=True)
-    infrastructure = [broker_program(tansu), redis_program(ensure_redis_server(), redis_dir)]
-    if durable:
-        s3_dir = layout.durable_dir / "s3"
-        s3_dir.mkdir(parents=True, exist_ok=True)
-        node, s3rver = ensure_s3rver()
-        infrastructure = [
-            s3_program(node, s3rver, s3_dir),
-            broker_program(tansu, durable=True),
-            infrastructure[1],
-        ]
-    return infrastructure, [service_program(service, Layout.venv_bin()) for service in SERVICES]
+    redis = redis_program(ensure_redis_server(), redis_dir)
+    services = [service_program(service, Layout.venv_bin()) for service in SERVICES]
+    if not durable:
+        return [broker_program(tansu), redis], services
+    s3_dir = layout.durable_dir / "s3"
+    s3_dir.mkdir(parents=True, exist_ok=True)
+    node, s3rver = ensure_s3rver()
+    return [s3_program(node, s3rver, s3_dir), broker_program(tansu, durable=True), redis], services
 
 
 def up(layout: Layout, durable: bool = False, durable_redis: bool = False) -> int:

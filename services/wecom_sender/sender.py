@@ -95,11 +95,9 @@ class Sender:
         if not await self._redis.set(claim_key(action.action_id), "claimed", nx=True, ex=CLAIM_TTL_S):
             self._on_outcome("duplicate")
             return []
-        failure = await self._refusal(action)
-        if failure is not None:
-            return await self._failed(action, failure, None)
-        contact = await self._contact(action.customer_id)
-        assert contact is not None  # _refusal found it
+        contact = await self._reachable(action)
+        if isinstance(contact, str):  # why it cannot leave now
+            return await self._failed(action, contact, None)
         try:
             link = await self._link(action)
             if link is None:  # invite_group for a template without customer groups configured
@@ -117,13 +115,14 @@ class Sender:
         }
         return [self._result(action, "campaign.delivered", properties)]
 
-    async def _refusal(self, action: CampaignAction) -> str | None:
-        """Why the action cannot leave now, if it cannot."""
-        if await self._contact(action.customer_id) is None:
+    async def _reachable(self, action: CampaignAction) -> Contact | str:
+        """The customer's WeCom contact and consultant, or why the action cannot leave now."""
+        contact = await self._contact(action.customer_id)
+        if contact is None:
             return "no_wecom_contact"  # never a WeCom friend, or one side deleted the other since
         if revoked(await self._redis.get(consent_key(action.customer_id)), action.channel):
             return "no_consent"
-        return None
+        return contact
 
     async def _link(self, action: CampaignAction) -> str | None:
         """What the message task links to: the content's page, or a group's join QR code."""
