@@ -29,7 +29,8 @@ status: $(STAMP)
 demo: install
 	@$(STACK) demo --seed $(SEED)
 
-# The fault suite (docs/runbooks/): on a durable stack (started if none runs), under load.
+# The fault suite (README, "Fault suite"): on a stack of its own, under load; DURABLE=1: the broker
+# restart, on Tansu keeping its records in moto's S3 server.
 chaos: install
 	@$(STACK) chaos $(foreach fault,$(WITHOUT),--without $(fault)) $(if $(DURABLE),--durable-broker)
 

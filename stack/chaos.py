@@ -2,11 +2,13 @@
 
 On a local stack of its own whose Redis keeps its append-only file, a steady load goes through
 ingest while faults come one after another: Redis restarted, each worker and ingest killed
-(SIGKILL; supervisord restarts them), the broker stalled for 30 s (SIGSTOP), and — with
-`--durable-broker`, on Tansu keeping its records in s3rver's files — the broker restarted. (Tansu
-on s3rver does not hold up under this load yet: s3rver answers Tansu's listings with 500s within
-a minute, and a broker stopped while writing leaves an object it cannot read back. The in-memory
-broker cannot be restarted without losing everything, by design. See the README's table.)
+(SIGKILL; supervisord restarts them), the broker stalled for 30 s (SIGSTOP). The in-memory broker
+cannot be restarted without losing everything, by design: `--durable-broker` runs the broker
+restart alone, on Tansu keeping its records in moto's S3 server. Alone, because Tansu's S3
+storage (0.6) misreports a partition's end offset (1 after six single-record batches, where the
+memory storage says 6), and a Faust worker restarted on it restores its tables only up to that
+wrong end and stalls: the worker kills belong to the in-memory run. (s3rver, the durable mode's
+file store, answers Tansu's listings with 500s under this load; moto does not.)
 
 Each fault has a cohort of customers of its own, whose
 events are posted only during its phase, so that every figure belongs to one fault.
@@ -42,7 +44,7 @@ import httpx
 from services.campaign.decide import action_id
 
 from .layout import Layout
-from .lifecycle import say, up
+from .lifecycle import BrokerStore, say, up
 from .probes import probes
 from .processes import OPS_TOKEN, SERVICES, TOUCHPOINT_KEY
 from .supervisor import Supervisor
@@ -93,6 +95,17 @@ PHASES: tuple[tuple[str, str, Fault | None], ...] = (
     ("kill-ingest", "ingest killed", kill("ingest")),
     ("broker-stall", f"broker stalled {STALL_S:.0f} s", stall("tansu", STALL_S)),
 )
+
+
+def phases_for(durable_broker: bool, without: frozenset[str]) -> list[tuple[str, Fault | None]]:
+    """The run's phases (what happened, the fault). An in-memory broker restarted forgets
+    everything, by design; on the durable one workers cannot restart (see above), so the broker
+    restart runs alone there, after a phase without any fault."""
+    if durable_broker:
+        keys = {"none", "broker-restart"}
+    else:
+        keys = {key for key, _, _ in PHASES} - {"broker-restart"}
+    return [(name, fault) for key, name, fault in PHASES if key in keys - without]
 
 
 @dataclass
@@ -253,14 +266,13 @@ def _all_ready(supervisor: Supervisor) -> Callable[[], bool]:
 
 
 def chaos(layout: Layout, without: frozenset[str] = frozenset(), durable_broker: bool = False) -> int:
-    if not durable_broker:
-        without |= {"broker-restart"}  # an in-memory broker restarted forgets everything, by design
-    phases = [(name, fault) for key, name, fault in PHASES if key not in without]
+    phases = phases_for(durable_broker, without)
     supervisor = Supervisor(layout)
     if supervisor.daemon() is not None:
         say("a stack is running: `make down` first (the fault suite starts its own, Redis with its AOF)")
         return 1
-    if (code := up(layout, durable=durable_broker, durable_redis=True)) != 0:
+    store = BrokerStore.MOTO if durable_broker else BrokerStore.MEMORY
+    if (code := up(layout, store, durable_redis=True)) != 0:
         return code
     urls = {service.name: service.url for service in SERVICES}
     run = uuid.uuid4().hex[:8]

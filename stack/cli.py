@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     chaos.add_argument(
         "--durable-broker",
         action="store_true",
-        help="run Tansu on s3rver's files and restart it too (not reliable under load yet)",
+        help="the broker restart alone, on Tansu keeping its records in moto's S3 server "
+        "(installed under .run/tools/ on first use)",
     )
     demo = commands.add_parser("demo", help="`up`, then post realistic customer journeys and summarise")
     demo.add_argument("--customers", type=int, default=300, help="journeys to generate (default 300)")
@@ -58,9 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("kafka").setLevel(logging.CRITICAL)
     layout = Layout.of_repo()
     if args.command == "up":
-        from .lifecycle import up
+        from .lifecycle import BrokerStore, up
 
-        sys.exit(up(layout, durable=args.durable))
+        sys.exit(up(layout, BrokerStore.FILES if args.durable else BrokerStore.MEMORY))
     if args.command == "down":
         from .lifecycle import down
 

@@ -31,6 +31,11 @@ class Layout:
         return self.run_dir / "durable"
 
     @property
+    def tools_dir(self) -> Path:
+        """Tools installed in venvs of their own (their pins clash with ours): moto's S3 server."""
+        return self.run_dir / "tools"
+
+    @property
     def supervisor_conf(self) -> Path:
         return self.run_dir / "supervisord.conf"
 

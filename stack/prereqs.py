@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+MOTO_REQUIREMENTS = Path(__file__).resolve().with_name("moto-requirements.txt")
 
 
 class MissingPrerequisite(RuntimeError):
@@ -35,6 +36,29 @@ def ensure_s3rver(web_dir: Path = WEB_DIR) -> tuple[str, Path]:
     if not script.exists():
         raise MissingPrerequisite(f"s3rver is not installed in {web_dir}: run `make install`")
     return node, script
+
+
+def ensure_moto(tools_dir: Path) -> Path:
+    """moto's S3 server (`moto_server`) in a venv of its own under `tools_dir`, installed from
+    stack/moto-requirements.txt when that is newer than the last install (its pins clash with ours).
+
+    The fault suite's object store for Tansu: it keeps objects in memory, so they outlive a broker
+    restart but not moto's own, and it holds up under load where s3rver does not (docs/runbooks/)."""
+    venv = tools_dir / "moto"
+    server = venv / "bin" / "moto_server"
+    stamp = venv / ".installed"
+    if server.exists() and stamp.exists() and stamp.stat().st_mtime >= MOTO_REQUIREMENTS.stat().st_mtime:
+        return server
+    print(f"installing moto's S3 server, pinned in {MOTO_REQUIREMENTS.name}, into {venv}")
+    commands = [
+        [sys.executable, "-m", "venv", "--clear", str(venv)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(MOTO_REQUIREMENTS)],
+    ]
+    for command in commands:
+        if subprocess.run(command, check=False).returncode != 0:
+            raise MissingPrerequisite(f"`{' '.join(command)}` failed")
+    stamp.touch()
+    return server
 
 
 def ensure_promtool() -> str:

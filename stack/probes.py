@@ -9,7 +9,7 @@ import redis
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaConfigurationError, KafkaError
 
-from .processes import BOOTSTRAP_SERVERS, HOST, REDIS_PORT, S3_PORT, SERVICES
+from .processes import BOOTSTRAP_SERVERS, HOST, REDIS_PORT, S3_BUCKET, S3_PORT, SERVICES
 
 Probe = Callable[[], str | None]
 
@@ -44,11 +44,15 @@ def redis_ready() -> str | None:
     return None
 
 
-def s3_ready() -> str | None:
+def s3_ready(port: int = S3_PORT) -> str | None:
+    """The object store answers and holds the broker's bucket, which is created when missing (s3rver
+    is told to create it; moto starts empty). Both stores take unsigned requests locally."""
+    bucket = f"http://{HOST}:{port}/{S3_BUCKET}"
     try:
-        httpx.get(f"http://{HOST}:{S3_PORT}/", timeout=2)
+        if httpx.head(bucket, timeout=2).status_code == 404:
+            httpx.put(bucket, timeout=2).raise_for_status()
     except httpx.HTTPError as error:
-        return f"s3rver does not answer: {type(error).__name__}"
+        return f"the S3 store does not answer: {type(error).__name__}"
     return None
 
 

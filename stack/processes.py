@@ -20,8 +20,9 @@ BOOTSTRAP_SERVERS = f"{HOST}:{BROKER_PORT}"
 REDIS_URL = f"redis://{HOST}:{REDIS_PORT}/0"
 TOPIC_PARTITIONS = 3
 
-# The durable mode's store (`make up DURABLE=1`): s3rver on files under .run/durable/, and what
-# Tansu needs to reach it (s3rver's fixed development credentials).
+# The broker's object store when it keeps its records: s3rver on files under .run/durable/
+# (`make up DURABLE=1`) or moto in memory (the fault suite's), and what Tansu needs to reach it
+# (s3rver's fixed development credentials; moto takes any).
 S3_PORT = 4568
 S3_BUCKET = "tansu"
 S3_CLIENT_ENV = {
@@ -178,6 +179,12 @@ def s3_program(node_bin: str, s3rver_js: Path, data_dir: Path) -> Program:
     command = (node_bin, str(s3rver_js), "--directory", str(data_dir), "--address", HOST)
     command += ("--port", str(S3_PORT), "--configure-bucket", S3_BUCKET, "--silent")
     return Program("s3", command, S3_PORT, {}, priority=5)
+
+
+def moto_program(moto_server: Path) -> Program:
+    """moto's S3 server: objects in memory, so they outlive a broker restart, not moto's own. The
+    bucket is created by the probe (`probes.s3_ready`): moto starts empty."""
+    return Program("s3", (str(moto_server), "-H", HOST, "-p", str(S3_PORT)), S3_PORT, {}, priority=5)
 
 
 def service_program(service: Service, bin_dir: Path) -> Program:

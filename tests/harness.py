@@ -20,8 +20,10 @@ from typing import IO, TypeVar
 import httpx
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from stack.prereqs import ensure_s3rver
-from stack.processes import S3_CLIENT_ENV, S3_PORT, s3_program
+from stack.layout import Layout
+from stack.prereqs import ensure_moto, ensure_s3rver
+from stack.probes import s3_ready
+from stack.processes import S3_CLIENT_ENV, S3_PORT, moto_program, s3_program
 
 T = TypeVar("T")
 
@@ -109,7 +111,7 @@ def tansu_binary() -> str:
 
 
 def start_tansu(port: int, log_dir: Path, s3_port: int | None = None) -> Process:
-    """Tansu in memory, or (`s3_port`) keeping its records in the s3rver there (durable)."""
+    """Tansu in memory, or (`s3_port`) keeping its records in the S3 store there (durable)."""
     url = f"tcp://127.0.0.1:{port}"
     args = [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url, "--silent"]
     env: dict[str, str] = {}
@@ -128,6 +130,20 @@ def start_s3rver(port: int, data_dir: Path, log_dir: Path) -> Process:
     args = [arg if arg != str(S3_PORT) else str(port) for arg in program.command]
     process = Process("s3rver", args, log_dir / f"s3rver-{port}.log").start()
     eventually(lambda: port_open(port), timeout=20)
+    return process
+
+
+def start_moto(port: int, log_dir: Path) -> Process:
+    """The fault suite's object store (stack/processes.py, `moto_program`), its bucket created."""
+    program = moto_program(ensure_moto(Layout.of_repo().tools_dir))
+    args = [arg if arg != str(S3_PORT) else str(port) for arg in program.command]
+    process = Process("moto", args, log_dir / f"moto-{port}.log").start()
+
+    def ready() -> None:
+        reason = s3_ready(port)
+        assert reason is None, reason
+
+    eventually(ready, timeout=30)
     return process
 
 

@@ -1,9 +1,9 @@
-"""The fault suite's accounting (stack/chaos.py): what counts as lost and as duplicated."""
+"""The fault suite (stack/chaos.py): what counts as lost and as duplicated; which faults run."""
 
 from __future__ import annotations
 
 from services.campaign.decide import action_id
-from stack.chaos import Figures, PhaseResult, Posted, figures_of, table
+from stack.chaos import Figures, PhaseResult, Posted, figures_of, phases_for, table
 
 CAMPAIGN = "chaos-test"
 
@@ -42,3 +42,11 @@ def test_the_table_has_a_row_per_fault() -> None:
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["fault", "posted", "accepted"]
     assert lines[2].split() == ["ingest", "killed", "9", "9", "3", "0", "0", "2.2"]
+
+
+def test_the_broker_restart_runs_alone_on_the_durable_broker_and_never_on_the_memory_one() -> None:
+    in_memory = [name for name, _ in phases_for(durable_broker=False, without=frozenset())]
+    assert "broker restarted" not in in_memory
+    assert {"no fault", "Redis restarted", "scoring worker killed", "broker stalled 30 s"} <= set(in_memory)
+    assert [name for name, _ in phases_for(True, frozenset())] == ["no fault", "broker restarted"]
+    assert "Redis restarted" not in [name for name, _ in phases_for(False, frozenset({"redis-restart"}))]
