@@ -12,9 +12,9 @@ import contextlib
 import random
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,55 @@ class RunReport:
     # the last process's inputs taken and lag, from its /metrics (to tell a stall from a difference)
     progress: str = ""
     published: Any = None  # WorkerUnderTest.read_published's answer
+    # the worker's warnings and errors over all its processes (a gap it saw, a retry), newest last
+    warnings: list[str] = field(default_factory=list)
+    # acks of the input that cannot be right (see _Acks): the broker at fault, not the worker
+    broker_anomalies: list[str] = field(default_factory=list)
+
+
+def assert_same_state(calm: RunReport, crashed: RunReport) -> None:
+    """The crashed run ended where the undisturbed one did; if not, the message says where they
+    part (field by field, for a few keys), what was not committed, what the worker warned of, and
+    whether the broker acknowledged any input impossibly."""
+    only_calm = sorted(calm.state.keys() - crashed.state.keys())
+    only_crashed = sorted(crashed.state.keys() - calm.state.keys())
+    different = [
+        key for key in calm.state.keys() & crashed.state.keys() if calm.state[key] != crashed.state[key]
+    ]
+    if not (only_calm or only_crashed or different):
+        return
+    shown = "\n".join(
+        f"  {key}: {path}: undisturbed {was!r:.300} / crashed {got!r:.300}"
+        for key in sorted(different)[:3]
+        for path, was, got in list(_differences(calm.state[key], crashed.state[key]))[:6]
+    )
+    warned = "\n".join(f"  {line:.300}" for line in crashed.warnings) or "  none"
+    anomalies = "; ".join(crashed.broker_anomalies[:10]) or "none"
+    raise AssertionError(
+        f"{len(different)} of {len(calm.state)} differ after the crashes, {len(only_calm)} missing "
+        f"(e.g. {only_calm[:3]}), {len(only_crashed)} extra (e.g. {only_crashed[:3]}):\n{shown}\n"
+        f"not committed (committed, end): {crashed.uncommitted}\nlast process: {crashed.progress}\n"
+        f"the worker warned:\n{warned}\nthe broker's impossible acks: {anomalies}"
+    )
+
+
+def _differences(was: Any, got: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """Where two JSON-like values differ: (path, one, other) per differing leaf; a list differing
+    in length as the entries only one side has."""
+    if isinstance(was, dict) and isinstance(got, dict):
+        for key in sorted(was.keys() | got.keys(), key=str):
+            if was.get(key) != got.get(key):
+                yield from _differences(was.get(key), got.get(key), f"{path}.{key}")
+    elif isinstance(was, list) and isinstance(got, list) and len(was) != len(got):
+        only_was = [item for item in was if item not in got]
+        only_got = [item for item in got if item not in was]
+        yield f"{path} ({len(was)} / {len(got)} entries, only in each)", only_was, only_got
+    elif isinstance(was, list) and isinstance(got, list):
+        for index, (one, other) in enumerate(zip(was, got, strict=True)):
+            if one != other:
+                yield from _differences(one, other, f"{path}[{index}]")
+    else:
+        yield path or "(the value)", was, got
 
 
 def run(
@@ -109,13 +158,15 @@ def run(
         process = start()
         stack.callback(lambda: process.stop())
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
-        warm_ends = _feed(bootstrap, records[:warmup]) if warmup else {}
+        acks = _Acks()
+        if warmup:
+            _feed(bootstrap, records[:warmup], acks)
         if warmup:
             eventually(lambda: _assert_taken(metrics_url, warmup), timeout=timeout_s, interval=0.05)
         records = records[warmup:]
         chunks = max(1, len(records) // feed_chunk)
         kill_points = sorted(rng.sample(range(chunks), min(kills, chunks)))
-        feeder = _Feeder(bootstrap, records, feed_chunk, kill_points)
+        feeder = _Feeder(bootstrap, records, feed_chunk, kill_points, acks)
         feeder.start()
         # Inputs taken by the processes killed so far, less the warmup (the shares count from it).
         taken_before = -float(warmup)
@@ -139,9 +190,7 @@ def run(
             process = start()
         feeder.join(timeout_s)
         assert feeder.error is None, feeder.error
-        fed = {tp: max(end, feeder.ends.get(tp, 0)) for tp, end in warm_ends.items()} | {
-            tp: end for tp, end in feeder.ends.items() if tp not in warm_ends
-        }
+        fed = dict(acks.ends)
         ends = _Ends(bootstrap, worker.input_topics, fed)
         try:
             if expect is None:
@@ -159,29 +208,53 @@ def run(
                 ends.uncommitted(worker.group),
                 _progress(metrics_url),
                 worker.read_published(bootstrap),
+                _warnings(run_dir / f"{worker.name}.log"),
+                acks.anomalies,
             )
         finally:
             ends.close()
 
 
-def _feed(bootstrap: str, records: Sequence[Record]) -> dict[TopicPartition, int]:
-    """Produce `records` at once; the end of each partition fed, from the broker's acks."""
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+def _producer(bootstrap: str) -> KafkaProducer:
+    """A producer like ingest's (shared/kafka.py): acks from every in-sync replica, not idempotent.
+    (kafka-python's default, idempotent, lets Tansu acknowledge a retried batch with offset -1.)"""
+    return KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=False)
+
+
+class _Acks:
+    """The end of each partition fed, from the broker's acks, and any ack that cannot be right (an
+    offset below 0 or given twice): the broker's fault, named as such when a run differs."""
+
+    def __init__(self) -> None:
+        self.ends: dict[TopicPartition, int] = {}
+        self.anomalies: list[str] = []
+        self._seen: set[tuple[TopicPartition, int]] = set()
+
+    def take(self, futures: Sequence[Any]) -> None:
+        for future in futures:
+            meta = future.get()
+            tp = TopicPartition(meta.topic, meta.partition)
+            if meta.offset < 0 or (tp, meta.offset) in self._seen:
+                self.anomalies.append(f"{tp.topic}/{tp.partition} acknowledged at offset {meta.offset}")
+            self._seen.add((tp, meta.offset))
+            self.ends[tp] = max(self.ends.get(tp, 0), meta.offset + 1)
+
+
+def _feed(bootstrap: str, records: Sequence[Record], acks: _Acks) -> None:
+    """Produce `records` at once, taking the broker's acks."""
+    producer = _producer(bootstrap)
     sent = [producer.send(record.topic, key=record.key, value=record.value) for record in records]
     producer.flush()
-    ends: dict[TopicPartition, int] = {}
-    for future in sent:
-        meta = future.get()
-        tp = TopicPartition(meta.topic, meta.partition)
-        ends[tp] = max(ends.get(tp, 0), meta.offset + 1)
+    acks.take(sent)
     producer.close()
-    return ends
 
 
 class _Feeder(threading.Thread):
     """Produces the records in chunks, so that a kill lands while input is still arriving."""
 
-    def __init__(self, bootstrap: str, records: Sequence[Record], chunk: int, pauses: list[int]) -> None:
+    def __init__(
+        self, bootstrap: str, records: Sequence[Record], chunk: int, pauses: list[int], acks: _Acks
+    ) -> None:
         super().__init__(daemon=True)
         self._servers = bootstrap
         self._records = records
@@ -190,22 +263,18 @@ class _Feeder(threading.Thread):
         self.reached = {point: threading.Event() for point in pauses}
         self.resume = {point: threading.Event() for point in pauses}
         self.error: BaseException | None = None
-        # The end of each partition fed, from the broker's acks (see _wait_caught_up).
-        self.ends: dict[TopicPartition, int] = {}
+        self.acks = acks
 
     def run(self) -> None:
         try:
-            producer = KafkaProducer(bootstrap_servers=self._servers, acks="all", linger_ms=5)
+            producer = _producer(self._servers)
             for index, start in enumerate(range(0, len(self._records), self._chunk)):
                 sent = [
                     producer.send(record.topic, key=record.key, value=record.value)
                     for record in self._records[start : start + self._chunk]
                 ]
                 producer.flush()
-                for future in sent:
-                    meta = future.get()
-                    tp = TopicPartition(meta.topic, meta.partition)
-                    self.ends[tp] = max(self.ends.get(tp, 0), meta.offset + 1)
+                self.acks.take(sent)
                 if index in self.reached:
                     self.reached[index].set()
                     self.resume[index].wait()
@@ -229,6 +298,13 @@ def _progress(metrics_url: str) -> str:
     return "; ".join(
         line for line in text.splitlines() if line.startswith(wanted) and not line.endswith(" 0.0")
     )
+
+
+def _warnings(log: Path, last: int = 20) -> list[str]:
+    if not log.exists():
+        return []
+    lines = log.read_text(errors="replace").splitlines()  # JSON lines (shared/logging.py)
+    return [line for line in lines if '"level":"warning"' in line or '"level":"error"' in line][-last:]
 
 
 def _assert_taken(metrics_url: str, at_least: float) -> None:

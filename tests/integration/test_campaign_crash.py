@@ -33,14 +33,7 @@ def test_the_undisturbed_run_acts_and_suppresses(undisturbed) -> None:
 def test_a_killed_and_restarted_campaign_worker_decides_exactly_the_same(undisturbed, log_dir: Path) -> None:
     (feed, warmup), calm = undisturbed
     crashed = crash.run(CAMPAIGN_WORKER, feed, log_dir, kills=2, seed=3, expect=calm.state, warmup=warmup)
-    assert crashed.state.keys() == calm.state.keys()
-    different = {
-        k: (calm.state[k], crashed.state[k]) for k in calm.state if calm.state[k] != crashed.state[k]
-    }
-    assert not different, (
-        f"{len(different)} differ, e.g. {next(iter(different.items()))}; "
-        f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
-    )
+    crash.assert_same_state(calm, crashed)
     # Points granted: the same grants, by event id, as the undisturbed run — a grant published
     # again by a replay has the same id, which scoring credits once (tests/integration/test_points.py).
     assert crashed.published == calm.published

@@ -39,13 +39,6 @@ def test_a_killed_and_restarted_scoring_worker_ends_where_an_undisturbed_one_doe
 ) -> None:
     seed, feed, calm = undisturbed
     crashed = crash.run(SCORING_WORKER, feed, log_dir, kills=2, seed=seed, expect=calm.state)
-    assert crashed.state.keys() == calm.state.keys()
-    different = {
-        c: (calm.state[c], crashed.state[c]) for c in calm.state if calm.state[c] != crashed.state[c]
-    }
-    assert not different, (
-        f"{len(different)} customers differ, e.g. {next(iter(different.items()))}; "
-        f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
-    )
+    crash.assert_same_state(calm, crashed)
     # Worth seeing in the log: commits may still lag at the moment the states match.
     print(f"after the crashes, partitions not fully committed: {crashed.uncommitted or 'none'}")

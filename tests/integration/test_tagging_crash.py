@@ -47,11 +47,4 @@ def test_a_killed_and_restarted_tagging_worker_ends_where_an_undisturbed_one_doe
 ) -> None:
     feed, calm = undisturbed
     crashed = crash.run(TAGGING_WORKER, feed, log_dir, kills=2, seed=5, expect=calm.state)
-    assert crashed.state.keys() == calm.state.keys()
-    different = {
-        k: (calm.state[k], crashed.state[k]) for k in calm.state if calm.state[k] != crashed.state[k]
-    }
-    assert not different, (
-        f"{len(different)} differ, e.g. {next(iter(different.items()))}; "
-        f"not committed (committed, end): {crashed.uncommitted}; last process: {crashed.progress}"
-    )
+    crash.assert_same_state(calm, crashed)
