@@ -170,7 +170,7 @@ def parse_args(bench: WorkerBench, argv: list[str] | None) -> argparse.Namespace
     add(
         "--no-bare",
         action="store_true",
-        help=f"measure the {service} worker only, without the bare reference",
+        help=f"measure the {service} worker only, without the references (bare Faust, getmany floor)",
     )
     add(
         "--profile",
@@ -382,17 +382,22 @@ class Worker:
 
 
 def workers(service: str, env: EnvFor, args: argparse.Namespace, input_topic: str) -> list[Worker]:
-    """The bare reference (unless --no-bare), then `python -m services.<service>.worker`."""
+    """The references (unless --no-bare): the bare Faust worker and the getmany floor; then
+    `python -m services.<service>.worker`."""
     profiler = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     command = [sys.executable, *profiler, "-m", f"services.{service}.worker"]
     worker = Worker(service, command, service.upper(), env)
     if args.no_bare:
         return [worker]
 
-    def bare_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
+    def reference_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
         return scoring_env(bootstrap, redis_url, metrics_port, BARE_INPUT_TOPIC=input_topic, **overrides)
 
-    return [Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", bare_env), worker]
+    return [
+        Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", reference_env),
+        Worker("floor", [sys.executable, "-m", "bench.getmany_floor"], "SCORING", reference_env),
+        worker,
+    ]
 
 
 @dataclass(frozen=True)
@@ -598,6 +603,10 @@ def run_rows(run: Run) -> list[tuple[str, str]]:
     ]
 
 
+# The references a worker is measured next to, by their worker name, as the table heads them.
+REFERENCES = {"bare": "bare Faust", "floor": "getmany floor"}
+
+
 def report_rows(
     service: str,
     runs: dict[str, Run],
@@ -605,30 +614,33 @@ def report_rows(
     default_batch: int,
     only_service: list[tuple[str, str]],
 ) -> list[str]:
-    """The markdown table: the run figures of the service's worker next to the bare one's, as a
-    ratio; then the target, the batch size and the service's own rows."""
-    mine, bare = runs[service], runs.get("bare")
-    if bare is None:
-        rows = [f"| figure | {service} worker |", "| --- | ---: |"]
-        rows += [f"| {name} | {value} |" for name, value in run_rows(mine)]
-    else:
-        ratios = {RATE: mine.rate / bare.rate}
-        if mine.per_cpu and bare.per_cpu:
-            ratios[PER_CPU] = mine.per_cpu / bare.per_cpu
-        rows = [
-            f"| figure | {service} worker | bare Faust | {service}/bare |",
-            "| --- | ---: | ---: | ---: |",
-        ]
-        for (name, value), (_, theirs) in zip(run_rows(mine), run_rows(bare), strict=True):
-            ratio = f"{ratios[name]:.2f}" if name in ratios else ""
-            rows.append(f"| {name} | {value} | {theirs} | {ratio} |")
+    """The markdown table: the run figures of the service's worker next to each reference's, with
+    the ratios to them; then the target, the batch size and the service's own rows."""
+    mine = runs[service]
+    references = [(name, runs[name]) for name in REFERENCES if name in runs]
+    heads = [f"{service} worker", *(REFERENCES[n] for n, _ in references)]
+    heads += [f"{service}/{n}" for n, _ in references]
+    rows = ["| figure | " + " | ".join(heads) + " |", "| --- |" + " ---: |" * len(heads)]
+    theirs = [run_rows(run) for _, run in references]
+    for index, (name, value) in enumerate(run_rows(mine)):
+        cells = [value, *(figures[index][1] for figures in theirs)]
+        cells += [_ratio(name, mine, run) for _, run in references]
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
     own = [
         ("target, events/s (ratio to it)", f"{TARGET:,} ({mine.rate / TARGET:.2f})"),
         ("BATCH_MAX_EVENTS", f"{args.batch_max_events or default_batch:,}"),
         *only_service,
     ]
-    empty = "" if bare is None else " | |"
+    empty = " |" * (2 * len(references))
     return rows + [f"| {name} | {value} |{empty}" for name, value in own]
+
+
+def _ratio(figure: str, mine: Run, reference: Run) -> str:
+    if figure == RATE:
+        return f"{mine.rate / reference.rate:.2f}"
+    if figure == PER_CPU and mine.per_cpu and reference.per_cpu:
+        return f"{mine.per_cpu / reference.per_cpu:.2f}"
+    return ""
 
 
 def setup_lines(service: str, run: Run, args: argparse.Namespace) -> list[str]:
@@ -663,7 +675,7 @@ def main(bench: WorkerBench, argv: list[str] | None = None) -> int:
 def measure_and_report(bench: WorkerBench, stack: Stack, args: argparse.Namespace) -> str:
     chosen = workers(bench.service, bench.env, args, bench.input_topic)
     runs = {worker.name: measure(worker, stack, args) for worker in chosen}
-    model = bench.read_model  # the bare worker writes nothing to Redis
+    model = bench.read_model  # the references write nothing to Redis
     client = stack.redis
     mem = memory(client, stack.baseline, model)
     changelog = f"{runs[bench.service].app_id}-{bench.table}-changelog"
