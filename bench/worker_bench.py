@@ -192,11 +192,13 @@ def generate(
     seed: int,
     extra: Extra | None = None,
     as_input: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    first_customer: int = 1,
 ) -> list[tuple[bytes, bytes]]:
-    """(key, value) records as ingest publishes them (or as `as_input` makes them), in received order."""
+    """(key, value) records as ingest publishes them (or as `as_input` makes them), in received
+    order, for customers `cus_<first_customer>` onwards."""
     rng = random.Random(seed)
     now = datetime.now(UTC)
-    ids = [f"cus_{n + 1}" for n in range(customers)]
+    ids = [f"cus_{n + first_customer}" for n in range(customers)]
     identities = [
         {
             "wecom_external_userid": f"wmXb{rng.getrandbits(64):016x}",
