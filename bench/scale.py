@@ -1,20 +1,24 @@
-"""A million customers (issue 20, item 3): how the scoring worker's and Redis's cost per customer,
-a restart with that state, and the scoring API's reads grow with the customers held.
+"""A million customers (issue 20, item 3): how each worker's and Redis's cost per customer, a
+worker's restart with that state, and the APIs' reads grow with the customers held.
 
 Method. One Tansu broker and one redis-server of the bench's own (a running `make up` stack is
-never touched), one scoring worker (`python -m services.scoring.worker`) and one scoring API
-(`python -m services.scoring.api`). Customers are added in steps (default 10k, 100k, 1M in all):
-each step generates one contract-valid ingested event per new customer (bench/worker_bench.py,
-`generate`), pre-loads them on `touchpoint.events.v1` and waits until the worker has taken them
-(every new customer in the read model's rank). Then, with that many customers held:
-- worker memory per customer: the worker's resident set (VmRSS) less what it held before the
-  first customer, divided by the customers (the Faust table in memory, mostly);
-- Redis bytes per customer: used_memory less the empty Redis's, divided by the customers;
-- the scoring API's `/v1/matrix`, `/v1/leads` (50 hot leads) and `/metrics` (which counts the
-  matrix for its gauge): p50 and p99 over `--requests` sequential requests each;
-- a worker restart: SIGTERM, then a new process in the same consumer group, with one new event
-  produced as it starts; restart time = from its start to that event taken (its table restored
-  from the changelog first). The new process carries on with the next step.
+never touched); the scoring and tagging workers and their APIs (`python -m services.<name>.worker`
+and `.api`), tagging reading what scoring passes on, as in production. Customers are added in
+steps (default 10k, 100k, 1M in all): each step generates one contract-valid ingested event per
+new customer (bench/worker_bench.py, `generate`), pre-loads them on `touchpoint.events.v1` and
+waits until both workers hold every customer (scoring's rank, tagging's `seg:all`). Then, with
+that many customers held:
+- each worker's memory per customer: its resident set (VmRSS) less what it held before the
+  first customer, divided by the customers (its Faust table in memory, mostly);
+- Redis bytes per customer: used_memory less the empty Redis's, divided by the customers (both
+  read models);
+- scoring's `/v1/matrix`, `/v1/leads` (50 hot leads) and `/metrics` (which counts the matrix
+  for its gauge); tagging's `/v1/segments/count` (intent-layer rational customers) and
+  `/metrics`: p50 and p99 over `--requests` sequential requests each;
+- each worker's restart, one after the other: SIGTERM, then a new process in the same consumer
+  group, with one new event on the touchpoint topic as it starts; restart time = from its start
+  to that event taken (its table restored from the changelog first). The new process carries
+  on with the next step.
 Figures are printed per step as they come, then the growth table; nothing is asserted.
 
 Usage (from the repository root):
@@ -45,15 +49,48 @@ import redis
 
 from bench.worker_bench import generate, is_ready, preload, redis_used, scrape
 from services.scoring.read_model import RANK
+from services.tagging.read_model import ALL
 from shared.kafka import ensure_topics
 from shared.topics import TOUCHPOINT_EVENTS, contract_topics
 from tests.harness import Process, free_port, start_redis, start_tansu
 from tests.scoring_worker import scoring_env
+from tests.tagging_worker import tagging_env
 
 PARTITIONS = 3
 OPS_TOKEN = "bench-scale-ops-token"
-APP_ID = "pd-scoring-scale"
-SERVICE = "scoring"  # the `service` label of the worker's metrics
+
+
+@dataclass(frozen=True)
+class Service:
+    """A worker and its API under the bench."""
+
+    name: str  # services.<name>; the `service` label of the worker's metrics
+    env: Callable[..., dict[str, str]]  # the tests' worker environment (bootstrap, redis, port, **overrides)
+    held: Callable[[redis.Redis], int]  # customers its read model holds
+    reads: tuple[tuple[str, str], ...]  # (figure, API path) to time
+
+
+SERVICES = (
+    Service(
+        "scoring",
+        scoring_env,
+        lambda client: client.zcard(RANK),
+        (
+            ("/v1/matrix", "/v1/matrix"),
+            ("/v1/leads", "/v1/leads?band=hot&limit=50"),
+            ("/metrics", "/metrics"),
+        ),
+    ),
+    Service(
+        "tagging",
+        tagging_env,
+        lambda client: client.scard(ALL),
+        (
+            ("/v1/segments/count", "/v1/segments/count?layer=intent&orientation=rational"),
+            ("/metrics", "/metrics"),
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -66,15 +103,20 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class Held:
+    """One service's figures with a step's customers held."""
+
+    worker_bytes: float  # per customer
+    restart_s: float
+    reads: dict[str, Latency]  # by figure
+
+
+@dataclass(frozen=True)
 class Step:
     customers: int
-    load_s: float  # from the step's first record produced to its last taken
-    worker_bytes: float  # per customer
+    load_s: float  # from the step's first record produced to every customer held by every worker
     redis_bytes: float  # per customer
-    matrix: Latency
-    leads: Latency
-    metrics: Latency
-    restart_s: float
+    services: dict[str, Held]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -86,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--requests", type=int, default=30, help="requests per API figure (default 30)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--timeout", type=float, default=600, help="seconds a step may take to be taken")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds a step may take to be taken")
     args = parser.parse_args(argv)
     args.steps = [int(step) for step in args.steps.split(",")]
     if args.steps != sorted(set(args.steps)) or args.steps[0] <= 0:
@@ -101,16 +143,12 @@ def resident_bytes(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def taken(metrics_url: str) -> int:
-    scraped = scrape(metrics_url, SERVICE)
-    return sum(scraped[0].values()) if scraped else 0
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float, what: str, process: Process) -> None:
+def wait_until(check: Callable[[], bool], timeout_s: float, what: str, processes: list[Process]) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
-        if process.popen is None or process.popen.poll() is not None:
-            raise SystemExit(f"{process.name} exited while waiting for {what}:\n{process.log_tail()}")
+        for process in processes:
+            if process.popen is None or process.popen.poll() is not None:
+                raise SystemExit(f"{process.name} exited while waiting for {what}:\n{process.log_tail()}")
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.1)
@@ -126,8 +164,66 @@ def latency(client: httpx.Client, path: str, requests: int) -> Latency:
     return Latency(1000 * statistics.median(seconds), 1000 * cuts[98])
 
 
+class Running:
+    """One service's worker and API processes, started on the bench's broker and Redis."""
+
+    def __init__(self, service: Service, stack: ExitStack, bench: Bench) -> None:
+        self.service = service
+        self.bench = bench
+        self.metrics_url = f"http://127.0.0.1:{free_port()}"
+        self.worker = self._start_worker()
+        stack.callback(lambda: self.worker.stop())
+        self.worker_empty = resident_bytes(self.worker.pid)
+        api_port = free_port()
+        env = {
+            "REDIS_URL": bench.redis_url,
+            "KAFKA_BOOTSTRAP_SERVERS": bench.bootstrap,
+            f"{service.name.upper()}_PORT": str(api_port),
+            "OPS_TOKENS": OPS_TOKEN,
+            "LOG_LEVEL": "WARNING",
+        }
+        command = [sys.executable, "-m", f"services.{service.name}.api"]
+        api = Process(f"{service.name}-api", command, bench.log_dir / f"{service.name}-api.log", env).start()
+        stack.callback(api.stop)
+        api_url = f"http://127.0.0.1:{api_port}"
+        wait_until(lambda: is_ready(api_url), 60, f"the {service.name} API's /readyz", [api])
+        self.api = httpx.Client(
+            base_url=api_url, headers={"Authorization": f"Bearer {OPS_TOKEN}"}, timeout=120
+        )
+        stack.callback(self.api.close)
+
+    def _start_worker(self) -> Process:
+        name, bench = self.service.name, self.bench
+        port = int(self.metrics_url.rsplit(":", 1)[1])
+        env = self.service.env(bench.bootstrap, bench.redis_url, port, LOG_LEVEL="WARNING")
+        env |= {
+            f"{name.upper()}_APP_ID": f"pd-{name}-scale",
+            "TABLE_DIR": str(bench.log_dir / f"{name}-tables"),
+        }
+        command = [sys.executable, "-m", f"services.{name}.worker"]
+        worker = Process(f"{name}-worker", command, bench.log_dir / f"{name}-worker.log", env).start()
+        wait_until(lambda: is_ready(self.metrics_url), 600, f"the {name} worker's /readyz", [worker])
+        return worker
+
+    def taken(self) -> int:
+        scraped = scrape(self.metrics_url, self.service.name)
+        return sum(scraped[0].values()) if scraped else 0
+
+    def restart(self) -> float:
+        """Stop the worker, start another in its group; seconds until it took a new event."""
+        self.worker.stop(timeout=60)
+        began = time.monotonic()
+        self.worker = self._start_worker()
+        # One event for a customer already held, on the topic as the new process starts.
+        self.bench.preload(self.bench.one_more_event())
+        wait_until(
+            lambda: self.taken() >= 1, self.bench.args.timeout, "the event after a restart", [self.worker]
+        )
+        return time.monotonic() - began
+
+
 class Bench:
-    """The bench's broker, Redis, worker and API, and what it loaded so far."""
+    """The bench's broker and Redis, the services running on them, and the customers so far."""
 
     def __init__(self, stack: ExitStack, log_dir: Path, args: argparse.Namespace) -> None:
         self.args = args
@@ -140,101 +236,70 @@ class Bench:
         self.redis = redis.Redis.from_url(self.redis_url)
         stack.callback(self.redis.close)
         self.redis_empty = redis_used(self.redis)
-        self.metrics_port = free_port()
-        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
-        self.worker = self._start_worker()
-        stack.callback(lambda: self.worker.stop())
-        self.worker_empty = resident_bytes(self.worker.pid)
+        self.running = [Running(service, stack, self) for service in SERVICES]
         self.customers = 0
-        api_port = free_port()
-        env = {
-            "REDIS_URL": self.redis_url,
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "SCORING_PORT": str(api_port),
-            "OPS_TOKENS": OPS_TOKEN,
-            "LOG_LEVEL": "WARNING",
-        }
-        api = Process("scoring-api", [sys.executable, "-m", "services.scoring.api"], log_dir / "api.log", env)
-        api.start()
-        stack.callback(api.stop)
-        self.api_url = f"http://127.0.0.1:{api_port}"
-        wait_until(lambda: is_ready(self.api_url), 60, "the scoring API's /readyz", api)
-        self.api = httpx.Client(
-            base_url=self.api_url, headers={"Authorization": f"Bearer {OPS_TOKEN}"}, timeout=120
-        )
-        stack.callback(self.api.close)
+        self.extra_events = 0
 
-    def _start_worker(self) -> Process:
-        env = scoring_env(
-            self.bootstrap, self.redis_url, self.metrics_port, SCORING_APP_ID=APP_ID, LOG_LEVEL="WARNING"
-        )
-        env["TABLE_DIR"] = str(self.log_dir / "tables")
-        command = [sys.executable, "-m", "services.scoring.worker"]
-        worker = Process("scoring-worker", command, self.log_dir / "scoring-worker.log", env).start()
-        wait_until(lambda: is_ready(self.metrics_url), 600, "the scoring worker's /readyz", worker)
-        return worker
+    def one_more_event(self) -> list[tuple[bytes, bytes]]:
+        """A new event (its own id) for the first customer."""
+        self.extra_events += 1
+        return generate(1, 1, seed=-self.extra_events, first_customer=1)
+
+    def preload(self, records: list[tuple[bytes, bytes]]) -> int:
+        return preload(self.bootstrap, records, TOUCHPOINT_EVENTS)
 
     def step(self, customers: int) -> Step:
         new = customers - self.customers
         print(f"\n== {customers:,} customers: generating {new:,} more ...", flush=True)
         records = generate(new, new, self.args.seed + customers, first_customer=self.customers + 1)
         began = time.monotonic()
-        loaded = preload(self.bootstrap, records, TOUCHPOINT_EVENTS)
+        loaded = self.preload(records)
         del records
-        print(f"  {loaded:,} on the topic; waiting for the worker to score them ...", flush=True)
+        print(f"  {loaded:,} on the topic; waiting for every worker to hold them ...", flush=True)
         wait_until(
-            lambda: self.redis.zcard(RANK) >= customers,
+            lambda: all(run.service.held(self.redis) >= customers for run in self.running),
             self.args.timeout,
-            f"{customers:,} customers in {RANK}",
-            self.worker,
+            f"{customers:,} customers held by every worker",
+            [run.worker for run in self.running],
         )
         load_s = time.monotonic() - began
         self.customers = customers
-        worker_bytes = (resident_bytes(self.worker.pid) - self.worker_empty) / customers
         redis_bytes = (redis_used(self.redis) - self.redis_empty) / customers
-        print(f"  taken in {load_s:.1f} s; measuring the API ...", flush=True)
-        requests = self.args.requests
-        matrix = latency(self.api, "/v1/matrix", requests)
-        leads = latency(self.api, "/v1/leads?band=hot&limit=50", requests)
-        metrics = latency(self.api, "/metrics", requests)
-        print("  restarting the worker ...", flush=True)
-        restart_s = self._restart()
-        figures = Step(customers, load_s, worker_bytes, redis_bytes, matrix, leads, metrics, restart_s)
-        print(
-            f"  worker {worker_bytes:,.0f} B and Redis {redis_bytes:,.0f} B a customer; matrix {matrix}, "
-            f"leads {leads}, /metrics {metrics} ms (p50 / p99); restart to first event {restart_s:.1f} s",
-            flush=True,
-        )
-        return figures
-
-    def _restart(self) -> float:
-        self.worker.stop(timeout=60)
-        began = time.monotonic()
-        self.worker = Process(
-            "scoring-worker",
-            self.worker.args,
-            self.log_dir / "scoring-worker.log",
-            self.worker.env,
-        ).start()
-        # One event for a customer already held, on the topic as the new process starts.
-        event = generate(1, 1, self.args.seed - self.customers, first_customer=1)
-        preload(self.bootstrap, event, TOUCHPOINT_EVENTS)
-        wait_until(
-            lambda: taken(self.metrics_url) >= 1, self.args.timeout, "the event after a restart", self.worker
-        )
-        return time.monotonic() - began
+        print(f"  held in {load_s:.1f} s, Redis {redis_bytes:,.0f} B a customer", flush=True)
+        held = {}
+        for run in self.running:
+            worker_bytes = (resident_bytes(run.worker.pid) - run.worker_empty) / customers
+            reads = {figure: latency(run.api, path, self.args.requests) for figure, path in run.service.reads}
+            restart_s = run.restart()
+            held[run.service.name] = Held(worker_bytes, restart_s, reads)
+            shown = ", ".join(f"{figure} {value}" for figure, value in reads.items())
+            print(
+                f"  {run.service.name}: worker {worker_bytes:,.0f} B a customer; {shown} ms (p50 / p99); "
+                f"restart to first event {restart_s:.1f} s",
+                flush=True,
+            )
+        return Step(customers, load_s, redis_bytes, held)
 
 
 def table(steps: list[Step]) -> str:
-    rows = [
-        ("worker resident bytes per customer", lambda s: f"{s.worker_bytes:,.0f}"),
-        ("Redis bytes per customer", lambda s: f"{s.redis_bytes:,.0f}"),
-        ("worker restart to first event, s", lambda s: f"{s.restart_s:.1f}"),
-        ("/v1/matrix p50 / p99, ms", lambda s: str(s.matrix)),
-        ("/v1/leads p50 / p99, ms", lambda s: str(s.leads)),
-        ("/metrics p50 / p99, ms", lambda s: str(s.metrics)),
-        ("step loaded and taken in, s", lambda s: f"{s.load_s:.1f}"),
-    ]
+    rows: list[tuple[str, Callable[[Step], str]]] = []
+    for service in SERVICES:
+        name = service.name
+        rows.append(
+            (
+                f"{name} worker resident bytes per customer",
+                lambda s, n=name: f"{s.services[n].worker_bytes:,.0f}",
+            )
+        )
+        rows.append(
+            (f"{name} worker restart to first event, s", lambda s, n=name: f"{s.services[n].restart_s:.1f}")
+        )
+        for figure, _ in service.reads:
+            rows.append(
+                (f"{name} `{figure}` p50 / p99, ms", lambda s, n=name, f=figure: str(s.services[n].reads[f]))
+            )
+    rows.append(("Redis bytes per customer (both read models)", lambda s: f"{s.redis_bytes:,.0f}"))
+    rows.append(("step loaded and held in, s", lambda s: f"{s.load_s:.1f}"))
     lines = ["| figure | " + " | ".join(f"{s.customers:,} customers" for s in steps) + " |"]
     lines.append("| --- |" + " ---: |" * len(steps))
     lines += [f"| {name} | " + " | ".join(cell(s) for s in steps) + " |" for name, cell in rows]
@@ -259,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + table(steps))
         print(
             f"\nMeasured {date.today()} with `python -m bench.scale` in {time.monotonic() - began:,.0f} s: "
-            f"one scoring worker and one scoring API on their own Tansu and Redis, one event per "
+            f"the scoring and tagging workers and APIs on their own Tansu and Redis, one event per "
             f"customer, {args.requests} requests per API figure. Machine: {platform.machine()}, "
             f"{os.cpu_count()} cores, Python {platform.python_version()}."
         )
