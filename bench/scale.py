@@ -11,7 +11,8 @@ that many customers held:
 - each worker's memory per customer: its resident set (VmRSS) less what it held before the
   first customer, divided by the customers (its Faust table in memory, mostly);
 - Redis bytes per customer: used_memory less the empty Redis's, divided by the customers (both
-  read models);
+  read models), and of which: each customer's own keys (MEMORY USAGE over 200 of them) and the
+  keys all share (sorted sets, segment sets) whole;
 - scoring's `/v1/matrix`, `/v1/leads` (50 hot leads) and `/metrics` (which counts the matrix
   for its gauge); tagging's `/v1/segments/count` (intent-layer rational customers) and
   `/metrics`: p50 and p99 over `--requests` sequential requests each;
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import signal
 import statistics
 import sys
@@ -48,8 +50,9 @@ import httpx
 import redis
 
 from bench.worker_bench import generate, is_ready, preload, redis_used, scrape
-from services.scoring.read_model import RANK
-from services.tagging.read_model import ALL
+from services.scoring.read_model import DUE, LAST_INTERACTION, RANK, customer_key, events_key
+from services.tagging.read_model import ALL, profile_key
+from services.tagging.read_model import PREFIX as TAGGING_PREFIX
 from shared.kafka import ensure_topics
 from shared.topics import TOUCHPOINT_EVENTS, contract_topics
 from tests.harness import Process, free_port, start_redis, start_tansu
@@ -58,6 +61,13 @@ from tests.tagging_worker import tagging_env
 
 PARTITIONS = 3
 OPS_TOKEN = "bench-scale-ops-token"
+SAMPLE = 200  # customers whose own keys are measured for the Redis breakdown
+# What Redis keeps of one customer, by key (bench/worker_bench.py names customers cus_<n>).
+OWN_KEYS: dict[str, Callable[[str], str]] = {
+    "scoring snapshot": customer_key,
+    "scoring latest events": events_key,
+    "tagging profile": profile_key,
+}
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ class Step:
     load_s: float  # from the step's first record produced to every customer held by every worker
     redis_bytes: float  # per customer
     services: dict[str, Held]
+    redis_parts: dict[str, float]  # bytes per customer, by what holds them (redis_breakdown)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -152,6 +163,22 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str, processes
         if time.monotonic() > deadline:
             raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.1)
+
+
+def redis_breakdown(client: redis.Redis, customers: int) -> dict[str, float]:
+    """Bytes per customer by what holds them: each customer's own keys (MEMORY USAGE over a
+    sample of customers), and the keys all customers share (sorted sets, segment sets) whole."""
+    rng = random.Random(customers)
+    sample = [f"cus_{rng.randint(1, customers)}" for _ in range(SAMPLE)]
+    parts = {
+        name: sum(client.memory_usage(key_of(c)) or 0 for c in sample) / SAMPLE
+        for name, key_of in OWN_KEYS.items()
+    }
+    shared = [RANK, LAST_INTERACTION, DUE, *client.scan_iter(match=f"{TAGGING_PREFIX}seg:*", count=5000)]
+    parts["shared sorted and segment sets"] = (
+        sum(client.memory_usage(k, samples=0) or 0 for k in shared) / customers
+    )
+    return parts
 
 
 def latency(client: httpx.Client, path: str, requests: int) -> Latency:
@@ -265,7 +292,9 @@ class Bench:
         load_s = time.monotonic() - began
         self.customers = customers
         redis_bytes = (redis_used(self.redis) - self.redis_empty) / customers
-        print(f"  held in {load_s:.1f} s, Redis {redis_bytes:,.0f} B a customer", flush=True)
+        parts = redis_breakdown(self.redis, customers)
+        shown = ", ".join(f"{name} {size:,.0f}" for name, size in parts.items())
+        print(f"  held in {load_s:.1f} s, Redis {redis_bytes:,.0f} B a customer ({shown})", flush=True)
         held = {}
         for run in self.running:
             worker_bytes = (resident_bytes(run.worker.pid) - run.worker_empty) / customers
@@ -278,7 +307,7 @@ class Bench:
                 f"restart to first event {restart_s:.1f} s",
                 flush=True,
             )
-        return Step(customers, load_s, redis_bytes, held)
+        return Step(customers, load_s, redis_bytes, held, parts)
 
 
 def table(steps: list[Step]) -> str:
@@ -299,6 +328,8 @@ def table(steps: list[Step]) -> str:
                 (f"{name} `{figure}` p50 / p99, ms", lambda s, n=name, f=figure: str(s.services[n].reads[f]))
             )
     rows.append(("Redis bytes per customer (both read models)", lambda s: f"{s.redis_bytes:,.0f}"))
+    for part in steps[0].redis_parts if steps else ():
+        rows.append((f"  of which {part}", lambda s, p=part: f"{s.redis_parts[p]:,.0f}"))
     rows.append(("step loaded and held in, s", lambda s: f"{s.load_s:.1f}"))
     lines = ["| figure | " + " | ".join(f"{s.customers:,} customers" for s in steps) + " |"]
     lines.append("| --- |" + " ---: |" * len(steps))

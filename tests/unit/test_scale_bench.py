@@ -11,7 +11,7 @@ def step(customers: int, scoring_bytes: float, restart_s: float) -> Step:
     fast = Latency(1.25, 4.5)
     scoring = Held(scoring_bytes, restart_s, {"/v1/matrix": fast, "/v1/leads": fast, "/metrics": fast})
     tagging = Held(800.0, 9.0, {"/v1/segments/count": fast, "/metrics": fast})
-    return Step(customers, 1.0, 300.0, {"scoring": scoring, "tagging": tagging})
+    return Step(customers, 1.0, 300.0, {"scoring": scoring, "tagging": tagging}, {"scoring snapshot": 120.0})
 
 
 def test_each_figure_is_a_row_and_each_step_a_column() -> None:
@@ -22,6 +22,7 @@ def test_each_figure_is_a_row_and_each_step_a_column() -> None:
     assert "| scoring `/v1/matrix` p50 / p99, ms | 1.2 / 4.5 | 1.2 / 4.5 |" in lines
     assert "| tagging worker resident bytes per customer | 800 | 800 |" in lines
     assert "| tagging `/v1/segments/count` p50 / p99, ms | 1.2 / 4.5 | 1.2 / 4.5 |" in lines
+    assert "|   of which scoring snapshot | 120 | 120 |" in lines
 
 
 def test_steps_must_grow() -> None:
