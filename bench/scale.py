@@ -55,7 +55,7 @@ from services.tagging.read_model import ALL, profile_key
 from services.tagging.read_model import PREFIX as TAGGING_PREFIX
 from shared.kafka import ensure_topics
 from shared.topics import TOUCHPOINT_EVENTS, contract_topics
-from tests.harness import Process, free_port, start_redis, start_tansu
+from tests.harness import Process, eventually, free_port, start_redis, start_tansu
 from tests.scoring_worker import scoring_env
 from tests.tagging_worker import tagging_env
 
@@ -155,14 +155,18 @@ def resident_bytes(pid: int) -> int:
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str, processes: list[Process]) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
+    """Poll `check` (tests/harness.py's `eventually`); give up at once if a process exited."""
+
+    def held() -> None:
         for process in processes:
             if process.popen is None or process.popen.poll() is not None:
                 raise SystemExit(f"{process.name} exited while waiting for {what}:\n{process.log_tail()}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.1)
+        assert check(), f"still waiting for {what}"
+
+    try:
+        eventually(held, timeout=timeout_s, interval=0.1)
+    except AssertionError:
+        raise SystemExit(f"timed out after {timeout_s:.0f} s waiting for {what}") from None
 
 
 def redis_breakdown(client: redis.Redis, customers: int) -> dict[str, float]:

@@ -91,7 +91,7 @@ class ServiceSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _sasl_complete(self) -> Self:
-        sasl = self.kafka_security_protocol.startswith("SASL_")
+        sasl = self.kafka_security.sasl
         given = [self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password]
         if sasl and not all(given):
             raise ValueError(

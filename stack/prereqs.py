@@ -43,11 +43,12 @@ def ensure_moto(tools_dir: Path) -> Path:
     stack/moto-requirements.txt when that is newer than the last install (its pins clash with ours).
 
     The fault suite's object store for Tansu: it keeps objects in memory, so they outlive a broker
-    restart but not moto's own, and it holds up under load where s3rver does not (docs/runbooks/)."""
+    restart but not moto's own, and it holds up under load where s3rver does not (README, "Fault
+    suite")."""
     venv = tools_dir / "moto"
     server = venv / "bin" / "moto_server"
     stamp = venv / ".installed"
-    if server.exists() and stamp.exists() and stamp.stat().st_mtime >= MOTO_REQUIREMENTS.stat().st_mtime:
+    if server.exists() and _installed_since(stamp, MOTO_REQUIREMENTS):
         return server
     print(f"installing moto's S3 server, pinned in {MOTO_REQUIREMENTS.name}, into {venv}")
     commands = [
@@ -84,7 +85,7 @@ def ensure_web_assets(web_dir: Path = WEB_DIR) -> Path:
     modules = web_dir / "node_modules"
     stamp = modules / ".installed"
     lock = web_dir / "package-lock.json"
-    if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime:
+    if _installed_since(stamp, lock):
         return modules
     npm = _ensure("npm", "npm", "Node.js's npm")
     print(f"installing the browser assets pinned in {lock} (npm ci)")
@@ -94,6 +95,11 @@ def ensure_web_assets(web_dir: Path = WEB_DIR) -> Path:
         raise MissingPrerequisite(f"`{' '.join(command)}` failed")
     stamp.touch()
     return modules
+
+
+def _installed_since(stamp: Path, pins: Path) -> bool:
+    """An install left its stamp after the pins it installed from last changed."""
+    return stamp.exists() and stamp.stat().st_mtime >= pins.stat().st_mtime
 
 
 def _ensure(binary: str, package: str, what: str, options: list[str] | None = None) -> str:

@@ -161,7 +161,6 @@ def run(
         acks = _Acks()
         if warmup:
             _feed(bootstrap, records[:warmup], acks)
-        if warmup:
             eventually(lambda: _assert_taken(metrics_url, warmup), timeout=timeout_s, interval=0.05)
         records = records[warmup:]
         chunks = max(1, len(records) // feed_chunk)
