@@ -50,6 +50,7 @@ import httpx
 import redis
 
 from bench.worker_bench import generate, is_ready, preload, redis_used, scrape
+from services.scoring.matrix_cells import CELL, CELLS
 from services.scoring.read_model import DUE, LAST_INTERACTION, RANK, customer_key, events_key
 from services.tagging.read_model import ALL, profile_key
 from services.tagging.read_model import PREFIX as TAGGING_PREFIX
@@ -178,8 +179,9 @@ def redis_breakdown(client: redis.Redis, customers: int) -> dict[str, float]:
         name: sum(client.memory_usage(key_of(c)) or 0 for c in sample) / SAMPLE
         for name, key_of in OWN_KEYS.items()
     }
-    shared = [RANK, LAST_INTERACTION, DUE, *client.scan_iter(match=f"{TAGGING_PREFIX}seg:*", count=5000)]
-    parts["shared sorted and segment sets"] = (
+    segments = client.scan_iter(match=f"{TAGGING_PREFIX}seg:*", count=5000)
+    shared = [RANK, LAST_INTERACTION, DUE, CELL, CELLS, *segments]
+    parts["shared sorted sets, hashes and segment sets"] = (
         sum(client.memory_usage(k, samples=0) or 0 for k in shared) / customers
     )
     return parts

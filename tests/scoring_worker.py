@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,9 @@ from redis.asyncio import Redis
 
 from services.scoring import read_model
 from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, score_batch
+from services.scoring.matrix_cells import AS_OF, CELL, CELLS
 from services.scoring.plan import ScoringPlan
-from services.scoring.read_model import PREFIX, customer_key, events_key
+from services.scoring.read_model import PREFIX, RANK, customer_key, events_key
 from shared.topics import TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published
@@ -56,9 +58,26 @@ def read_scoring_state(redis_url: str) -> dict[str, Any]:
             pipe.zrange(events_key(customer), 0, -1)
         for customer, entries in zip(customers, pipe.execute(), strict=True):
             state[customer]["latest_events"] = sorted(entry.decode() for entry in entries)
+        state[MATRIX] = matrix_invariants(client)
         return state
     finally:
         client.close()
+
+
+MATRIX = "~matrix"  # not a customer: what must hold of the matrix's counts (matrix_invariants)
+MATRIX_HOLDS = {"counts_are_the_cells": True, "cells_are_the_ranked": True}
+
+
+def matrix_invariants(client: redis.Redis) -> dict[str, bool]:
+    """The counts hold what `cell` holds, and `cell` the customers `rank` does: whatever the
+    worker replayed, a move counted twice or missed would show here (matrix_cells.py)."""
+    cells = client.hgetall(CELL)
+    counts = {field: int(n) for field, n in client.hgetall(CELLS).items() if field != AS_OF.encode()}
+    ranked = {member for member, _ in client.zscan_iter(RANK, count=1000)}
+    return {
+        "counts_are_the_cells": counts == Counter(cells.values()),
+        "cells_are_the_ranked": cells.keys() == ranked,
+    }
 
 
 def _comparable(snapshot: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +218,7 @@ def replay_in_domain(feed: list[Record]) -> dict[str, Any]:
             # The newest KEPT by (occurred_at, entry), as Redis's rank order trims them.
             kept = sorted(events.get(customer, {}).items(), key=lambda pair: (pair[1], pair[0]))[-KEPT:]
             snapshot["latest_events"] = sorted(entry.decode() for entry, _ in kept)
-    return state
+    return state | {MATRIX: MATRIX_HOLDS}
 
 
 class InProcessScorer:

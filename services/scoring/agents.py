@@ -49,6 +49,7 @@ from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Payload, ScoringHandover, score_batch
 from .erasure import erase_customers
 from .inputs import ScoringEvent, decode_touchpoint
+from .matrix_cells import cells_hold, plan_fingerprint
 from .plan_store import VersionedPlan, load_plan, plan_version
 from .topics import ScoringTopics
 
@@ -99,7 +100,9 @@ class Scorer:
     async def score(self, messages: Sequence[Message]) -> None:
         # The plan in force for inputs accepted after a plan change was answered: the change is
         # in Redis before any such input reaches a fetch of ours (docs/causal-order.md).
-        await retrying("plan refresh", lambda: refresh_plan(self._plans, self._redis, self._table))
+        await retrying(
+            "plan refresh", lambda: refresh_plan(self._plans, self._redis, self._table, self._clock)
+        )
         await retrying("erasures refresh", lambda: self._erased.refresh(self._redis))
         started = perf_counter()
         deliveries, partitions, dead = self._decode(messages)
@@ -182,8 +185,11 @@ class Scorer:
         self._watch.observe(messages)
 
 
-async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> None:
-    """Apply a plan ops replaced; re-rank the read model if the half-life changed."""
+async def refresh_plan(
+    plans: PlanHolder, redis: Redis, table: faust.Table, clock: Callable[[], datetime]
+) -> None:
+    """Apply a plan ops replaced; where it moves customers' cells (bands, decay, activity
+    windows), rewrite their rank keys, cells and due times under it."""
     current = plans.current
     if await plan_version(redis) == current.version:  # one GET per batch: the usual answer
         return
@@ -196,7 +202,10 @@ async def refresh_plan(plans: PlanHolder, redis: Redis, table: faust.Table) -> N
         return
     plans.current = latest
     log.info("scoring plan %d in force (was %d)", latest.version, current.version)
-    if latest.plan.half_life_days != current.plan.half_life_days:
+    fingerprint = plan_fingerprint(latest.plan)
+    if fingerprint != plan_fingerprint(current.plan) and not await cells_hold(
+        redis, fingerprint, read_model.RANK
+    ):
         scores = [record.score for record in table_rows(table).values() if record.merged_into is None]
-        count = await read_model.rewrite_ranks(redis, scores, latest.plan)
-        log.info("re-ranked %d customers for half-life %.1f days", count, latest.plan.half_life_days)
+        count = await read_model.rewrite_matrix(redis, scores, latest.plan, clock())
+        log.info("rewrote %d customers' rank keys, cells and due times for plan %d", count, latest.version)

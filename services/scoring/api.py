@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Response, status
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, Field
 
 from shared.clock import clock_of, utc_now
@@ -72,9 +72,23 @@ def create_app(
         registry=registry,
     )
 
+    matrix_reads = Counter(
+        "pd_lead_matrix_reads_total",
+        "Reads of the lead concentration matrix, by how: from the counts the worker keeps "
+        "(counted) or counting every customer (scanned: just after a plan change, until the "
+        "worker has rewritten the cells)",
+        ["how"],
+        registry=registry,
+    )
+
+    async def matrix_at(plan: ScoringPlan, now: datetime) -> dict[Band, dict[Activity, int]]:
+        cells, counted = await lead_matrix(redis, plan, now)
+        matrix_reads.labels("counted" if counted else "scanned").inc()
+        return cells
+
     async def update_matrix() -> None:
         current = await load_plan(redis)
-        cells = await lead_matrix(redis, current.plan, clock())
+        cells = await matrix_at(current.plan, clock())
         for band, row in cells.items():
             for activity, count in row.items():
                 matrix_customers.labels(band.value, activity.value).set(count)
@@ -156,7 +170,7 @@ def create_app(
         """Customers per (band x activity) cell, as of now with the plan in force."""
         now = clock()
         current = await load_plan(redis)
-        cells = await lead_matrix(redis, current.plan, now)
+        cells = await matrix_at(current.plan, now)
         total = sum(n for row in cells.values() for n in row.values())
         return MatrixView(as_of=now, plan_version=current.version, cells=cells, total=total)
 

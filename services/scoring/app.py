@@ -62,10 +62,6 @@ def create_app(
     )
     batch_consumer(parts, topics.inputs, settings, scorer.score)
 
-    @app.task
-    async def load_plan_at_start() -> None:
-        await refresh_plan(plans, redis, table)
-
     ticker = Ticker(redis, DUE, topics.ticks, parts.sender, clock, kind="decay")
 
     @app.timer(interval=settings.tick_interval_s)
@@ -75,6 +71,8 @@ def create_app(
 
     @app.timer(interval=settings.plan_poll_interval_s)
     async def poll_plan() -> None:
-        await refresh_plan(plans, redis, table)
+        # Only with every row restored: a plan change rewrites the rows' cells (agents.py).
+        if recovery_done(app):
+            await refresh_plan(plans, redis, table, clock)
 
     return app

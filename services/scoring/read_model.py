@@ -13,6 +13,9 @@ Keys (all under `pd:scoring:`):
                     nobody does).
 - `merged_away:{id}` set, the customers merged away into the survivor `id` (their snapshots
                     name it), so that erasing the survivor finds them without a scan (erasure.py).
+- `due`             sorted set, customer -> when time alone next moves their band or activity.
+- `cell`, `cells`   each customer's matrix cell as of their last write, and the counts of each
+                    cell (matrix_cells.py): the same customers as `rank`.
 The API decays and bands at read time with the current plan, so a read is never stale by decay.
 """
 
@@ -32,8 +35,9 @@ from shared.redis import KEY_PREFIX
 from shared.ticks import schedule
 
 from .batch import CustomerRecord
-from .intent import CustomerScore
+from .intent import CustomerScore, next_change_at
 from .latest_events import KEPT
+from .matrix_cells import MatrixBounds, queue_cells
 from .plan import ScoringPlan
 from .ranking import rank_key
 
@@ -78,7 +82,9 @@ async def write_records(
 ) -> None:
     """Write changed customers and their latest events (batch.BatchOutcome) in one round trip.
 
-    Idempotent: a replay writes the same rows, and the same entries as members already there."""
+    `due`: when time alone next moves each customer's band or activity (the batch computes it;
+    computed here for customers it lacks). Idempotent: a replay writes the same rows, cells and
+    due times, and the same entries as members already there."""
     # Snapshots are assembled from their parts' JSON: the same bytes ScoreSnapshot would write,
     # at a fraction of the cost of building one model per customer.
     updated_at = b'"updated_at":' + orjson.dumps(now) + b"}"
@@ -87,6 +93,9 @@ async def write_records(
     interactions: dict[str, float] = {}
     gone: list[str] = []
     merged_away: dict[str, list[str]] = {}  # survivor -> customers merged away into them
+    cells: dict[str, str] = {}
+    bounds = MatrixBounds.at(plan, now)
+    due_at = dict(due or {})
     for record in records:
         score = record.score
         customer_id = score.customer_id
@@ -98,9 +107,13 @@ async def write_records(
             merged_away.setdefault(record.merged_into, []).append(customer_id)
             continue
         snapshots[customer_key(customer_id)] = b'{"score":' + _SCORE.dump_json(score) + b"," + updated_at
-        ranks[customer_id] = rank_key(score, plan)
+        key = ranks[customer_id] = rank_key(score, plan)
         last = score.last_interaction_at
-        interactions[customer_id] = NEVER_INTERACTED if last is None else last.timestamp()
+        last_s = interactions[customer_id] = NEVER_INTERACTED if last is None else last.timestamp()
+        cells[customer_id] = bounds.cell(key, last_s)
+        if customer_id not in due_at:
+            due_at[customer_id] = next_change_at(score, now, plan)
+    due_at.update(dict.fromkeys(gone))
     pipe = redis.pipeline(transaction=False)
     if snapshots:
         pipe.mset(snapshots)
@@ -113,7 +126,8 @@ async def write_records(
         pipe.zrem(LAST_INTERACTION, *gone)
     for survivor, merged in merged_away.items():
         pipe.sadd(merged_away_key(survivor), *merged)
-    schedule(pipe, DUE, due or {})
+    schedule(pipe, DUE, due_at)
+    queue_cells(pipe, cells, gone, now)
     _queue_latest_events(pipe, latest_events, events_moved, gone)
     await pipe.execute()
 
@@ -161,12 +175,40 @@ def _queue_latest_events(
         pipe.expire(events_key(customer_id), MERGED_EVENTS_WAIT_S)
 
 
-async def rewrite_ranks(redis: Redis, scores: Iterable[CustomerScore], plan: ScoringPlan) -> int:
-    """Re-key customers after a plan with a new half-life; returns how many."""
-    ranks = {score.customer_id: rank_key(score, plan) for score in scores}
-    if ranks:
-        await redis.zadd(RANK, ranks)
-    return len(ranks)
+REWRITE_CHUNK = 10_000
+
+
+async def rewrite_matrix(
+    redis: Redis, scores: Iterable[CustomerScore], plan: ScoringPlan, now: datetime
+) -> int:
+    """After a plan changing bands, decay or activity windows: the customers' rank keys (they
+    depend on the half-life), cells and due times under it, in chunks; returns how many."""
+    bounds = MatrixBounds.at(plan, now)
+    count = 0
+    chunk: list[CustomerScore] = []
+
+    async def write() -> None:
+        pipe = redis.pipeline(transaction=False)
+        ranks = {score.customer_id: rank_key(score, plan) for score in chunk}
+        pipe.zadd(RANK, ranks)
+        schedule(pipe, DUE, {score.customer_id: next_change_at(score, now, plan) for score in chunk})
+        cells = {}
+        for score in chunk:
+            last = score.last_interaction_at
+            cells[score.customer_id] = bounds.cell(
+                ranks[score.customer_id], NEVER_INTERACTED if last is None else last.timestamp()
+            )
+        queue_cells(pipe, cells, (), now)
+        await pipe.execute()
+
+    for score in scores:
+        chunk.append(score)
+        if len(chunk) == REWRITE_CHUNK:
+            await write()
+            count, chunk = count + len(chunk), []
+    if chunk:
+        await write()
+    return count + len(chunk)
 
 
 async def read_score(redis: Redis, customer_id: str) -> ScoreSnapshot | None:

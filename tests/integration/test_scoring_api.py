@@ -25,6 +25,7 @@ from services.scoring.batch import CustomerRecord, Delivery
 from services.scoring.calibration import check_plan
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import Activity, Band, CustomerScore, apply_event, intent_pct
+from services.scoring.matrix_cells import CELLS, plan_fingerprint, queue_cells
 from services.scoring.plan import ScoringPlan, default_plan
 from services.scoring.plan_store import PLAN_KEY
 from services.scoring.ranking import band_key_range, rank_key
@@ -34,6 +35,7 @@ from shared.identity import IdentityJoined, IdentityMerged
 from tests.factories import unique
 from tests.harness import free_port
 from tests.scoring_worker import InProcessScorer
+from tests.sweeps import redis_facts
 
 TOKEN = "scoring-test-token"
 OPS = {"Authorization": f"Bearer {TOKEN}"}
@@ -620,12 +622,8 @@ async def test_latest_events_come_newest_first_with_what_each_added(scoring: Api
         e.occurred_at.timestamp() for e in (clicked, shared, booked)
     ]
     # Only the fields above reach Redis: no identity, no free property.
-    for key in await scoring.redis.keys("*"):
-        if await scoring.redis.type(key) == b"zset":
-            members = await scoring.redis.zrange(key, 0, -1)
-        else:
-            members = [await scoring.redis.get(key)]
-        assert not any(b"13900001234" in m or b"hashed-phone" in m or b"o6_private" in m for m in members)
+    for fact in await redis_facts(scoring.redis):
+        assert not any(b"13900001234" in m or b"hashed-phone" in m or b"o6_private" in m for m in fact)
 
 
 async def test_latest_events_keep_the_newest_50_and_a_replay_adds_none(scoring: Api) -> None:
@@ -773,3 +771,103 @@ def edge_customers(plan: ScoringPlan, now: datetime) -> dict[str, tuple[float, f
         edges[f"window-edge-{n}"] = (floors[2], since)
         edges[f"window-before-{n}"] = (floors[2], math.nextafter(since, -math.inf))
     return edges
+
+
+async def matrix_read(scoring: Api, now: datetime) -> tuple[dict[str, dict[str, int]], str]:
+    """/v1/matrix at `now`, and how the API read it (pd_lead_matrix_reads_total)."""
+
+    def reads() -> dict[str, float]:
+        return {
+            how: scoring.registry.get_sample_value("pd_lead_matrix_reads_total", {"how": how}) or 0.0
+            for how in ("counted", "scanned")
+        }
+
+    scoring.clock.now = now
+    before = reads()
+    body = (await scoring.http.get("/v1/matrix", headers=OPS)).json()
+    (how,) = [how for how, n in reads().items() if n == before[how] + 1]
+    return body["cells"], how
+
+
+def expected_cells(
+    states: dict[str, CustomerScore], plan: ScoringPlan, now: datetime
+) -> dict[str, dict[str, int]]:
+    rows = {c: (rank_key(s, plan), last_interaction_s(s)) for c, s in states.items()}
+    return {b.value: {a.value: n for a, n in row.items()} for b, row in views.matrix(rows, plan, now).items()}
+
+
+async def test_the_matrix_kept_as_counts_is_views_matrix_as_time_passes(scoring: Api) -> None:
+    """The counts the worker keeps (matrix_cells.py), corrected at read time for whom time alone
+    moved, are views.matrix at every moment after the writes: as customers change, merge away,
+    are written again (a replay), go untouched for days or are ticked; under a new plan once the
+    worker rewrote the cells. Where they cannot answer, the matrix is scanned, as exactly."""
+    rng = random.Random(11)
+    states = {s.customer_id: s for s in (random_customer(n, rng) for n in range(2000))}
+    records = [CustomerRecord(score=s) for s in states.values()]
+    await read_model.write_records(scoring.redis, records, PLAN, T0)
+    assert await matrix_read(scoring, T0) == (expected_cells(states, PLAN, T0), "counted")
+    counts = await scoring.redis.hgetall(CELLS)
+    await read_model.write_records(scoring.redis, records, PLAN, T0)  # a replay moves nobody
+    assert await scoring.redis.hgetall(CELLS) == counts
+
+    # Two hours on: some customers act, some merge away.
+    t1 = T0 + timedelta(hours=2)
+    acting, merging = rng.sample(sorted(states), 300), rng.sample(sorted(states), 60)
+    changed = {c: apply_event(states[c], event(c, "test_drive.booked", t1), PLAN) for c in acting}
+    states |= changed
+    gone = [c for c in merging if c not in changed]
+    for c in gone:
+        del states[c]
+    merged = [CustomerRecord(score=CustomerScore(customer_id=c), merged_into="elsewhere") for c in gone]
+    await read_model.write_records(scoring.redis, [*map(CustomerRecord, changed.values()), *merged], PLAN, t1)
+    assert await matrix_read(scoring, t1) == (expected_cells(states, PLAN, t1), "counted")
+
+    # Untouched for days: those time alone moved are counted where they are now.
+    for later in (t1 + 3 * DAY, t1 + timedelta(days=9, seconds=7.25), t1 + 45 * DAY, t1 + 400 * DAY):
+        assert await matrix_read(scoring, later) == (expected_cells(states, PLAN, later), "counted"), later
+    # The worker ticks those due and writes them again: the same matrix.
+    t2 = t1 + 10 * DAY
+    due = [m.decode() for m in await scoring.redis.zrangebyscore(read_model.DUE, "-inf", t2.timestamp())]
+    assert len(due) > 100
+    await read_model.write_records(scoring.redis, [CustomerRecord(score=states[c]) for c in due], PLAN, t2)
+    assert await scoring.redis.zcount(read_model.DUE, "-inf", t2.timestamp()) == 0
+    assert await matrix_read(scoring, t2) == (expected_cells(states, PLAN, t2), "counted")
+
+    # Customers on every edge, whose cells were written long ago and are due: counted at now.
+    edges = edge_customers(PLAN, t2)
+    await scoring.redis.zadd(read_model.RANK, {c: key for c, (key, _) in edges.items()})
+    await scoring.redis.zadd(read_model.LAST_INTERACTION, {c: last for c, (_, last) in edges.items()})
+    await scoring.redis.zadd(read_model.DUE, dict.fromkeys(edges, t2.timestamp()))
+    pipe = scoring.redis.pipeline()
+    queue_cells(pipe, dict.fromkeys(edges, f"{plan_fingerprint(PLAN)}:00"), (), T0)
+    await pipe.execute()
+    rows = {c: (rank_key(s, PLAN), last_interaction_s(s)) for c, s in states.items()}
+    with_edges = views.matrix(rows | edges, PLAN, t2)
+    cells, how = await matrix_read(scoring, t2)
+    assert (cells, how) == (
+        {b.value: {a.value: n for a, n in r.items()} for b, r in with_edges.items()},
+        "counted",
+    )
+    for key in (read_model.RANK, read_model.LAST_INTERACTION, read_model.DUE):
+        await scoring.redis.zrem(key, *edges)
+    pipe = scoring.redis.pipeline()
+    queue_cells(pipe, {}, edges, None)
+    await pipe.execute()
+
+    # Earlier than the cells were written: scanned.
+    assert await matrix_read(scoring, t1) == (expected_cells(states, PLAN, t1), "scanned")
+    # A new plan: scanned until the worker rewrote the cells under it, counted after.
+    odd = ScoringPlan.model_validate(
+        plan_json(bands={"medium": 20, "high": 50, "hot": 80}, activity={"active_7d_days": 6.5})
+    )
+    assert (
+        await scoring.http.put("/v1/scoring-plan", json=odd.model_dump(mode="json"), headers=OPS)
+    ).is_success
+    assert await matrix_read(scoring, t2) == (expected_cells(states, odd, t2), "scanned")
+    assert await read_model.rewrite_matrix(scoring.redis, states.values(), odd, t2) == len(states)
+    assert await matrix_read(scoring, t2) == (expected_cells(states, odd, t2), "counted")
+    later = t2 + 20 * DAY
+    assert await matrix_read(scoring, later) == (expected_cells(states, odd, later), "counted")
+    # The old plan's cells are gone: the counts hold the customers once.
+    counts = await scoring.redis.hgetall(CELLS)
+    assert sum(int(n) for field, n in counts.items() if field != b"as_of") == len(states)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +12,12 @@ import orjson
 import pytest
 import redis
 from kafka import KafkaProducer
+from redis.asyncio import Redis as AsyncRedis
 
 from services.scoring import read_model
+from services.scoring.lead_matrix import scan
+from services.scoring.matrix_cells import MatrixBounds
+from services.scoring.plan import Bands, default_plan
 from shared.topics import INTENT_SCORES, TOUCHPOINT_EVENTS, dead_letter_topic
 from tests.conftest import OPS_TOKEN
 from tests.factories import event, published, unique
@@ -229,3 +234,55 @@ def test_a_merged_customers_latest_events_move_to_the_survivor(client, ops) -> N
     assert body["customer_id"] == older
     assert [e["type"] for e in body["events"]] == ["content.view", "quote.requested", "config.build"]
     assert ops.get(f"/v1/customers/{older}/events").json() == body
+
+
+def matrix_reads(ops: httpx.Client) -> dict[str, float]:
+    reads = {"counted": 0.0, "scanned": 0.0}
+    for line in ops.get("/metrics").text.splitlines():
+        for how in reads:
+            if line.startswith(f'pd_lead_matrix_reads_total{{how="{how}"}}'):
+                reads[how] = float(line.split()[1])
+    return reads
+
+
+def read_matrix(ops: httpx.Client) -> tuple[dict[str, Any], set[str]]:
+    """/v1/matrix, and how the API read it since the last scrape (which reads it too): from the
+    worker's counts, by a scan, or both."""
+    before = matrix_reads(ops)
+    body = ops.get("/v1/matrix").json()
+    after = matrix_reads(ops)
+    return body, {how for how in after if after[how] > before[how]}
+
+
+def test_a_plan_moving_the_bands_has_the_worker_rewrite_every_cell(client, ops, backends) -> None:
+    """The matrix is read from the counts the worker keeps; after a plan moving the bands it is
+    scanned until the worker rewrote its customers' cells, then counted again, the same."""
+    customer = post(client, {"unionid": unique("u")}, "test_drive.booked", vehicle_model="id6")
+    score_of(ops, customer, lambda b: b["band"] == "hot")
+    assert read_matrix(ops)[1] == {"counted"}
+    plan = ops.get("/v1/scoring-plan").json()
+    bands = {"medium": 10.0, "high": 20.0, "hot": 99.0}  # nobody hot any more
+    assert ops.put("/v1/scoring-plan", json=plan["plan"] | {"bands": bands}).status_code == 200
+    try:
+
+        def rewritten() -> dict[str, Any]:
+            body, how = read_matrix(ops)
+            assert how == {"counted"}, body
+            return body
+
+        body = eventually(rewritten, timeout=30, interval=0.2)
+        assert sum(body["cells"]["hot"].values()) == 0 and body["cells"]["high"]["active_7d"] >= 1
+        scanned = asyncio.run(scan_matrix(backends.redis_url, bands))
+        assert body["cells"] == scanned
+    finally:
+        assert ops.put("/v1/scoring-plan", json=plan["plan"]).status_code == 200
+
+
+async def scan_matrix(redis_url: str, bands: dict[str, float]) -> dict[str, dict[str, int]]:
+    plan = default_plan().model_copy(update={"bands": Bands(**bands)})
+    client = AsyncRedis.from_url(redis_url)
+    try:
+        cells = await scan(client, MatrixBounds.at(plan, datetime.now(UTC)))
+    finally:
+        await client.aclose()
+    return {b.value: {a.value: n for a, n in row.items()} for b, row in cells.items()}
