@@ -7,6 +7,10 @@ customers, keyed by customer_id. Then, one process at a time, each with a fresh 
 it lets a worker work through that backlog and polls its /metrics every 0.2 s:
 - bare: bench/bare_worker.py, Faust taking the raw bytes in batches with no state (the issue's
   second reference), so that on a shared or noisy machine scoring/bare is the figure to compare;
+- floor: bench/getmany_floor.py, aiokafka's getmany decoding each record's JSON and nothing else;
+- peer: bench/quix_scoring.py, the scoring job on Quix Streams (the same domain code, state in
+  Quix's RocksDB store and changelog, the same read model and outputs), in a venv of its own
+  installed on first use (bench/quix-requirements.txt);
 - scoring: ONE `python -m services.scoring.worker`, with the tests' short group timeouts.
 For each: throughput = inputs taken (pd_events_processed_total, summed over outcomes) between the
 first poll that saw any and the poll that saw all, divided by the time between those two polls,
@@ -41,6 +45,8 @@ from bench.worker_bench import ReadModel, WorkerBench, main
 from services.scoring.read_model import LAST_INTERACTION, RANK, customer_key
 from services.scoring.settings import ScoringSettings
 from shared.topics import INTENT_SCORES
+from stack.layout import Layout
+from stack.prereqs import ensure_quix
 from tests.scoring_worker import scoring_env
 
 SCORING = WorkerBench(
@@ -58,6 +64,8 @@ SCORING = WorkerBench(
         shared_name="rank + last_interaction sorted sets",
         shared_keys=lambda _: (RANK, LAST_INTERACTION),
     ),
+    peer="bench.quix_scoring",
+    peer_python=lambda: str(ensure_quix(Layout.of_repo().tools_dir)),
 )
 
 if __name__ == "__main__":

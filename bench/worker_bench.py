@@ -10,8 +10,10 @@ poll that saw all, divided by the time between those two polls, so neither start
 interval counts; worker CPU seconds over the same window (/proc/<pid>/stat), next to the CPU of
 Tansu + Redis and of the rest of the machine. After the runs, the read model's Redis memory per
 customer and the changelog and output records per event. `report_rows` and `setup_lines` print
-it, each figure of the worker next to the bare Faust reference's (bench/bare_worker.py) as a
-ratio. A bench module declares its worker as a `WorkerBench` and calls `main` with it.
+it, each figure of the worker next to its references' as a ratio: bare Faust (bench/bare_worker.py),
+the getmany floor (bench/getmany_floor.py) and, where the bench has one, the best peer doing the
+same job (bench/quix_scoring.py for scoring). A bench module declares its worker as a
+`WorkerBench` and calls `main` with it.
 
 Events: every contract type with its required properties, weighted like private-domain traffic
 (many content views and WeCom messages, few orders), occurred_at within the last 30 days in
@@ -58,6 +60,7 @@ from tests.harness import Process, free_port, start_redis, start_tansu
 from tests.scoring_worker import scoring_env
 
 TARGET = 8_000  # events/s, one worker process, 2 cores (the issue)
+REPOSITORY = Path(__file__).resolve().parent.parent
 CHINA = timezone(timedelta(hours=8))
 MODELS = ("g6", "g9", "x9", "p7", "mona")
 DEALERS = tuple(f"d-{city}-{n:03d}" for city in ("sh", "bj", "gz", "cd") for n in range(1, 6))
@@ -149,6 +152,10 @@ class WorkerBench:
     input_topic: str = TOUCHPOINT_EVENTS
     as_input: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     notes: Callable[[redis.Redis], list[str]] | None = None  # lines after the table, from Redis
+    # The best peer doing the same job (a module run by `peer_python()`'s interpreter), measured
+    # beside the references: bench/quix_scoring.py for scoring.
+    peer: str | None = None
+    peer_python: Callable[[], str] | None = None
 
 
 def parse_args(bench: WorkerBench, argv: list[str] | None) -> argparse.Namespace:
@@ -383,23 +390,33 @@ class Worker:
     env: EnvFor
 
 
-def workers(service: str, env: EnvFor, args: argparse.Namespace, input_topic: str) -> list[Worker]:
-    """The references (unless --no-bare): the bare Faust worker and the getmany floor; then
-    `python -m services.<service>.worker`."""
+def workers(bench: WorkerBench, args: argparse.Namespace) -> list[Worker]:
+    """The references (unless --no-bare): the bare Faust worker, the getmany floor and the peer
+    (if the bench has one); then `python -m services.<service>.worker`."""
+    service = bench.service
     profiler = ["-m", "cProfile", "-o", args.profile] if args.profile else []
     command = [sys.executable, *profiler, "-m", f"services.{service}.worker"]
-    worker = Worker(service, command, service.upper(), env)
+    worker = Worker(service, command, service.upper(), bench.env)
     if args.no_bare:
         return [worker]
 
     def reference_env(bootstrap: str, redis_url: str, metrics_port: int, **overrides: str) -> dict[str, str]:
-        return scoring_env(bootstrap, redis_url, metrics_port, BARE_INPUT_TOPIC=input_topic, **overrides)
+        return scoring_env(
+            bootstrap,
+            redis_url,
+            metrics_port,
+            BARE_INPUT_TOPIC=bench.input_topic,
+            PYTHONPATH=str(REPOSITORY),  # the peer's interpreter is not the venv's with our package
+            **overrides,
+        )
 
-    return [
+    references = [
         Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", reference_env),
         Worker("floor", [sys.executable, "-m", "bench.getmany_floor"], "SCORING", reference_env),
-        worker,
     ]
+    if bench.peer and bench.peer_python:
+        references.append(Worker("peer", [bench.peer_python(), "-m", bench.peer], "SCORING", reference_env))
+    return [*references, worker]
 
 
 @dataclass(frozen=True)
@@ -606,7 +623,7 @@ def run_rows(run: Run) -> list[tuple[str, str]]:
 
 
 # The references a worker is measured next to, by their worker name, as the table heads them.
-REFERENCES = {"bare": "bare Faust", "floor": "getmany floor"}
+REFERENCES = {"bare": "bare Faust", "floor": "getmany floor", "peer": "Quix Streams peer"}
 
 
 def report_rows(
@@ -675,14 +692,22 @@ def main(bench: WorkerBench, argv: list[str] | None = None) -> int:
 
 
 def measure_and_report(bench: WorkerBench, stack: Stack, args: argparse.Namespace) -> str:
-    chosen = workers(bench.service, bench.env, args, bench.input_topic)
-    runs = {worker.name: measure(worker, stack, args) for worker in chosen}
+    runs: dict[str, Run] = {}
+    published_before = 0
+    for worker in workers(bench, args):
+        if worker.name == bench.service:
+            # The peer publishes on the worker's output and writes its read model too: count
+            # from here, and measure Redis as the worker alone leaves it.
+            published_before = topic_counts(stack.bootstrap, [bench.output]).get(bench.output, 0)
+            stack.redis.flushdb()
+        runs[worker.name] = measure(worker, stack, args)
     model = bench.read_model  # the references write nothing to Redis
     client = stack.redis
     mem = memory(client, stack.baseline, model)
     changelog = f"{runs[bench.service].app_id}-{bench.table}-changelog"
     dead = dead_letter_topic(bench.input_topic)
     counts = topic_counts(stack.bootstrap, [changelog, bench.output, dead])
+    published = counts.get(bench.output, 0) - published_before
     unit = model.unit
     only_service = [
         (f"customers ({model.counted_by})", f"{args.customers:,} ({mem.items:,})"),
@@ -690,7 +715,7 @@ def measure_and_report(bench: WorkerBench, stack: Stack, args: argparse.Namespac
         (f"  {model.key_name}, mean MEMORY USAGE", f"{mem.key_bytes:,.0f}"),
         (f"  {model.shared_name}, per {unit}", f"{mem.shared_per_item:,.0f}"),
         ("changelog records (per event)", per_event(counts.get(changelog, 0), args.events)),
-        (f"{bench.output} records (per event)", per_event(counts.get(bench.output, 0), args.events)),
+        (f"{bench.output} records (per event)", per_event(published, args.events)),
         ("dead-lettered events", f"{counts.get(dead, 0):,}"),
     ]  # fmt: skip
     rows = report_rows(bench.service, runs, args, bench.default_batch, only_service)

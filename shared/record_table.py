@@ -14,11 +14,10 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import faust
-import orjson
 from pydantic import TypeAdapter
-from pydantic_core import to_jsonable_python
 
 from shared.faust_runtime import FaustCodec, codec_table
+from shared.record_json import encode_record
 
 R = TypeVar("R")
 
@@ -29,17 +28,10 @@ class RecordCodec(FaustCodec, Generic[R]):
         self._adapter = TypeAdapter(record_type)
 
     def encode(self, record: R) -> bytes:
-        return orjson.dumps(record, default=_jsonable, option=orjson.OPT_NON_STR_KEYS)
+        return encode_record(record)
 
     def decode(self, raw: bytes) -> R:
         return self._adapter.validate_json(raw)
-
-
-def _jsonable(value: Any) -> Any:
-    """What orjson does not write itself: sets in a stable order, anything else as pydantic would."""
-    if isinstance(value, set | frozenset):
-        return sorted(value)
-    return to_jsonable_python(value)
 
 
 def record_table(

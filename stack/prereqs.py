@@ -16,6 +16,7 @@ from pathlib import Path
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 MOTO_REQUIREMENTS = Path(__file__).resolve().with_name("moto-requirements.txt")
+QUIX_REQUIREMENTS = Path(__file__).resolve().parent.parent / "bench" / "quix-requirements.txt"
 
 
 class MissingPrerequisite(RuntimeError):
@@ -39,27 +40,37 @@ def ensure_s3rver(web_dir: Path = WEB_DIR) -> tuple[str, Path]:
 
 
 def ensure_moto(tools_dir: Path) -> Path:
-    """moto's S3 server (`moto_server`) in a venv of its own under `tools_dir`, installed from
-    stack/moto-requirements.txt when that is newer than the last install (its pins clash with ours).
+    """moto's S3 server (`moto_server`) in a venv of its own under `tools_dir` (its pins clash with
+    ours), from stack/moto-requirements.txt.
 
     The fault suite's object store for Tansu: it keeps objects in memory, so they outlive a broker
     restart but not moto's own, and it holds up under load where s3rver does not (README, "Fault
     suite")."""
-    venv = tools_dir / "moto"
-    server = venv / "bin" / "moto_server"
+    return ensure_tool_venv(tools_dir / "moto", MOTO_REQUIREMENTS, "moto's S3 server") / "bin" / "moto_server"
+
+
+def ensure_quix(tools_dir: Path) -> Path:
+    """The Python of a venv under `tools_dir` with Quix Streams, the scoring worker's peer in
+    bench.scoring (bench/quix_scoring.py), from bench/quix-requirements.txt (its pins clash with
+    ours); it imports our domain modules from the repository."""
+    return ensure_tool_venv(tools_dir / "quix", QUIX_REQUIREMENTS, "Quix Streams") / "bin" / "python"
+
+
+def ensure_tool_venv(venv: Path, requirements: Path, what: str) -> Path:
+    """`venv`, (re)installed from `requirements` when those pins are newer than the last install."""
     stamp = venv / ".installed"
-    if server.exists() and _installed_since(stamp, MOTO_REQUIREMENTS):
-        return server
-    print(f"installing moto's S3 server, pinned in {MOTO_REQUIREMENTS.name}, into {venv}")
+    if _installed_since(stamp, requirements):
+        return venv
+    print(f"installing {what}, pinned in {requirements.name}, into {venv}")
     commands = [
         [sys.executable, "-m", "venv", "--clear", str(venv)],
-        [str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(MOTO_REQUIREMENTS)],
+        [str(venv / "bin" / "pip"), "install", "--quiet", "-r", str(requirements)],
     ]
     for command in commands:
         if subprocess.run(command, check=False).returncode != 0:
             raise MissingPrerequisite(f"`{' '.join(command)}` failed")
     stamp.touch()
-    return server
+    return venv
 
 
 def ensure_promtool() -> str:
