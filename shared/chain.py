@@ -20,6 +20,7 @@ and tagging adds the profile in front of scoring's record without decoding the r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
@@ -94,10 +95,11 @@ def chain_record(
     event_json: bytes | None = None,
     merge: IdentityMerged | None = None,
     joins: str | None = None,
-    score: ScoreSnapshot | None = None,
+    score: ScoreSnapshot | Mapping[str, Any] | None = None,
     profile: ProfileSnapshot | None = None,
 ) -> bytes:
-    """A chain record's bytes; `event_json` is embedded as it is (already valid JSON)."""
+    """A chain record's bytes; `event_json` is embedded as it is (already valid JSON). `score`
+    may be a `ScoreSnapshot`'s fields as a mapping (scoring's fold builds one per input)."""
     record: dict[str, Any] = {
         "type": "chain.input",
         "input_id": input_id,
@@ -112,7 +114,7 @@ def chain_record(
     if joins is not None:
         record["joins"] = joins
     if score is not None:
-        record["score"] = score.__dict__
+        record["score"] = score.__dict__ if isinstance(score, ScoreSnapshot) else score
     if profile is not None:
         record["profile"] = profile.__dict__
     return orjson.dumps(record)

@@ -96,16 +96,15 @@ class MatrixBounds:
         return [repr(bound) for bound in (*self.floors, *self.windows)]
 
 
-# KEYS: cell, cells. ARGV: the moment written at (epoch s); JSON [[customer, cell], ...] to set;
-# JSON [customer, ...] to remove. A move decrements the old cell and increments the new one;
-# a cell that falls to zero is removed, so an old plan's cells vanish once rewritten.
-_MOVE = """
-local cell_key, counts_key = KEYS[1], KEYS[2]
+# Lua, for the scripts that move customers between cells (here and read_model.py), with the
+# `cell` and `cells` keys as `cell_key` and `counts_key`. A move decrements the old cell and
+# increments the new one, and does nothing when the cell is the one already there; a cell that
+# falls to zero is removed, so an old plan's cells vanish once rewritten.
+MOVES_LUA = """
 local function take(cell)
   if redis.call('HINCRBY', counts_key, cell, -1) <= 0 then redis.call('HDEL', counts_key, cell) end
 end
-for _, pair in ipairs(cjson.decode(ARGV[2])) do
-  local customer, cell = pair[1], pair[2]
+local function move(customer, cell)
   local old = redis.call('HGET', cell_key, customer)
   if old ~= cell then
     if old then take(old) end
@@ -113,17 +112,32 @@ for _, pair in ipairs(cjson.decode(ARGV[2])) do
     redis.call('HINCRBY', counts_key, cell, 1)
   end
 end
-for _, customer in ipairs(cjson.decode(ARGV[3])) do
+local function remove(customer)
   local old = redis.call('HGET', cell_key, customer)
   if old then
     redis.call('HDEL', cell_key, customer)
     take(old)
   end
 end
-local as_of = tonumber(redis.call('HGET', counts_key, 'as_of') or '-1')
-if tonumber(ARGV[1]) > as_of then redis.call('HSET', counts_key, 'as_of', ARGV[1]) end
+local function written_at(at)
+  if tonumber(at) > tonumber(redis.call('HGET', counts_key, 'as_of') or '-1') then
+    redis.call('HSET', counts_key, 'as_of', at)
+  end
+end
+"""
+
+# KEYS: cell, cells. ARGV: the moment written at (epoch s); JSON [[customer, cell], ...] to set;
+# JSON [customer, ...] to remove.
+_MOVE = (
+    "local cell_key, counts_key = KEYS[1], KEYS[2]\n"
+    + MOVES_LUA
+    + """
+for _, pair in ipairs(cjson.decode(ARGV[2])) do move(pair[1], pair[2]) end
+for _, customer in ipairs(cjson.decode(ARGV[3])) do remove(customer) end
+written_at(ARGV[1])
 return 0
 """
+)
 
 
 def queue_cells(

@@ -286,6 +286,7 @@ def test_levels_bring_their_benefits_and_a_plan_naming_an_unknown_level_is_refus
 
 def test_the_chain_carries_the_car_model_the_customer_is_most_interested_in() -> None:
     from services.scoring.batch import snapshot
+    from shared.chain import ScoreSnapshot, chain_record
 
     state = replay(
         [
@@ -293,5 +294,9 @@ def test_the_chain_carries_the_car_model_the_customer_is_most_interested_in() ->
             ingested("test_drive.booked", T0 + timedelta(hours=1), vehicle_model="G6"),
         ]
     )
-    assert snapshot(state, PLAN, T0 + timedelta(hours=2)).top_model == "G6"
-    assert snapshot(replay([ingested("content.click", T0, content_id="c-1")]), PLAN, T0).top_model is None
+    assert snapshot(state, PLAN, T0 + timedelta(hours=2))["top_model"] == "G6"
+    assert snapshot(replay([ingested("content.click", T0, content_id="c-1")]), PLAN, T0)["top_model"] is None
+    # The fold's fields are a ScoreSnapshot's: the chain record is the one the model makes.
+    fields = snapshot(state, PLAN, T0 + timedelta(hours=2))
+    model = ScoreSnapshot.model_validate(fields)
+    assert chain_record("e-1", "c", score=fields) == chain_record("e-1", "c", score=model)
