@@ -83,6 +83,11 @@ class Barrier:
     overdue: tuple[str, ...] = ()  # merges no longer waited for: merged in when they come
 
 
+# The barrier of every customer no merge is near: one object, not one per row (rows default to
+# it, and the fold hands it back whenever a barrier ends up empty).
+NO_BARRIER = Barrier()
+
+
 class Row(Protocol):
     ledger: Ledger
     merged_into: str | None
@@ -269,6 +274,8 @@ class _Walk(Generic[R, S, P, Out]):
     def barrier(self) -> Barrier:
         if self.unchanged is not None:  # the common case: no merge anywhere near
             return self.unchanged
+        if not (self.held or self.awaiting or self.parked or self.joined or self.overdue):
+            return NO_BARRIER
         return Barrier(
             tuple(self.held),
             self.awaiting,

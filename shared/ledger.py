@@ -26,6 +26,7 @@ used one forgotten first.
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass, field
 
 RECENT_IDS = 32  # kept whatever their age
@@ -42,6 +43,11 @@ class Ledger:
     # When each of `recent_ids` was published (epoch seconds). Rows written before times were
     # kept have none: their ids count as old (kept among the last RECENT_IDS only).
     recent_at: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Every customer's row keeps a "topic/partition" text: one shared string per partition,
+        # not one per row (71 bytes a customer at a million, docs/benchmarks.md).
+        object.__setattr__(self, "offsets", {sys.intern(p): offset for p, offset in self.offsets.items()})
 
 
 class LedgerEntry:

@@ -18,7 +18,7 @@ from datetime import datetime
 
 from shared.chain import ChainInput
 from shared.erasure import CustomerErased
-from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
+from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.funnels import FunnelTouch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
@@ -55,7 +55,7 @@ class JourneyRecord:
     journey: Journey
     ledger: Ledger = field(default_factory=Ledger)
     merged_into: str | None = None
-    barrier: Barrier = field(default_factory=Barrier)  # merges waiting for their place (shared/fold.py)
+    barrier: Barrier = NO_BARRIER  # merges waiting for their place (shared/fold.py)
 
 
 CampaignHandover = Handover[Journey]

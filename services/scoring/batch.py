@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.chain import chain_record
 from shared.erasure import CustomerErased
-from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
+from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.identity import IdentityJoined, IdentityMerged
 from shared.ledger import Ledger
 from shared.scores import IntentScoreChanged
@@ -51,7 +51,7 @@ class CustomerRecord:
     ledger: Ledger = field(default_factory=Ledger)
     emitted_pct: float | None = None  # intent_pct last published on intent.scores.v1
     merged_into: str | None = None  # set once this customer was merged away
-    barrier: Barrier = field(default_factory=Barrier)  # merges waiting for their place (shared/fold.py)
+    barrier: Barrier = NO_BARRIER  # merges waiting for their place (shared/fold.py)
 
 
 ScoringHandover = Handover[CustomerScore]

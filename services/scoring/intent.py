@@ -45,6 +45,9 @@ class CustomerScore:
     last_interaction_at: datetime | None = None
 
 
+NO_MODELS: dict[str, float] = {}  # shared: never changed in place (apply_event makes new ones)
+
+
 def decay_factor(from_time: datetime, to_time: datetime, half_life_days: float) -> float:
     """How much of a weight at `from_time` is left at `to_time` (above 1 when going back)."""
     return 2.0 ** (-(to_time - from_time).total_seconds() / (half_life_days * DAY_S))
@@ -112,11 +115,11 @@ def apply_event(state: CustomerScore, event: ScoringEvent, plan: ScoringPlan) ->
         * decay_factor(at, reference, plan.half_life_days)
     )
 
-    model_scores = {model: score * carried for model, score in state.model_scores.items()}
+    # Most customers never name a model: they share one empty mapping (64 bytes a row less).
+    model_scores = {model: score * carried for model, score in state.model_scores.items()} or NO_MODELS
     model = event.vehicle_model
     if model and added > 0:
-        model_scores[model] = model_scores.get(model, 0.0) + added
-        model_scores = strongest_models(model_scores)
+        model_scores = strongest_models(model_scores | {model: model_scores.get(model, 0.0) + added})
 
     interacted = event.type not in plan.activity.not_interactions
     last_interaction = state.last_interaction_at

@@ -136,7 +136,8 @@ async def write_records(
 # customer [snapshot key, snapshot, customer, rank key, last interaction, due time or null,
 # cell]. One command and one document for the batch, as for the latest events below: five
 # commands per customer cost the worker more to pack (redis-py encodes every argument) than
-# Redis spends decoding the document. Everything a customer's row shows, in one step.
+# Redis spends decoding the document. Everything a customer's row shows, in one step. It writes
+# snapshot keys it is handed, not declared: a single Redis or Sentinel (deploy/README.md).
 _WRITE_CUSTOMERS = (
     "local rank_key, last_key, due_key, cell_key, counts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
     + MOVES_LUA

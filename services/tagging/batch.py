@@ -19,7 +19,7 @@ from datetime import datetime
 
 from shared.chain import ChainInput, ProfileSnapshot, chain_record, with_profile
 from shared.erasure import CustomerErased
-from shared.fold import Barrier, CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
+from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger
 from shared.profiles import ProfileTagsChanged
@@ -46,7 +46,7 @@ class ProfileRecord:
     profile: Profile
     ledger: Ledger = field(default_factory=Ledger)
     merged_into: str | None = None  # set once this customer was merged away
-    barrier: Barrier = field(default_factory=Barrier)  # merges waiting for their place (shared/fold.py)
+    barrier: Barrier = NO_BARRIER  # merges waiting for their place (shared/fold.py)
 
 
 TaggingHandover = Handover[Profile]
