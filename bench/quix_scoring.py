@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime
@@ -55,6 +54,7 @@ from shared.worker_metrics import WorkerMetrics
 SERVICE = "peer"  # the `service` label bench/worker_bench.py reads for the peer
 CHECKPOINT_S = 0.5  # at the latest; the worker's commit timer runs as often
 ROW = TypeAdapter(CustomerRecord)
+PLAN = default_plan()  # the worker's until ops put another: the bench never does
 
 
 class PeerSettings(BaseSettings):
@@ -74,6 +74,7 @@ class PeerSettings(BaseSettings):
     broker_session_timeout_s: float = 10.0
     broker_heartbeat_interval_s: float = 3.0
     broker_rebalance_timeout_s: float = 60.0
+    quix_loglevel: str = "WARNING"  # DEBUG shows Quix's and librdkafka's view of the group
 
 
 class Folded(NamedTuple):
@@ -145,9 +146,6 @@ def score(raw: bytes, _key: Any, timestamp_ms: int, _headers: Any, state: State)
     return Folded(row, outcome.due, outcome.latest_events, outputs)
 
 
-PLAN = default_plan()
-
-
 def serve_metrics(registry: CollectorRegistry, port: int) -> None:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -175,7 +173,7 @@ def build(settings: PeerSettings, metrics: WorkerMetrics) -> Application:
         commit_interval=CHECKPOINT_S,
         state_dir=settings.table_dir,
         processing_guarantee="at-least-once",
-        loglevel=os.environ.get("QUIX_LOGLEVEL", "WARNING"),
+        loglevel=settings.quix_loglevel,
         consumer_extra_config={
             "session.timeout.ms": int(settings.broker_session_timeout_s * 1000),
             "heartbeat.interval.ms": int(settings.broker_heartbeat_interval_s * 1000),

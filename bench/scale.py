@@ -50,8 +50,7 @@ import httpx
 import redis
 
 from bench.worker_bench import generate, is_ready, preload, redis_used, scrape
-from services.scoring.matrix_cells import CELL, CELLS
-from services.scoring.read_model import DUE, LAST_INTERACTION, RANK, customer_key, events_key
+from services.scoring.read_model import CELL, CELLS, DUE, LAST_INTERACTION, RANK, customer_key, events_key
 from services.tagging.read_model import ALL, profile_key
 from services.tagging.read_model import PREFIX as TAGGING_PREFIX
 from shared.kafka import ensure_topics

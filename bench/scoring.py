@@ -64,8 +64,7 @@ SCORING = WorkerBench(
         shared_name="rank + last_interaction sorted sets",
         shared_keys=lambda _: (RANK, LAST_INTERACTION),
     ),
-    peer="bench.quix_scoring",
-    peer_python=lambda: str(ensure_quix(Layout.of_repo().tools_dir)),
+    peer=lambda: [str(ensure_quix(Layout.of_repo().tools_dir)), "-m", "bench.quix_scoring"],
 )
 
 if __name__ == "__main__":

@@ -152,10 +152,9 @@ class WorkerBench:
     input_topic: str = TOUCHPOINT_EVENTS
     as_input: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     notes: Callable[[redis.Redis], list[str]] | None = None  # lines after the table, from Redis
-    # The best peer doing the same job (a module run by `peer_python()`'s interpreter), measured
-    # beside the references: bench/quix_scoring.py for scoring.
-    peer: str | None = None
-    peer_python: Callable[[], str] | None = None
+    # The best peer doing the same job, measured beside the references: the command that runs
+    # it (bench/quix_scoring.py, in a venv of its own, for scoring), built when the bench starts.
+    peer: Callable[[], list[str]] | None = None
 
 
 def parse_args(bench: WorkerBench, argv: list[str] | None) -> argparse.Namespace:
@@ -414,8 +413,8 @@ def workers(bench: WorkerBench, args: argparse.Namespace) -> list[Worker]:
         Worker("bare", [sys.executable, "-m", "bench.bare_worker"], "SCORING", reference_env),
         Worker("floor", [sys.executable, "-m", "bench.getmany_floor"], "SCORING", reference_env),
     ]
-    if bench.peer and bench.peer_python:
-        references.append(Worker("peer", [bench.peer_python(), "-m", bench.peer], "SCORING", reference_env))
+    if bench.peer:
+        references.append(Worker("peer", bench.peer(), "SCORING", reference_env))
     return [*references, worker]
 
 

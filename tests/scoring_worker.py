@@ -14,9 +14,8 @@ from redis.asyncio import Redis
 
 from services.scoring import read_model
 from services.scoring.batch import BatchOutcome, CustomerRecord, Delivery, score_batch
-from services.scoring.matrix_cells import AS_OF, CELL, CELLS
 from services.scoring.plan import ScoringPlan
-from services.scoring.read_model import PREFIX, RANK, customer_key, events_key
+from services.scoring.read_model import AS_OF, CELL, CELLS, PREFIX, RANK, customer_key, events_key
 from shared.topics import TOUCHPOINT_EVENTS
 from tests.crash import Record, WorkerUnderTest
 from tests.factories import published

@@ -49,7 +49,7 @@ from . import read_model
 from .batch import BatchOutcome, CustomerRecord, Payload, ScoringHandover, score_batch
 from .erasure import erase_customers
 from .inputs import ScoringEvent, decode_touchpoint
-from .matrix_cells import cells_hold, plan_fingerprint
+from .matrix_cells import plan_fingerprint
 from .plan_store import VersionedPlan, load_plan, plan_version
 from .topics import ScoringTopics
 
@@ -203,9 +203,7 @@ async def refresh_plan(
     plans.current = latest
     log.info("scoring plan %d in force (was %d)", latest.version, current.version)
     fingerprint = plan_fingerprint(latest.plan)
-    if fingerprint != plan_fingerprint(current.plan) and not await cells_hold(
-        redis, fingerprint, read_model.RANK
-    ):
+    if fingerprint != plan_fingerprint(current.plan) and not await read_model.cells_hold(redis, fingerprint):
         scores = [record.score for record in table_rows(table).values() if record.merged_into is None]
         count = await read_model.rewrite_matrix(redis, scores, latest.plan, clock())
         log.info("rewrote %d customers' rank keys, cells and due times for plan %d", count, latest.version)

@@ -5,7 +5,7 @@ merged into them, one person (shared/erasure.py); the scoring worker drops their
 `erase_customers`, which removes everything the worker and the API wrote about them
 (read_model.py):
 - their snapshot `customer:{id}` and their latest events `events:{id}`;
-- their place in `rank` and `last_interaction`, and their matrix cell (matrix_cells.py): the lead
+- their place in `rank` and `last_interaction`, and their matrix cell (`cell`, `cells`): the lead
   matrix loses exactly one customer, from their cell, and nothing else;
 - their place in `due`: no decay tick is sent for them any more (shared/ticks.py);
 - the merges that name them: their set `merged_away:{id}` and, for a merged-away customer, their
@@ -32,7 +32,6 @@ from redis.exceptions import WatchError
 
 from shared.ticks import schedule
 
-from .matrix_cells import queue_cells
 from .read_model import (
     DUE,
     LAST_INTERACTION,
@@ -41,6 +40,7 @@ from .read_model import (
     customer_key,
     events_key,
     merged_away_key,
+    queue_cell_removal,
 )
 
 # Each attempt is undone only by a write to an erased customer's own records (a merge into them,
@@ -99,6 +99,6 @@ def _queue_removal(pipe: Pipeline, erased: list[str], survivors: dict[str, str])
         pipe.srem(merged_away_key(survivor), *merged)
     pipe.zrem(RANK, *erased)
     pipe.zrem(LAST_INTERACTION, *erased)
-    queue_cells(pipe, {}, erased, None)
+    queue_cell_removal(pipe, erased)
     schedule(pipe, DUE, dict.fromkeys(erased))  # nothing due for them any more
     pipe.delete(*(key for c in erased for key in (customer_key(c), events_key(c), merged_away_key(c))))

@@ -29,9 +29,9 @@ from datetime import datetime
 from redis.asyncio import Redis
 
 from .intent import Activity, Band
-from .matrix_cells import ACTIVITIES, BANDS, CELL, CELLS, MatrixBounds
+from .matrix_cells import ACTIVITIES, BANDS, MatrixBounds
 from .plan import ScoringPlan
-from .read_model import DUE, LAST_INTERACTION, RANK
+from .read_model import CELL, CELLS, DUE, LAST_INTERACTION, RANK
 
 # KEYS: rank, last_interaction. ARGV: the rank-key floors of medium, high and hot at now; the
 # earliest last interaction of active_7d, then of active_30d. Returns customers per band

@@ -1,46 +1,33 @@
-"""The lead concentration matrix kept as counts: each customer's cell, written with their score.
+"""The lead concentration matrix kept as counts: what a customer's cell is, as of a moment.
 
 Counting the matrix at read time (lead_matrix.py, `scan`) lists every customer outside the
-largest band and activity: ~200 ms at a million customers. So the worker keeps, beside `rank`
-and `last_interaction`:
-- `cell`   hash, customer -> `<plan fingerprint>:<band><activity>` (indices into BANDS and
-           ACTIVITIES), their cell at the moment the worker last wrote them;
-- `cells`  hash, `<plan fingerprint>:<band><activity>` -> how many customers `cell` holds there,
-           and `as_of` -> the latest moment any cell was written at (epoch s).
-One Lua script moves a customer between cells and does nothing when the cell is the one
-already there, so a replayed batch changes no count; the counts are always exactly what `cell`
-holds. The fingerprint names what of the plan a cell depends on: after a plan change, cells of
-the old plan are not counted as the new plan's, and the worker rewrites its customers' cells
-(agents.refresh_plan).
+largest band and activity: ~200 ms at a million customers. So the worker writes, with each
+customer's score, their cell (`MatrixBounds.cell`): `<plan fingerprint>:<band><activity>`, and
+Redis keeps how many customers each cell holds (read_model.py, keys `cell` and `cells`; a move
+that changes nothing counts nothing, so a replay changes no count). The fingerprint names what
+of the plan a cell depends on: after a plan change, cells of the old plan are not counted as the
+new plan's, and the worker rewrites its customers' cells (agents.refresh_plan).
 
 Time alone moves customers between cells (decay, activity windows). The moment it next does is
 the customer's due time (intent.next_change_at, the `due` sorted set), when a tick makes the
 worker write them again. The reader corrects the counts for the customers due by now and not
 yet written again (lead_matrix.py), so the counts are the matrix at now, not at the last write.
+
+Pure: no Redis here.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
-from shared.redis import KEY_PREFIX
 
 from .intent import Activity, Band
 from .plan import ScoringPlan
 from .ranking import band_key_range
 from .views import active_since
-
-PREFIX = f"{KEY_PREFIX}scoring:"
-CELL = f"{PREFIX}cell"
-CELLS = f"{PREFIX}cells"
-AS_OF = "as_of"  # the field of `cells` holding the latest moment a cell was written at
 
 BANDS = (Band.low, Band.medium, Band.high, Band.hot)
 ACTIVITIES = (Activity.active_7d, Activity.active_30d, Activity.dormant)
@@ -94,67 +81,3 @@ class MatrixBounds:
         # repr: the shortest text that parses back to the same double, so Redis compares exactly
         # what Python compares.
         return [repr(bound) for bound in (*self.floors, *self.windows)]
-
-
-# Lua, for the scripts that move customers between cells (here and read_model.py), with the
-# `cell` and `cells` keys as `cell_key` and `counts_key`. A move decrements the old cell and
-# increments the new one, and does nothing when the cell is the one already there; a cell that
-# falls to zero is removed, so an old plan's cells vanish once rewritten.
-MOVES_LUA = """
-local function take(cell)
-  if redis.call('HINCRBY', counts_key, cell, -1) <= 0 then redis.call('HDEL', counts_key, cell) end
-end
-local function move(customer, cell)
-  local old = redis.call('HGET', cell_key, customer)
-  if old ~= cell then
-    if old then take(old) end
-    redis.call('HSET', cell_key, customer, cell)
-    redis.call('HINCRBY', counts_key, cell, 1)
-  end
-end
-local function remove(customer)
-  local old = redis.call('HGET', cell_key, customer)
-  if old then
-    redis.call('HDEL', cell_key, customer)
-    take(old)
-  end
-end
-local function written_at(at)
-  if tonumber(at) > tonumber(redis.call('HGET', counts_key, 'as_of') or '-1') then
-    redis.call('HSET', counts_key, 'as_of', at)
-  end
-end
-"""
-
-# KEYS: cell, cells. ARGV: the moment written at (epoch s); JSON [[customer, cell], ...] to set;
-# JSON [customer, ...] to remove.
-_MOVE = (
-    "local cell_key, counts_key = KEYS[1], KEYS[2]\n"
-    + MOVES_LUA
-    + """
-for _, pair in ipairs(cjson.decode(ARGV[2])) do move(pair[1], pair[2]) end
-for _, customer in ipairs(cjson.decode(ARGV[3])) do remove(customer) end
-written_at(ARGV[1])
-return 0
-"""
-)
-
-
-def queue_cells(
-    pipe: Pipeline, cells: dict[str, str], removed: Iterable[str], written_at: datetime | None
-) -> None:
-    """Queue moving customers into their cells and removing others (erased, merged away)."""
-    removed = list(removed)
-    if not cells and not removed:
-        return
-    at = written_at.timestamp() if written_at is not None else -1.0
-    pipe.eval(_MOVE, 2, CELL, CELLS, repr(at), orjson.dumps(list(cells.items())), orjson.dumps(removed))
-
-
-async def cells_hold(redis: Redis, fingerprint: str, customers_key: str) -> bool:
-    """Whether every customer of `customers_key` (the `rank` sorted set) has a cell under the plan
-    with this fingerprint: if so, a worker starting under that plan has nothing to rewrite."""
-    counts = await redis.hgetall(CELLS)
-    prefix = f"{fingerprint}:".encode()
-    held = sum(int(n) for field, n in counts.items() if field.startswith(prefix))
-    return held == await redis.zcard(customers_key)

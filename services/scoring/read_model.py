@@ -14,8 +14,10 @@ Keys (all under `pd:scoring:`):
 - `merged_away:{id}` set, the customers merged away into the survivor `id` (their snapshots
                     name it), so that erasing the survivor finds them without a scan (erasure.py).
 - `due`             sorted set, customer -> when time alone next moves their band or activity.
-- `cell`, `cells`   each customer's matrix cell as of their last write, and the counts of each
-                    cell (matrix_cells.py): the same customers as `rank`.
+- `cell`            hash, customer -> their matrix cell as of their last write
+                    (matrix_cells.py): the same customers as `rank`.
+- `cells`           hash, cell -> how many customers `cell` holds there, and `as_of` -> the
+                    latest moment any cell was written at (epoch s): the lead matrix's counts.
 The API decays and bands at read time with the current plan, so a read is never stale by decay.
 """
 
@@ -37,7 +39,7 @@ from shared.ticks import schedule
 from .batch import CustomerRecord
 from .intent import CustomerScore, next_change_at
 from .latest_events import KEPT
-from .matrix_cells import CELL, CELLS, MOVES_LUA, MatrixBounds, queue_cells
+from .matrix_cells import MatrixBounds
 from .plan import ScoringPlan
 from .ranking import rank_key
 
@@ -45,6 +47,9 @@ PREFIX = f"{KEY_PREFIX}scoring:"
 RANK = f"{PREFIX}rank"
 DUE = f"{PREFIX}due"  # customer -> when time alone next moves their band or activity
 LAST_INTERACTION = f"{PREFIX}last_interaction"
+CELL = f"{PREFIX}cell"
+CELLS = f"{PREFIX}cells"
+AS_OF = "as_of"  # the field of `cells` holding the latest moment a cell was written at
 NEVER_INTERACTED = -math.inf  # in `last_interaction`: dormant at any time, as views.activity_at has None
 MAX_MERGE_HOPS = 8
 MERGED_EVENTS_WAIT_S = 7 * 86_400  # how long a merged-away customer's latest events await the survivor
@@ -88,7 +93,7 @@ async def write_records(
     # Snapshots are assembled from their parts' JSON: the same bytes ScoreSnapshot would write,
     # at a fraction of the cost of building one model per customer.
     updated_at = b'"updated_at":' + orjson.dumps(now) + b"}"
-    written: list[tuple[str, str, str, str, str, str | None, str]] = []
+    written: list[_Written] = []
     gone: dict[str, bytes] = {}  # merged away -> their snapshot naming the survivor
     merged_away: dict[str, list[str]] = {}  # survivor -> customers merged away into them
     bounds = MatrixBounds.at(plan, now)
@@ -100,51 +105,110 @@ async def write_records(
             gone[customer_id] = b'{"merged_into":' + orjson.dumps(record.merged_into) + b"," + updated_at
             merged_away.setdefault(record.merged_into, []).append(customer_id)
             continue
-        key = rank_key(score, plan)
-        last = score.last_interaction_at
-        last_s = NEVER_INTERACTED if last is None else last.timestamp()
+        snapshot = (b'{"score":' + _SCORE.dump_json(score) + b"," + updated_at).decode()
         next_due = due[customer_id] if customer_id in due else next_change_at(score, now, plan)
-        written.append(
-            (
-                customer_key(customer_id),
-                (b'{"score":' + _SCORE.dump_json(score) + b"," + updated_at).decode(),
-                customer_id,
-                # Scores as text: repr is exact (and says -inf, which JSON cannot).
-                repr(key),
-                repr(last_s),
-                None if next_due is None else repr(next_due.timestamp()),
-                bounds.cell(key, last_s),
-            )
-        )
+        written.append(_written(score, plan, bounds, next_due, snapshot))
     pipe = redis.pipeline(transaction=False)
-    if written:
-        keys = (RANK, LAST_INTERACTION, DUE, CELL, CELLS)
-        pipe.eval(_WRITE_CUSTOMERS, len(keys), *keys, repr(now.timestamp()), orjson.dumps(written))
+    _queue_written(pipe, written, now)
     if gone:
         pipe.mset({customer_key(c): snapshot for c, snapshot in gone.items()})
         pipe.zrem(RANK, *gone)
         pipe.zrem(LAST_INTERACTION, *gone)
         schedule(pipe, DUE, dict.fromkeys(gone))
-        queue_cells(pipe, {}, gone, now)
+        queue_cell_removal(pipe, gone)
     for survivor, merged in merged_away.items():
         pipe.sadd(merged_away_key(survivor), *merged)
     _queue_latest_events(pipe, latest_events, events_moved, list(gone))
     await pipe.execute()
 
 
-# KEYS: rank, last_interaction, due, cell, cells. ARGV: the moment written at (epoch s); JSON, per
-# customer [snapshot key, snapshot, customer, rank key, last interaction, due time or null,
-# cell]. One command and one document for the batch, as for the latest events below: five
-# commands per customer cost the worker more to pack (redis-py encodes every argument) than
-# Redis spends decoding the document. Everything a customer's row shows, in one step. It writes
-# snapshot keys it is handed, not declared: a single Redis or Sentinel (deploy/README.md).
+# What the write script takes of one customer: snapshot key and JSON (None: leave the snapshot
+# as it is), customer, rank key, last interaction, due time (None: nothing due), cell. Scores as
+# text: repr is exact (and says -inf, which JSON cannot).
+_Written = tuple[str | None, str | None, str, str, str, str | None, str]
+
+
+def _written(
+    score: CustomerScore,
+    plan: ScoringPlan,
+    bounds: MatrixBounds,
+    next_due: datetime | None,
+    snapshot: str | None,
+) -> _Written:
+    customer_id = score.customer_id
+    key = rank_key(score, plan)
+    last = score.last_interaction_at
+    last_s = NEVER_INTERACTED if last is None else last.timestamp()
+    return (
+        None if snapshot is None else customer_key(customer_id),
+        snapshot,
+        customer_id,
+        repr(key),
+        repr(last_s),
+        None if next_due is None else repr(next_due.timestamp()),
+        bounds.cell(key, last_s),
+    )
+
+
+def _queue_written(pipe: Pipeline, written: list[_Written], now: datetime) -> None:
+    if written:
+        keys = (RANK, LAST_INTERACTION, DUE, CELL, CELLS)
+        pipe.eval(_WRITE_CUSTOMERS, len(keys), *keys, repr(now.timestamp()), orjson.dumps(written))
+
+
+def queue_cell_removal(pipe: Pipeline, customers: Iterable[str]) -> None:
+    """Queue taking customers (erased, merged away) out of the matrix's counts."""
+    if customers := list(customers):
+        pipe.eval(_REMOVE_CELLS, 2, CELL, CELLS, orjson.dumps(customers))
+
+
+async def cells_hold(redis: Redis, fingerprint: str) -> bool:
+    """Whether every customer of `rank` has a cell under the plan with this fingerprint: if so, a
+    worker starting under that plan has nothing to rewrite."""
+    counts = await redis.hgetall(CELLS)
+    prefix = f"{fingerprint}:".encode()
+    held = sum(int(n) for field, n in counts.items() if field.startswith(prefix))
+    return held == await redis.zcard(RANK)
+
+
+# Lua moving customers between cells, with `cell` and `cells` as `cell_key` and `counts_key`. A
+# move decrements the old cell and increments the new one, and does nothing when the cell is the
+# one already there; a cell that falls to zero is removed, so an old plan's cells vanish once
+# rewritten.
+_MOVES = """
+local function take(cell)
+  if redis.call('HINCRBY', counts_key, cell, -1) <= 0 then redis.call('HDEL', counts_key, cell) end
+end
+local function move(customer, cell)
+  local old = redis.call('HGET', cell_key, customer)
+  if old ~= cell then
+    if old then take(old) end
+    redis.call('HSET', cell_key, customer, cell)
+    redis.call('HINCRBY', counts_key, cell, 1)
+  end
+end
+local function remove(customer)
+  local old = redis.call('HGET', cell_key, customer)
+  if old then
+    redis.call('HDEL', cell_key, customer)
+    take(old)
+  end
+end
+"""
+
+# KEYS: rank, last_interaction, due, cell, cells. ARGV: the moment written at (epoch s); JSON, a
+# `_Written` per customer. One command and one document for the batch, as for the latest events
+# below: five commands per customer cost the worker more to pack (redis-py encodes every
+# argument) than Redis spends decoding the document. Everything a customer's row shows, in one
+# step. It writes snapshot keys it is handed, not declared: a single Redis or Sentinel
+# (deploy/README.md).
 _WRITE_CUSTOMERS = (
     "local rank_key, last_key, due_key, cell_key, counts_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]\n"
-    + MOVES_LUA
+    + _MOVES
     + """
 for _, row in ipairs(cjson.decode(ARGV[2])) do
   local customer = row[3]
-  redis.call('SET', row[1], row[2])
+  if row[1] ~= cjson.null then redis.call('SET', row[1], row[2]) end
   redis.call('ZADD', rank_key, row[4], customer)
   redis.call('ZADD', last_key, row[5], customer)
   if row[6] == cjson.null then
@@ -154,7 +218,19 @@ for _, row in ipairs(cjson.decode(ARGV[2])) do
   end
   move(customer, row[7])
 end
-written_at(ARGV[1])
+if tonumber(ARGV[1]) > tonumber(redis.call('HGET', counts_key, 'as_of') or '-1') then
+  redis.call('HSET', counts_key, 'as_of', ARGV[1])
+end
+return 0
+"""
+)
+
+# KEYS: cell, cells. ARGV: JSON [customer, ...] to take out of the counts.
+_REMOVE_CELLS = (
+    "local cell_key, counts_key = KEYS[1], KEYS[2]\n"
+    + _MOVES
+    + """
+for _, customer in ipairs(cjson.decode(ARGV[1])) do remove(customer) end
 return 0
 """
 )
@@ -207,36 +283,20 @@ REWRITE_CHUNK = 10_000
 
 
 async def rewrite_matrix(
-    redis: Redis, scores: Iterable[CustomerScore], plan: ScoringPlan, now: datetime
+    redis: Redis, scores: Sequence[CustomerScore], plan: ScoringPlan, now: datetime
 ) -> int:
     """After a plan changing bands, decay or activity windows: the customers' rank keys (they
-    depend on the half-life), cells and due times under it, in chunks; returns how many."""
+    depend on the half-life), cells and due times under it, their snapshots left as they are,
+    in chunks of REWRITE_CHUNK; returns how many."""
     bounds = MatrixBounds.at(plan, now)
-    count = 0
-    chunk: list[CustomerScore] = []
-
-    async def write() -> None:
+    for start in range(0, len(scores), REWRITE_CHUNK):
+        chunk = scores[start : start + REWRITE_CHUNK]
         pipe = redis.pipeline(transaction=False)
-        ranks = {score.customer_id: rank_key(score, plan) for score in chunk}
-        pipe.zadd(RANK, ranks)
-        schedule(pipe, DUE, {score.customer_id: next_change_at(score, now, plan) for score in chunk})
-        cells = {}
-        for score in chunk:
-            last = score.last_interaction_at
-            cells[score.customer_id] = bounds.cell(
-                ranks[score.customer_id], NEVER_INTERACTED if last is None else last.timestamp()
-            )
-        queue_cells(pipe, cells, (), now)
+        _queue_written(
+            pipe, [_written(s, plan, bounds, next_change_at(s, now, plan), None) for s in chunk], now
+        )
         await pipe.execute()
-
-    for score in scores:
-        chunk.append(score)
-        if len(chunk) == REWRITE_CHUNK:
-            await write()
-            count, chunk = count + len(chunk), []
-    if chunk:
-        await write()
-    return count + len(chunk)
+    return len(scores)
 
 
 async def read_score(redis: Redis, customer_id: str) -> ScoreSnapshot | None:

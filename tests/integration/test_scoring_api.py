@@ -25,7 +25,7 @@ from services.scoring.batch import CustomerRecord, Delivery
 from services.scoring.calibration import check_plan
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import Activity, Band, CustomerScore, apply_event, intent_pct
-from services.scoring.matrix_cells import CELLS, plan_fingerprint, queue_cells
+from services.scoring.matrix_cells import plan_fingerprint
 from services.scoring.plan import ScoringPlan, default_plan
 from services.scoring.plan_store import PLAN_KEY
 from services.scoring.ranking import band_key_range, rank_key
@@ -806,9 +806,9 @@ async def test_the_matrix_kept_as_counts_is_views_matrix_as_time_passes(scoring:
     records = [CustomerRecord(score=s) for s in states.values()]
     await read_model.write_records(scoring.redis, records, PLAN, T0)
     assert await matrix_read(scoring, T0) == (expected_cells(states, PLAN, T0), "counted")
-    counts = await scoring.redis.hgetall(CELLS)
+    counts = await scoring.redis.hgetall(read_model.CELLS)
     await read_model.write_records(scoring.redis, records, PLAN, T0)  # a replay moves nobody
-    assert await scoring.redis.hgetall(CELLS) == counts
+    assert await scoring.redis.hgetall(read_model.CELLS) == counts
 
     # Two hours on: some customers act, some merge away.
     t1 = T0 + timedelta(hours=2)
@@ -838,9 +838,9 @@ async def test_the_matrix_kept_as_counts_is_views_matrix_as_time_passes(scoring:
     await scoring.redis.zadd(read_model.RANK, {c: key for c, (key, _) in edges.items()})
     await scoring.redis.zadd(read_model.LAST_INTERACTION, {c: last for c, (_, last) in edges.items()})
     await scoring.redis.zadd(read_model.DUE, dict.fromkeys(edges, t2.timestamp()))
-    pipe = scoring.redis.pipeline()
-    queue_cells(pipe, dict.fromkeys(edges, f"{plan_fingerprint(PLAN)}:00"), (), T0)
-    await pipe.execute()
+    written_long_ago = f"{plan_fingerprint(PLAN)}:00"  # low, active_7d: where they were
+    await scoring.redis.hset(read_model.CELL, mapping=dict.fromkeys(edges, written_long_ago))
+    await scoring.redis.hincrby(read_model.CELLS, written_long_ago, len(edges))
     rows = {c: (rank_key(s, PLAN), last_interaction_s(s)) for c, s in states.items()}
     with_edges = views.matrix(rows | edges, PLAN, t2)
     cells, how = await matrix_read(scoring, t2)
@@ -851,7 +851,7 @@ async def test_the_matrix_kept_as_counts_is_views_matrix_as_time_passes(scoring:
     for key in (read_model.RANK, read_model.LAST_INTERACTION, read_model.DUE):
         await scoring.redis.zrem(key, *edges)
     pipe = scoring.redis.pipeline()
-    queue_cells(pipe, {}, edges, None)
+    read_model.queue_cell_removal(pipe, edges)
     await pipe.execute()
 
     # Earlier than the cells were written: scanned.
@@ -864,10 +864,10 @@ async def test_the_matrix_kept_as_counts_is_views_matrix_as_time_passes(scoring:
         await scoring.http.put("/v1/scoring-plan", json=odd.model_dump(mode="json"), headers=OPS)
     ).is_success
     assert await matrix_read(scoring, t2) == (expected_cells(states, odd, t2), "scanned")
-    assert await read_model.rewrite_matrix(scoring.redis, states.values(), odd, t2) == len(states)
+    assert await read_model.rewrite_matrix(scoring.redis, list(states.values()), odd, t2) == len(states)
     assert await matrix_read(scoring, t2) == (expected_cells(states, odd, t2), "counted")
     later = t2 + 20 * DAY
     assert await matrix_read(scoring, later) == (expected_cells(states, odd, later), "counted")
     # The old plan's cells are gone: the counts hold the customers once.
-    counts = await scoring.redis.hgetall(CELLS)
+    counts = await scoring.redis.hgetall(read_model.CELLS)
     assert sum(int(n) for field, n in counts.items() if field != b"as_of") == len(states)

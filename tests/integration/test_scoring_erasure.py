@@ -21,7 +21,7 @@ from services.scoring.erasure import MAX_ATTEMPTS, erase_customers
 from services.scoring.inputs import ScoringEvent
 from services.scoring.intent import Activity, Band
 from services.scoring.lead_matrix import lead_matrix, scan
-from services.scoring.matrix_cells import CELLS, MatrixBounds
+from services.scoring.matrix_cells import MatrixBounds
 from services.scoring.plan import default_plan
 from services.scoring.ranking import rank_key
 from services.scoring.views import activity_at, band_of_key
@@ -112,7 +112,7 @@ async def counted_matrix(redis: Redis) -> dict[Band, dict[Activity, int]]:
 
 def uncounted(facts: set[Any]) -> set[Any]:
     """The facts less the matrix's counts, which an erasure changes (counted_matrix checks them)."""
-    return {fact for fact in facts if fact[0] != CELLS.encode()}
+    return {fact for fact in facts if fact[0] != read_model.CELLS.encode()}
 
 
 async def test_an_erased_customer_leaves_no_trace_and_everyone_else_stays(redis: Redis) -> None:

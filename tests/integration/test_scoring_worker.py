@@ -275,17 +275,18 @@ def test_a_plan_moving_the_bands_has_the_worker_rewrite_every_cell(client, ops, 
         hot = sum(body["cells"]["hot"].values())
         assert hot < sum(before["cells"]["hot"].values()) and body["cells"]["high"]["active_7d"] >= 1
         assert score_of(ops, customer, lambda b: True)["band"] == "high"
-        scanned = asyncio.run(scan_matrix(backends.redis_url, bands))
+        scanned = asyncio.run(scan_matrix(backends.redis_url, bands, datetime.fromisoformat(body["as_of"])))
         assert body["cells"] == scanned
     finally:
         assert ops.put("/v1/scoring-plan", json=plan["plan"]).status_code == 200
 
 
-async def scan_matrix(redis_url: str, bands: dict[str, float]) -> dict[str, dict[str, int]]:
+async def scan_matrix(redis_url: str, bands: dict[str, float], at: datetime) -> dict[str, dict[str, int]]:
+    """The matrix counted afresh from the ranks, at the moment the API answered for."""
     plan = default_plan().model_copy(update={"bands": Bands(**bands)})
     client = AsyncRedis.from_url(redis_url)
     try:
-        cells = await scan(client, MatrixBounds.at(plan, datetime.now(UTC)))
+        cells = await scan(client, MatrixBounds.at(plan, at))
     finally:
         await client.aclose()
     return {b.value: {a.value: n for a, n in row.items()} for b, row in cells.items()}
