@@ -20,6 +20,13 @@ API. What they need beyond it is here, each piece with the reason it is needed:
   shared/record_table.py): a codec is a `codecs.Codec` with `_dumps`/`_loads`, registered with
   `codecs.register`; a table's (and its changelog's) serializers can only be chosen by overriding
   `Table._serializer_from_type`; a table built by hand takes `app.tables.beacon`.
+- **Tables restored in runs** (`RecordTable`, `ChangelogRun`): Faust's Recovery takes one event
+  per changelog record off `app.tables.changelog_queue`, at ~100 µs a record. The fetch loop above
+  puts one `ChangelogRun` per partition and fetch there instead (after `app.flow_control`, as the
+  conductor does), relying on Recovery reading only the event's `message` (partition, offset)
+  and passing its buffered events to `Table.apply_changelog_batch`, which RecordTable overrides
+  to write the rows into the in-memory store (`data`, and `_key_partition`, which the store reads
+  to drop rows of partitions it no longer holds).
 - **Worker state the services ask about**: `recovery_done(app)` (`app.tables.recovery.completed`:
   tables restored, so timers may act on them), `owned_partitions(app)`
   (`app.assignor.assigned_actives()`: partitions this worker holds actively) and
@@ -45,6 +52,7 @@ import faust
 from aiokafka import AIOKafkaConsumer as KafkaClientConsumer
 from faust.assignor import PartitionAssignor
 from faust.serializers import codecs
+from faust.stores.memory import Store as MemoryStore
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.conductor import Conductor
@@ -93,6 +101,14 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (faust.App, "tables"),
     (TableManager, "beacon"),
     (TableManager, "add"),
+    # RecordTable restored in runs: the changelog queue Recovery reads, the flow control the
+    # conductor waits for, the table hook Recovery calls, the in-memory store's rows and the
+    # partition it notes for each
+    (TableManager, "changelog_queue"),
+    (faust.App, "flow_control"),
+    (faust.Table, "apply_changelog_batch"),
+    (MemoryStore, "data"),
+    (MemoryStore, "_key_partition"),
     # recovery_done, owned_partitions, table_rows
     (TableManager, "recovery"),
     (Recovery, "completed"),
@@ -161,16 +177,22 @@ class BatchDrainConsumer(FaustKafkaConsumer):
 
     async def _drain_messages(self, fetcher: Any) -> None:
         fetcher_stopped = fetcher._stopped.is_set
+        restored = record_tables_by_changelog(self.app)
         while not (self._stopped.is_set() or fetcher_stopped()):
             batch: list[Message] = []
+            runs: dict[TP, list[Message]] = {}
             async for tp, message in self.getmany(timeout=1.0):
                 if not await self._in_order(tp, message):
                     continue
                 if message.topic in self.input_topics:
                     self.track_message(message)
                     batch.append(message)
+                elif message.topic in restored:
+                    runs.setdefault(tp, []).append(message)
                 else:
+                    await self._restore(runs, restored)
                     await self.wait_first(self.callback(message), self.suspend_flow.wait())
+            await self._restore(runs, restored)
             # A fetch returns everything buffered, which Faust's getmany interleaves round-robin
             # over the partitions, so a batch mixes the inputs' topics as they were fetched.
             chunks = [batch[start : start + self.max_batch] for start in range(0, len(batch), self.max_batch)]
@@ -181,6 +203,22 @@ class BatchDrainConsumer(FaustKafkaConsumer):
                 await self.wait_first(self.batches.put(chunks.pop(0)), self.suspend_flow.wait())
             chunks.clear()
             await self.sleep(0)
+
+    async def _restore(self, runs: dict[TP, list[Message]], restored: dict[str, RecordTable]) -> None:
+        """Hand Faust's Recovery each partition's changelog records of this fetch as one
+        ChangelogRun, in place of one event per record (Recovery's loop costs ~100 µs a record:
+        a restart with a million rows took minutes). What the conductor's path does per message
+        is done per run: wait for flow control, decode, put on the changelog queue; a rebalance
+        (suspended flow) drops the run, as it drops a message there."""
+        changelog_queue = self.app.tables.changelog_queue
+        for tp, messages in runs.items():
+            run = restored[tp.topic].decode_run(messages)
+            await self.wait_first(self._put_run(changelog_queue, run), self.suspend_flow.wait())
+        runs.clear()
+
+    async def _put_run(self, changelog_queue: Any, run: ChangelogRun) -> None:
+        await self.app.flow_control.acquire()
+        await changelog_queue.put(run)
 
     async def _in_order(self, tp: TP, message: Message) -> bool:
         """Whether to deliver `message`: not behind what was read (a re-fetch after a seek may
@@ -248,19 +286,88 @@ class FaustCodec(codecs.Codec):
         return self.decode(raw)
 
 
+class ChangelogRun:
+    """A partition's consecutive changelog records from one fetch, decoded, given to Faust's
+    Recovery as one event. Recovery reads only `message` (the run's last: its partition and
+    offset, to know how far the table is restored) and hands the run to its table's
+    `apply_changelog_batch`, which applies every row."""
+
+    __slots__ = ("message", "rows")
+
+    def __init__(self, message: Message, rows: list[tuple[str, Any]]) -> None:
+        self.message = message
+        self.rows = rows  # (key, record or None for a tombstone), in offset order
+
+
+class RecordTable(faust.Table):
+    """A table whose rows (and changelog records) go through a FaustCodec, restored in runs."""
+
+    def __init__(self, app: faust.App, *, record_codec: FaustCodec, codec_name: str, **kwargs: Any) -> None:
+        self.record_codec = record_codec
+        self.codec_name = codec_name
+        super().__init__(app, **kwargs)
+
+    # Faust derives a table's serializers (and its changelog topic's) from the key and value
+    # types while it builds the table; this is the one place to say which codecs to use.
+    def _serializer_from_type(self, typ: Any) -> str:
+        return "raw" if typ is str else self.codec_name
+
+    def decode_run(self, messages: list[Message]) -> ChangelogRun:
+        decode = self.record_codec.decode
+        rows = [
+            (message.key.decode(), None if message.value is None else decode(message.value))
+            for message in messages
+        ]
+        return ChangelogRun(messages[-1], rows)
+
+    def apply_changelog_batch(self, batch: Any) -> None:
+        """Apply Recovery's buffered events in order: runs row by row, as Faust's in-memory store
+        applies single events (a tombstone deletes the row; each row's partition is noted so the
+        store can drop rows of partitions this worker no longer holds once recovery completes)."""
+        store = self.data
+        rows, partition_of = store.data, store._key_partition
+        singles: list[Any] = []
+        for event in batch:
+            if not isinstance(event, ChangelogRun):
+                singles.append(event)
+                continue
+            if singles:
+                super().apply_changelog_batch(singles)
+                singles = []
+            partition = event.message.partition
+            for key, record in event.rows:
+                if record is None:
+                    rows.pop(key, None)
+                    partition_of.pop(key, None)
+                else:
+                    rows[key] = record
+                    partition_of[key] = partition
+        if singles:
+            super().apply_changelog_batch(singles)
+
+
+def record_tables_by_changelog(app: faust.App) -> dict[str, RecordTable]:
+    """The app's RecordTables by their changelog topic's name."""
+    return {
+        table.changelog_topic.get_topic_name(): table
+        for table in app.tables.values()
+        if isinstance(table, RecordTable)
+    }
+
+
 def codec_table(app: faust.App, name: str, codec: FaustCodec, *, partitions: int, help: str) -> faust.Table:
     """Add the table `name` to `app`: keys are raw strings, values (the changelog's too) go
     through `codec`, registered as `<app id>-<name>-record`."""
     codec_name = f"{app.conf.id}-{name}-record"
     codecs.register(codec_name, codec)
-
-    class RecordTable(faust.Table):
-        # Faust derives a table's serializers (and its changelog topic's) from the key and value
-        # types while it builds the table; this is the one place to say which codecs to use.
-        def _serializer_from_type(self, typ: Any) -> str:
-            return "raw" if typ is str else codec_name
-
     table = RecordTable(
-        app, name=name, key_type=str, partitions=partitions, beacon=app.tables.beacon, help=help
+        app,
+        record_codec=codec,
+        codec_name=codec_name,
+        name=name,
+        key_type=str,
+        partitions=partitions,
+        beacon=app.tables.beacon,
+        help=help,
     )
     return app.tables.add(table)

@@ -26,7 +26,6 @@ used one forgotten first.
 from __future__ import annotations
 
 import hashlib
-import sys
 from dataclasses import dataclass, field
 
 RECENT_IDS = 32  # kept whatever their age
@@ -38,16 +37,15 @@ MAX_LEDGER_PARTITIONS = 16
 
 @dataclass(frozen=True, slots=True)
 class Ledger:
+    # Every customer's row keeps a "topic/partition" text per mark: one shared string per
+    # partition, not one per row (71 bytes a customer at a million, docs/benchmarks.md). The
+    # stream worker interns the text it makes for each input; rows read back from a changelog
+    # share pydantic's cached copy of each short string.
     offsets: dict[str, int] = field(default_factory=dict)
     recent_ids: tuple[str, ...] = ()  # oldest first
     # When each of `recent_ids` was published (epoch seconds). Rows written before times were
     # kept have none: their ids count as old (kept among the last RECENT_IDS only).
     recent_at: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        # Every customer's row keeps a "topic/partition" text: one shared string per partition,
-        # not one per row (71 bytes a customer at a million, docs/benchmarks.md).
-        object.__setattr__(self, "offsets", {sys.intern(p): offset for p, offset in self.offsets.items()})
 
 
 class LedgerEntry:

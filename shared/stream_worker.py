@@ -34,6 +34,7 @@ Dead letters stay small themselves (shared/dead_letters.py).
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,7 +288,9 @@ def decode_inputs(
             continue
         at = message.timestamp or 0.0  # Faust's: the record's timestamp, in seconds (None: unknown)
         raw = message.value or b""
-        decoded = Delivery(f"{message.topic}/{message.partition}", message.offset, payload, raw, at)
+        # One shared "topic/partition" text, not one per input: every row's ledger keeps it.
+        where = sys.intern(f"{message.topic}/{message.partition}")
+        decoded = Delivery(where, message.offset, payload, raw, at)
         deliveries.append(decoded)
         partitions[decoded.customer_id] = message.partition
     return deliveries, partitions, dead

@@ -51,6 +51,7 @@ def _samples() -> list[object]:
             app.tables.recovery,
             app.assignor,
             table,
+            table.data,
             Fetcher(app),
             kafka_consumer,
             codecs.Codec(),
@@ -160,5 +161,56 @@ def test_the_helpers_answer_for_an_app_not_started() -> None:
         assert isinstance(rows, MutableMapping)
         rows["c1"] = {"n": 1}
         assert table["c1"] == {"n": 1} and rows is table_rows(table)
+
+    asyncio.run(check())
+
+
+class _TextCodec(runtime.FaustCodec):
+    def encode(self, value: object) -> bytes:
+        return str(value).encode()
+
+    def decode(self, raw: bytes) -> object:
+        return raw.decode()
+
+
+def _changelog_message(partition: int, offset: int, key: str, value: str | None) -> faust.types.Message:
+    return faust.types.Message(
+        "rows-changelog",
+        partition,
+        offset,
+        0.0,
+        0,
+        None,
+        key.encode(),
+        None if value is None else value.encode(),
+        None,
+    )
+
+
+def test_a_record_table_restores_runs_and_single_events_in_order_as_faust_s_store_does() -> None:
+    async def check() -> None:
+        app = faust.App("faust-runtime-runs", broker="kafka://127.0.0.1:1", store="memory://")
+        table = runtime.codec_table(app, "rows", _TextCodec(), partitions=2, help="rows")
+        assert runtime.record_tables_by_changelog(app) == {table.changelog_topic.get_topic_name(): table}
+        first = table.decode_run(
+            [
+                _changelog_message(0, 0, "a", "a0"),
+                _changelog_message(0, 1, "b", "b0"),
+                _changelog_message(0, 2, "a", None),
+            ]
+        )
+        assert first.message.offset == 2 and first.rows == [("a", "a0"), ("b", "b0"), ("a", None)]
+        # Faust's own event for a record between two runs (as Recovery may buffer one)
+        single_message = _changelog_message(1, 0, "c", "c0")
+        single = app.create_event("c", "c0", None, single_message)
+        second = table.decode_run([_changelog_message(0, 3, "a", "a1")])
+        other_partition = table.decode_run([_changelog_message(1, 1, "d", "d0")])
+        table.apply_changelog_batch([first, single, second, other_partition])
+        rows = table_rows(table)
+        assert dict(rows.items()) == {"a": "a1", "b": "b0", "c": "c0", "d": "d0"}
+        # a run (one partition's) notes its partition for every row: a store losing partition 1
+        # keeps only what partition 0's records wrote
+        await rows.on_recovery_completed({faust.types.TP("rows-changelog", 0)}, set())
+        assert dict(rows.items()) == {"a": "a1", "b": "b0"}
 
     asyncio.run(check())

@@ -44,6 +44,14 @@ def test_a_batch_decodes_and_what_does_not_decode_goes_to_dead_letters() -> None
     assert (letter["topic"], letter["offset"], letter["value"]) == ("t", 7, "not json")
 
 
+def test_inputs_read_through_one_partition_share_one_partition_text() -> None:
+    # Every row's ledger keeps the text: a copy per input would be a copy per customer.
+    first, second = (message("topic.v1", 3, n, b'{"customer_id": "c%d", "n": 1}' % n) for n in (1, 2))
+    (one,), _, _ = decode_inputs([first], lambda topic: Ping.model_validate_json)
+    (other,), _, _ = decode_inputs([second], lambda topic: Ping.model_validate_json)
+    assert one.partition == "topic.v1/3" and one.partition is other.partition
+
+
 def test_a_tombstone_on_the_chain_topic_erases_its_customer_and_elsewhere_is_dead_lettered() -> None:
     keyless = message("chain", 1, 4, None)
     keyless.key = None
