@@ -12,8 +12,9 @@ offsets — and replaces only the per-message delivery of the worker's input top
 - Faust's fetch loop is replaced (`fetch_in_batches` in shared/faust_runtime.py, where every
   use of Faust's internals lives): it collects what one fetch returned for the input topics,
   marks each message as pending (so a rebalance waits for its ack), and puts the list on a queue
-  Faust's flow control clears on a rebalance, as it clears agents' streams. Anything else it
-  fetches (table changelogs during recovery) takes Faust's usual path.
+  Faust's flow control clears on a rebalance, as it clears agents' streams. The tables'
+  changelog records (during recovery) go to Faust's Recovery a run per partition and fetch;
+  anything else takes Faust's usual path.
 - One task takes the batches off that queue, calls the worker's handler, and acks the messages
   only when the handler has returned, i.e. when their effects are durable. Acked offsets are
   committed by Faust as before. The handler runs in its own task because Faust cancels the fetch

@@ -164,8 +164,9 @@ class BatchDrainConsumer(FaustKafkaConsumer):
 
     Its fetch loop collects what one fetch returned for the input topics, marks each message as
     pending (so a rebalance waits for its ack) and puts the list, in chunks of at most
-    `max_batch`, on a queue Faust's flow control clears on a rebalance. Anything else it fetches
-    (table changelogs during recovery) takes Faust's usual path."""
+    `max_batch`, on a queue Faust's flow control clears on a rebalance. The record tables'
+    changelog records go to Recovery in runs (`_restore`); anything else takes Faust's usual
+    path."""
 
     input_topics: ClassVar[frozenset[str]]
     batches: ClassVar[Any]  # the app's FlowControlQueue of message lists

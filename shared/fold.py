@@ -37,7 +37,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 from shared.erasure import CustomerErased
 from shared.identity import IdentityMerged
@@ -81,6 +82,13 @@ class Barrier:
     parked: tuple[Waiting, ...] = ()  # that input and every input after it, in order
     joined: tuple[str, ...] = ()  # merge ids merged in: a repeated handover or join is a no-op
     overdue: tuple[str, ...] = ()  # merges no longer waited for: merged in when they come
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        # Read back from a changelog, an empty barrier is NO_BARRIER again, not one per row.
+        return core_schema.no_info_after_validator_function(
+            lambda barrier: NO_BARRIER if barrier == NO_BARRIER else barrier, handler(source)
+        )
 
 
 # The barrier of every customer no merge is near: one object, not one per row (rows default to

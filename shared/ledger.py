@@ -26,68 +26,147 @@ used one forgotten first.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+from pydantic import GetCoreSchemaHandler
+from pydantic_core import CoreSchema, core_schema
 
 RECENT_IDS = 32  # kept whatever their age
 MAX_RECENT_IDS = 256  # never more: a customer with more inputs in a window keeps the latest
 DEDUPE_WINDOW_S = 24 * 3600
 MAX_ID_CHARS = 128
 MAX_LEDGER_PARTITIONS = 16
+NO_OFFSETS: Mapping[str, int] = MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
 class Ledger:
-    # Every customer's row keeps a "topic/partition" text per mark: one shared string per
-    # partition, not one per row (71 bytes a customer at a million, docs/benchmarks.md). The
-    # stream worker interns the text it makes for each input; rows read back from a changelog
-    # share pydantic's cached copy of each short string.
-    offsets: dict[str, int] = field(default_factory=dict)
-    recent_ids: tuple[str, ...] = ()  # oldest first
-    # When each of `recent_ids` was published (epoch seconds). Rows written before times were
-    # kept have none: their ids count as old (kept among the last RECENT_IDS only).
-    recent_at: tuple[int, ...] = ()
+    """What a customer's row keeps: the last offset applied per partition ("topic/partition"),
+    least recently used first, and the recent input ids, oldest first, each with when it was
+    published (epoch seconds; 0 for ids kept before times were).
+
+    Every row holds one, so it is kept in two flat tuples rather than a dict and two tuples
+    (about 180 bytes a customer less; docs/benchmarks.md). Its JSON, in every changelog record,
+    is the same as ever: `{"offsets": {...}, "recent_ids": [...], "recent_at": [...]}`. Every
+    "topic/partition" text is one string per partition, not one per row: the stream worker
+    interns the text it makes for each input, and rows read back from a changelog share
+    pydantic's cached copy of each short string."""
+
+    __slots__ = ("_marks", "_recent")
+
+    def __init__(
+        self,
+        offsets: Mapping[str, int] = NO_OFFSETS,
+        recent_ids: Sequence[str] = (),
+        recent_at: Sequence[int] = (),
+    ) -> None:
+        # partition, offset, partition, offset, ...
+        self._marks: tuple[str | int, ...] = tuple([part for mark in offsets.items() for part in mark])
+        # id, time, id, time, ...: rows written before times were kept have fewer times (or none)
+        if len(recent_at) != len(recent_ids):
+            recent_at = [0] * (len(recent_ids) - len(recent_at)) + list(recent_at)[-len(recent_ids) :]
+        self._recent: tuple[str | int, ...] = tuple(
+            [part for kept in zip(recent_ids, recent_at, strict=True) for part in kept]
+        )
+
+    @classmethod
+    def _flat(cls, marks: tuple[str | int, ...], recent: tuple[str | int, ...]) -> Ledger:
+        ledger = cls.__new__(cls)
+        ledger._marks, ledger._recent = marks, recent
+        return ledger
+
+    @property
+    def offsets(self) -> dict[str, int]:
+        marks = self._marks
+        return dict(zip(marks[::2], marks[1::2], strict=True))
+
+    @property
+    def recent_ids(self) -> tuple[str, ...]:
+        return self._recent[::2]
+
+    @property
+    def recent_at(self) -> tuple[int, ...]:
+        return self._recent[1::2]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Ledger):
+            return NotImplemented
+        return self._marks == other._marks and self._recent == other._recent
+
+    def __hash__(self) -> int:
+        return hash((self._marks, self._recent))
+
+    def __repr__(self) -> str:
+        return f"Ledger({self.__jsonable__()!r})"
+
+    def __jsonable__(self) -> dict[str, Any]:
+        """The ledger as its JSON has it (shared/record_json.py)."""
+        return {"offsets": self.offsets, "recent_ids": self.recent_ids, "recent_at": self.recent_at}
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
+        """Read from its JSON (or taken as it is); written as its JSON."""
+        fields = core_schema.typed_dict_schema(
+            {
+                "offsets": core_schema.typed_dict_field(
+                    core_schema.dict_schema(core_schema.str_schema(), core_schema.int_schema()),
+                    required=False,
+                ),
+                "recent_ids": core_schema.typed_dict_field(
+                    core_schema.tuple_variable_schema(core_schema.str_schema()), required=False
+                ),
+                "recent_at": core_schema.typed_dict_field(
+                    core_schema.tuple_variable_schema(core_schema.int_schema()), required=False
+                ),
+            }
+        )
+        from_json = core_schema.no_info_after_validator_function(lambda read: cls(**read), fields)
+        return core_schema.json_or_python_schema(
+            json_schema=from_json,
+            python_schema=core_schema.union_schema([core_schema.is_instance_schema(cls), from_json]),
+            serialization=core_schema.plain_serializer_function_ser_schema(cls.__jsonable__),
+        )
 
 
 class LedgerEntry:
     """A mutable working copy for one batch; `freeze()` returns the Ledger to store."""
 
-    __slots__ = ("offsets", "recent_at", "recent_ids")
+    # Kept flat, as the ledger is: partition, offset, ... and id, time, ... (an id and a
+    # partition are texts, offsets and times ints, so looking one up never matches the other).
+    __slots__ = ("marks", "recent")
 
     def __init__(self, ledger: Ledger) -> None:
-        self.offsets = dict(ledger.offsets)
-        self.recent_ids = list(ledger.recent_ids)
-        at = list(ledger.recent_at)
-        self.recent_at = (
-            [0] * (len(self.recent_ids) - len(at)) + at[-len(self.recent_ids) :] if self.recent_ids else []
-        )
+        self.marks: list[str | int] = list(ledger._marks)
+        self.recent: list[str | int] = list(ledger._recent)
 
     def admit(self, partition: str, offset: int, input_id: str, at: float = 0.0) -> bool:
         """Record the input (`at`: when its record was published, epoch seconds; 0 if unknown)
         and say whether it is new."""
-        offsets = self.offsets
-        last = offsets.pop(partition, -1)  # and back at the end: the most recently used last
-        offsets[partition] = max(offset, last)
+        marks = self.marks
+        last = -1
+        if partition in marks:  # taken out and put back last: the most recently used last
+            where = marks.index(partition)
+            last = marks[where + 1]
+            del marks[where : where + 2]
+        marks += (partition, max(offset, last))
         if offset <= last:
             return False
-        if len(offsets) > MAX_LEDGER_PARTITIONS:
-            del offsets[next(iter(offsets))]
+        if len(marks) > 2 * MAX_LEDGER_PARTITIONS:
+            del marks[:2]
         input_id = kept_id(input_id)
-        ids, times = self.recent_ids, self.recent_at
-        if input_id in ids:
+        recent = self.recent
+        if input_id in recent:
             return False
-        stamp = int(at) if at > 0 else (times[-1] if times else 0)
-        ids.append(input_id)
-        times.append(stamp)
+        stamp = int(at) if at > 0 else (recent[-1] if recent else 0)
+        recent += (input_id, stamp)
         horizon = stamp - DEDUPE_WINDOW_S
-        while len(ids) > RECENT_IDS and (len(ids) > MAX_RECENT_IDS or times[0] < horizon):
-            del ids[0]
-            del times[0]
+        while len(recent) > 2 * RECENT_IDS and (len(recent) > 2 * MAX_RECENT_IDS or recent[1] < horizon):
+            del recent[:2]
         return True
 
     def freeze(self) -> Ledger:
-        return Ledger(
-            offsets=self.offsets, recent_ids=tuple(self.recent_ids), recent_at=tuple(self.recent_at)
-        )
+        return Ledger._flat(tuple(self.marks), tuple(self.recent))
 
 
 def kept_id(input_id: str) -> str:

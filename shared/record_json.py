@@ -14,7 +14,11 @@ def encode_record(record: Any) -> bytes:
 
 
 def _jsonable(value: Any) -> Any:
-    """What orjson does not write itself: sets in a stable order, anything else as pydantic would."""
+    """What orjson does not write itself: sets in a stable order, a value that says what its JSON
+    is (`__jsonable__`, e.g. shared/ledger.py's Ledger) as it says, anything else as pydantic would."""
     if isinstance(value, set | frozenset):
         return sorted(value)
+    as_json = getattr(value, "__jsonable__", None)
+    if as_json is not None:
+        return as_json()
     return to_jsonable_python(value)

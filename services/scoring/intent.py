@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Annotated
 
+from shared.compact import EMPTY, SHARED_WHEN_EMPTY
 from shared.scores import Activity, Band
 
 from .inputs import ScoringEvent
@@ -38,14 +40,11 @@ class CustomerScore:
 
     customer_id: str
     intent_score: float = 0.0
-    model_scores: dict[str, float] = field(default_factory=dict)
+    model_scores: Annotated[dict[str, float], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
     score_at: datetime | None = None
     points: int = 0
     growth: int = 0
     last_interaction_at: datetime | None = None
-
-
-NO_MODELS: dict[str, float] = {}  # shared: never changed in place (apply_event makes new ones)
 
 
 def decay_factor(from_time: datetime, to_time: datetime, half_life_days: float) -> float:
@@ -116,7 +115,7 @@ def apply_event(state: CustomerScore, event: ScoringEvent, plan: ScoringPlan) ->
     )
 
     # Most customers never name a model: they share one empty mapping (64 bytes a row less).
-    model_scores = {model: score * carried for model, score in state.model_scores.items()} or NO_MODELS
+    model_scores = {model: score * carried for model, score in state.model_scores.items()} or EMPTY
     model = event.vehicle_model
     if model and added > 0:
         model_scores = strongest_models(model_scores | {model: model_scores.get(model, 0.0) + added})

@@ -10,6 +10,8 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from shared.compact import one_copy
+
 from .rules import Layer, Orientation, RuleContext, RuleSet, Stage, rule_tags
 from .thresholds import TaggingThresholds
 
@@ -24,7 +26,9 @@ def derive(profile: Profile, thresholds: TaggingThresholds, rules: RuleSet) -> P
     context = RuleContext(
         profile.layer, orientation, stage, profile.intent_pct, profile.evidence, profile.last_event_at
     )
-    tags = tuple(sorted(builtin | rule_tags(rules, context, builtin)))
+    tags = one_copy(
+        tuple(sorted(builtin | rule_tags(rules, context, builtin)))
+    )  # profiles share sets of tags
     if (orientation, stage, tags) == (profile.orientation, profile.stage, profile.tags):
         return profile
     return replace(profile, orientation=orientation, stage=stage, tags=tags)

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
+from shared.compact import one_copy
 from shared.funnels import MILESTONES, By, FunnelTouch, newly_counted
 
 from .inputs import TaggingEvent
@@ -36,7 +37,7 @@ def funnel_progress(
     profile = after
     if event is not None:
         if profile.entered_on is None:
-            day = event.occurred_at.astimezone(CHINA).date().isoformat()
+            day = one_copy(event.occurred_at.astimezone(CHINA).date().isoformat())
             profile = replace(profile, entered_on=day, first_source=event.source.value)
         if dealer := event.text("dealer_id"):
             profile = replace(profile, dealer_id=dealer)
@@ -45,7 +46,7 @@ def funnel_progress(
     if not new or profile.entered_on is None:
         return profile, []
     held = reached | set(new)
-    profile = replace(profile, milestones=tuple(m for m in MILESTONES if m in held))
+    profile = replace(profile, milestones=one_copy(tuple(m for m in MILESTONES if m in held)))
     figures = newly_counted(new, held)
     groups: list[tuple[By, str]] = [("source", profile.first_source or "unknown")]
     if profile.dealer_id:

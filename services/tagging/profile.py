@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from shared.chain import ScoreSnapshot
+from shared.compact import EMPTY, ONE_COPY, SHARED_WHEN_EMPTY, one_copy
 from shared.funnels import MILESTONES
 
 from .families import derive
@@ -60,9 +61,11 @@ class Profile:
     # Evidence.
     interactions: int = 0
     deep_interactions: int = 0
-    value_points: dict[str, float] = field(default_factory=dict)  # rational/emotional -> weight
+    # rational/emotional -> weight. Mappings empty for most customers share one, and equal
+    # tuples and days one copy (shared/compact.py).
+    value_points: Annotated[dict[str, float], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
     value_point_interactions: int = 0
-    topics: dict[str, int] = field(default_factory=dict)
+    topics: Annotated[dict[str, int], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
     price_interactions: int = 0  # price-related content and coupon claims
     shares: int = 0
     referrals: int = 0
@@ -82,15 +85,16 @@ class Profile:
     recent_contents: tuple[str, ...] = ()
     # Funnel figures by cohort (funnel_figures.py): the China day of the first input, its source,
     # the latest store named, the milestones reached. Rows written before decode without them.
-    entered_on: str | None = None
+    entered_on: Annotated[str, ONE_COPY] | None = None
     first_source: str | None = None
     dealer_id: str | None = None
-    milestones: tuple[str, ...] = ()
-    evidence: dict[str, Evidence] = field(default_factory=dict)  # rule condition key -> evidence
+    milestones: Annotated[tuple[str, ...], ONE_COPY] = ()
+    # rule condition key -> evidence
+    evidence: Annotated[dict[str, Evidence], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
     # Derived after every change.
     orientation: Orientation = Orientation.unknown
     stage: Stage = Stage.newcomer
-    tags: tuple[str, ...] = ()  # sorted
+    tags: Annotated[tuple[str, ...], ONE_COPY] = ()  # sorted
 
 
 def apply_event(
@@ -259,7 +263,7 @@ def merge_profiles(
             reached=reached_by_either(survivor.reached, merged.reached),
             recent_contents=_latest_contents(merged.recent_contents, survivor.recent_contents),
             **_merged_cohort(survivor, merged),
-            evidence=evidence,
+            evidence=evidence or EMPTY,
         ),
         thresholds,
         rules,
@@ -276,7 +280,7 @@ def _record_evidence(
         return evidence
     for key, condition in matched.items():
         kept[key] = record_hit(kept.get(key), event.occurred_at, condition)
-    return kept
+    return kept or EMPTY
 
 
 def strongest_topics(topics: dict[str, int]) -> dict[str, int]:
@@ -293,7 +297,7 @@ def _add(a: dict, b: dict) -> dict:
     total = dict(a)
     for key, value in b.items():
         total[key] = total.get(key, 0) + value
-    return total
+    return total or EMPTY
 
 
 def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -315,5 +319,5 @@ def _merged_cohort(survivor: Profile, merged: Profile) -> dict[str, Any]:
         "entered_on": earlier.entered_on,
         "first_source": earlier.first_source,
         "dealer_id": survivor.dealer_id or merged.dealer_id,
-        "milestones": tuple(m for m in MILESTONES if m in held),
+        "milestones": one_copy(tuple(m for m in MILESTONES if m in held)),
     }

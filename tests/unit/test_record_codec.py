@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -18,6 +19,8 @@ from services.scoring.intent import CustomerScore
 from services.tagging.batch import ProfileRecord
 from services.tagging.profile import Profile
 from services.tagging.rules import Evidence, Layer, Orientation
+from shared.compact import EMPTY
+from shared.fold import NO_BARRIER
 from shared.ledger import Ledger
 from shared.record_table import RecordCodec
 
@@ -93,3 +96,32 @@ def test_consents_written_before_they_were_dated_read_back_as_the_oldest_word() 
     consents = codec.decode(orjson.dumps(written)).journey.view.consents
     assert consents == {"wecom_1v1": Consent(True, UNDATED), "sms": Consent(False, UNDATED)}
     assert codec.decode(codec.encode(codec.decode(orjson.dumps(written)))).journey.view.consents == consents
+
+
+def test_rows_read_back_share_what_many_rows_hold() -> None:
+    # Two customers' rows with nothing in their mappings and the same tags, milestones and day.
+    plain = Profile(customer_id="c-2", tags=("interest:tech",), milestones=("lead",), entered_on="2026-11-26")
+    codec = RecordCodec(ProfileRecord)
+    first, second = (
+        codec.decode(codec.encode(ProfileRecord(profile=replace(plain, customer_id=c)))).profile
+        for c in ("a", "b")
+    )
+    for name in ("value_points", "topics", "evidence", "tags", "milestones", "entered_on"):
+        assert getattr(first, name) is getattr(second, name), name
+    assert first.value_points is EMPTY and first == replace(plain, customer_id="a")
+    scoring = RecordCodec(CustomerRecord)
+    read = scoring.decode(scoring.encode(CustomerRecord(score=CustomerScore("c-3"))))
+    assert read.score.model_scores is EMPTY and read.barrier is NO_BARRIER
+    assert CustomerScore("c-4").model_scores is EMPTY and Profile("c-5").topics is EMPTY
+
+
+def test_the_shared_empty_mapping_cannot_be_changed() -> None:
+    for change in (
+        lambda: EMPTY.__setitem__("k", 1),
+        lambda: EMPTY.update(k=1),
+        lambda: EMPTY.setdefault("k", 1),
+        lambda: EMPTY.pop("k"),
+    ):
+        with pytest.raises(TypeError):
+            change()
+    assert EMPTY == {} and orjson.dumps(EMPTY) == b"{}" and (EMPTY | {"k": 1}) == {"k": 1} and not EMPTY

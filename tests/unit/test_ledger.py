@@ -1,0 +1,66 @@
+"""The ledger every row keeps: compact in memory, its JSON in the changelogs as it always was."""
+
+from __future__ import annotations
+
+import sys
+
+import orjson
+from pydantic import TypeAdapter
+
+from shared.ledger import Ledger, LedgerEntry
+from shared.record_json import encode_record
+
+AS_JSON = {
+    "offsets": {"touchpoint.events.v1/2": 1041, "pd-x-handovers/2": 7},
+    "recent_ids": ["e-1", "e-2"],
+    "recent_at": [1764550000, 1764550060],
+}
+
+
+def test_a_ledger_is_written_and_read_as_its_json_always_was() -> None:
+    ledger = Ledger(AS_JSON["offsets"], tuple(AS_JSON["recent_ids"]), tuple(AS_JSON["recent_at"]))
+    assert orjson.loads(encode_record(ledger)) == AS_JSON
+    assert TypeAdapter(Ledger).dump_python(ledger, mode="json") == AS_JSON
+    read = TypeAdapter(Ledger).validate_json(orjson.dumps(AS_JSON))
+    assert read == ledger and read.offsets == AS_JSON["offsets"]
+    assert list(read.offsets) == ["touchpoint.events.v1/2", "pd-x-handovers/2"]  # least recently used first
+    assert TypeAdapter(Ledger).validate_python(ledger) is ledger
+    assert TypeAdapter(Ledger).validate_python(AS_JSON) == ledger
+
+
+def test_ids_kept_before_their_times_were_read_back_as_old() -> None:
+    read = TypeAdapter(Ledger).validate_json(
+        b'{"offsets": {"t/0": 3}, "recent_ids": ["a", "b", "c"], "recent_at": [9]}'
+    )
+    assert read.recent_ids == ("a", "b", "c") and read.recent_at == (0, 0, 9)
+    assert TypeAdapter(Ledger).validate_json(b"{}") == Ledger()
+
+
+def test_a_ledger_and_its_working_copy_agree() -> None:
+    entry = LedgerEntry(Ledger({"t/0": 4}, ("a",), (100,)))
+    assert entry.admit("t/1", 0, "b", 200.0) and not entry.admit("t/0", 4, "c", 300.0)
+    frozen = entry.freeze()
+    assert frozen.offsets == {"t/1": 0, "t/0": 4} and frozen.recent_ids == ("a", "b")
+    assert frozen.recent_at == (100, 200) and hash(frozen) == hash(
+        Ledger({"t/1": 0, "t/0": 4}, ("a", "b"), (100, 200))
+    )
+
+
+def _deep_size(value: object, seen: set[int]) -> int:
+    if id(value) in seen:
+        return 0
+    seen.add(id(value))
+    inner = getattr(value, "__slots__", ())
+    parts = [getattr(value, name) for name in inner] if inner else ()
+    if isinstance(value, tuple | list):
+        parts = value
+    return sys.getsizeof(value) + sum(_deep_size(part, seen) for part in parts)
+
+
+def test_a_customer_s_ledger_takes_about_three_hundred_bytes() -> None:
+    # One input: a partition's mark and one id with its time (a dict and two tuples took 481).
+    shared_partition = sys.intern("touchpoint.events.v1/2")
+    ledger = Ledger(
+        {shared_partition: 123_456_789}, ("7f0e9c1e-49a4-4f3e-9d6a-2a8d2f1c0b11",), (1_764_550_000,)
+    )
+    assert _deep_size(ledger, {id(shared_partition)}) <= 320
