@@ -18,8 +18,9 @@ that many customers held:
   `/metrics`: p50 and p99 over `--requests` sequential requests each;
 - each worker's restart, one after the other: SIGTERM, then a new process in the same consumer
   group, with one new event on the touchpoint topic as it starts; restart time = from its start
-  to that event taken (its table restored from the changelog first). The new process carries
-  on with the next step.
+  to that event taken (its table restored from the changelog first), and the new process's
+  resident bytes per customer then (rows restored from the changelog, not built by the fold).
+  The new process carries on with the next step.
 Figures are printed per step as they come, then the growth table; nothing is asserted.
 
 Usage (from the repository root):
@@ -119,6 +120,7 @@ class Held:
     worker_bytes: float  # per customer
     restart_s: float
     reads: dict[str, Latency]  # by figure
+    restarted_bytes: float  # per customer, in the process restarted with them (restored rows)
 
 
 @dataclass(frozen=True)
@@ -305,11 +307,12 @@ class Bench:
             worker_bytes = (resident_bytes(run.worker.pid) - run.worker_empty) / customers
             reads = {figure: latency(run.api, path, self.args.requests) for figure, path in run.service.reads}
             restart_s = run.restart()
-            held[run.service.name] = Held(worker_bytes, restart_s, reads)
+            restarted_bytes = (resident_bytes(run.worker.pid) - run.worker_empty) / customers
+            held[run.service.name] = Held(worker_bytes, restart_s, reads, restarted_bytes)
             shown = ", ".join(f"{figure} {value}" for figure, value in reads.items())
             print(
                 f"  {run.service.name}: worker {worker_bytes:,.0f} B a customer; {shown} ms (p50 / p99); "
-                f"restart to first event {restart_s:.1f} s",
+                f"restart to first event {restart_s:.1f} s, then {restarted_bytes:,.0f} B a customer",
                 flush=True,
             )
         return Step(customers, load_s, redis_bytes, held, parts)
@@ -327,6 +330,12 @@ def table(steps: list[Step]) -> str:
         )
         rows.append(
             (f"{name} worker restart to first event, s", lambda s, n=name: f"{s.services[n].restart_s:.1f}")
+        )
+        rows.append(
+            (
+                f"{name} worker resident bytes per customer, restarted",
+                lambda s, n=name: f"{s.services[n].restarted_bytes:,.0f}",
+            )
         )
         for figure, _ in service.reads:
             rows.append(
