@@ -11,6 +11,7 @@ in shared/faust_runtime.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import faust
@@ -23,15 +24,21 @@ R = TypeVar("R")
 
 
 class RecordCodec(FaustCodec, Generic[R]):
-    def __init__(self, record_type: type[R]) -> None:
+    def __init__(self, record_type: type[R], customer_of: Callable[[R], str] | None = None) -> None:
+        """`customer_of`: the customer id a row holds, which a restored row is keyed by."""
         super().__init__()
         self._adapter = TypeAdapter(record_type)
+        self._customer_of = customer_of
 
     def encode(self, record: R) -> bytes:
         return encode_record(record)
 
     def decode(self, raw: bytes) -> R:
         return self._adapter.validate_json(raw)
+
+    def row_key(self, key: str, record: R) -> str:
+        own = self._customer_of(record) if self._customer_of is not None else key
+        return own if own == key else key
 
 
 def record_table(

@@ -44,7 +44,7 @@ def create_app(
     )
     app = parts.app
     topics = campaign_topics(app, settings)
-    codec = RecordCodec(JourneyRecord)
+    codec = RecordCodec(JourneyRecord, lambda row: row.journey.view.customer_id)
     table = record_table(app, "journeys", codec, settings.topic_partitions, help="campaign journeys")
     campaigner = Campaigner(
         table=table,

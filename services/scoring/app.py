@@ -45,7 +45,7 @@ def create_app(
     )
     app, redis = parts.app, parts.redis
     topics = scoring_topics(app, settings)
-    codec = RecordCodec(CustomerRecord)
+    codec = RecordCodec(CustomerRecord, lambda row: row.score.customer_id)
     table = record_table(app, "customers", codec, settings.topic_partitions, help="scoring state")
     plans = PlanHolder(VersionedPlan(version=0, updated_at=None, plan=default_plan()))
     scorer = Scorer(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Annotated
 
-from shared.compact import EMPTY, SHARED_WHEN_EMPTY
+from shared.compact import EMPTY, ONE_COPY, SHARED_WHEN_EMPTY
 from shared.scores import Activity, Band
 
 from .inputs import ScoringEvent
@@ -41,10 +41,10 @@ class CustomerScore:
     customer_id: str
     intent_score: float = 0.0
     model_scores: Annotated[dict[str, float], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
-    score_at: datetime | None = None
+    score_at: Annotated[datetime, ONE_COPY] | None = None  # rows written together share it
     points: int = 0
     growth: int = 0
-    last_interaction_at: datetime | None = None
+    last_interaction_at: Annotated[datetime, ONE_COPY] | None = None
 
 
 def decay_factor(from_time: datetime, to_time: datetime, half_life_days: float) -> float:

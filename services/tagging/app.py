@@ -44,7 +44,7 @@ def create_app(
     )
     app = parts.app
     topics = tagging_topics(app, settings)
-    codec = RecordCodec(ProfileRecord)
+    codec = RecordCodec(ProfileRecord, lambda row: row.profile.customer_id)
     table = record_table(app, "profiles", codec, settings.topic_partitions, help="tagging state")
     tagger = Tagger(
         table=table,

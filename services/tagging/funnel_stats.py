@@ -16,6 +16,7 @@ from datetime import date, timedelta
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from shared.funnels import FIGURES, MILESTONES, PAIRS, RATES, By, figure_key, values_key
 
@@ -35,18 +36,22 @@ def _days(start: date, end: date) -> list[str]:
     return [(start + timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
 
+async def funnel_total(redis: Redis, start: date, end: date) -> FunnelGroup:
+    """All customers' figures alone (`all`), for the cohorts of the days `start` to `end`."""
+    pipe = redis.pipeline(transaction=False)
+    await _count_all(redis, pipe, _days(start, end))
+    return _group("all", await pipe.execute())
+
+
 async def funnel_groups(
     redis: Redis, by: By, start: date, end: date
 ) -> tuple[FunnelGroup, list[FunnelGroup]]:
-    """All customers' figures (`all`: every customer has one source, so the union over sources
-    counts each once) and every group's, for the cohorts of the days `start` to `end`."""
+    """All customers' figures (`all`) and every group's, for the cohorts of the days `start` to
+    `end`."""
     values = sorted(v.decode() for v in await redis.smembers(values_key(by)))
-    sources = sorted(v.decode() for v in await redis.smembers(values_key("source")))
     days = _days(start, end)
     pipe = redis.pipeline(transaction=False)
-    for figure in FIGURES:
-        keys = [figure_key(day, "source", source, figure) for day in days for source in sources]
-        pipe.pfcount(*(keys or [figure_key("none", "source", "none", figure)]))
+    await _count_all(redis, pipe, days)
     for value in values:
         for figure in FIGURES:
             pipe.pfcount(*(figure_key(day, by, value, figure) for day in days))
@@ -55,6 +60,15 @@ async def funnel_groups(
     total = _group("all", counts[:width])
     groups = [_group(value, counts[(n + 1) * width : (n + 2) * width]) for n, value in enumerate(values)]
     return total, groups
+
+
+async def _count_all(redis: Redis, pipe: Pipeline, days: list[str]) -> None:
+    """Queue on `pipe` every figure over all customers: every customer has one source, so the
+    union over the sources counts each once."""
+    sources = sorted(v.decode() for v in await redis.smembers(values_key("source")))
+    for figure in FIGURES:
+        keys = [figure_key(day, "source", source, figure) for day in days for source in sources]
+        pipe.pfcount(*(keys or [figure_key("none", "source", "none", figure)]))
 
 
 def _group(value: str, counts: list[int]) -> FunnelGroup:

@@ -145,8 +145,12 @@ def _with_event(
     price = kind == "coupon.claimed" or (engaged and event.properties.get("price_related") is True)
     recent_contents = profile.recent_contents
     if engaged and (content_id := event.content_id()):
-        recent_contents = _latest_contents(recent_contents, (content_id,))
+        recent_contents = _latest_contents(recent_contents, (one_copy(content_id),))
     purchase = kind in PURCHASE_TYPES
+    # The same float object while nothing is bought: a new 0.0 per input would be one per row.
+    purchase_amount = (
+        profile.purchase_amount + event.number("amount") if purchase else profile.purchase_amount
+    )
     last_purchase = profile.last_purchase_at
     if purchase and (last_purchase is None or event.occurred_at > last_purchase):
         last_purchase = event.occurred_at
@@ -166,7 +170,7 @@ def _with_event(
         shares=profile.shares + (kind == "content.share"),
         referrals=profile.referrals + (kind == "referral.made"),
         purchases=profile.purchases + purchase,
-        purchase_amount=profile.purchase_amount + (event.number("amount") if purchase else 0.0),
+        purchase_amount=purchase_amount,
         last_purchase_at=last_purchase,
         last_event_at=last_event,
         reached=reached_after(profile.reached, kind),
