@@ -31,14 +31,16 @@ EMPTY: dict[Any, Any] = _SharedEmpty()
 
 
 @lru_cache(maxsize=4096)
-def _first_seen(value: Any) -> Any:
+def _first_seen(value: Any, tzinfo: Any) -> Any:
     return value
 
 
 def one_copy(value: T) -> T:
     """The first equal value seen (of the last 4,096 different ones): for immutable, hashable
-    values many rows hold, such as tuples of texts."""
-    return _first_seen(value)  # type: ignore[no-any-return]
+    values many rows hold, such as tuples of texts or datetimes. Two datetimes of the same
+    instant are equal whatever their offsets, so a datetime's time zone is part of what must
+    match: the copy kept writes the same text as the value given."""
+    return _first_seen(value, getattr(value, "tzinfo", None))
 
 
 # For a row's fields: Annotated[dict[str, int], SHARED_WHEN_EMPTY], Annotated[tuple[str, ...], ONE_COPY].

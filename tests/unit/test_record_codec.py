@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import orjson
 import pytest
@@ -19,7 +19,7 @@ from services.scoring.intent import CustomerScore
 from services.tagging.batch import ProfileRecord
 from services.tagging.profile import Profile
 from services.tagging.rules import Evidence, Layer, Orientation
-from shared.compact import EMPTY
+from shared.compact import EMPTY, one_copy
 from shared.fold import NO_BARRIER
 from shared.ledger import Ledger
 from shared.record_table import RecordCodec
@@ -125,3 +125,11 @@ def test_the_shared_empty_mapping_cannot_be_changed() -> None:
         with pytest.raises(TypeError):
             change()
     assert EMPTY == {} and orjson.dumps(EMPTY) == b"{}" and (EMPTY | {"k": 1}) == {"k": 1} and not EMPTY
+
+
+def test_one_copy_keeps_a_datetime_s_offset() -> None:
+    utc = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
+    shanghai = datetime(2026, 12, 1, 8, 0, tzinfo=timezone(timedelta(hours=8)))
+    assert utc == shanghai  # the same instant
+    assert one_copy(utc) is utc and one_copy(shanghai).isoformat() == "2026-12-01T08:00:00+08:00"
+    assert one_copy(datetime(2026, 12, 1, 0, 0, tzinfo=UTC)) is utc
