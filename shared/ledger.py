@@ -65,7 +65,8 @@ class Ledger:
         self._marks: tuple[str | int, ...] = tuple([part for mark in offsets.items() for part in mark])
         # id, time, id, time, ...: rows written before times were kept have fewer times (or none)
         if len(recent_at) != len(recent_ids):
-            recent_at = [0] * (len(recent_ids) - len(recent_at)) + list(recent_at)[-len(recent_ids) :]
+            kept = list(recent_at)[-len(recent_ids) :] if recent_ids else []
+            recent_at = [0] * (len(recent_ids) - len(kept)) + kept
         self._recent: tuple[str | int, ...] = tuple(
             [part for kept in zip(recent_ids, recent_at, strict=True) for part in kept]
         )

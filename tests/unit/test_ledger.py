@@ -34,6 +34,8 @@ def test_ids_kept_before_their_times_were_read_back_as_old() -> None:
     )
     assert read.recent_ids == ("a", "b", "c") and read.recent_at == (0, 0, 9)
     assert TypeAdapter(Ledger).validate_json(b"{}") == Ledger()
+    # more times than ids (a record written by hand): the times of the ids kept, the latest last
+    assert Ledger({}, ("a",), (1, 2)).recent_at == (2,) and Ledger({}, (), (1, 2)) == Ledger()
 
 
 def test_a_ledger_and_its_working_copy_agree() -> None:
