@@ -41,41 +41,47 @@ MAX_LEDGER_PARTITIONS = 16
 NO_OFFSETS: Mapping[str, int] = MappingProxyType({})
 
 
-class Ledger:
+class Ledger(tuple):
     """What a customer's row keeps: the last offset applied per partition ("topic/partition"),
     least recently used first, and the recent input ids, oldest first, each with when it was
     published (epoch seconds; 0 for ids kept before times were).
 
-    Every row holds one, so it is kept in two flat tuples rather than a dict and two tuples
-    (about 180 bytes a customer less; docs/benchmarks.md). Its JSON, in every changelog record,
-    is the same as ever: `{"offsets": {...}, "recent_ids": [...], "recent_at": [...]}`. Every
-    "topic/partition" text is one string per partition, not one per row: the stream worker
-    interns the text it makes for each input, and rows read back from a changelog share
-    pydantic's cached copy of each short string."""
+    Every row holds one, so it is one flat tuple: the number of partitions, then partition,
+    offset, … then id, time, … (one object of 80 bytes with one partition and one id, where a
+    dataclass holding a dict and two tuples took 336; docs/benchmarks.md). Its JSON, in every
+    changelog record, is the same as ever:
+    `{"offsets": {...}, "recent_ids": [...], "recent_at": [...]}`. Every "topic/partition" text
+    is one string per partition, not one per row: the stream worker interns the text it makes
+    for each input, and rows read back from a changelog share pydantic's cached copy of each
+    short string."""
 
-    __slots__ = ("_marks", "_recent")
+    __slots__ = ()
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         offsets: Mapping[str, int] = NO_OFFSETS,
         recent_ids: Sequence[str] = (),
         recent_at: Sequence[int] = (),
-    ) -> None:
-        # partition, offset, partition, offset, ...
-        self._marks: tuple[str | int, ...] = tuple([part for mark in offsets.items() for part in mark])
-        # id, time, id, time, ...: rows written before times were kept have fewer times (or none)
+    ) -> Ledger:
+        marks = [part for mark in offsets.items() for part in mark]
+        # Rows written before times were kept have fewer times (or none): their ids count as old.
         if len(recent_at) != len(recent_ids):
             kept = list(recent_at)[-len(recent_ids) :] if recent_ids else []
             recent_at = [0] * (len(recent_ids) - len(kept)) + kept
-        self._recent: tuple[str | int, ...] = tuple(
-            [part for kept in zip(recent_ids, recent_at, strict=True) for part in kept]
-        )
+        recent = [part for kept_id in zip(recent_ids, recent_at, strict=True) for part in kept_id]
+        return cls._flat(marks, recent)
 
     @classmethod
-    def _flat(cls, marks: tuple[str | int, ...], recent: tuple[str | int, ...]) -> Ledger:
-        ledger = cls.__new__(cls)
-        ledger._marks, ledger._recent = marks, recent
-        return ledger
+    def _flat(cls, marks: list[str | int], recent: list[str | int]) -> Ledger:
+        return tuple.__new__(cls, [len(marks) // 2, *marks, *recent])
+
+    @property
+    def _marks(self) -> tuple[str | int, ...]:
+        return self[1 : 1 + 2 * self[0]]
+
+    @property
+    def _recent(self) -> tuple[str | int, ...]:
+        return self[1 + 2 * self[0] :]
 
     @property
     def offsets(self) -> dict[str, int]:
@@ -89,14 +95,6 @@ class Ledger:
     @property
     def recent_at(self) -> tuple[int, ...]:
         return self._recent[1::2]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Ledger):
-            return NotImplemented
-        return self._marks == other._marks and self._recent == other._recent
-
-    def __hash__(self) -> int:
-        return hash((self._marks, self._recent))
 
     def __repr__(self) -> str:
         return f"Ledger({self.__jsonable__()!r})"
@@ -167,7 +165,7 @@ class LedgerEntry:
         return True
 
     def freeze(self) -> Ledger:
-        return Ledger._flat(tuple(self.marks), tuple(self.recent))
+        return Ledger._flat(self.marks, self.recent)
 
 
 def kept_id(input_id: str) -> str:
