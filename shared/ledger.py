@@ -71,6 +71,10 @@ class Ledger(tuple):
         recent = [part for kept_id in zip(recent_ids, recent_at, strict=True) for part in kept_id]
         return cls._flat(marks, recent)
 
+    def __getnewargs__(self) -> tuple[dict[str, int], tuple[str, ...], tuple[int, ...]]:
+        # What copy and pickle pass back to __new__ (a tuple's own items would not fit it).
+        return self.offsets, self.recent_ids, self.recent_at
+
     @classmethod
     def _flat(cls, marks: list[str | int], recent: list[str | int]) -> Ledger:
         return tuple.__new__(cls, [len(marks) // 2, *marks, *recent])

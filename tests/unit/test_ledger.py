@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import pickle
 import sys
 
 import orjson
@@ -65,3 +67,9 @@ def test_a_customer_s_ledger_takes_about_two_hundred_and_twenty_bytes() -> None:
     )
     shared = {id(shared_partition), id(1)}  # the partition's text, and the count of partitions (a cached int)
     assert _deep_size(ledger, shared) <= 230
+
+
+def test_a_ledger_survives_copy_and_pickle() -> None:
+    ledger = Ledger({"t/0": 4, "u/1": 9}, ("a", "b"), (100, 200))
+    assert copy.deepcopy(ledger) == ledger and pickle.loads(pickle.dumps(ledger)) == ledger
+    assert type(pickle.loads(pickle.dumps(ledger))) is Ledger
