@@ -26,9 +26,8 @@ def derive(profile: Profile, thresholds: TaggingThresholds, rules: RuleSet) -> P
     context = RuleContext(
         profile.layer, orientation, stage, profile.intent_pct, profile.evidence, profile.last_event_at
     )
-    tags = one_copy(
-        tuple(sorted(builtin | rule_tags(rules, context, builtin)))
-    )  # profiles share sets of tags
+    # Profiles share their sets of tags (shared/compact.py).
+    tags = one_copy(tuple(sorted(builtin | rule_tags(rules, context, builtin))))
     if (orientation, stage, tags) == (profile.orientation, profile.stage, profile.tags):
         return profile
     return replace(profile, orientation=orientation, stage=stage, tags=tags)

@@ -21,10 +21,10 @@ from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from shared.compact import one_copy
-from shared.funnels import MILESTONES, By, FunnelTouch, newly_counted
+from shared.funnels import By, FunnelTouch, newly_counted
 
 from .inputs import TaggingEvent
-from .profile import Profile
+from .profile import Profile, milestones_in_order
 from .rules import Layer
 
 CHINA = ZoneInfo("Asia/Shanghai")
@@ -46,7 +46,7 @@ def funnel_progress(
     if not new or profile.entered_on is None:
         return profile, []
     held = reached | set(new)
-    profile = replace(profile, milestones=one_copy(tuple(m for m in MILESTONES if m in held)))
+    profile = replace(profile, milestones=milestones_in_order(held))
     figures = newly_counted(new, held)
     groups: list[tuple[By, str]] = [("source", profile.first_source or "unknown")]
     if profile.dealer_id:

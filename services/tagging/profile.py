@@ -308,6 +308,11 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(t for t in (a, b) if t is not None) if (a or b) else None
 
 
+def milestones_in_order(held: set[str]) -> tuple[str, ...]:
+    """The milestones `held`, in funnel order: one shared tuple per set (shared/compact.py)."""
+    return one_copy(tuple(m for m in MILESTONES if m in held))
+
+
 def _latest_contents(kept: tuple[str, ...], engaged: tuple[str, ...]) -> tuple[str, ...]:
     """`kept` then `engaged`, each content once where it came last, the latest RECENT_CONTENTS."""
     order = [c for c in kept if c not in engaged] + list(dict.fromkeys(engaged))
@@ -323,5 +328,5 @@ def _merged_cohort(survivor: Profile, merged: Profile) -> dict[str, Any]:
         "entered_on": earlier.entered_on,
         "first_source": earlier.first_source,
         "dealer_id": survivor.dealer_id or merged.dealer_id,
-        "milestones": one_copy(tuple(m for m in MILESTONES if m in held)),
+        "milestones": milestones_in_order(held),
     }
