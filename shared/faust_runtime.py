@@ -25,8 +25,11 @@ API. What they need beyond it is here, each piece with the reason it is needed:
   puts one `ChangelogRun` per partition and fetch there instead (after `app.flow_control`, as the
   conductor does), relying on Recovery reading only the event's `message` (partition, offset)
   and passing its buffered events to `Table.apply_changelog_batch`, which RecordTable overrides
-  to write the rows into the in-memory store (`data`, and `_key_partition`, which the store reads
-  to drop rows of partitions it no longer holds).
+  to write the rows into the in-memory store (`data`). Faust's store notes each restored row's
+  partition (`_key_partition`, about 40 bytes a customer for good) to drop the rows of partitions
+  it no longer holds when recovery completes; RecordTable's `on_recovery_completed` drops them
+  itself, by the partition each row says it belongs to (`FaustCodec.row_partition`), and the
+  rows written since restored too.
 - **Worker state the services ask about**: `recovery_done(app)` (`app.tables.recovery.completed`:
   tables restored, so timers may act on them), `owned_partitions(app)`
   (`app.assignor.assigned_actives()`: partitions this worker holds actively) and
@@ -102,13 +105,12 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (TableManager, "beacon"),
     (TableManager, "add"),
     # RecordTable restored in runs: the changelog queue Recovery reads, the flow control the
-    # conductor waits for, the table hook Recovery calls, the in-memory store's rows and the
-    # partition it notes for each
+    # conductor waits for, the table hooks Recovery calls and the in-memory store's rows
     (TableManager, "changelog_queue"),
     (faust.App, "flow_control"),
     (faust.Table, "apply_changelog_batch"),
+    (faust.Table, "on_recovery_completed"),
     (MemoryStore, "data"),
-    (MemoryStore, "_key_partition"),
     # recovery_done, owned_partitions, table_rows
     (TableManager, "recovery"),
     (Recovery, "completed"),
@@ -285,6 +287,11 @@ class FaustCodec(codecs.Codec):
         (one string per customer in memory, not two)."""
         return key
 
+    def row_partition(self, record: Any) -> int | None:
+        """The partition a row belongs to (its inputs' and its changelog records'), or None if
+        the record cannot say (such a row is never dropped)."""
+        return None
+
     def _dumps(self, value: Any) -> bytes:
         return self.encode(value)
 
@@ -331,11 +338,9 @@ class RecordTable(faust.Table):
         return ChangelogRun(messages[-1], rows)
 
     def apply_changelog_batch(self, batch: Any) -> None:
-        """Apply Recovery's buffered events in order: runs row by row, as Faust's in-memory store
-        applies single events (a tombstone deletes the row; each row's partition is noted so the
-        store can drop rows of partitions this worker no longer holds once recovery completes)."""
-        store = self.data
-        rows, partition_of = store.data, store._key_partition
+        """Apply Recovery's buffered events in order: runs row by row (a tombstone deletes the
+        row), Faust's own events as its store does."""
+        rows = self.data.data
         singles: list[Any] = []
         for event in batch:
             if not isinstance(event, ChangelogRun):
@@ -344,16 +349,24 @@ class RecordTable(faust.Table):
             if singles:
                 super().apply_changelog_batch(singles)
                 singles = []
-            partition = event.message.partition
             for key, record in event.rows:
                 if record is None:
                     rows.pop(key, None)
-                    partition_of.pop(key, None)
                 else:
                     rows[key] = record
-                    partition_of[key] = partition
         if singles:
             super().apply_changelog_batch(singles)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        """Drop the rows of partitions this worker no longer holds actively (standbys' included),
+        restored or written live, by the partition each row says it is of; then Faust's own
+        completion. Faust's store would drop only restored rows, by a note per row it keeps."""
+        held: set[int | None] = {None, *(tp.partition for tp in active_tps)}  # None: kept
+        row_partition = self.record_codec.row_partition
+        rows = self.data.data
+        for key in [key for key, row in rows.items() if row_partition(row) not in held]:
+            del rows[key]
+        await super().on_recovery_completed(active_tps, standby_tps)
 
 
 def record_tables_by_changelog(app: faust.App) -> dict[str, RecordTable]:

@@ -26,7 +26,9 @@ used one forgotten first.
 from __future__ import annotations
 
 import hashlib
+import sys
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -52,8 +54,8 @@ class Ledger(tuple):
     changelog record, is the same as ever:
     `{"offsets": {...}, "recent_ids": [...], "recent_at": [...]}`. Every "topic/partition" text
     is one string per partition, not one per row: the stream worker interns the text it makes
-    for each input, and rows read back from a changelog share pydantic's cached copy of each
-    short string."""
+    for each input, and a ledger read back from a changelog interns its own (pydantic makes a
+    new string per row)."""
 
     __slots__ = ()
 
@@ -63,7 +65,7 @@ class Ledger(tuple):
         recent_ids: Sequence[str] = (),
         recent_at: Sequence[int] = (),
     ) -> Ledger:
-        marks = [part for mark in offsets.items() for part in mark]
+        marks = [part for partition, offset in offsets.items() for part in (sys.intern(partition), offset)]
         # Rows written before times were kept have fewer times (or none): their ids count as old.
         if len(recent_at) != len(recent_ids):
             kept = list(recent_at)[-len(recent_ids) :] if recent_ids else []
@@ -91,6 +93,13 @@ class Ledger(tuple):
     def offsets(self) -> dict[str, int]:
         marks = self._marks
         return dict(zip(marks[::2], marks[1::2], strict=True))
+
+    @property
+    def latest_partition(self) -> int | None:
+        """The number of the partition the latest input came through (the one its customer's
+        rows and changelog records belong to: every topic of ours is partitioned by customer
+        alike), or None before any input or for a mark that names none."""
+        return _partition_number(self[2 * self[0] - 1]) if self[0] else None
 
     @property
     def recent_ids(self) -> tuple[str, ...]:
@@ -170,6 +179,12 @@ class LedgerEntry:
 
     def freeze(self) -> Ledger:
         return Ledger._flat(self.marks, self.recent)
+
+
+@lru_cache(maxsize=4096)  # a few "topic/partition" texts, asked about for every row
+def _partition_number(mark: str) -> int | None:
+    number = mark.rpartition("/")[2]
+    return int(number) if number.isdecimal() else None
 
 
 def kept_id(input_id: str) -> str:

@@ -18,6 +18,7 @@ import faust
 from pydantic import TypeAdapter
 
 from shared.faust_runtime import FaustCodec, codec_table
+from shared.ledger import Ledger
 from shared.record_json import encode_record
 
 R = TypeVar("R")
@@ -39,6 +40,12 @@ class RecordCodec(FaustCodec, Generic[R]):
     def row_key(self, key: str, record: R) -> str:
         own = self._customer_of(record) if self._customer_of is not None else key
         return own if own == key else key
+
+    def row_partition(self, record: R) -> int | None:
+        """A row's partition: the one its latest input came through, by its ledger (rows of the
+        stream workers have one, shared/fold.py); None for a record without."""
+        ledger = getattr(record, "ledger", None)
+        return ledger.latest_partition if isinstance(ledger, Ledger) else None
 
 
 def record_table(

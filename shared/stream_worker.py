@@ -92,6 +92,9 @@ def faust_config(settings: WorkerSettings, *, metrics_port: int, table_dir: str)
         "broker": ";".join(f"kafka://{server}" for server in settings.kafka_bootstrap_servers.split(",")),
         **({"broker_credentials": credentials} if (credentials := settings.kafka_security.faust()) else {}),
         "store": "memory://",
+        # No standby copies of other workers' rows: a memory store restores a partition it takes
+        # over from the changelog's start whatever a standby read, so they would only cost memory.
+        "table_standby_replicas": 0,
         "datadir": table_dir,
         "topic_partitions": settings.topic_partitions,
         # Faust's own topics (its assignor's) as ours; unset (-1) keeps Faust's default of 1.

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
+from shared.compact import one_copy
+
 
 class FunnelStep(StrEnum):
     """In funnel order."""
@@ -43,7 +45,7 @@ STEPS_OF_EVENT: dict[str, tuple[FunnelStep, ...]] = {
 def in_funnel_order(steps: Iterable[FunnelStep]) -> tuple[FunnelStep, ...]:
     """Each step once, in funnel order: at most len(FUNNEL) values however often they recur."""
     present = set(steps)
-    return tuple(step for step in FUNNEL if step in present)
+    return one_copy(tuple(step for step in FUNNEL if step in present))  # few sets: one copy each
 
 
 def reached_after(reached: tuple[FunnelStep, ...], event_type: str) -> tuple[FunnelStep, ...]:

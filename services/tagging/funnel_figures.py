@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import replace
 from zoneinfo import ZoneInfo
 
-from shared.compact import one_copy
+from shared.compact import one_copy, one_text
 from shared.funnels import By, FunnelTouch, newly_counted
 
 from .inputs import TaggingEvent
@@ -40,7 +40,7 @@ def funnel_progress(
             day = one_copy(event.occurred_at.astimezone(CHINA).date().isoformat())
             profile = replace(profile, entered_on=day, first_source=event.source.value)
         if dealer := event.text("dealer_id"):
-            profile = replace(profile, dealer_id=dealer)
+            profile = replace(profile, dealer_id=one_text(dealer))
     reached = set(before.milestones)
     new = [m for m in _milestones(before, profile, event) if m not in reached]
     if not new or profile.entered_on is None:

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from shared.chain import ScoreSnapshot
-from shared.compact import EMPTY, ONE_COPY, SHARED_WHEN_EMPTY, one_copy
+from shared.compact import EMPTY, ONE_COPY, ONE_TEXT, SHARED_WHEN_EMPTY, one_copy, one_text
 from shared.funnels import MILESTONES
 
 from .families import derive
@@ -57,12 +57,12 @@ class Profile:
     layer: Layer = Layer.prospect
     recalled: bool = False
     defeated_received_at: datetime | None = None  # when the last defeat reached us
-    defeat_reason: str | None = None
+    defeat_reason: Annotated[str, ONE_TEXT] | None = None
     # Evidence.
     interactions: int = 0
     deep_interactions: int = 0
-    # rational/emotional -> weight. Mappings empty for most customers share one, and equal
-    # tuples and days one copy (shared/compact.py).
+    # rational/emotional -> weight. Mappings empty for most customers share one, and the texts,
+    # tuples, days and amounts many hold one copy (shared/compact.py), built or read back.
     value_points: Annotated[dict[str, float], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
     value_point_interactions: int = 0
     topics: Annotated[dict[str, int], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
@@ -70,24 +70,24 @@ class Profile:
     shares: int = 0
     referrals: int = 0
     purchases: int = 0
-    purchase_amount: float = 0.0
+    purchase_amount: Annotated[float, ONE_COPY] = 0.0
     last_purchase_at: datetime | None = None
     last_event_at: datetime | None = None  # the latest occurred_at: "now" for windows and recency
     intent_pct: float | None = None  # from scoring's latest score
-    level: str | None = None  # membership level, from scoring's growth
-    band: str | None = None  # from scoring's latest score, decay included
-    activity: str | None = None
+    level: Annotated[str, ONE_TEXT] | None = None  # membership level, from scoring's growth
+    band: Annotated[str, ONE_TEXT] | None = None  # from scoring's latest score, decay included
+    activity: Annotated[str, ONE_TEXT] | None = None
     # Funnel steps reached, in funnel order (funnel.py). Rows written before steps were kept
     # decode with none reached.
-    reached: tuple[FunnelStep, ...] = ()
+    reached: Annotated[tuple[FunnelStep, ...], ONE_COPY] = ()
     # The contents engaged with last (latest last, at most RECENT_CONTENTS): a conversion counts
     # for each of them (content_stats.py). Rows written before decode with none.
-    recent_contents: tuple[str, ...] = ()
+    recent_contents: Annotated[tuple[str, ...], ONE_COPY] = ()
     # Funnel figures by cohort (funnel_figures.py): the China day of the first input, its source,
     # the latest store named, the milestones reached. Rows written before decode without them.
     entered_on: Annotated[str, ONE_COPY] | None = None
-    first_source: str | None = None
-    dealer_id: str | None = None
+    first_source: Annotated[str, ONE_TEXT] | None = None
+    dealer_id: Annotated[str, ONE_TEXT] | None = None
     milestones: Annotated[tuple[str, ...], ONE_COPY] = ()
     # rule condition key -> evidence
     evidence: Annotated[dict[str, Evidence], SHARED_WHEN_EMPTY] = field(default_factory=lambda: EMPTY)
@@ -192,7 +192,7 @@ def _climb(profile: Profile, event: TaggingEvent) -> Profile:
             layer=Layer.defeated,
             recalled=False,
             defeated_received_at=event.received_at,
-            defeat_reason=event.text("reason"),
+            defeat_reason=(reason := event.text("reason")) and one_text(reason),
         )
     if kind in INTENT_EVENTS:
         if layer is Layer.defeated:
@@ -216,7 +216,11 @@ def _with_score(
     profile: Profile, score: ScoreSnapshot, received_at: datetime | None, thresholds: TaggingThresholds
 ) -> Profile:
     updated = replace(
-        profile, intent_pct=score.intent_pct, level=score.level, band=score.band, activity=score.activity
+        profile,
+        intent_pct=score.intent_pct,
+        level=one_text(score.level),
+        band=one_text(score.band),
+        activity=one_text(score.activity),
     )
     if score.intent_pct >= thresholds.intent_pct:
         if profile.layer is Layer.prospect:
@@ -316,7 +320,7 @@ def milestones_in_order(held: set[str]) -> tuple[str, ...]:
 def _latest_contents(kept: tuple[str, ...], engaged: tuple[str, ...]) -> tuple[str, ...]:
     """`kept` then `engaged`, each content once where it came last, the latest RECENT_CONTENTS."""
     order = [c for c in kept if c not in engaged] + list(dict.fromkeys(engaged))
-    return tuple(order[-RECENT_CONTENTS:])
+    return one_copy(tuple(order[-RECENT_CONTENTS:]))
 
 
 def _merged_cohort(survivor: Profile, merged: Profile) -> dict[str, Any]:

@@ -172,6 +172,11 @@ class _TextCodec(runtime.FaustCodec):
     def decode(self, raw: bytes) -> object:
         return raw.decode()
 
+    def row_partition(self, record: object) -> int | None:
+        # rows are "value@partition" here; a row without says nothing
+        text = str(record)
+        return int(text.rpartition("@")[2]) if "@" in text else None
+
 
 def _changelog_message(partition: int, offset: int, key: str, value: str | None) -> faust.types.Message:
     return faust.types.Message(
@@ -194,23 +199,27 @@ def test_a_record_table_restores_runs_and_single_events_in_order_as_faust_s_stor
         assert runtime.record_tables_by_changelog(app) == {table.changelog_topic.get_topic_name(): table}
         first = table.decode_run(
             [
-                _changelog_message(0, 0, "a", "a0"),
-                _changelog_message(0, 1, "b", "b0"),
+                _changelog_message(0, 0, "a", "a0@0"),
+                _changelog_message(0, 1, "b", "b0@0"),
                 _changelog_message(0, 2, "a", None),
             ]
         )
-        assert first.message.offset == 2 and first.rows == [("a", "a0"), ("b", "b0"), ("a", None)]
+        assert first.message.offset == 2 and first.rows == [("a", "a0@0"), ("b", "b0@0"), ("a", None)]
         # Faust's own event for a record between two runs (as Recovery may buffer one)
-        single_message = _changelog_message(1, 0, "c", "c0")
-        single = app.create_event("c", "c0", None, single_message)
-        second = table.decode_run([_changelog_message(0, 3, "a", "a1")])
-        other_partition = table.decode_run([_changelog_message(1, 1, "d", "d0")])
+        single_message = _changelog_message(1, 0, "c", "c0@1")
+        single = app.create_event("c", "c0@1", None, single_message)
+        second = table.decode_run([_changelog_message(0, 3, "a", "a1@0")])
+        other_partition = table.decode_run([_changelog_message(1, 1, "d", "d0@1")])
         table.apply_changelog_batch([first, single, second, other_partition])
         rows = table_rows(table)
-        assert dict(rows.items()) == {"a": "a1", "b": "b0", "c": "c0", "d": "d0"}
-        # a run (one partition's) notes its partition for every row: a store losing partition 1
-        # keeps only what partition 0's records wrote
-        await rows.on_recovery_completed({faust.types.TP("rows-changelog", 0)}, set())
-        assert dict(rows.items()) == {"a": "a1", "b": "b0"}
+        assert dict(rows.items()) == {"a": "a1@0", "b": "b0@0", "c": "c0@1", "d": "d0@1"}
+        rows["e"] = "e0@1"  # written live, as workers write rows
+        rows["f"] = "f0"  # a row that cannot say its partition
+        # a store losing partition 1 drops every row of it, restored or live, and keeps a row
+        # it cannot place
+        await table.on_recovery_completed({faust.types.TP("rows-changelog", 0)}, set())
+        assert dict(rows.items()) == {"a": "a1@0", "b": "b0@0", "f": "f0"}
+        await table.on_recovery_completed(set(), set())
+        assert dict(rows.items()) == {"f": "f0"}
 
     asyncio.run(check())

@@ -67,9 +67,23 @@ def test_a_customer_s_ledger_takes_about_two_hundred_and_twenty_bytes() -> None:
     )
     shared = {id(shared_partition), id(1)}  # the partition's text, and the count of partitions (a cached int)
     assert _deep_size(ledger, shared) <= 230
+    # read back from its JSON, the partition's text is the one string there is
+    read = TypeAdapter(Ledger).validate_json(orjson.dumps({"offsets": {"touchpoint.events.v1/2": 1}}))
+    assert next(iter(read.offsets)) is shared_partition
 
 
 def test_a_ledger_survives_copy_and_pickle() -> None:
     ledger = Ledger({"t/0": 4, "u/1": 9}, ("a", "b"), (100, 200))
     assert copy.deepcopy(ledger) == ledger and pickle.loads(pickle.dumps(ledger)) == ledger
     assert type(pickle.loads(pickle.dumps(ledger))) is Ledger
+
+
+def test_a_ledger_names_the_partition_of_its_latest_input() -> None:
+    assert Ledger().latest_partition is None
+    entry = LedgerEntry(Ledger())
+    entry.admit("touchpoint.events.v1/2", 5, "e-1")
+    entry.admit("pd-x-handovers/3", 1, "h-1")
+    assert entry.freeze().latest_partition == 3
+    entry.admit("touchpoint.events.v1/2", 6, "e-2")  # used again: the latest again
+    assert entry.freeze().latest_partition == 2
+    assert Ledger({"written-by-hand": 4}).latest_partition is None

@@ -17,6 +17,7 @@ from services.campaign.targeting import CustomerView
 from services.scoring.batch import CustomerRecord
 from services.scoring.intent import CustomerScore
 from services.tagging.batch import ProfileRecord
+from services.tagging.funnel import FunnelStep
 from services.tagging.profile import Profile
 from services.tagging.rules import Evidence, Layer, Orientation
 from shared.compact import EMPTY, one_copy
@@ -83,6 +84,15 @@ def test_a_row_reads_back_equal(row) -> None:
     assert codec.decode(codec.encode(row)) == row
 
 
+@pytest.mark.parametrize(
+    "row", [scoring_row(), tagging_row(), campaign_row()], ids=["scoring", "tagging", "campaign"]
+)
+def test_a_row_belongs_to_the_partition_of_its_latest_input(row) -> None:
+    codec = RecordCodec(type(row))
+    assert codec.row_partition(row) == 2  # LEDGER's latest mark: pd-x-handovers/2
+    assert codec.row_partition(replace(row, ledger=Ledger())) is None
+
+
 def test_sets_are_written_in_a_stable_order() -> None:
     written = orjson.loads(RecordCodec(JourneyRecord).encode(campaign_row()))
     assert written["journey"]["view"]["tags"] == ["price_sensitive", "ripple"]
@@ -99,15 +109,37 @@ def test_consents_written_before_they_were_dated_read_back_as_the_oldest_word() 
 
 
 def test_rows_read_back_share_what_many_rows_hold() -> None:
-    # Two customers' rows with nothing in their mappings and the same tags, milestones and day.
-    plain = Profile(customer_id="c-2", tags=("interest:tech",), milestones=("lead",), entered_on="2026-11-26")
+    # Two customers' rows with nothing in their mappings and the same texts, tuples, day and
+    # amount, and ledgers of one partition.
+    plain = Profile(
+        customer_id="c-2",
+        tags=("interest:tech",),
+        milestones=("lead",),
+        entered_on="2026-11-26",
+        band="hot",
+        level="silver",
+        activity="active",
+        first_source="wecom",
+        dealer_id="d-1",
+        reached=(FunnelStep.friend_added,),
+        recent_contents=("c-9",),
+        purchase_amount=12.5,
+    )
     codec = RecordCodec(ProfileRecord)
     first, second = (
-        codec.decode(codec.encode(ProfileRecord(profile=replace(plain, customer_id=c)))).profile
+        codec.decode(
+            codec.encode(ProfileRecord(profile=replace(plain, customer_id=c), ledger=Ledger({"t/1": 3})))
+        )
         for c in ("a", "b")
     )
-    for name in ("value_points", "topics", "evidence", "tags", "milestones", "entered_on"):
+    assert next(iter(first.ledger.offsets)) is next(iter(second.ledger.offsets))
+    first, second = first.profile, second.profile
+    for name in (
+        *("value_points", "topics", "evidence", "tags", "milestones", "entered_on", "band", "level"),
+        *("activity", "first_source", "dealer_id", "reached", "recent_contents", "purchase_amount"),
+    ):
         assert getattr(first, name) is getattr(second, name), name
+    assert type(first.reached[0]) is FunnelStep
     assert first.value_points is EMPTY and first == replace(plain, customer_id="a")
     scoring = RecordCodec(CustomerRecord)
     read = scoring.decode(scoring.encode(CustomerRecord(score=CustomerScore("c-3"))))
@@ -125,6 +157,12 @@ def test_the_shared_empty_mapping_cannot_be_changed() -> None:
         with pytest.raises(TypeError):
             change()
     assert EMPTY == {} and orjson.dumps(EMPTY) == b"{}" and (EMPTY | {"k": 1}) == {"k": 1} and not EMPTY
+
+
+def test_one_copy_keeps_equal_values_of_other_kinds_apart() -> None:
+    assert type(one_copy(1)) is int and type(one_copy(1.0)) is float and one_copy(True) is True
+    assert type(one_copy(("friend_added",))[0]) is str
+    assert type(one_copy((FunnelStep.friend_added,))[0]) is FunnelStep
 
 
 def test_one_copy_keeps_a_datetime_s_offset() -> None:
