@@ -23,7 +23,6 @@ from datetime import datetime
 from time import perf_counter
 
 import faust
-from aiokafka.partitioner import DefaultPartitioner
 from faust.types import Message
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -85,15 +84,12 @@ class Tagger:
         rules: Rules,
         metrics: WorkerMetrics,
         watch: InputWatch,
-        partitions: int,
         owned_partitions: Callable[[], set[int]],
         clock: Callable[[], datetime],
         max_record_bytes: int,
     ) -> None:
         self._max_record_bytes = max_record_bytes
         self.rules = rules
-        self._partitioner = DefaultPartitioner()
-        self._all_partitions = list(range(partitions))
         self._owned_partitions = owned_partitions
         self._table = table
         self._rows = table_rows(table)  # the table's rows in memory, restored from its changelog
@@ -150,18 +146,14 @@ class Tagger:
             self.rules = Rules(self.rules.thresholds, latest)
             self._rederived_version = latest.version
             now = self._clock()
-            # Only the rows of partitions this worker owns: standby rows are their owner's to write.
+            # Only the rows of partitions this worker owns (by each row's ledger), rewritten there.
             owned = self._owned_partitions()
-            partitions = {cid: self._partition_of(cid) for cid in self._rows}
-            rows = [row for cid, row in self._rows.items() if partitions[cid] in owned]
+            row_partition = self._codec.row_partition
+            partitions = {cid: p for cid, row in self._rows.items() if (p := row_partition(row)) in owned}
+            rows = [self._rows[cid] for cid in partitions]
             outcome = rederive(rows, self.rules, f"rules-{latest.version}", now)
             await self._write(outcome, self._outputs(outcome, partitions), now)
         log.info("tag rules version %d in force; %d profiles changed", latest.version, len(outcome.records))
-
-    def _partition_of(self, customer_id: str) -> int:
-        # Where the customer's inputs, and so its changelog records, go: keyed by customer id
-        # with the default partitioner, as ingest publishes them.
-        return self._partitioner(customer_id.encode(), self._all_partitions, self._all_partitions)
 
     async def _write(self, outcome: BatchOutcome, records: list[OutgoingRecord], now: datetime) -> None:
         if outcome.records:

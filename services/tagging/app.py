@@ -57,7 +57,6 @@ def create_app(
         rules=Rules(TaggingThresholds(), rules or RuleSet(version=0)),
         metrics=parts.metrics,
         watch=parts.watch,
-        partitions=settings.topic_partitions,
         owned_partitions=lambda: owned_partitions(app),
         clock=clock,
         max_record_bytes=settings.max_record_bytes,
