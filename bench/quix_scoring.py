@@ -138,7 +138,7 @@ def score(raw: bytes, _key: Any, timestamp_ms: int, _headers: Any, state: State)
     before = ROW.validate_python(stored) if stored is not None else None
     outcome = score_batch([delivery], lambda _: before, PLAN, datetime.now(UTC))
     outputs = [(SCORED_INPUTS, customer_id, value) for customer_id, value in outcome.chain]
-    outputs += [(INTENT_SCORES, s.customer_id, s.model_dump_json().encode()) for s in outcome.scores]
+    outputs += [(INTENT_SCORES, customer_id, value) for customer_id, value in outcome.scores]
     row = next(iter(outcome.records.values()), None)
     if row is not None:
         # The row's JSON as the worker's changelog has it, embedded as it is in Quix's own JSON.

@@ -121,7 +121,7 @@ class Scorer:
         return [
             *changelog_records(topics.changelog, self._codec, outcome.records, partitions),
             *erasure_records(topics.changelog, outcome.erased, partitions, SCORED_INPUTS),
-            *keyed_records(topics.scores, outcome.scores),
+            *(OutgoingRecord(topics.scores, cid.encode(), value) for cid, value in outcome.scores),
             *(OutgoingRecord(SCORED_INPUTS, cid.encode(), value) for cid, value in outcome.chain),
             # Every field, None too: a state may hold a required field that is None.
             *keyed_records(topics.handovers, outcome.handovers),

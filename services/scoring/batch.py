@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from shared.chain import chain_record
 from shared.erasure import CustomerErased
 from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
@@ -54,6 +56,8 @@ class CustomerRecord:
     barrier: Barrier = NO_BARRIER  # merges waiting for their place (shared/fold.py)
 
 
+SCORE_CHANGED_VERSION = IntentScoreChanged.model_fields["schema_version"].default
+
 ScoringHandover = Handover[CustomerScore]
 Payload = ScoringEvent | IdentityMerged | IdentityJoined | Tick | ScoringHandover | CustomerErased
 ScoringDelivery = Delivery[Payload]
@@ -62,7 +66,7 @@ ScoringDelivery = Delivery[Payload]
 @dataclass
 class BatchOutcome(FoldOutcome):
     records: dict[str, CustomerRecord] = field(default_factory=dict)  # changed rows
-    scores: list[IntentScoreChanged] = field(default_factory=list)  # for intent.scores.v1
+    scores: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, intent.scores.v1 record)
     chain: list[tuple[str, bytes]] = field(default_factory=list)  # (customer, scored.inputs.v1 record)
     # When time alone next moves each changed customer's band or activity (None: never).
     due: dict[str, datetime | None] = field(default_factory=dict)
@@ -211,25 +215,26 @@ def _maybe_emit(
     if not should_emit(record.emitted_pct, pct, plan):
         return record
     previous = record.emitted_pct
-    outcome.scores.append(
-        # Built from validated state; model_construct skips validating it again, per customer.
-        IntentScoreChanged.model_construct(
-            type="intent.score_changed",
-            schema_version=1,
-            event_id=last_id,
-            customer_id=score.customer_id,
-            intent_score=value,
-            intent_pct=round(pct, 2),
-            band=band_of(pct, plan),
-            previous_pct=previous,
-            previous_band=band_of(previous, plan) if previous is not None else None,
-            model_interest=model_interest(score, at, plan),
-            points=score.points,
-            growth=score.growth,
-            level=level_of(score.growth, plan),
-            activity=activity_of(score, at, plan),
-            scored_at=now,
-            received_at=received_at,
-        )
-    )
+    # `IntentScoreChanged`'s fields, in its order, written by orjson: building and dumping the
+    # model per emission (pydantic's model_construct, then model_dump_json) cost 10 µs, a dict 1.5.
+    # Its readers validate it as an `IntentScoreChanged` (a unit test reads one back).
+    changed = {
+        "type": "intent.score_changed",
+        "event_id": last_id,
+        "customer_id": score.customer_id,
+        "intent_score": value,
+        "intent_pct": round(pct, 2),
+        "band": band_of(pct, plan),
+        "previous_pct": previous,
+        "previous_band": band_of(previous, plan) if previous is not None else None,
+        "model_interest": model_interest(score, at, plan),
+        "points": score.points,
+        "growth": score.growth,
+        "level": level_of(score.growth, plan),
+        "activity": activity_of(score, at, plan),
+        "scored_at": now,
+        "received_at": received_at,
+        "schema_version": SCORE_CHANGED_VERSION,
+    }
+    outcome.scores.append((score.customer_id, orjson.dumps(changed)))
     return replace(record, emitted_pct=round(pct, 2))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Annotated
 
 from shared.compact import EMPTY, ONE_COPY, SHARED_WHEN_EMPTY
@@ -189,22 +190,37 @@ def next_change_at(state: CustomerScore, now: datetime, plan: ScoringPlan) -> da
 
     Decay is exponential, so the moment the score falls below its band's lower bound is solved
     for, not searched: score(t) = s0 * 2^(-(t - t0) / half-life) = bound. Activity moves at fixed
-    distances from the last interaction. A second is added to land just past the crossing."""
-    moments: list[datetime] = []
+    distances from the last interaction. A second is added to land just past the crossing.
+    (Once per changed customer and batch: written without throwaway dicts and generators.)"""
+    soonest: datetime | None = None
     if state.score_at is not None and state.intent_score > 0:
-        pct = intent_pct(score_at(state, now, plan), plan)
-        band = band_of(pct, plan)
-        floor = {Band.hot: plan.bands.hot, Band.high: plan.bands.high, Band.medium: plan.bands.medium}.get(
-            band
-        )
+        floor = _band_floor(intent_pct(score_at(state, now, plan), plan), plan)
         if floor is not None:
             bound = -plan.pct_scale * math.log(1.0 - floor / 100.0)  # the score at that intent_pct
             half_lives = math.log2(state.intent_score / bound)
-            moments.append(state.score_at + timedelta(days=half_lives * plan.half_life_days, seconds=1))
+            moment = state.score_at + timedelta(days=half_lives * plan.half_life_days, seconds=1)
+            if moment > now:
+                soonest = moment
     if state.last_interaction_at is not None:
         for days in (plan.activity.active_7d_days, plan.activity.active_30d_days):
-            moments.append(state.last_interaction_at + timedelta(days=days, seconds=1))
-    return min((m for m in moments if m > now), default=None)
+            moment = state.last_interaction_at + _days_and_a_second(days)
+            if moment > now and (soonest is None or moment < soonest):
+                soonest = moment
+    return soonest
+
+
+def _band_floor(pct: float, plan: ScoringPlan) -> float | None:
+    """The lower bound of the band `pct` is in (as `band_of`), None for the lowest band."""
+    bands = plan.bands
+    for floor in (bands.hot, bands.high, bands.medium):
+        if pct >= floor:
+            return floor
+    return None
+
+
+@lru_cache(maxsize=64)
+def _days_and_a_second(days: float) -> timedelta:
+    return timedelta(days=days, seconds=1)
 
 
 def should_emit(previous_pct: float | None, pct: float, plan: ScoringPlan) -> bool:

@@ -17,6 +17,7 @@ from shared.fold import Tick
 from shared.identity import IdentityJoined, IdentityMerged
 from shared.ledger import MAX_RECENT_IDS, RECENT_IDS
 from shared.record_table import RecordCodec
+from shared.scores import IntentScoreChanged
 
 PLAN = default_plan()
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
@@ -161,7 +162,7 @@ def test_a_handover_survives_the_wire() -> None:
 def test_one_emission_per_customer_and_batch_on_a_big_enough_move() -> None:
     table = Table()
     first = table.run([Delivery(EVENTS, offset, click("c1")) for offset in range(3)])
-    [score] = first.scores
+    [score] = published(first)
     assert score.customer_id == "c1" and score.band == "medium" and score.previous_pct is None
     assert table["c1"].emitted_pct == score.intent_pct
     view = ScoringEvent(**(click("c1").model_dump() | {"type": "content.view"}))
@@ -171,8 +172,21 @@ def test_one_emission_per_customer_and_batch_on_a_big_enough_move() -> None:
         **(click("c1").model_dump() | {"type": "test_drive.booked", "vehicle_model": "id4"})
     )
     hot = table.run([Delivery(EVENTS, 6, booked)])
-    assert [(s.band, s.previous_band, s.event_id) for s in hot.scores] == [("hot", "medium", booked.event_id)]
-    assert hot.scores[0].model_interest["id4"] > 80
+    assert [(s.band, s.previous_band, s.event_id) for s in published(hot)] == [
+        ("hot", "medium", booked.event_id)
+    ]
+    assert published(hot)[0].model_interest["id4"] > 80
+
+
+def published(outcome: BatchOutcome) -> list[IntentScoreChanged]:
+    """The batch's intent.scores.v1 records, as their readers validate them: each written with
+    every field of the model, in its order, keyed by its customer."""
+    read = []
+    for customer, value in outcome.scores:
+        assert list(orjson.loads(value)) == list(IntentScoreChanged.model_fields)
+        read.append(IntentScoreChanged.model_validate_json(value))
+        assert read[-1].customer_id == customer
+    return read
 
 
 def passed_on(outcome: BatchOutcome) -> list[ChainInput]:
@@ -191,7 +205,7 @@ def test_every_input_goes_on_along_the_chain_with_the_score_it_led_to() -> None:
     assert [(c.input_id, c.customer_id) for c in chained] == [(e.event_id, "c1") for e in clicks]
     assert [round(c.score.intent_score, 2) for c in chained] == [4.0, 8.0, 12.0]  # decayed to now
     assert all(c.event.properties == {"value_point": "rational"} for c in chained)
-    assert chained[-1].score.intent_pct == outcome.scores[-1].intent_pct  # as intent.scores.v1 says
+    assert chained[-1].score.intent_pct == published(outcome)[-1].intent_pct  # as intent.scores.v1 says
     assert not table.run([Delivery(EVENTS, 0, clicks[0], raw[0])]).chain  # a redelivery: nothing
 
 
@@ -243,8 +257,8 @@ def test_a_tick_passes_on_what_time_alone_did_and_schedules_the_next_moment() ->
         assert (moved.score.band, moved.score.activity) != seen[-1]
         seen.append((moved.score.band, moved.score.activity))
         if moved.score.band != seen[-2][0]:  # intent.scores.v1 hears of a band change too
-            (published,) = later.scores
-            assert (published.band, published.previous_band) == (moved.score.band, seen[-2][0])
+            (changed,) = published(later)
+            assert (changed.band, changed.previous_band) == (moved.score.band, seen[-2][0])
         due = later.due["c1"]
         if due is None:
             break
