@@ -20,6 +20,20 @@ from shared.metrics import LATENCY_BUCKETS
 from shared.settings import ServiceSettings
 from shared.web_assets import assets_dir, self_hosted_docs
 
+V1 = "/v1"
+
+
+def route_label(request: Request) -> str:
+    """The route's template, not the path, so customer ids do not explode the label set. A route
+    of a router included into `/v1` is the router's own (FastAPI keeps the original route), so
+    its template lacks the prefix: it is put back, the label naming the path a caller uses."""
+    template = getattr(request.scope.get("route"), "path", None)
+    if template is None:
+        return "unmatched"
+    if request.url.path.startswith(V1 + "/") and not template.startswith(V1 + "/"):
+        return V1 + template
+    return template
+
 
 def ops_api(
     *,
@@ -70,9 +84,9 @@ def ops_api(
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
         response = await call_next(request)
-        # The route template, not the path, so customer ids do not explode the label set.
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        request_seconds.labels(route, str(response.status_code)).observe(time.perf_counter() - started)
+        request_seconds.labels(route_label(request), str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
         return response
 
     self_hosted_docs(app, assets_dir(settings.web_assets_dir))
@@ -82,7 +96,7 @@ def ops_api(
 
     app.include_router(operations_router(registry, {"redis": redis_ready}, before_metrics=before_metrics))
     v1 = APIRouter(
-        prefix="/v1",
+        prefix=V1,
         dependencies=[Depends(require_ops_token(settings.ops_tokens))],
         responses={401: {"description": "missing or invalid ops token"}, 503: {"description": "Redis down"}},
     )

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from services.scoring import api, read_model, views
+from services.scoring import matrix_routes, read_model, views
 from services.scoring.api import create_app
 from services.scoring.batch import CustomerRecord, Delivery
 from services.scoring.calibration import check_plan
@@ -288,7 +288,7 @@ async def test_leads_are_highest_intent_first_and_filtered_by_cell(scoring: Api)
 
 
 async def test_leads_page_through_the_ranking_until_the_limit(scoring: Api, monkeypatch) -> None:
-    monkeypatch.setattr(api, "LEADS_PAGE", 2)  # so six customers take several pages
+    monkeypatch.setattr(matrix_routes, "LEADS_PAGE", 2)  # so six customers take several pages
     await seed_leads(scoring)
     assert [x["customer_id"] for x in await leads(scoring, activity="active_7d", limit=3)] == ["a", "c", "d"]
     assert [x["customer_id"] for x in await leads(scoring, activity="active_7d")] == ["a", "c", "d", "f"]

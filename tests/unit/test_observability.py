@@ -497,3 +497,26 @@ def test_ingest_counts_a_rejected_event_whatever_its_source_and_type_hold() -> N
     assert (
         counted("pd_ingest_events_total", {"source": "wecom", "type": "custom", "outcome": "accepted"}) == 1
     )
+
+
+def test_api_latency_is_labelled_by_the_route_a_caller_uses() -> None:
+    # Routes of routers included into /v1 (campaign's, among others) and routes of /v1 itself:
+    # each labelled by its whole template; refused before Redis, for want of the ops token.
+    from fastapi.testclient import TestClient
+
+    from services.campaign.api import create_app as campaign_api
+    from services.campaign.settings import CampaignSettings
+
+    registry = CollectorRegistry()
+    client = TestClient(campaign_api(CampaignSettings(), registry))
+    for path in ("/v1/campaigns", "/v1/campaigns/c-1", "/v1/no-such-route"):
+        client.get(path)
+    routes = {
+        sample.labels["route"]
+        for family in registry.collect()
+        if family.name == "pd_campaign_api_request_seconds"
+        for sample in family.samples
+        if sample.name.endswith("_count")
+    }
+    assert {"/v1/campaigns", "/v1/campaigns/{campaign_id}"} <= routes
+    assert not any(route.startswith("/campaigns") for route in routes)
