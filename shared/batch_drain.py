@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import faust
 from faust.types import Message
 
-from shared.faust_runtime import fetch_in_batches
+from shared.faust_runtime import batch_taken, fetch_in_batches
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ def consume_in_batches(
         consumer = app.consumer
         while not app.should_stop:
             batch = await batches.get()
+            batch_taken(app, batch)
             try:
                 await handle(batch)
             except Exception as error:  # unacked: a restarted worker reads the batch again

@@ -16,6 +16,10 @@ API. What they need beyond it is here, each piece with the reason it is needed:
   shared/rebalance.py): `app.on_rebalance_complete` and `consumer.stop_flow()`, relying on
   faust-streaming's `Recovery` to resume the flow only after it has sought to the committed
   offsets.
+- **Batches the monitor knows of** (`batch_taken`, for shared/batch_drain.py): Faust's consumer
+  logs a partition with records to read and no stream event since start as stalled; the monitor
+  learns of an event only from a stream (`Monitor.stream_inbound_time`), so each batch taken
+  sets it for its partitions.
 - **Tables whose rows are our own records** (`FaustCodec`, `codec_table`, for
   shared/record_table.py): a codec is a `codecs.Codec` with `_dumps`/`_loads`, registered with
   `codecs.register`; a table's (and its changelog's) serializers can only be chosen by overriding
@@ -48,12 +52,14 @@ then update `VERIFIED_WITH`.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
+from collections.abc import MutableMapping, Sequence
+from time import monotonic
 from typing import Any, ClassVar, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer as KafkaClientConsumer
 from faust.assignor import PartitionAssignor
+from faust.sensors.monitor import Monitor
 from faust.serializers import codecs
 from faust.stores.memory import Store as MemoryStore
 from faust.tables.manager import TableManager
@@ -104,6 +110,9 @@ PRIVATE_NAMES: list[tuple[object, str]] = [
     (faust.App, "tables"),
     (TableManager, "beacon"),
     (TableManager, "add"),
+    # batch_taken: the monitor's record of when a partition's stream last took an event
+    (faust.App, "monitor"),
+    (Monitor, "stream_inbound_time"),
     # RecordTable restored in runs: the changelog queue Recovery reads, the flow control the
     # conductor waits for, the table hooks Recovery calls and the in-memory store's rows
     (TableManager, "changelog_queue"),
@@ -255,6 +264,17 @@ def fetch_in_batches(
     app.transport.Consumer = type("WorkerConsumer", (BatchDrainConsumer,), consumer)
     app.topics.add(topic)  # subscribes the consumer; an acking topic, so acked offsets commit
     return batches
+
+
+def batch_taken(app: faust.App, batch: Sequence[Message]) -> None:
+    """Tell Faust's monitor that the batch's partitions are being processed, as its streams do
+    per event. Its consumer checks every partition it fetches for (`verify_event_path`) and logs
+    "Stream has not started processing" for one that has records to read and no event taken
+    since the worker started: with batches taken here, every partition behind, under load."""
+    now = monotonic()
+    inbound = app.monitor.stream_inbound_time
+    for message in batch:
+        inbound[message.tp] = now
 
 
 # --- rebalances -----------------------------------------------------------------------------

@@ -223,3 +223,13 @@ def test_a_record_table_restores_runs_and_single_events_in_order_as_faust_s_stor
         assert dict(rows.items()) == {"f": "f0"}
 
     asyncio.run(check())
+
+
+def test_a_batch_taken_tells_faust_s_monitor_its_partitions_are_processed() -> None:
+    # Faust's consumer logs "Stream has not started processing" for a partition with records to
+    # read and none in the monitor's record: batches, not streams, take them here.
+    app = faust.App("faust-runtime-monitor", broker="kafka://127.0.0.1:1", store="memory://")
+    batch = [_changelog_message(2, 0, "a", "a0"), _changelog_message(2, 1, "b", "b0")]
+    assert app.monitor.stream_inbound_time == {}
+    runtime.batch_taken(app, batch)
+    assert list(app.monitor.stream_inbound_time) == [faust.types.TP("rows-changelog", 2)]
