@@ -33,13 +33,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, GetCoreSchemaHandler
 from pydantic_core import CoreSchema, core_schema
 
+from shared.dataclass_replace import replace
 from shared.erasure import CustomerErased
 from shared.identity import IdentityMerged
 from shared.ledger import Ledger, LedgerEntry
@@ -170,7 +171,7 @@ class CustomerFold(ABC, Generic[R, S, P, Out]):
 
     def row_of(self, before: R, state: S, ledger: Ledger, merged_into: str | None, barrier: Barrier) -> R:
         changes = {self.state_field: state, "ledger": ledger, "merged_into": merged_into, "barrier": barrier}
-        return replace(before, **changes)  # type: ignore[type-var]  # the rows are dataclasses
+        return replace(before, **changes)
 
     @abstractmethod
     def input_id(self, payload: P) -> str: ...

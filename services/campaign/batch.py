@@ -13,10 +13,11 @@ input — ledger, merges, handovers — is the one every worker shares (`shared/
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.chain import ChainInput
+from shared.dataclass_replace import replace
 from shared.erasure import CustomerErased
 from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.funnels import FunnelTouch

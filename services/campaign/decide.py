@@ -35,9 +35,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
+
+from shared.dataclass_replace import replace
 
 from .definitions import ActionKind, Campaign, Channel
 from .targeting import (

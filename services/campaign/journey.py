@@ -29,11 +29,12 @@ of leads with dealers are kept longest) — each recorded as a suppressed decisi
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
 from shared.chain import ChainInput
+from shared.dataclass_replace import replace
 from shared.funnels import FunnelTouch, newly_counted
 
 from . import journey_steps

@@ -21,12 +21,12 @@ state again.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import replace
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 from redis.asyncio import Redis
 
+from shared.dataclass_replace import replace
 from shared.distinct_counts import queue_distinct
 from shared.funnels import FunnelTouch, group_names, touch_members
 from shared.redis import KEY_PREFIX, indexed_set_sizes

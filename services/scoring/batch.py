@@ -14,13 +14,14 @@ led to: events and merges as they came, a merged-in state as an input of its own
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import orjson
 
 from shared.chain import chain_record
+from shared.dataclass_replace import replace
 from shared.erasure import CustomerErased
 from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, Tick, fold_batch
 from shared.identity import IdentityJoined, IdentityMerged

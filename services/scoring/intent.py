@@ -13,12 +13,13 @@ a customer; a weaker one is forgotten (ties: the model named first alphabeticall
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Annotated
 
 from shared.compact import EMPTY, ONE_COPY, SHARED_WHEN_EMPTY
+from shared.dataclass_replace import replace
 from shared.scores import Activity, Band
 
 from .inputs import ScoringEvent

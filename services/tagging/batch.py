@@ -14,10 +14,11 @@ decides on the score and profile of exactly what came before.
 from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from shared.chain import ChainInput, ProfileSnapshot, chain_record, with_profile
+from shared.dataclass_replace import replace
 from shared.erasure import CustomerErased
 from shared.fold import NO_BARRIER, Barrier, CustomerFold, Delivery, FoldOutcome, Handover, fold_batch
 from shared.identity import IdentityMerged

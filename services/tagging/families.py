@@ -6,11 +6,11 @@ Thresholds are data (thresholds.py) and documented in docs/tagging.md. Rule-defi
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from shared.compact import one_copy
+from shared.dataclass_replace import replace
 
 from .rules import Layer, Orientation, RuleContext, RuleSet, Stage, rule_tags
 from .thresholds import TaggingThresholds

@@ -17,10 +17,10 @@ customers, so counting again (a replay) changes nothing.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from zoneinfo import ZoneInfo
 
 from shared.compact import one_copy, one_text
+from shared.dataclass_replace import replace
 from shared.funnels import By, FunnelTouch, newly_counted
 
 from .inputs import TaggingEvent

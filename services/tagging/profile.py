@@ -19,12 +19,13 @@ rule condition (rules.py keeps only as many times as a condition can need).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
 from shared.chain import ScoreSnapshot
 from shared.compact import EMPTY, ONE_COPY, ONE_TEXT, SHARED_WHEN_EMPTY, one_copy, one_text
+from shared.dataclass_replace import replace
 from shared.funnels import MILESTONES
 
 from .families import derive
