@@ -270,7 +270,7 @@ def batch_taken(app: faust.App, batch: Sequence[Message]) -> None:
     """Tell Faust's monitor that the batch's partitions are being processed, as its streams do
     per event. Its consumer checks every partition it fetches for (`verify_event_path`) and logs
     "Stream has not started processing" for one that has records to read and no event taken
-    since the worker started: with batches taken here, every partition behind, under load."""
+    since the worker started: without this, every partition with a backlog, under load."""
     now = monotonic()
     inbound = app.monitor.stream_inbound_time
     for message in batch:
