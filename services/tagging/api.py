@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Path, Query, Response, status
@@ -30,6 +31,7 @@ from . import read_model, segment_queries
 from .content_routes import content_router
 from .funnel import FunnelStep
 from .funnel_routes import funnel_gauges, funnel_router
+from .funnel_stats import funnel_total
 from .paging import PageCursor
 from .read_model import ProfileView
 from .rule_store import RULES, load_rules
@@ -115,7 +117,7 @@ def create_app(
     registry = registry if registry is not None else process_registry()
     redis = create_redis(settings.redis_url)
     app, v1 = ops_api(
-        before_metrics=funnel_gauges(redis, registry, clock),
+        before_metrics=funnel_gauges(partial(funnel_total, redis), registry, clock),
         service="tagging",
         title="Tagging",
         description="Customers' profiles (value-ladder layer, orientation, journey stage, tags), "
