@@ -26,6 +26,22 @@ class Degraded(Exception):
     """A dependency failing for less than its grace: reported, but the process stays ready."""
 
 
+V1 = "/v1"  # the prefix of the services' ops APIs (ops_api.py)
+
+
+def route_label(request: Request) -> str:
+    """A request's route for metric labels: its template, not its path, so customer ids do not
+    explode the label set. A route of a router included into `/v1` is the router's own (FastAPI
+    keeps the original route), so its template lacks the prefix: it is put back, the label
+    naming the path a caller uses."""
+    template = getattr(request.scope.get("route"), "path", None)
+    if template is None:
+        return "unmatched"
+    if request.url.path.startswith(V1 + "/") and not template.startswith(V1 + "/"):
+        return V1 + template
+    return template
+
+
 def sustained_only(
     check: ReadinessCheck, grace_s: float, timeout_s: float = 1.5, clock: Callable[[], float] = time.monotonic
 ) -> ReadinessCheck:

@@ -15,24 +15,10 @@ from prometheus_client import CollectorRegistry, Histogram
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.http import operations_router, require_ops_token
+from shared.http import V1, operations_router, require_ops_token, route_label
 from shared.metrics import LATENCY_BUCKETS
 from shared.settings import ServiceSettings
 from shared.web_assets import assets_dir, self_hosted_docs
-
-V1 = "/v1"
-
-
-def route_label(request: Request) -> str:
-    """The route's template, not the path, so customer ids do not explode the label set. A route
-    of a router included into `/v1` is the router's own (FastAPI keeps the original route), so
-    its template lacks the prefix: it is put back, the label naming the path a caller uses."""
-    template = getattr(request.scope.get("route"), "path", None)
-    if template is None:
-        return "unmatched"
-    if request.url.path.startswith(V1 + "/") and not template.startswith(V1 + "/"):
-        return V1 + template
-    return template
 
 
 def ops_api(

@@ -18,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CollectorRegistry, Histogram
 
-from shared.http import operations_router, serve
+from shared.http import operations_router, route_label, serve
 from shared.logging import configure_logging
 from shared.metrics import LATENCY_BUCKETS, process_registry
 from shared.settings import load_settings
@@ -95,8 +95,7 @@ def create_app(settings: ConsoleSettings, registry: CollectorRegistry | None = N
         started = time.perf_counter()
         response = await call_next(request)
         elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        request_seconds.labels(route, str(response.status_code)).observe(elapsed)
+        request_seconds.labels(route_label(request), str(response.status_code)).observe(elapsed)
         # Server time, for the browser's devtools and for bench/console.py.
         response.headers["Server-Timing"] = f"app;dur={elapsed * 1000:.1f}"
         response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
