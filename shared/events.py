@@ -261,6 +261,12 @@ def property_bound_errors(properties: Any, *, lengths: bool = True) -> list[dict
     Iterative and breadth-first: a container too deep is reported at the first level past the
     bound and not entered, so the work is bounded by what the bounds allow, however deep or wide
     the value is."""
+    if _flat_and_within(properties, lengths):
+        return []
+    return _walk_bounds(properties, lengths)
+
+
+def _walk_bounds(properties: Any, lengths: bool) -> list[dict[str, Any]]:
     errors: list[dict[str, Any]] = []
     topics = properties.get("topics") if isinstance(properties, dict) else None
     if isinstance(topics, list) and len(topics) > MAX_TOPICS:  # the model says so at ingest
@@ -306,6 +312,32 @@ def property_bound_errors(properties: Any, *, lengths: bool = True) -> list[dict
                 deeper.append((item, [*loc, key], depth + 1))
         level = deeper
     return errors[:MAX_BOUND_ERRORS]
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _flat_and_within(properties: Any, lengths: bool) -> bool:
+    """True for the usual event's properties, within every bound by one look at each value: an
+    object of texts, numbers, booleans and nulls, and lists of as many as MAX_TOPICS of them.
+    Anything else (False here) is left to the walk, which names what breaks a bound."""
+    if type(properties) is not dict or len(properties) > MAX_OBJECT_KEYS:
+        return False
+    for key, value in properties.items():
+        if type(key) is not str or (lengths and len(key) > MAX_KEY_CHARS):
+            return False
+        if type(value) is list:
+            # At most MAX_TOPICS items (<= MAX_LIST_ITEMS): within both bounds, whatever the key.
+            if len(value) > MAX_TOPICS or not all(_scalar_within(item, lengths) for item in value):
+                return False
+        elif not _scalar_within(value, lengths):
+            return False
+    return True
+
+
+def _scalar_within(value: Any, lengths: bool) -> bool:
+    kind = type(value)
+    return kind in _SCALARS and not (lengths and kind is str and len(value) > MAX_STRING_CHARS)
 
 
 def _bound(loc: list[str | int], kind: str, msg: str) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.events import (
     EVENT_TYPES,
@@ -13,6 +15,8 @@ from shared.events import (
     MAX_TOPICS,
     IngestedEvent,
     InvalidEvent,
+    _flat_and_within,
+    _walk_bounds,
     describe_errors,
     property_bound_errors,
     validate_event,
@@ -261,3 +265,37 @@ def test_a_worker_checks_the_shape_alone_of_an_event_as_published() -> None:
         property_bound_errors({"form": nested(MAX_PROPERTY_DEPTH + 1)}, lengths=False)[0]["type"]
         == "too_deep"
     )
+
+
+_TEXTS = st.sampled_from(["", "id4", "x" * MAX_STRING_CHARS, "x" * (MAX_STRING_CHARS + 1)])
+_KEYS = st.sampled_from(["topics", "amount", "k" * MAX_KEY_CHARS, "k" * (MAX_KEY_CHARS + 1)])
+_SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _TEXTS
+_JSON = st.recursive(
+    _SCALARS,
+    lambda inner: st.lists(inner, max_size=MAX_TOPICS + 2) | st.dictionaries(_KEYS, inner, max_size=4),
+    max_leaves=30,
+)
+_TOPICS_NEAR_BOUND = st.fixed_dictionaries(
+    {"topics": st.lists(_SCALARS, min_size=MAX_TOPICS - 1, max_size=MAX_TOPICS + 2)}
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    properties=st.dictionaries(_KEYS, _JSON, max_size=4) | _TOPICS_NEAR_BOUND | _JSON, lengths=st.booleans()
+)
+def test_the_quick_look_at_flat_properties_agrees_with_the_walk(properties: object, lengths: bool) -> None:
+    """Flat properties are passed by one look at each value; whatever it passes, the walk that
+    names each broken bound passes too."""
+    if _flat_and_within(properties, lengths):
+        assert _walk_bounds(properties, lengths) == []
+    assert property_bound_errors(properties, lengths=lengths) == _walk_bounds(properties, lengths)
+
+
+def test_the_quick_look_passes_the_usual_event_and_leaves_the_rest_to_the_walk() -> None:
+    usual = {"content_id": "c-001", "topics": ["tech", "price"], "price_related": True, "amount": 120.5}
+    assert _flat_and_within(usual, lengths=True)
+    assert not _flat_and_within({"topics": ["t"] * (MAX_TOPICS + 1)}, lengths=True)
+    assert not _flat_and_within({"form": {"a": 1}}, lengths=True)
+    assert not _flat_and_within({"note": "x" * (MAX_STRING_CHARS + 1)}, lengths=True)
+    assert _flat_and_within({"note": "x" * (MAX_STRING_CHARS + 1)}, lengths=False)
