@@ -26,7 +26,7 @@ from shared.redis import create_redis
 from shared.topics import CAMPAIGN_ACTIONS
 
 from .client import WeComClient
-from .sender import Sender
+from .sender import Sender, replayable
 from .settings import WeComSenderSettings
 
 log = logging.getLogger(__name__)
@@ -85,13 +85,18 @@ def create_app(
         try:
             while True:
                 batch = await consumer.getmany(timeout_ms=500, max_records=100)
+                # Actions one at a time, in order; their results on the broker together, before
+                # the offset is committed (one produce a fetch, not one an action). A stop in
+                # between loses no result: each action's claim gives it again (sender.py).
+                results: list[OutgoingRecord] = []
                 for messages in batch.values():
                     for message in messages:
-                        # One at a time, in order: each action's outputs are on the broker
-                        # before the next is claimed, and the offset is committed after all.
                         records = await _handled(sender, message)
-                        if refused := await outputs.send_all([OutgoingRecord(*r) for r in records]):
-                            log.error("results the broker refuses: %s", [r.reason for r in refused])
+                        results += (OutgoingRecord(*r) for r in records)
+                        if not all(replayable(r) for r in records):  # a dead letter: out now
+                            await _publish(outputs, results)
+                            results = []
+                await _publish(outputs, results)
                 if batch:
                     await consumer.commit()
         finally:
@@ -123,6 +128,11 @@ def _stop_when_done(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.critical("the consumer stopped: %r", task.exception())
         os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _publish(outputs: BulkSender, records: list[OutgoingRecord]) -> None:
+    if records and (refused := await outputs.send_all(records)):
+        log.error("results the broker refuses: %s", [r.reason for r in refused])
 
 
 async def _handled(sender: Sender, message: ConsumerRecord) -> list[tuple[str, bytes | None, bytes]]:

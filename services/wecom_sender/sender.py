@@ -4,8 +4,10 @@ result published back for the campaign's figures (docs/wecom.md).
 1. An action that is not WeCom's (delivery.py) is left alone.
 2. The action is claimed in Redis by its id before anything is sent (`pd:wecom:action:{id}`,
    SET NX): a redelivered action (a restart before the offset was committed) finds its claim
-   and is not sent again. The price: an action claimed by a sender that died before WeCom
-   answered is not sent at all (at most once; the claim says `claimed`, never `delivered`).
+   and is not sent again; its result, which the claim keeps (`delivered:<msgid>`,
+   `failed:<reason>`), is published again, with the same event id. The price: an action claimed
+   by a sender that died before WeCom answered is not sent at all (at most once; the claim
+   says `claimed`, never `delivered`).
 3. The customer's WeCom contact and the consultant who added them (shared/wecom.py), and their
    consent as it stands now: none, or revoked since the decision, and nothing is sent
    (`campaign.failed` with why).
@@ -14,7 +16,8 @@ result published back for the campaign's figures (docs/wecom.md).
    `campaign.actions.v1.dlq` with why, for ops to replay.
 5. `campaign.delivered` (WeCom's msgid) or `campaign.failed` (why) goes on
    `touchpoint.events.v1`, keyed by the customer: the campaign worker counts it in the
-   campaign's stats, in order with the customer's other inputs.
+   campaign's stats, in order with the customer's other inputs. Results go out with the rest of
+   their fetch (the claims give them again after a stop); a dead letter before the next action.
 """
 
 from __future__ import annotations
@@ -48,6 +51,13 @@ ADD_JOIN_WAY = "/cgi-bin/externalcontact/groupchat/add_join_way"
 GET_JOIN_WAY = "/cgi-bin/externalcontact/groupchat/get_join_way"
 KEY_ID = "wecom-sender"  # api_key_id of the events the sender publishes
 Outgoing = tuple[str, bytes | None, bytes]
+
+
+def replayable(record: Outgoing) -> bool:
+    """A result, which the action's claim gives again if the action comes again (Sender
+    `_result_again`), so it may wait to go out with the rest of a fetch; not a dead letter,
+    which goes out before the next action is handled."""
+    return record[0] == TOUCHPOINT_EVENTS
 
 
 def claim_key(action_id: str) -> str:
@@ -92,9 +102,11 @@ class Sender:
             return [(dead_letter_topic(CAMPAIGN_ACTIONS), key, letter.encode())]
         if not is_ours(action):
             return []
-        if not await self._redis.set(claim_key(action.action_id), "claimed", nx=True, ex=CLAIM_TTL_S):
+        claim = claim_key(action.action_id)
+        # SET NX GET: the claim made, or the one found (Redis 7), in one round trip.
+        if (found := await self._redis.set(claim, "claimed", nx=True, get=True, ex=CLAIM_TTL_S)) is not None:
             self._on_outcome("duplicate")
-            return []
+            return self._result_again(action, found.decode())
         contact = await self._reachable(action)
         if isinstance(contact, str):  # why it cannot leave now
             return await self._failed(action, contact, None)
@@ -106,14 +118,29 @@ class Sender:
         except WeComError as error:
             letter = DeadLetter(CAMPAIGN_ACTIONS, key, value, f"WeCom: {error}", partition, offset)
             return await self._failed(action, f"wecom_{error.errcode}", letter)
-        await self._redis.set(claim_key(action.action_id), "delivered", xx=True, keepttl=True)
+        msgid = answer.get("msgid")
+        await self._redis.set(claim, f"delivered:{msgid or ''}", xx=True, keepttl=True)
         self._on_outcome("delivered")
-        properties = {
-            "action_id": action.action_id,
-            "campaign_id": action.campaign_id,
-            "msgid": answer.get("msgid"),
-        }
-        return [self._result(action, "campaign.delivered", properties)]
+        return [self._delivered(action, msgid)]
+
+    def _result_again(self, action: CampaignAction, claim: str) -> list[Outgoing]:
+        """The result of an action handled before, as its claim keeps it: published again, with
+        the same event id (so counted once), in case the sender stopped before it was. Nothing
+        for an action still `claimed` (its sender died before WeCom answered: at most once)."""
+        state, _, detail = claim.partition(":")
+        if state == "delivered":  # "delivered" alone: claimed before the msgid was kept
+            return [self._delivered(action, detail or None)]
+        if state == "failed":
+            return [self._failure(action, detail)]
+        return []
+
+    def _delivered(self, action: CampaignAction, msgid: str | None) -> Outgoing:
+        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "msgid": msgid}
+        return self._result(action, "campaign.delivered", properties)
+
+    def _failure(self, action: CampaignAction, reason: str) -> Outgoing:
+        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "reason": reason}
+        return self._result(action, "campaign.failed", properties)
 
     async def _reachable(self, action: CampaignAction) -> Contact | str:
         """The customer's WeCom contact and consultant, or why the action cannot leave now."""
@@ -164,8 +191,7 @@ class Sender:
         await self._redis.set(claim_key(action.action_id), f"failed:{reason}", xx=True, keepttl=True)
         self._on_outcome("failed")
         log.warning("action %s not delivered: %s", action.action_id, reason)
-        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "reason": reason}
-        outgoing = [self._result(action, "campaign.failed", properties)]
+        outgoing = [self._failure(action, reason)]
         if letter is not None:
             outgoing.append(
                 (dead_letter_topic(CAMPAIGN_ACTIONS), action.customer_id.encode(), letter.encode())
@@ -173,6 +199,7 @@ class Sender:
         return outgoing
 
     def _result(self, action: CampaignAction, event_type: str, properties: dict[str, Any]) -> Outgoing:
+        # The id is the action's and the result's: a result published again is the same event.
         at = self._clock().isoformat()
         event = {
             "event_id": str(uuid.uuid5(RESULT_IDS, f"{action.action_id}\x00{event_type}")),
