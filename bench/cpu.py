@@ -11,7 +11,7 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 CpuProbe = Callable[[], float | None]  # CPU seconds used so far, None when unknown
@@ -52,3 +52,20 @@ def machine_busy_s() -> float:
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values[:8]) - idle) / _TICKS
+
+
+def processes_cpu_s(named: Mapping[str, tuple[str, ...]]) -> dict[str, float]:
+    """CPU seconds so far of this machine's processes, summed per name: a process counts for the
+    first name one of whose texts its command line holds (e.g. "pd-wecom-sender")."""
+    spent = dict.fromkeys(named, 0.0)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        name = next((n for n, texts in named.items() if any(t in command for t in texts)), None)
+        if name is not None and (seconds := pid_probe(int(entry.name))()) is not None:
+            spent[name] += seconds
+    return spent

@@ -86,7 +86,7 @@ from services.campaign.targeting import CHINA, QuietHours
 from shared.topics import CAMPAIGN_ACTIONS, SCORED_INPUTS, TAGGED_INPUTS, TOUCHPOINT_EVENTS
 from stack.demo import demo_roster
 from stack.layout import Layout
-from stack.processes import BOOTSTRAP_SERVERS, OPS_TOKEN, TOUCHPOINT_KEY
+from stack.processes import BOOTSTRAP_SERVERS, OPS_TOKEN, REDIS_PORT, TOUCHPOINT_KEY
 from stack.supervisor import Supervisor
 from stack.traffic import journey as make_journey
 
@@ -98,6 +98,15 @@ WORKERS = {"scoring": f"{HOST}:9102", "tagging": f"{HOST}:9103", "campaign": f"{
 # and whose output that is: one record per event on each hop.
 EVENTS_TOPIC = {"scoring": TOUCHPOINT_EVENTS, "tagging": SCORED_INPUTS, "campaign": TAGGED_INPUTS}
 UPSTREAM = {"tagging": "scoring", "campaign": "tagging"}
+# The stack's processes besides ingest and the workers (whose CPU their /metrics give), by
+# what their command lines hold (stack/processes.py).
+REST_OF_STACK = {
+    "Tansu": ("tansu",),
+    "Redis": (f"redis-server 127.0.0.1:{REDIS_PORT}",),
+    "WeCom sender": ("pd-wecom-sender",),
+    "fake WeCom API": ("pd-fake-wecom",),
+    "ops APIs and console": ("pd-scoring-api", "pd-tagging-api", "pd-campaign-api", "pd-console"),
+}
 OTHER_READY = {"scoring-api": f"{HOST}:8002", "tagging-api": f"{HOST}:8003", "campaign-api": CAMPAIGN_API}
 TARGET_RATE = 3_000  # events/s through all four services (issue 5)
 TARGET_P99_S = 1.0  # event to action at 1,000 events/s (issue 5)
@@ -523,6 +532,7 @@ class Window:
     seconds: float
     cpu_machine_s: float
     cpu_self_s: float
+    cpu_rest_s: dict[str, float]  # the stack's other processes (REST_OF_STACK)
     load: tuple[float, float]  # load average (1 min) at start and end
     wall_start: float  # time.time() at the window's start
 
@@ -543,9 +553,11 @@ class Window:
 
 
 def cpu_line(w: Window) -> str:
+    rest = ", ".join(f"{name} {100 * s / w.seconds:.0f} %" for name, s in w.cpu_rest_s.items())
     return (
         f"CPU over the window: machine {100 * w.cpu_machine_s / w.seconds:.0f} % "
         f"(of {100 * (os.cpu_count() or 1)} %), this bench {100 * w.cpu_self_s / w.seconds:.0f} %; "
+        f"the rest of the stack: {rest}; "
         f"load average (1 min) {w.load[0]:.2f} -> {w.load[1]:.2f}."
     )
 
@@ -600,6 +612,7 @@ async def loaded_window(
     await asyncio.sleep(args.warmup)
     before = await scrape_all(client)
     accepted0, posted0, machine0, self0 = t.accepted, t.posted, cpu.machine_busy_s(), self_cpu_s()
+    rest0 = cpu.processes_cpu_s(REST_OF_STACK)
     load0, wall_start = os.getloadavg()[0], time.time()
     last, last_accepted = before, accepted0
     end = before["ingest"].at + args.window
@@ -630,6 +643,7 @@ async def loaded_window(
         after["ingest"].at - before["ingest"].at,
         cpu.machine_busy_s() - machine0,
         self_cpu_s() - self0,
+        {name: s - rest0[name] for name, s in cpu.processes_cpu_s(REST_OF_STACK).items()},
         (load0, os.getloadavg()[0]),
         wall_start,
     )

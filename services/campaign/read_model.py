@@ -153,13 +153,17 @@ async def write_batch(
     records = list(records)
     pipe = redis.pipeline(transaction=False)
     figures: dict[str, set[str]] = {}
+    # One command per key with all of the batch's members for it, not one per member: the
+    # packing of each command was most of the campaign worker's Redis cost, and Redis's own.
+    members: dict[str, list[str]] = {}
+    actions: dict[str, dict[str, str]] = {}
 
     def add(campaign_id: str, figure: str, member: str) -> None:
-        pipe.sadd(stats_key(campaign_id, figure), member)
+        members.setdefault(stats_key(campaign_id, figure), []).append(member)
         figures.setdefault(campaign_id, set()).add(figure)
 
     for record in records:
-        pipe.hset(actions_key(record.customer_id), record.action_id, record.model_dump_json())
+        actions.setdefault(actions_key(record.customer_id), {})[record.action_id] = record.model_dump_json()
         add(record.campaign_id, "triggered", record.action_id)
         group = group_of(record.variant)
         outcome = f"suppressed:{record.reason}" if record.outcome == "suppressed" else record.outcome
@@ -182,6 +186,10 @@ async def write_batch(
         add(campaign_id, figure, customer_id)
     for conversion in conversions:
         add(conversion.campaign_id, f"converted:{conversion.group}", conversion.customer_id)
+    for key, mapping in actions.items():
+        pipe.hset(key, mapping=mapping)
+    for key, found in members.items():
+        pipe.sadd(key, *found)
     for campaign_id, names in figures.items():
         pipe.sadd(stats_key(campaign_id, "figures"), *names)
     funnel = list(funnel)
