@@ -44,6 +44,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -57,6 +58,8 @@ if __package__ in (None, ""):  # run as a file (python bench/ingest.py): make `b
 
 from bench import cpu, wrk
 from bench.bare_server import bare_server
+from bench.pipeline import WORKERS as PIPELINE_WORKERS
+from bench.pipeline import ready
 from bench.report import MODES, Measurement, markdown, phase_line, problems
 from bench.wrk import Load, Mode, Pool
 from stack.layout import Layout
@@ -216,6 +219,9 @@ def setup_lines(args: argparse.Namespace, measured: list[Measurement]) -> list[s
     ]
 
 
+WORKERS_READY_S = 180
+
+
 @contextmanager
 def workers_paused() -> Iterator[None]:
     """Stop the local stack's running workers (they would consume what the bench posts, on the
@@ -232,7 +238,14 @@ def workers_paused() -> Iterator[None]:
     finally:
         for name in workers:
             supervisor.start(name)
-        print(f"started {', '.join(workers)} again", flush=True)
+        print(f"started {', '.join(workers)} again; waiting for them to be ready ...", flush=True)
+        # The next bench (make bench's console bench) needs them answering: poll, to a deadline.
+        deadline = time.monotonic() + WORKERS_READY_S
+        while (waiting := [name for name, url in PIPELINE_WORKERS.items() if not ready(url)]) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        print(f"not ready after {WORKERS_READY_S} s: {', '.join(waiting)}" if waiting else "workers ready")
 
 
 def main(argv: list[str] | None = None) -> int:
