@@ -276,6 +276,7 @@ class Snap:
     outcomes: dict[str, float] = field(default_factory=dict)
     lag: dict[str, float] = field(default_factory=dict)  # topic -> summed over partitions
     cpu_s: float | None = None
+    batches: float = 0.0  # pd_worker_batch_seconds_count
     hist: dict[str, dict[float, float]] = field(default_factory=dict)  # name -> le -> cumulative count
     actions: dict[tuple[str, str, str], float] = field(default_factory=dict)
 
@@ -298,6 +299,8 @@ def parse_snap(text: str, at: float) -> Snap:
                 snap.lag[s.labels["topic"]] = snap.lag.get(s.labels["topic"], 0.0) + s.value
             elif s.name == "process_cpu_seconds_total":
                 snap.cpu_s = s.value
+            elif s.name == "pd_worker_batch_seconds_count":
+                snap.batches = s.value
             elif s.name in (f"{E2A}_bucket", f"{PROC}_bucket"):
                 le = float(s.labels["le"])
                 snap.hist.setdefault(s.name.removesuffix("_bucket"), {})[le] = s.value
@@ -551,6 +554,21 @@ class Window:
         a, b = self.after[name].cpu_s, self.before[name].cpu_s
         return "n/a" if a is None or b is None else f"{100 * (a - b) / self.seconds:.0f} %"
 
+    def cost(self, name: str) -> str:
+        """A worker's CPU per input taken and inputs per batch over the window."""
+        a, b = self.after[name], self.before[name]
+        inputs, batches = a.inputs - b.inputs, a.batches - b.batches
+        if a.cpu_s is None or b.cpu_s is None or not inputs or not batches:
+            return f"{name} n/a"
+        return (
+            f"{name} {self.cpu_pct(name)} of a core, {1e6 * (a.cpu_s - b.cpu_s) / inputs:,.0f} µs "
+            f"an input, {inputs / batches:,.0f} inputs a batch"
+        )
+
+
+def cost_line(w: Window) -> str:
+    return "Workers over the window: " + "; ".join(w.cost(name) for name in WORKERS) + "."
+
 
 def cpu_line(w: Window) -> str:
     rest = ", ".join(f"{name} {100 * s / w.seconds:.0f} %" for name, s in w.cpu_rest_s.items())
@@ -744,6 +762,7 @@ async def throughput(client: httpx.AsyncClient, traffic: Traffic, args: argparse
         f"offered {w.posted / w.seconds:,.0f} events/s in the window."
         if req
         else "Ingest batch requests: none answered.",
+        cost_line(w),
         cpu_line(w),
     ]
     lines += [f"!! {p}" for p in problems(t, load)]
@@ -905,7 +924,7 @@ async def latency(
         )
     campaigns_by_id = {c["id"]: c for c in campaigns}
     lines += cross_check(actions, load.tally.posts or {}, campaigns_by_id, (wall_start, wall_end))
-    lines.append(cpu_line(w))
+    lines += [cost_line(w), cpu_line(w)]
     lines += [f"!! {p}" for p in problems(load.tally, load)]
     return lines
 
