@@ -4,8 +4,8 @@ result published back for the campaign's figures (docs/wecom.md).
 1. An action that is not WeCom's (delivery.py) is left alone.
 2. The action is claimed in Redis by its id before anything is sent (`pd:wecom:action:{id}`,
    SET NX): a redelivered action (a restart before the offset was committed) finds its claim
-   and is not sent again; its result, which the claim keeps (`delivered:<msgid>`,
-   `failed:<reason>`), is published again, with the same event id. The price: an action claimed
+   and is not sent again; its result, which the claim keeps, is published again (the same
+   record, within a day: the workers' dedupe window). The price: an action claimed
    by a sender that died before WeCom answered is not sent at all (at most once; the claim
    says `claimed`, never `delivered`).
 3. The customer's WeCom contact and the consultant who added them (shared/wecom.py), and their
@@ -35,6 +35,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait
 
 from shared.channels import consent_key, revoked
 from shared.dead_letters import DeadLetter
+from shared.ledger import DEDUPE_WINDOW_S
 from shared.redis import KEY_PREFIX
 from shared.topics import CAMPAIGN_ACTIONS, TOUCHPOINT_EVENTS, dead_letter_topic
 from shared.wecom import EXTERNAL_USERID, consultant_key, customer_identities_key
@@ -106,7 +107,7 @@ class Sender:
         # SET NX GET: the claim made, or the one found (Redis 7), in one round trip.
         if (found := await self._redis.set(claim, "claimed", nx=True, get=True, ex=CLAIM_TTL_S)) is not None:
             self._on_outcome("duplicate")
-            return self._result_again(action, found.decode())
+            return self._result_again(action, found)
         contact = await self._reachable(action)
         if isinstance(contact, str):  # why it cannot leave now
             return await self._failed(action, contact, None)
@@ -118,29 +119,38 @@ class Sender:
         except WeComError as error:
             letter = DeadLetter(CAMPAIGN_ACTIONS, key, value, f"WeCom: {error}", partition, offset)
             return await self._failed(action, f"wecom_{error.errcode}", letter)
-        msgid = answer.get("msgid")
-        await self._redis.set(claim, f"delivered:{msgid or ''}", xx=True, keepttl=True)
+        properties = {
+            "action_id": action.action_id,
+            "campaign_id": action.campaign_id,
+            "msgid": answer.get("msgid"),
+        }
+        result = await self._settle(action, "campaign.delivered", properties)
         self._on_outcome("delivered")
-        return [self._delivered(action, msgid)]
+        return [result]
 
-    def _result_again(self, action: CampaignAction, claim: str) -> list[Outgoing]:
-        """The result of an action handled before, as its claim keeps it: published again, with
-        the same event id (so counted once), in case the sender stopped before it was. Nothing
-        for an action still `claimed` (its sender died before WeCom answered: at most once)."""
-        state, _, detail = claim.partition(":")
-        if state == "delivered":  # "delivered" alone: claimed before the msgid was kept
-            return [self._delivered(action, detail or None)]
-        if state == "failed":
-            return [self._failure(action, detail)]
-        return []
+    async def _settle(self, action: CampaignAction, event_type: str, properties: dict[str, Any]) -> Outgoing:
+        """The action's result, to publish; kept in its claim first, so that the action coming
+        again gives the very same record again (`_result_again`)."""
+        at = self._clock().isoformat()
+        kept = orjson.dumps({"type": event_type, "at": at, "properties": properties})
+        await self._redis.set(claim_key(action.action_id), kept, xx=True, keepttl=True)
+        return self._result(action, event_type, properties, at)
 
-    def _delivered(self, action: CampaignAction, msgid: str | None) -> Outgoing:
-        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "msgid": msgid}
-        return self._result(action, "campaign.delivered", properties)
-
-    def _failure(self, action: CampaignAction, reason: str) -> Outgoing:
-        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "reason": reason}
-        return self._result(action, "campaign.failed", properties)
+    def _result_again(self, action: CampaignAction, claim: bytes) -> list[Outgoing]:
+        """The result of an action handled before, as its claim keeps it: published again, the
+        same record (so counted once), in case the sender stopped before it was. Nothing for an
+        action still `claimed` (its sender died before WeCom answered: at most once), for a claim
+        kept before results were, or for a result over a day old: published long since, unless
+        the sender stopped right then for a day, and past the workers' dedupe window a copy would
+        be a new input to them."""
+        try:
+            kept = orjson.loads(claim)
+            at = datetime.fromisoformat(kept["at"])
+        except (ValueError, TypeError, KeyError):  # not JSON (orjson's error is a ValueError), or not ours
+            return []
+        if (self._clock() - at).total_seconds() > DEDUPE_WINDOW_S:
+            return []
+        return [self._result(action, kept["type"], kept["properties"], kept["at"])]
 
     async def _reachable(self, action: CampaignAction) -> Contact | str:
         """The customer's WeCom contact and consultant, or why the action cannot leave now."""
@@ -188,19 +198,20 @@ class Sender:
         raise AssertionError("unreachable")
 
     async def _failed(self, action: CampaignAction, reason: str, letter: DeadLetter | None) -> list[Outgoing]:
-        await self._redis.set(claim_key(action.action_id), f"failed:{reason}", xx=True, keepttl=True)
+        properties = {"action_id": action.action_id, "campaign_id": action.campaign_id, "reason": reason}
+        outgoing = [await self._settle(action, "campaign.failed", properties)]
         self._on_outcome("failed")
         log.warning("action %s not delivered: %s", action.action_id, reason)
-        outgoing = [self._failure(action, reason)]
         if letter is not None:
             outgoing.append(
                 (dead_letter_topic(CAMPAIGN_ACTIONS), action.customer_id.encode(), letter.encode())
             )
         return outgoing
 
-    def _result(self, action: CampaignAction, event_type: str, properties: dict[str, Any]) -> Outgoing:
+    def _result(
+        self, action: CampaignAction, event_type: str, properties: dict[str, Any], at: str
+    ) -> Outgoing:
         # The id is the action's and the result's: a result published again is the same event.
-        at = self._clock().isoformat()
         event = {
             "event_id": str(uuid.uuid5(RESULT_IDS, f"{action.action_id}\x00{event_type}")),
             "type": event_type,
