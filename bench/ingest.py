@@ -44,7 +44,6 @@ import os
 import platform
 import shutil
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -64,6 +63,7 @@ from bench.report import MODES, Measurement, markdown, phase_line, problems
 from bench.wrk import Load, Mode, Pool
 from stack.layout import Layout
 from stack.supervisor import Supervisor
+from tests.harness import eventually
 
 PATHS: dict[Mode, str] = {"single": "/v1/events", "batch": "/v1/events/batch", "seed": "/v1/events/batch"}
 SEED_LIMIT_S = 600  # seeding stops by itself once every customer was sent; this only bounds it
@@ -239,13 +239,17 @@ def workers_paused() -> Iterator[None]:
         for name in workers:
             supervisor.start(name)
         print(f"started {', '.join(workers)} again; waiting for them to be ready ...", flush=True)
-        # The next bench (make bench's console bench) needs them answering: poll, to a deadline.
-        deadline = time.monotonic() + WORKERS_READY_S
-        while (waiting := [name for name, url in PIPELINE_WORKERS.items() if not ready(url)]) and (
-            time.monotonic() < deadline
-        ):
-            time.sleep(0.5)
-        print(f"not ready after {WORKERS_READY_S} s: {', '.join(waiting)}" if waiting else "workers ready")
+
+        # The next bench (make bench's console bench) needs them answering.
+        def all_ready() -> None:
+            waiting = [name for name, url in PIPELINE_WORKERS.items() if not ready(url)]
+            assert not waiting, f"not ready after {WORKERS_READY_S} s: {', '.join(waiting)}"
+
+        try:
+            eventually(all_ready, timeout=WORKERS_READY_S, interval=0.5)
+            print("workers ready", flush=True)
+        except AssertionError as not_ready:
+            print(not_ready, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

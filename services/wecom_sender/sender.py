@@ -7,7 +7,7 @@ result published back for the campaign's figures (docs/wecom.md).
    and is not sent again; its result, which the claim keeps, is published again (the same
    record, within a day: the workers' dedupe window). The price: an action claimed
    by a sender that died before WeCom answered is not sent at all (at most once; the claim
-   says `claimed`, never `delivered`).
+   says `claimed`, never a result).
 3. The customer's WeCom contact and the consultant who added them (shared/wecom.py), and their
    consent as it stands now: none, or revoked since the decision, and nothing is sent
    (`campaign.failed` with why).
